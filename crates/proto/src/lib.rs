@@ -1,0 +1,30 @@
+//! The hora protocol, with no sockets, no tasks and no clock of its own.
+//!
+//! hora speaks the protocol of a small Python UDP client and server (the
+//! "seed"): the client sends `login`, the server answers with a menu, option
+//! `1` returns the server's date and time, `2` ends the session, anything else
+//! ends it as an invalid option, and ten seconds of silence end it too.
+//! `PROTOCOL.md` at the root of the repository is the full specification.
+//!
+//! Every protocol decision lives here so that the server and the client are
+//! thin drivers of I/O and time, and every rule is unit-testable:
+//!
+//! - [`wire`]: the exact bytes on the wire, the seed's Portuguese strings and
+//!   the few replies hora adds;
+//! - [`request`]: what a datagram sent to the server means ([`parse`]);
+//! - [`session`]: the server's session state machine ([`decide`], [`expire`],
+//!   [`shut_down`]), with `now` passed in;
+//! - [`clock`]: the time reply, rendered from a wall-clock time it is given;
+//! - [`message`]: how a client reads what the server sent ([`ServerMessage`]).
+
+pub mod clock;
+pub mod message;
+pub mod request;
+pub mod session;
+pub mod wire;
+
+pub use clock::TimeReply;
+pub use message::{ClosedReason, ServerMessage};
+pub use request::{parse, ParseError, Request};
+pub use session::{decide, expire, shut_down, Decision, Effect, EndReason, PeerState, Rules};
+pub use wire::Reply;

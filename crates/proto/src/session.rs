@@ -1,0 +1,314 @@
+//! The server's session state machine, as pure functions of their inputs.
+//!
+//! A session exists from a `login` until it ends on exactly one of four paths
+//! ([`EndReason`]). The seed's server had one session and quit when it ended;
+//! hora keeps one per peer and keeps running, so it must also say what a peer
+//! without a session gets. The driver (the daemon) owns the sessions and the
+//! clock: it passes in whether the peer has a session, the parsed datagram and
+//! `now`, and carries out the [`Decision`] it gets back.
+
+use std::time::{Duration, Instant};
+
+use crate::request::{ParseError, Request};
+use crate::wire::Reply;
+
+/// The protocol's tunable rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// How long a session may stay silent before it ends (the seed: 10 s).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Rules {
+    /// The seed's rules.
+    fn default() -> Self {
+        Rules {
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the server knows of a peer when one of its datagrams arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// The peer has an open session.
+    LoggedIn,
+    /// The peer has no session; `may_open` says whether the server's limits
+    /// leave room for a new one.
+    NoSession {
+        /// Whether a `login` from this peer may open a session now.
+        may_open: bool,
+    },
+}
+
+/// How a session ended. Each session ends exactly once, on one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The peer chose option `2`.
+    Logout,
+    /// The peer sent something other than `login`, `1` or `2`.
+    InvalidOption,
+    /// The peer was silent for the whole idle timeout.
+    IdleTimeout,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// What becomes of the peer's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// A new session opens and idles out at `idle_deadline`.
+    Open {
+        /// When the session ends unless the peer speaks again.
+        idle_deadline: Instant,
+    },
+    /// The open session goes on, with a new idle deadline.
+    Keep {
+        /// When the session ends unless the peer speaks again.
+        idle_deadline: Instant,
+    },
+    /// The open session ends.
+    End(EndReason),
+    /// A `login` was refused by the server's limits; no session opens.
+    Refuse,
+    /// The peer had no session and still has none.
+    Nothing,
+}
+
+/// The state machine's answer: what to send and what becomes of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The datagram to send back to the peer, if any.
+    pub reply: Option<Reply>,
+    /// What becomes of the peer's session.
+    pub effect: Effect,
+}
+
+/// Decides what a datagram from a peer does, at `now`.
+///
+/// | peer         | request             | reply           | effect          |
+/// |--------------|---------------------|-----------------|-----------------|
+/// | no session   | `login`             | menu            | open            |
+/// | no session   | `login`, at limit   | refused         | refuse          |
+/// | no session   | `2`                 | closed          | nothing         |
+/// | no session   | `1`, other text     | no session      | nothing         |
+/// | no session   | too long, not UTF-8 | none (dropped)  | nothing         |
+/// | logged in    | `login`             | menu            | keep            |
+/// | logged in    | `1`                 | time            | keep            |
+/// | logged in    | `2`                 | closed          | end: logout     |
+/// | logged in    | anything else       | invalid option  | end: invalid    |
+///
+/// A repeated `login` keeps the session because a client may have resent it
+/// after a lost reply; `2` from a peer without a session is answered as a
+/// logout so that a resent logout is harmless.
+pub fn decide(
+    peer: PeerState,
+    request: Result<Request, ParseError>,
+    now: Instant,
+    rules: Rules,
+) -> Decision {
+    let idle_deadline = now + rules.idle_timeout;
+    let (reply, effect) = match (peer, request) {
+        (PeerState::LoggedIn, Ok(Request::Login)) => (Reply::Menu, Effect::Keep { idle_deadline }),
+        (PeerState::LoggedIn, Ok(Request::Time)) => (Reply::Time, Effect::Keep { idle_deadline }),
+        (PeerState::LoggedIn, Ok(Request::Logout)) => {
+            (Reply::Closed, Effect::End(EndReason::Logout))
+        }
+        (PeerState::LoggedIn, Err(_)) => {
+            (Reply::InvalidOption, Effect::End(EndReason::InvalidOption))
+        }
+        (PeerState::NoSession { may_open: true }, Ok(Request::Login)) => {
+            (Reply::Menu, Effect::Open { idle_deadline })
+        }
+        (PeerState::NoSession { may_open: false }, Ok(Request::Login)) => {
+            (Reply::Refused, Effect::Refuse)
+        }
+        (PeerState::NoSession { .. }, Ok(Request::Logout)) => (Reply::Closed, Effect::Nothing),
+        (PeerState::NoSession { .. }, Err(ParseError::TooLong(_) | ParseError::NotUtf8)) => {
+            return Decision {
+                reply: None,
+                effect: Effect::Nothing,
+            }
+        }
+        (PeerState::NoSession { .. }, Ok(Request::Time) | Err(_)) => {
+            (Reply::NoSession, Effect::Nothing)
+        }
+    };
+    Decision {
+        reply: Some(reply),
+        effect,
+    }
+}
+
+/// Decides whether a session whose deadline is `idle_deadline` has idled out
+/// at `now`: if so it ends, and the peer is sent the idle notice.
+pub fn expire(idle_deadline: Instant, now: Instant) -> Option<Decision> {
+    (now >= idle_deadline).then_some(Decision {
+        reply: Some(Reply::IdleNotice),
+        effect: Effect::End(EndReason::IdleTimeout),
+    })
+}
+
+/// What an open session gets when the server shuts down.
+pub fn shut_down() -> Decision {
+    Decision {
+        reply: Some(Reply::ShutdownNotice),
+        effect: Effect::End(EndReason::Shutdown),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::parse;
+
+    const LOGGED_IN: PeerState = PeerState::LoggedIn;
+    const NEW: PeerState = PeerState::NoSession { may_open: true };
+    const FULL: PeerState = PeerState::NoSession { may_open: false };
+
+    fn rules() -> Rules {
+        Rules {
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn follows_the_transition_table() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(10);
+        let keep = Effect::Keep {
+            idle_deadline: deadline,
+        };
+        let open = Effect::Open {
+            idle_deadline: deadline,
+        };
+        let table: &[(PeerState, &[u8], Option<Reply>, Effect)] = &[
+            (NEW, b"login", Some(Reply::Menu), open),
+            (FULL, b"login", Some(Reply::Refused), Effect::Refuse),
+            (NEW, b"2", Some(Reply::Closed), Effect::Nothing),
+            (FULL, b"2", Some(Reply::Closed), Effect::Nothing),
+            (NEW, b"1", Some(Reply::NoSession), Effect::Nothing),
+            (NEW, b"3", Some(Reply::NoSession), Effect::Nothing),
+            (NEW, b"oi", Some(Reply::NoSession), Effect::Nothing),
+            (NEW, b"", Some(Reply::NoSession), Effect::Nothing),
+            (NEW, b"\xff\xfe", None, Effect::Nothing),
+            (NEW, &[b'x'; 2000], None, Effect::Nothing),
+            (LOGGED_IN, b"login", Some(Reply::Menu), keep),
+            (LOGGED_IN, b"1", Some(Reply::Time), keep),
+            (LOGGED_IN, b"1\n", Some(Reply::Time), keep),
+            (
+                LOGGED_IN,
+                b"2",
+                Some(Reply::Closed),
+                Effect::End(EndReason::Logout),
+            ),
+            (
+                LOGGED_IN,
+                b"3",
+                Some(Reply::InvalidOption),
+                Effect::End(EndReason::InvalidOption),
+            ),
+            (
+                LOGGED_IN,
+                b"1.0",
+                Some(Reply::InvalidOption),
+                Effect::End(EndReason::InvalidOption),
+            ),
+            (
+                LOGGED_IN,
+                b"\xff",
+                Some(Reply::InvalidOption),
+                Effect::End(EndReason::InvalidOption),
+            ),
+            (
+                LOGGED_IN,
+                &[b'1'; 2000],
+                Some(Reply::InvalidOption),
+                Effect::End(EndReason::InvalidOption),
+            ),
+        ];
+        for (peer, datagram, reply, effect) in table {
+            let decision = decide(*peer, parse(datagram), now, rules());
+            assert_eq!(
+                decision,
+                Decision {
+                    reply: *reply,
+                    effect: *effect
+                },
+                "{peer:?} sends {:?}",
+                String::from_utf8_lossy(datagram)
+            );
+        }
+    }
+
+    #[test]
+    fn every_request_moves_the_idle_deadline_by_the_timeout() {
+        let start = Instant::now();
+        let later = start + Duration::from_secs(7);
+        let rules = Rules {
+            idle_timeout: Duration::from_millis(500),
+        };
+        let decision = decide(LOGGED_IN, Ok(Request::Time), later, rules);
+        assert_eq!(
+            decision.effect,
+            Effect::Keep {
+                idle_deadline: later + Duration::from_millis(500)
+            }
+        );
+    }
+
+    #[test]
+    fn expiry_fires_at_the_deadline_and_not_before() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert_eq!(expire(deadline, deadline - Duration::from_nanos(1)), None);
+        let at = expire(deadline, deadline).expect("expires at its deadline");
+        assert_eq!(at.reply, Some(Reply::IdleNotice));
+        assert_eq!(at.effect, Effect::End(EndReason::IdleTimeout));
+        assert!(expire(deadline, deadline + Duration::from_secs(1)).is_some());
+    }
+
+    #[test]
+    fn shutdown_ends_the_session_with_a_notice() {
+        assert_eq!(
+            shut_down(),
+            Decision {
+                reply: Some(Reply::ShutdownNotice),
+                effect: Effect::End(EndReason::Shutdown)
+            }
+        );
+    }
+
+    #[test]
+    fn default_rules_are_the_seeds() {
+        assert_eq!(Rules::default().idle_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_whole_conversation_in_memory() {
+        // Figure 5 of the seed: login, 1, 1, 2.
+        let mut now = Instant::now();
+        let mut peer = NEW;
+        let mut replies = Vec::new();
+        for datagram in [&b"login"[..], b"1", b"1", b"2"] {
+            let decision = decide(peer, parse(datagram), now, rules());
+            replies.extend(decision.reply);
+            peer = match decision.effect {
+                Effect::Open { idle_deadline } | Effect::Keep { idle_deadline } => {
+                    assert!(expire(idle_deadline, now).is_none());
+                    LOGGED_IN
+                }
+                Effect::End(reason) => {
+                    assert_eq!(reason, EndReason::Logout);
+                    NEW
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            now += Duration::from_secs(5);
+        }
+        assert_eq!(
+            replies,
+            [Reply::Menu, Reply::Time, Reply::Time, Reply::Closed]
+        );
+        assert_eq!(peer, NEW);
+    }
+}

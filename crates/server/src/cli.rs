@@ -1,0 +1,158 @@
+//! `horad`'s command line. Each flag overrides the same key of the
+//! configuration file, and most can also come from a `HORAD_*` variable.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{Config, ConfigError, LogFormat};
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
+
+/// horad: a UDP time server for the LAN, speaking the seed's login/menu protocol.
+#[derive(Debug, Parser)]
+#[command(name = "horad", version, about, long_about = None)]
+pub struct Args {
+    /// Configuration file. Without it, ./config.toml is read if present;
+    /// otherwise the built-in defaults apply (they equal the shipped file).
+    #[arg(short, long, env = "HORAD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// UDP address to serve on, IPv4 or IPv6 [default: 127.0.0.1:5005]
+    #[arg(long, env = "HORAD_BIND", value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+
+    /// A session silent this long ends, e.g. 10s, 500ms, 2m [default: 10s]
+    #[arg(long, env = "HORAD_IDLE_TIMEOUT", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// The most sessions open at once [default: 10000]
+    #[arg(long, env = "HORAD_MAX_SESSIONS", value_name = "N")]
+    pub max_sessions: Option<usize>,
+
+    /// The most sessions open at once from one IP address [default: 100]
+    #[arg(long, env = "HORAD_MAX_SESSIONS_PER_IP", value_name = "N")]
+    pub max_sessions_per_ip: Option<usize>,
+
+    /// How often to log the counters; 0s logs them only at shutdown [default: 60s]
+    #[arg(long, env = "HORAD_STATS_INTERVAL", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub stats_interval: Option<Duration>,
+
+    /// Log filter, e.g. info, debug, warn; RUST_LOG overrides it [default: info]
+    #[arg(long, env = "HORAD_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Log format [default: text]
+    #[arg(long, env = "HORAD_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Args {
+    /// The configuration to run with: the file (or the defaults), then the
+    /// flags on top, validated. Also returns the file read, if any.
+    pub fn config(&self) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let (mut config, source) = match &self.config {
+            Some(path) => (Config::from_file(path)?, Some(path.clone())),
+            None if Path::new(DEFAULT_CONFIG_PATH).is_file() => {
+                let path = PathBuf::from(DEFAULT_CONFIG_PATH);
+                (Config::from_file(&path)?, Some(path))
+            }
+            None => (Config::default(), None),
+        };
+        self.apply(&mut config);
+        config.validate("command line")?;
+        Ok((config, source))
+    }
+
+    /// Overrides the file's values with the flags given.
+    fn apply(&self, config: &mut Config) {
+        if let Some(bind) = self.bind {
+            config.bind = bind;
+        }
+        if let Some(timeout) = self.idle_timeout {
+            config.idle_timeout = timeout;
+        }
+        if let Some(max) = self.max_sessions {
+            config.max_sessions = max;
+        }
+        if let Some(max) = self.max_sessions_per_ip {
+            config.max_sessions_per_ip = max;
+        }
+        if let Some(interval) = self.stats_interval {
+            config.stats_interval = interval;
+        }
+        if let Some(level) = &self.log_level {
+            config.log.level.clone_from(level);
+        }
+        if let Some(format) = self.log_format {
+            config.log.format = format;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_configuration() {
+        let args = Args::try_parse_from([
+            "horad",
+            "--bind",
+            "[::1]:0",
+            "--idle-timeout",
+            "1m 30s",
+            "--max-sessions",
+            "7",
+            "--max-sessions-per-ip",
+            "3",
+            "--stats-interval",
+            "0s",
+            "--log-level",
+            "debug",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let mut config = Config::default();
+        args.apply(&mut config);
+        assert_eq!(config.bind, "[::1]:0".parse().unwrap());
+        assert_eq!(config.idle_timeout, Duration::from_secs(90));
+        assert_eq!(config.max_sessions, 7);
+        assert_eq!(config.max_sessions_per_ip, 3);
+        assert_eq!(config.stats_interval, Duration::ZERO);
+        assert_eq!(config.log.level, "debug");
+        assert_eq!(config.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn no_flags_change_nothing() {
+        let args = Args::try_parse_from(["horad"]).unwrap();
+        let mut config = Config::default();
+        args.apply(&mut config);
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn bad_flag_values_are_usage_errors() {
+        for bad in [
+            &["horad", "--bind", "localhost"][..],
+            &["horad", "--idle-timeout", "ten"],
+            &["horad", "--max-sessions", "-1"],
+            &["horad", "--log-format", "xml"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_zero_timeout_on_the_command_line_is_refused() {
+        let args = Args::try_parse_from(["horad", "--config", "/dev/null", "--idle-timeout", "0s"])
+            .unwrap();
+        let error = args.config().unwrap_err().to_string();
+        assert!(error.starts_with("command line: `idle_timeout`"), "{error}");
+    }
+}

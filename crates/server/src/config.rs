@@ -1,0 +1,255 @@
+//! The daemon's configuration: `config.toml`, validated once at start-up.
+//!
+//! [`Config::default`] equals the commented `config.toml` at the root of the
+//! repository (a test checks it), so a daemon started without a file behaves
+//! exactly as one started with it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything `horad` can be told, from the file and then the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The UDP address to serve the seed's protocol on (IPv4 or IPv6).
+    pub bind: SocketAddr,
+    /// How long a session may stay silent before it ends.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// The most sessions open at once; a `login` beyond it is refused.
+    pub max_sessions: usize,
+    /// The most sessions open at once from one source IP address.
+    pub max_sessions_per_ip: usize,
+    /// How often the counters are logged; `0s` logs them only at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub stats_interval: Duration,
+    /// How the daemon logs.
+    pub log: LogConfig,
+}
+
+/// The `[log]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `debug`, `horad=debug,warn`); `RUST_LOG`
+    /// overrides it.
+    pub level: String,
+    /// Human-readable lines or one JSON object per line.
+    pub format: LogFormat,
+}
+
+/// The two log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event, for log collectors.
+    Json,
+}
+
+impl Default for Config {
+    /// The seed's address, port and timeout; limits sized for a LAN.
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 5005)),
+            idle_timeout: Duration::from_secs(10),
+            max_sessions: 10_000,
+            max_sessions_per_ip: 100,
+            stats_interval: Duration::from_secs(60),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Why a configuration could not be used. Each reads as one line that names
+/// the file, the position and the key where it can.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has an unknown key or a bad value.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending text.
+        line: usize,
+        /// 1-based column of the offending text.
+        column: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A value is well-formed but unusable.
+    #[error("{origin}: `{key}` {problem}")]
+    Invalid {
+        /// The file, or "command line".
+        origin: String,
+        /// The key.
+        key: &'static str,
+        /// What is wrong with its value.
+        problem: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Config::from_toml(&text, path)?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; `path` only names it in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|error| {
+            let (line, column) = error
+                .span()
+                .map(|span| line_and_column(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: error.message().trim().to_owned(),
+            }
+        })
+    }
+
+    /// Checks the values that parse but cannot work; `origin` names where
+    /// they came from in the error.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key, problem| {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                key,
+                problem,
+            })
+        };
+        if self.idle_timeout.is_zero() {
+            return invalid("idle_timeout", "must be longer than 0s");
+        }
+        if self.max_sessions == 0 {
+            return invalid("max_sessions", "must be at least 1");
+        }
+        if self.max_sessions_per_ip == 0 {
+            return invalid("max_sessions_per_ip", "must be at least 1");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return invalid("log.level", "is not a valid log filter (try \"info\")");
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn the_shipped_config_toml_equals_the_built_in_defaults() {
+        let shipped = include_str!("../../../config.toml");
+        assert_eq!(parse(shipped).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn an_empty_file_means_the_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let config = parse(
+            "bind = \"[::1]:6000\"\nidle_timeout = \"500ms\"\nmax_sessions = 5\n\
+             max_sessions_per_ip = 2\nstats_interval = \"2m\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.bind, "[::1]:6000".parse().unwrap());
+        assert_eq!(config.idle_timeout, Duration::from_millis(500));
+        assert_eq!(config.max_sessions, 5);
+        assert_eq!(config.max_sessions_per_ip, 2);
+        assert_eq!(config.stats_interval, Duration::from_secs(120));
+        assert_eq!(config.log.level, "debug");
+        assert_eq!(config.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_file_line_and_key() {
+        let error = parse("idle_timeout = \"10s\"\nbnd = \"127.0.0.1:5005\"\n").unwrap_err();
+        let text = error.to_string();
+        assert!(text.starts_with("config.toml:2:1: "), "{text}");
+        assert!(text.contains("unknown field `bnd`"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_name_the_position() {
+        for (toml, line, needle) in [
+            ("bind = \"localhost\"\n", 1, "invalid socket address"),
+            ("\n\nidle_timeout = \"ten seconds\"\n", 3, ""),
+            ("max_sessions = -1\n", 1, ""),
+            ("[log]\nformat = \"xml\"\n", 2, "xml"),
+            ("bind = \n", 1, ""),
+        ] {
+            let text = parse(toml).unwrap_err().to_string();
+            assert!(
+                text.starts_with(&format!("config.toml:{line}:")),
+                "{toml:?} gave {text}"
+            );
+            assert!(text.contains(needle), "{toml:?} gave {text}");
+            assert!(!text.contains('\n'), "one line: {text:?}");
+        }
+    }
+
+    #[test]
+    fn unusable_values_are_refused() {
+        for (toml, key) in [
+            ("idle_timeout = \"0s\"", "idle_timeout"),
+            ("max_sessions = 0", "max_sessions"),
+            ("max_sessions_per_ip = 0", "max_sessions_per_ip"),
+            ("[log]\nlevel = \"=[\"", "log.level"),
+        ] {
+            let error = parse(toml).unwrap().validate("config.toml").unwrap_err();
+            assert!(error.to_string().contains(key), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_a_read_error_naming_it() {
+        let error = Config::from_file(Path::new("/nonexistent/hora.toml")).unwrap_err();
+        assert!(error.to_string().starts_with("/nonexistent/hora.toml: "));
+    }
+}

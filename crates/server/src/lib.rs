@@ -1,0 +1,23 @@
+//! `horad`, the hora time daemon: a thin driver of I/O, time and tasks around
+//! the protocol decisions of `hora_proto`.
+//!
+//! - [`config`]: `config.toml`, with defaults and validation;
+//! - [`cli`]: the command line, which overrides the file;
+//! - [`server`]: the socket, the receive loop, idle timers and shutdown;
+//! - [`sessions`]: the session table keyed by peer address, with its limits;
+//! - [`stats`]: the counters;
+//! - [`time_cache`]: the time reply, rendered once a second;
+//! - [`warn_budget`]: a cap on warnings, so floods don't flood the log;
+//! - [`logging`]: the `tracing` subscriber.
+
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod server;
+pub mod sessions;
+pub mod stats;
+pub mod time_cache;
+pub mod warn_budget;
+
+pub use config::Config;
+pub use server::{BindError, Server};

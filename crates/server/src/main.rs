@@ -1,0 +1,79 @@
+//! `horad`: parse the command line, load the configuration, serve until a
+//! signal. Exit status: 0 after a clean shutdown, 1 when the socket cannot be
+//! bound, 2 for a bad configuration or command line.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use hora_server::cli::Args;
+use hora_server::{logging, Config, Server};
+use tracing::info;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let (config, source) = match args.config() {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("horad: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(error) = logging::init(&config.log) {
+        eprintln!("horad: cannot set up logging: {error:#}");
+        return ExitCode::from(2);
+    }
+    let source = source.map_or_else(
+        || "built-in defaults".to_owned(),
+        |p| p.display().to_string(),
+    );
+    match serve(config, &source) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("horad: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config, source: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(&config).await?;
+        let addr = server
+            .local_addr()
+            .context("cannot read the bound address")?;
+        info!(%addr, config = source, "listening on {addr}");
+        server.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+                    _ = terminate.recv() => info!("SIGTERM received"),
+                }
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "cannot watch SIGTERM; Ctrl-C still works"),
+        }
+    }
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => info!("SIGINT received"),
+        // With no signal to wait for, serve until killed rather than stop now.
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGINT; stop horad with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The daemon proper: one UDP socket, the receive loop, the idle timers and
+//! shutdown. Every protocol decision is `hora_proto`'s; this module moves
+//! datagrams, keeps time and logs.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hora_proto::wire::MAX_DATAGRAM;
+use hora_proto::{parse, Effect, EndReason, Reply, Rules};
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::sessions::{Limits, SessionId, Sessions, TimerCheck};
+use crate::stats::{Snapshot, Stats};
+use crate::time_cache::TimeCache;
+use crate::warn_budget::WarnBudget;
+
+/// How many warnings about bad input may be logged per second.
+const WARNINGS_PER_SECOND: u32 = 5;
+
+/// A bound socket, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    socket: Arc<UdpSocket>,
+    sessions: Arc<Sessions>,
+    stats: Arc<Stats>,
+    rules: Rules,
+    stats_interval: Duration,
+}
+
+/// The socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind {addr}: {source}")]
+pub struct BindError {
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// What the OS said.
+    pub source: io::Error,
+}
+
+impl Server {
+    /// Binds the configured address. Nothing is served until [`Server::run`].
+    pub async fn bind(config: &Config) -> Result<Server, BindError> {
+        let socket = UdpSocket::bind(config.bind)
+            .await
+            .map_err(|source| BindError {
+                addr: config.bind,
+                source,
+            })?;
+        Ok(Server {
+            socket: Arc::new(socket),
+            sessions: Arc::new(Sessions::new(Limits {
+                max_sessions: config.max_sessions,
+                max_sessions_per_ip: config.max_sessions_per_ip,
+            })),
+            stats: Arc::new(Stats::default()),
+            rules: Rules {
+                idle_timeout: config.idle_timeout,
+            },
+            stats_interval: config.stats_interval,
+        })
+    }
+
+    /// The address actually bound (its port when the config said port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The open sessions, for observers such as tests.
+    pub fn sessions(&self) -> Arc<Sessions> {
+        Arc::clone(&self.sessions)
+    }
+
+    /// The counters, for observers such as tests.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Serves until `shutdown` completes, then tells every open session the
+    /// server is going away and returns the final counters.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Snapshot {
+        tokio::pin!(shutdown);
+        let mut receiver = Receiver {
+            server: &self,
+            time: TimeCache::new(),
+            warnings: WarnBudget::new(WARNINGS_PER_SECOND, Duration::from_secs(1), Instant::now()),
+        };
+        let mut summary = tokio::time::interval(if self.stats_interval.is_zero() {
+            Duration::MAX / 4
+        } else {
+            self.stats_interval
+        });
+        summary.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        summary.tick().await; // The first tick is immediate; skip it.
+        let mut buffer = [0u8; MAX_DATAGRAM + 1];
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                _ = summary.tick() => {
+                    info!(stats = %self.snapshot(), "summary");
+                }
+                received = self.socket.recv_from(&mut buffer) => match received {
+                    Ok((len, peer)) => receiver.datagram(&buffer[..len], peer).await,
+                    Err(error) => receiver.receive_error(&error),
+                },
+            }
+        }
+        self.shut_down().await
+    }
+
+    /// Ends every session with the shutdown notice and logs the summary.
+    async fn shut_down(&self) -> Snapshot {
+        let closing = self.sessions.close_all();
+        info!(
+            sessions = closing.len(),
+            "shutting down; notifying open sessions"
+        );
+        for (peer, session, decision) in closing {
+            if let Some(bytes) = decision.reply.as_ref().and_then(Reply::fixed_bytes) {
+                send(&self.socket, &self.stats, bytes, peer).await;
+            }
+            Stats::bump(&self.stats.shutdown_closes);
+            debug!(%session, %peer, "session closed by shutdown");
+        }
+        let snapshot = self.snapshot();
+        info!(stats = %snapshot, "stopped");
+        snapshot
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.stats.snapshot(self.sessions.len())
+    }
+}
+
+/// The state the receive loop alone owns.
+struct Receiver<'a> {
+    server: &'a Server,
+    time: TimeCache,
+    warnings: WarnBudget,
+}
+
+impl Receiver<'_> {
+    /// One datagram in, at most one out.
+    async fn datagram(&mut self, datagram: &[u8], peer: SocketAddr) {
+        let server = self.server;
+        let stats = &server.stats;
+        let request = parse(datagram);
+        let now = Instant::now();
+        let handled = server
+            .sessions
+            .handle(peer, request, now.into_std(), server.rules);
+        let session = handled.session;
+
+        if let Err(error) = request {
+            Stats::bump(&stats.invalid_datagrams);
+            if let Some(suppressed) = self.warnings.allow(now) {
+                warn!(
+                    session = %OptionalId(session),
+                    %peer,
+                    len = datagram.len(),
+                    start = %Preview(datagram),
+                    suppressed,
+                    "invalid datagram: {error}"
+                );
+            }
+        }
+        match handled.decision.effect {
+            Effect::Open { idle_deadline } => {
+                Stats::bump(&stats.logins);
+                if let Some(id) = session {
+                    info!(session = %id, %peer, "login");
+                    self.spawn_idle_timer(peer, id, Instant::from_std(idle_deadline));
+                }
+            }
+            Effect::Keep { .. } => {}
+            Effect::End(EndReason::Logout) => {
+                Stats::bump(&stats.logouts);
+                info!(session = %OptionalId(session), %peer, "logout");
+            }
+            Effect::End(_) => {
+                Stats::bump(&stats.invalid_options);
+                info!(session = %OptionalId(session), %peer, "session ended by an invalid option");
+            }
+            Effect::Refuse => {
+                Stats::bump(&stats.refusals);
+                if let Some(suppressed) = self.warnings.allow(now) {
+                    warn!(%peer, suppressed, "login refused: session limit reached");
+                }
+            }
+            Effect::Nothing => {
+                if handled.decision.reply == Some(Reply::NoSession) {
+                    Stats::bump(&stats.no_session);
+                }
+            }
+        }
+        match handled.decision.reply {
+            Some(reply) => {
+                if reply == Reply::Time {
+                    Stats::bump(&stats.time_requests);
+                    debug!(session = %OptionalId(session), %peer, "time served");
+                }
+                let bytes = reply.bytes(self.time.current());
+                send(&server.socket, stats, bytes, peer).await;
+            }
+            None => Stats::bump(&stats.dropped),
+        }
+    }
+
+    fn receive_error(&mut self, error: &io::Error) {
+        Stats::bump(&self.server.stats.dropped);
+        if let Some(suppressed) = self.warnings.allow(Instant::now()) {
+            warn!(%error, suppressed, "receive failed");
+        }
+    }
+
+    /// Starts the task that ends session `id` when it has been idle too long.
+    fn spawn_idle_timer(&self, peer: SocketAddr, id: SessionId, deadline: Instant) {
+        let socket = Arc::clone(&self.server.socket);
+        let sessions = Arc::clone(&self.server.sessions);
+        let stats = Arc::clone(&self.server.stats);
+        let timer = tokio::spawn(async move {
+            let mut deadline = deadline;
+            loop {
+                tokio::time::sleep_until(deadline).await;
+                match sessions.check_idle(peer, id, Instant::now().into_std()) {
+                    TimerCheck::Gone => return,
+                    TimerCheck::Later(next) => deadline = Instant::from_std(next),
+                    TimerCheck::Expired(decision) => {
+                        Stats::bump(&stats.idle_expiries);
+                        info!(session = %id, %peer, "session idled out");
+                        if let Some(bytes) = decision.reply.as_ref().and_then(Reply::fixed_bytes) {
+                            send(&socket, &stats, bytes, peer).await;
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+        self.server
+            .sessions
+            .set_timer(peer, id, timer.abort_handle());
+    }
+}
+
+/// Sends one datagram; a failure is counted and logged, never fatal.
+async fn send(socket: &UdpSocket, stats: &Stats, bytes: &[u8], peer: SocketAddr) {
+    if let Err(error) = socket.send_to(bytes, peer).await {
+        Stats::bump(&stats.send_errors);
+        debug!(%peer, %error, "send failed");
+    }
+}
+
+/// A session id for logs, or `-` for a peer without one.
+struct OptionalId(Option<SessionId>);
+
+impl std::fmt::Display for OptionalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => id.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// The first bytes of a datagram, escaped, so a log line shows what came
+/// without printing control characters or a kilobyte of garbage.
+struct Preview<'a>(&'a [u8]);
+
+impl std::fmt::Display for Preview<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 32;
+        let shown = &self.0[..self.0.len().min(SHOWN)];
+        write!(f, "\"{}\"", shown.escape_ascii())?;
+        if self.0.len() > SHOWN {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}

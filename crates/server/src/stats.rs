@@ -1,0 +1,100 @@
+//! The daemon's counters: plain atomics bumped where each decision is made,
+//! and reported in one place ([`Snapshot`]'s `Display`).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters kept from start-up. Shared by the receive loop and the idle
+/// timers, so each is an atomic; relaxed ordering is enough for counting.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Sessions opened by a `login`.
+    pub logins: AtomicU64,
+    /// Time replies sent.
+    pub time_requests: AtomicU64,
+    /// Sessions ended by option `2`.
+    pub logouts: AtomicU64,
+    /// Sessions ended by an invalid option.
+    pub invalid_options: AtomicU64,
+    /// Sessions ended by their idle timeout.
+    pub idle_expiries: AtomicU64,
+    /// Sessions ended by shutdown.
+    pub shutdown_closes: AtomicU64,
+    /// Datagrams that were not a request (from any peer).
+    pub invalid_datagrams: AtomicU64,
+    /// Logins refused by the session limits.
+    pub refusals: AtomicU64,
+    /// Requests from peers without a session.
+    pub no_session: AtomicU64,
+    /// Datagrams received and not answered.
+    pub dropped: AtomicU64,
+    /// Replies the OS would not send.
+    pub send_errors: AtomicU64,
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now, with the number of open sessions.
+    pub fn snapshot(&self, sessions_open: usize) -> Snapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            sessions_open,
+            logins: get(&self.logins),
+            time_requests: get(&self.time_requests),
+            logouts: get(&self.logouts),
+            invalid_options: get(&self.invalid_options),
+            idle_expiries: get(&self.idle_expiries),
+            shutdown_closes: get(&self.shutdown_closes),
+            invalid_datagrams: get(&self.invalid_datagrams),
+            refusals: get(&self.refusals),
+            no_session: get(&self.no_session),
+            dropped: get(&self.dropped),
+            send_errors: get(&self.send_errors),
+        }
+    }
+}
+
+/// The counters at one moment, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)] // Each field is the `Stats` counter of the same name.
+pub struct Snapshot {
+    pub sessions_open: usize,
+    pub logins: u64,
+    pub time_requests: u64,
+    pub logouts: u64,
+    pub invalid_options: u64,
+    pub idle_expiries: u64,
+    pub shutdown_closes: u64,
+    pub invalid_datagrams: u64,
+    pub refusals: u64,
+    pub no_session: u64,
+    pub dropped: u64,
+    pub send_errors: u64,
+}
+
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sessions_open={} logins={} time_requests={} logouts={} invalid_options={} \
+             idle_expiries={} shutdown_closes={} invalid_datagrams={} refusals={} \
+             no_session={} dropped={} send_errors={}",
+            self.sessions_open,
+            self.logins,
+            self.time_requests,
+            self.logouts,
+            self.invalid_options,
+            self.idle_expiries,
+            self.shutdown_closes,
+            self.invalid_datagrams,
+            self.refusals,
+            self.no_session,
+            self.dropped,
+            self.send_errors
+        )
+    }
+}
