@@ -1,0 +1,156 @@
+//! The real `horad` binary: exit codes and messages for bad configuration
+//! and a busy port, and a clean shutdown on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hora_proto::wire::{LOGIN_MENU, SHUTDOWN_NOTICE};
+
+fn horad() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_horad"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.stdin(Stdio::null()).output().unwrap()
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn an_unknown_key_exits_2_with_one_line_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hora.toml");
+    std::fs::write(&path, "idle_timeout = \"10s\"\nbnd = \"127.0.0.1:0\"\n").unwrap();
+    let output = run(horad().arg("--config").arg(&path));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("horad: {}:2:1: ", path.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown field `bnd`"), "{stderr}");
+}
+
+#[test]
+fn a_bad_value_or_a_missing_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hora.toml");
+    std::fs::write(&path, "max_sessions = 0\n").unwrap();
+    let output = run(horad().arg("--config").arg(&path));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("`max_sessions` must be at least 1"));
+
+    let output = run(horad().arg("--config").arg(dir.path().join("missing.toml")));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("missing.toml: "));
+}
+
+#[test]
+fn a_bad_flag_is_a_usage_error() {
+    let output = run(horad().args(["--idle-timeout", "soon"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("--idle-timeout"));
+}
+
+#[test]
+fn a_busy_port_exits_1_with_one_clear_line() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(horad()
+        .current_dir(dir.path())
+        .args(["--bind", &addr.to_string()]));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("horad: cannot bind {addr}: ")),
+        "{stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
+}
+
+#[test]
+fn help_explains_each_option_with_its_default() {
+    let output = run(horad().arg("--help"));
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "--config",
+        "--bind",
+        "127.0.0.1:5005",
+        "--idle-timeout",
+        "10s",
+        "--max-sessions",
+        "--log-format",
+        "HORAD_BIND",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+}
+
+/// Starts `horad` on an ephemeral port and returns it with the address it
+/// reports in its start-up line.
+fn spawn_horad() -> (Child, SocketAddr) {
+    let mut child = horad()
+        .args(["--bind", "127.0.0.1:0", "--log-format", "text"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    // The start-up line comes first; the loop ends at EOF if horad dies.
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let rest = line.split("listening on ").nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .expect("horad reports its address");
+    // Keep draining stderr so horad never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+#[test]
+fn sigterm_notifies_sessions_and_exits_0_within_a_second() {
+    let (mut child, addr) = spawn_horad();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buffer = [0u8; 2048];
+    peer.send_to(b"login", addr).unwrap();
+    let (len, _) = peer.recv_from(&mut buffer).unwrap();
+    assert_eq!(&buffer[..len], LOGIN_MENU.as_bytes());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    let (len, _) = peer.recv_from(&mut buffer).unwrap();
+    assert_eq!(&buffer[..len], SHUTDOWN_NOTICE.as_bytes());
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(1),
+            "still running after 1 s"
+        );
+        std::thread::yield_now();
+    };
+    assert_eq!(exit.code(), Some(0));
+}

@@ -1,0 +1,355 @@
+//! The daemon over real loopback sockets, in-process: many peers at once,
+//! sessions ending on every path, limits and shutdown. Time-driven tests run
+//! on tokio's paused clock, so a 10 s idle timeout takes no real time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hora_proto::wire::{
+    IDLE_NOTICE, INVALID_OPTION, LOGIN_MENU, NO_SESSION, REFUSED, SESSION_CLOSED, SHUTDOWN_NOTICE,
+};
+use hora_proto::ServerMessage;
+use hora_server::sessions::Sessions;
+use hora_server::stats::Snapshot;
+use hora_server::{Config, Server};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, Instant};
+
+/// A running daemon and the handles a test needs.
+struct Daemon {
+    addr: SocketAddr,
+    sessions: Arc<Sessions>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Snapshot>,
+}
+
+impl Daemon {
+    async fn start(config: Config) -> Daemon {
+        let server = Server::bind(&config).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let sessions = server.sessions();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Daemon {
+            addr,
+            sessions,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) -> Snapshot {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap()
+    }
+}
+
+fn config() -> Config {
+    Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        stats_interval: Duration::ZERO,
+        ..Config::default()
+    }
+}
+
+/// A peer with its own socket, so its own session.
+struct Peer {
+    socket: UdpSocket,
+    server: SocketAddr,
+}
+
+impl Peer {
+    async fn new(server: SocketAddr) -> Peer {
+        Peer::on("127.0.0.1", server).await
+    }
+
+    async fn on(ip: &str, server: SocketAddr) -> Peer {
+        let socket = UdpSocket::bind((ip, 0)).await.unwrap();
+        Peer { socket, server }
+    }
+
+    async fn send(&self, datagram: &[u8]) {
+        self.socket.send_to(datagram, self.server).await.unwrap();
+    }
+
+    /// The next datagram from the server, within a bounded wait.
+    async fn receive(&self) -> Vec<u8> {
+        let mut buffer = [0u8; 2048];
+        let (len, from) = timeout(Duration::from_secs(60), self.socket.recv_from(&mut buffer))
+            .await
+            .expect("the server answers")
+            .unwrap();
+        assert_eq!(from, self.server, "replies come from the server's address");
+        buffer[..len].to_vec()
+    }
+
+    async fn ask(&self, datagram: &[u8]) -> Vec<u8> {
+        self.send(datagram).await;
+        self.receive().await
+    }
+
+    /// As a real UDP client does: drops stale replies, and resends when the
+    /// reply is late (loopback drops datagrams too, when a receive buffer
+    /// overflows under a burst). Only for requests that are safe to repeat.
+    async fn ask_resending(&self, datagram: &[u8]) -> Vec<u8> {
+        let mut buffer = [0u8; 2048];
+        while self.socket.try_recv_from(&mut buffer).is_ok() {}
+        for _ in 0..10 {
+            self.send(datagram).await;
+            if let Ok(received) = timeout(
+                Duration::from_millis(500),
+                self.socket.recv_from(&mut buffer),
+            )
+            .await
+            {
+                let (len, from) = received.unwrap();
+                assert_eq!(from, self.server);
+                return buffer[..len].to_vec();
+            }
+        }
+        panic!("no reply to {datagram:?} after 10 tries");
+    }
+}
+
+fn assert_time_reply(reply: &[u8]) {
+    match ServerMessage::read(reply) {
+        ServerMessage::Time {
+            server_time: Some(_),
+            text,
+        } => assert!(text.ends_with(hora_proto::wire::TIME_MENU)),
+        other => panic!("not a time reply: {other:?}"),
+    }
+}
+
+/// Lets aborted and finished tasks be reaped, then counts the live ones.
+async fn settled_task_count(expected: usize) -> usize {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() == expected {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    metrics.num_alive_tasks()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_clients_are_served_byte_for_byte() {
+    let daemon = Daemon::start(Config {
+        max_sessions_per_ip: 1000,
+        ..config()
+    })
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        let server = daemon.addr;
+        clients.push(tokio::spawn(async move {
+            let peer = Peer::new(server).await;
+            assert_eq!(peer.ask_resending(b"login").await, LOGIN_MENU.as_bytes());
+            for _ in 0..3 {
+                assert_time_reply(&peer.ask_resending(b"1").await);
+            }
+            assert_eq!(peer.ask_resending(b"2").await, SESSION_CLOSED.as_bytes());
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert_eq!(daemon.sessions.len(), 0, "every session left the map");
+    let stats = daemon.stop().await;
+    assert_eq!(stats.logins, 200);
+    assert!(stats.time_requests >= 600, "a resend may ask twice");
+    assert_eq!(stats.logouts, 200);
+    assert_eq!(stats.dropped, 0);
+}
+
+#[tokio::test]
+async fn invalid_option_ends_only_that_session() {
+    let daemon = Daemon::start(config()).await;
+    let (good, bad) = (Peer::new(daemon.addr).await, Peer::new(daemon.addr).await);
+    good.ask(b"login").await;
+    bad.ask(b"login").await;
+    assert_eq!(bad.ask(b"3").await, INVALID_OPTION.as_bytes());
+    assert_eq!(daemon.sessions.len(), 1);
+    assert_time_reply(&good.ask(b"1").await);
+    // The ended peer has no session now; a time request says so.
+    assert_eq!(bad.ask(b"1").await, NO_SESSION.as_bytes());
+    let stats = daemon.stop().await;
+    assert_eq!(stats.invalid_options, 1);
+    assert_eq!(stats.no_session, 1);
+}
+
+#[tokio::test]
+async fn garbage_of_every_kind_gets_the_documented_answer() {
+    let daemon = Daemon::start(config()).await;
+    let peer = Peer::new(daemon.addr).await;
+    // No session: text is told there is none, binary is dropped.
+    assert_eq!(peer.ask(b"oi").await, NO_SESSION.as_bytes());
+    peer.send(&[0xff; 10]).await;
+    peer.send(&[b'x'; 5000]).await;
+    // A logout without a session is harmless.
+    assert_eq!(peer.ask(b"2").await, SESSION_CLOSED.as_bytes());
+    // In a session, an oversized datagram is an invalid option.
+    peer.ask(b"login").await;
+    assert_eq!(peer.ask(&[b'1'; 1025]).await, INVALID_OPTION.as_bytes());
+    let stats = daemon.stop().await;
+    assert_eq!(stats.dropped, 2, "the two binary datagrams");
+    assert_eq!(stats.invalid_datagrams, 4);
+}
+
+#[tokio::test]
+async fn a_repeated_login_keeps_the_session() {
+    let daemon = Daemon::start(config()).await;
+    let peer = Peer::new(daemon.addr).await;
+    assert_eq!(peer.ask(b"login").await, LOGIN_MENU.as_bytes());
+    assert_eq!(peer.ask(b"login").await, LOGIN_MENU.as_bytes());
+    assert_eq!(daemon.sessions.len(), 1);
+    assert_eq!(daemon.stop().await.logins, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_expiry_sends_the_notice_exactly_at_the_deadline() {
+    let daemon = Daemon::start(config()).await;
+    let peer = Peer::new(daemon.addr).await;
+    peer.ask(b"login").await;
+    let logged_in = Instant::now();
+    assert_eq!(peer.receive().await, IDLE_NOTICE.as_bytes());
+    let waited = logged_in.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10) && waited <= Duration::from_millis(10_001),
+        "expired after {waited:?}"
+    );
+    assert_eq!(daemon.sessions.len(), 0);
+    assert_eq!(daemon.stop().await.idle_expiries, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn activity_moves_the_idle_deadline() {
+    let daemon = Daemon::start(config()).await;
+    let peer = Peer::new(daemon.addr).await;
+    peer.ask(b"login").await;
+    let logged_in = Instant::now();
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert_time_reply(&peer.ask(b"1").await);
+    assert_eq!(daemon.sessions.len(), 1, "still open at 9 s");
+    assert_eq!(peer.receive().await, IDLE_NOTICE.as_bytes());
+    let waited = logged_in.elapsed();
+    assert!(
+        waited >= Duration::from_secs(19) && waited <= Duration::from_millis(19_001),
+        "expired after {waited:?}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn ended_sessions_leave_no_task_behind() {
+    let daemon = Daemon::start(config()).await;
+    let baseline = settled_task_count(usize::MAX).await;
+    let peers = [
+        Peer::new(daemon.addr).await,
+        Peer::new(daemon.addr).await,
+        Peer::new(daemon.addr).await,
+    ];
+    for peer in &peers {
+        peer.ask(b"login").await;
+    }
+    assert_eq!(
+        settled_task_count(baseline + 3).await,
+        baseline + 3,
+        "one timer each"
+    );
+    peers[0].ask(b"2").await; // logout
+    peers[1].ask(b"9").await; // invalid option
+    peers[2].receive().await; // idle expiry
+    assert_eq!(settled_task_count(baseline).await, baseline);
+    assert_eq!(daemon.sessions.len(), 0);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_per_ip_limit_refuses_cleanly() {
+    let daemon = Daemon::start(Config {
+        max_sessions_per_ip: 2,
+        ..config()
+    })
+    .await;
+    let peers = [
+        Peer::new(daemon.addr).await,
+        Peer::new(daemon.addr).await,
+        Peer::new(daemon.addr).await,
+    ];
+    assert_eq!(peers[0].ask(b"login").await, LOGIN_MENU.as_bytes());
+    assert_eq!(peers[1].ask(b"login").await, LOGIN_MENU.as_bytes());
+    assert_eq!(peers[2].ask(b"login").await, REFUSED.as_bytes());
+    // Another address on the loopback network is not limited by the first.
+    let other = Peer::on("127.0.0.2", daemon.addr).await;
+    assert_eq!(other.ask(b"login").await, LOGIN_MENU.as_bytes());
+    // The sessions already there are unaffected.
+    assert_time_reply(&peers[0].ask(b"1").await);
+    assert_time_reply(&peers[1].ask(b"1").await);
+    assert_eq!(daemon.stop().await.refusals, 1);
+}
+
+#[tokio::test]
+async fn the_global_limit_refuses_cleanly() {
+    let daemon = Daemon::start(Config {
+        max_sessions: 2,
+        ..config()
+    })
+    .await;
+    let a = Peer::on("127.0.0.1", daemon.addr).await;
+    let b = Peer::on("127.0.0.2", daemon.addr).await;
+    let c = Peer::on("127.0.0.3", daemon.addr).await;
+    a.ask(b"login").await;
+    b.ask(b"login").await;
+    assert_eq!(c.ask(b"login").await, REFUSED.as_bytes());
+    assert_time_reply(&a.ask(b"1").await);
+    // A logout makes room.
+    a.ask(b"2").await;
+    assert_eq!(c.ask(b"login").await, LOGIN_MENU.as_bytes());
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_notifies_every_session() {
+    let daemon = Daemon::start(config()).await;
+    let mut peers = Vec::new();
+    for _ in 0..20 {
+        let peer = Peer::new(daemon.addr).await;
+        peer.ask(b"login").await;
+        peers.push(peer);
+    }
+    let stats = daemon.stop().await;
+    for peer in &peers {
+        assert_eq!(peer.receive().await, SHUTDOWN_NOTICE.as_bytes());
+    }
+    assert_eq!(stats.shutdown_closes, 20);
+    assert_eq!(stats.sessions_open, 0);
+}
+
+#[tokio::test]
+async fn serves_ipv6() {
+    let Ok(probe) = UdpSocket::bind("[::1]:0").await else {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    };
+    drop(probe);
+    let daemon = Daemon::start(Config {
+        bind: "[::1]:0".parse().unwrap(),
+        ..config()
+    })
+    .await;
+    let peer = Peer::on("::1", daemon.addr).await;
+    assert_eq!(peer.ask(b"login").await, LOGIN_MENU.as_bytes());
+    assert_time_reply(&peer.ask(b"1").await);
+    daemon.stop().await;
+}
