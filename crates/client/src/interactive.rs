@@ -1,0 +1,324 @@
+//! The interactive session: the seed's client, done right.
+//!
+//! Like the seed (its Figure 5), it announces itself, logs in, shows each
+//! menu the server sends as the prompt, sends the user's line, and on a
+//! closing reply prints it with the local time and stops. Unlike the seed it
+//! resends lost requests, survives odd bytes, and logs out cleanly when input
+//! ends or the user presses Ctrl-C.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hora_proto::{ClosedReason, ServerMessage};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::exchange::{Answer, Exchange, ExchangeError};
+
+/// What the seed's client prints before it logs in.
+pub const GREETING: &str = "\nSolicitando programa ao servidor...\n";
+
+/// What the seed's client prints when the server goes silent.
+pub const SERVER_SILENT: &str = "\nConexão encerrada por inatividade do servidor.\n";
+
+/// How long to wait for the answer to the logout sent when input ends.
+pub const LOGOUT_WAIT: Duration = Duration::from_secs(1);
+
+/// How an interactive session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The server closed the session (after `2`, an invalid option, ...).
+    Closed(ClosedReason),
+    /// Input ended or the user interrupted; we logged out (or tried to).
+    InputEnded,
+}
+
+/// Why the interactive session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InteractiveError {
+    /// The server did not answer.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    /// The terminal could not be read or written.
+    #[error("terminal: {0}")]
+    Terminal(#[from] std::io::Error),
+}
+
+/// Runs the seed's conversation between the user (`input`, `output`) and the
+/// server. `interrupt` completes when the user asks to stop (Ctrl-C); it is
+/// then handled as the end of input.
+pub async fn run<I, O>(
+    exchange: &Exchange,
+    input: &mut I,
+    output: &mut O,
+    interrupt: impl Future<Output = ()>,
+) -> Result<Ending, InteractiveError>
+where
+    I: AsyncBufRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
+    tokio::pin!(interrupt);
+    write(output, GREETING).await?;
+    let mut answer = match ask(exchange, b"login", output, &mut interrupt).await? {
+        Some(answer) => answer,
+        None => return log_out(exchange, output).await,
+    };
+    loop {
+        let message = answer.message();
+        if let ServerMessage::Closed { text, reason } = &message {
+            write(output, &closing_line(text)).await?;
+            return Ok(Ending::Closed(*reason));
+        }
+        write(output, message.text()).await?;
+        let mut line = String::new();
+        let read = tokio::select! {
+            read = input.read_line(&mut line) => read?,
+            () = &mut interrupt => 0,
+        };
+        if read == 0 {
+            return log_out(exchange, output).await;
+        }
+        let choice = line.strip_suffix('\n').unwrap_or(&line);
+        let choice = choice.strip_suffix('\r').unwrap_or(choice);
+        answer = match ask(exchange, choice.as_bytes(), output, &mut interrupt).await? {
+            Some(answer) => answer,
+            None => return log_out(exchange, output).await,
+        };
+    }
+}
+
+/// Sends a request and waits for its answer, or for the user to interrupt
+/// (`None`). Silence is reported to the user as the seed reports it.
+async fn ask<O: AsyncWrite + Unpin>(
+    exchange: &Exchange,
+    datagram: &[u8],
+    output: &mut O,
+    interrupt: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<Option<Answer>, InteractiveError> {
+    let answer = tokio::select! {
+        answer = exchange.request(datagram) => answer,
+        () = interrupt => return Ok(None),
+    };
+    match answer {
+        Ok(answer) => Ok(Some(answer)),
+        Err(error) => {
+            if matches!(error, ExchangeError::Timeout { .. }) {
+                write(output, SERVER_SILENT).await?;
+            }
+            Err(error.into())
+        }
+    }
+}
+
+/// Sends `2` and shows the answer if it comes soon; input is over either way.
+async fn log_out<O: AsyncWrite + Unpin>(
+    exchange: &Exchange,
+    output: &mut O,
+) -> Result<Ending, InteractiveError> {
+    write(output, "\n").await?;
+    if let Ok(answer) = exchange.request_within(b"2", LOGOUT_WAIT).await {
+        write(output, &closing_line(answer.message().text())).await?;
+    }
+    Ok(Ending::InputEnded)
+}
+
+/// The seed's last line: the server's text, then `às HH:MM:SS` local time.
+fn closing_line(text: &str) -> String {
+    format!("{text} às {}\n", chrono::Local::now().format("%H:%M:%S"))
+}
+
+async fn write<O: AsyncWrite + Unpin>(output: &mut O, text: &str) -> std::io::Result<()> {
+    output.write_all(text.as_bytes()).await?;
+    output.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use hora_proto::wire::{INVALID_OPTION, LOGIN_MENU, TIME_MENU};
+    use tokio::io::BufReader;
+    use tokio_test::io::Builder;
+
+    use super::*;
+    use crate::test_server::TestServer;
+
+    async fn exchange(server: std::net::SocketAddr) -> Exchange {
+        Exchange::connect(
+            "127.0.0.1:0".parse().unwrap(),
+            server,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn never() -> std::future::Pending<()> {
+        std::future::pending()
+    }
+
+    /// Asserts the output ends with the seed's closing line for `text`.
+    fn assert_closing_line(output: &str, text: &str) {
+        let last = output.lines().last().unwrap();
+        let time = last
+            .strip_prefix(&format!("{text} às "))
+            .unwrap_or_else(|| panic!("last line {last:?}"));
+        assert!(
+            chrono::NaiveTime::parse_from_str(time, "%H:%M:%S").is_ok(),
+            "{last:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn plays_the_seeds_figure_5() {
+        let server = TestServer::protocol().await;
+        let mut input = BufReader::new(
+            Builder::new()
+                .read(b"1\n")
+                .read(b"1\n")
+                .read(b"2\n")
+                .build(),
+        );
+        let mut output = Vec::new();
+        let ending = run(
+            &exchange(server.addr).await,
+            &mut input,
+            &mut output,
+            never(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ending, Ending::Closed(ClosedReason::Logout));
+        let output = String::from_utf8(output).unwrap();
+        let time = "\nData e hora no servidor: 25/03/2022, 19:46:34";
+        let expected_start = format!("{GREETING}{LOGIN_MENU}{time}{TIME_MENU}{time}{TIME_MENU}");
+        assert!(output.starts_with(&expected_start), "{output}");
+        assert_closing_line(&output, "Conexao encerrada");
+        assert_eq!(server.received(), [&b"login"[..], b"1", b"1", b"2"]);
+    }
+
+    #[tokio::test]
+    async fn sends_the_line_without_its_line_ending() {
+        let server = TestServer::protocol().await;
+        let mut input = BufReader::new(Builder::new().read(b"3\r\n").build());
+        let mut output = Vec::new();
+        let ending = run(
+            &exchange(server.addr).await,
+            &mut input,
+            &mut output,
+            never(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ending, Ending::Closed(ClosedReason::InvalidOption));
+        assert_closing_line(&String::from_utf8(output).unwrap(), INVALID_OPTION);
+        assert_eq!(server.received(), [&b"login"[..], b"3"]);
+    }
+
+    #[tokio::test]
+    async fn end_of_input_logs_out() {
+        let server = TestServer::protocol().await;
+        let mut input = BufReader::new(Builder::new().read(b"1\n").build());
+        let mut output = Vec::new();
+        let ending = run(
+            &exchange(server.addr).await,
+            &mut input,
+            &mut output,
+            never(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ending, Ending::InputEnded);
+        assert_closing_line(&String::from_utf8(output).unwrap(), "Conexao encerrada");
+        assert_eq!(server.received(), [&b"login"[..], b"1", b"2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interrupt_at_the_prompt_logs_out() {
+        let server = TestServer::protocol().await;
+        // The user never types; Ctrl-C comes after a minute.
+        let mut input = BufReader::new(Builder::new().wait(Duration::from_secs(3600)).build());
+        let mut output = Vec::new();
+        let interrupt = tokio::time::sleep(Duration::from_secs(60));
+        let ending = run(
+            &exchange(server.addr).await,
+            &mut input,
+            &mut output,
+            interrupt,
+        )
+        .await
+        .unwrap();
+        assert_eq!(ending, Ending::InputEnded);
+        assert_eq!(server.received(), [&b"login"[..], b"2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_server_is_reported_as_the_seed_does() {
+        let server = TestServer::start(Box::new(|_| Vec::new())).await;
+        let mut input = BufReader::new(Builder::new().build());
+        let mut output = Vec::new();
+        let error = run(
+            &exchange(server.addr).await,
+            &mut input,
+            &mut output,
+            never(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(
+            error,
+            InteractiveError::Exchange(ExchangeError::Timeout { .. })
+        ));
+        assert_eq!(
+            String::from_utf8(output).unwrap(),
+            format!("{GREETING}{SERVER_SILENT}")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stops_answering_mid_session_is_reported() {
+        let mut answered = false;
+        let server = TestServer::start(Box::new(move |_| {
+            if std::mem::replace(&mut answered, true) {
+                Vec::new()
+            } else {
+                vec![LOGIN_MENU.as_bytes().to_vec()]
+            }
+        }))
+        .await;
+        let client = Exchange::connect(
+            "127.0.0.1:0".parse().unwrap(),
+            server.addr,
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap();
+        let mut input = BufReader::new(Builder::new().read(b"1\n").build());
+        let mut output = Vec::new();
+        let error = run(&client, &mut input, &mut output, never())
+            .await
+            .unwrap_err();
+        assert!(error.to_string().starts_with("no answer from "), "{error}");
+        assert!(String::from_utf8(output).unwrap().ends_with(SERVER_SILENT));
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_not_utf8_are_shown_lossily() {
+        let server = TestServer::start(Box::new(|datagram| match datagram {
+            b"login" => vec![b"menu \xff\n".to_vec()],
+            _ => vec![b"Conexao encerrada \xfe".to_vec()],
+        }))
+        .await;
+        let mut input = BufReader::new(Builder::new().read(b"2\n").build());
+        let mut output = Vec::new();
+        let ending = run(
+            &exchange(server.addr).await,
+            &mut input,
+            &mut output,
+            never(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ending, Ending::Closed(ClosedReason::Other));
+        let output = String::from_utf8(output).unwrap();
+        assert!(output.contains("menu \u{fffd}\n"), "{output}");
+        assert_closing_line(&output, "Conexao encerrada \u{fffd}");
+    }
+}
