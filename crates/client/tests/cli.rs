@@ -1,0 +1,51 @@
+//! The real `hora` binary's command line: help and bad input.
+//! (Its conversations with `horad` are tested in the workspace's `tests/`.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+use std::process::{Command, Output, Stdio};
+
+fn hora(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hora"))
+        .args(args)
+        .env_remove("HORA_SERVER")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_bad_server_address_exits_2_with_one_line() {
+    for bad in ["127.0.0.1:70000", "no such host.invalid"] {
+        let output = hora(&["--server", bad, "time"]);
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with(&format!("hora: bad server address `{bad}`: ")),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn a_bad_timeout_is_a_usage_error() {
+    let output = hora(&["--timeout", "never"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn help_names_the_defaults_and_the_seed_server_hint() {
+    let output = hora(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "127.0.0.1:5005",
+        "10s",
+        "HORA_SERVER",
+        "127.0.0.1:5010",
+        "time",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+}

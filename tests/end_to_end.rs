@@ -1,0 +1,162 @@
+//! `hora` against `horad`, both the real binaries, over loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::{hora, text, Horad};
+use hora_proto::wire::{LOGIN_MENU, TIME_MENU};
+
+/// The last line: `<text> às HH:MM:SS`.
+fn assert_closing_line(stdout: &str, closing: &str) {
+    let last = stdout.lines().last().unwrap_or_default();
+    let time = last
+        .strip_prefix(&format!("{closing} às "))
+        .unwrap_or_else(|| panic!("last line is {last:?}"));
+    assert_eq!(time.len(), 8, "{last:?}");
+}
+
+#[test]
+fn hora_plays_the_seeds_menu_through_piped_stdin() {
+    let horad = Horad::start(&[]);
+    let output = hora(&["--server", &horad.addr.to_string()], "1\n1\n2\n");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("\nSolicitando programa ao servidor...\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(LOGIN_MENU), "{stdout}");
+    assert_eq!(
+        stdout.matches("\nData e hora no servidor: ").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches(TIME_MENU).count(), 2, "{stdout}");
+    assert_closing_line(&stdout, "Conexao encerrada");
+}
+
+#[test]
+fn an_invalid_option_ends_the_session_as_in_the_seed() {
+    let horad = Horad::start(&[]);
+    let output = hora(&["--server", &horad.addr.to_string()], "9\n");
+    assert_eq!(output.status.code(), Some(0));
+    assert_closing_line(&text(&output.stdout), "Opcao invalida. Conexao encerrada");
+}
+
+#[test]
+fn end_of_input_logs_out_and_exits_0() {
+    let horad = Horad::start(&[]);
+    let output = hora(&["--server", &horad.addr.to_string()], "");
+    assert_eq!(output.status.code(), Some(0));
+    assert_closing_line(&text(&output.stdout), "Conexao encerrada");
+}
+
+#[test]
+fn hora_time_prints_one_iso_line() {
+    let horad = Horad::start(&[]);
+    let before = chrono::Local::now().naive_local();
+    let output = hora(&["--server", &horad.addr.to_string(), "time"], "");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let served = chrono::NaiveDateTime::parse_from_str(stdout.trim(), "%Y-%m-%dT%H:%M:%S").unwrap();
+    let drift = (served - before).num_seconds().abs();
+    assert!(drift <= 2, "server time {served} vs local {before}");
+}
+
+#[test]
+fn hora_time_json_has_time_rtt_and_server() {
+    let horad = Horad::start(&[]);
+    let output = hora(&["--server", &horad.addr.to_string(), "time", "--json"], "");
+    assert_eq!(output.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["server"], horad.addr.to_string());
+    assert!(json["server_time"].as_str().unwrap().contains('T'));
+    assert!(json["server_time_text"].as_str().unwrap().contains(", "));
+    let rtt = json["rtt_ms"].as_f64().unwrap();
+    assert!((0.0..1000.0).contains(&rtt), "{rtt}");
+}
+
+#[test]
+fn hora_time_fails_with_one_line_when_refused() {
+    let horad = Horad::start(&["--max-sessions", "1"]);
+    let squatter = UdpSocket::bind("127.0.0.1:0").unwrap();
+    squatter
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    squatter.send_to(b"login", horad.addr).unwrap();
+    squatter.recv_from(&mut [0u8; 512]).unwrap();
+    let output = hora(&["--server", &horad.addr.to_string(), "time"], "");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("Servidor lotado. Conexao encerrada"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn hora_time_fails_with_one_line_on_a_silent_server() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let output = hora(&["--server", &addr, "--timeout", "500ms", "time"], "");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!("hora: no answer from {addr} within 500ms")
+    );
+}
+
+#[test]
+fn interactive_hora_reports_a_silent_server_as_the_seed_does() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let output = hora(&["--server", &addr, "--timeout", "300ms"], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stdout).ends_with("\nConexão encerrada por inatividade do servidor.\n"));
+}
+
+#[test]
+fn hora_resends_when_the_first_datagram_is_lost() {
+    // A tiny responder that drops the very first datagram, then follows the
+    // protocol well enough for `hora time`.
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let responder = std::thread::spawn(move || {
+        let mut buffer = [0u8; 512];
+        let mut seen = Vec::new();
+        while let Ok((len, peer)) = server.recv_from(&mut buffer) {
+            let datagram = buffer[..len].to_vec();
+            seen.push(datagram.clone());
+            let reply: &[u8] = match (seen.len(), datagram.as_slice()) {
+                (1, _) => continue, // lost
+                (_, b"login") => LOGIN_MENU.as_bytes(),
+                (_, b"1") => b"\nData e hora no servidor: 25/03/2022, 19:46:34\n",
+                _ => b"Conexao encerrada",
+            };
+            server.send_to(reply, peer).unwrap();
+            if datagram == b"2" {
+                break;
+            }
+        }
+        seen
+    });
+    let output = hora(&["--server", &addr.to_string(), "time"], "");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).trim(), "2022-03-25T19:46:34");
+    let seen = responder.join().unwrap();
+    assert_eq!(
+        seen[..2],
+        [b"login".to_vec(), b"login".to_vec()],
+        "login was resent"
+    );
+}

@@ -1,0 +1,112 @@
+//! The seed's own Python client and server (`tests/seed/`) against ours.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{free_port, hora, run_with_stdin, text, Horad};
+
+fn seed(file: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/seed")
+        .join(file)
+}
+
+#[test]
+fn the_seeds_client_works_against_horad() {
+    let horad = Horad::start(&[]);
+    let own_port = free_port();
+    let output = run_with_stdin(
+        Command::new("python3")
+            .arg(seed("cliente.py"))
+            .arg(horad.addr.port().to_string())
+            .arg(own_port.to_string()),
+        "1\n1\n2\n",
+    );
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with("\nSolicitando programa ao servidor...\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("Data e hora no servidor: ").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(stdout.contains("Conexao encerrada às "), "{stdout}");
+}
+
+#[test]
+fn the_seeds_client_quits_on_an_invalid_option_from_horad() {
+    let horad = Horad::start(&[]);
+    let output = run_with_stdin(
+        Command::new("python3")
+            .arg(seed("cliente.py"))
+            .arg(horad.addr.port().to_string())
+            .arg(free_port().to_string()),
+        "x\n",
+    );
+    assert!(output.status.success());
+    assert!(text(&output.stdout).contains("Opcao invalida. Conexao encerrada às "));
+}
+
+#[test]
+fn hora_works_against_the_seeds_server() {
+    let (server_port, client_port) = (free_port(), free_port());
+    let mut server = Command::new("python3")
+        .arg("-u")
+        .arg(seed("servidor.py"))
+        .arg(server_port.to_string())
+        .arg(client_port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is installed (.ci/run installs it)");
+    // Wait for the seed's "Aguardando cliente..." line: it is bound then.
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    assert!(lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("Aguardando cliente")));
+    let output = hora(
+        &[
+            "--server",
+            &format!("127.0.0.1:{server_port}"),
+            "--bind",
+            &format!("127.0.0.1:{client_port}"),
+        ],
+        "1\n2\n",
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        stdout.matches("Data e hora no servidor: ").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nConexao encerrada às "), "{stdout}");
+    assert!(
+        server.wait().unwrap().success(),
+        "the seed's server quit cleanly"
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.starts_with("Host logado")),
+        "{rest:?}"
+    );
+}
