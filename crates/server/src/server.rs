@@ -11,7 +11,7 @@ use std::time::Duration;
 use hora_proto::wire::MAX_DATAGRAM;
 use hora_proto::{parse, Effect, EndReason, Reply, Rules};
 use tokio::net::UdpSocket;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
@@ -90,19 +90,18 @@ impl Server {
             time: TimeCache::new(),
             warnings: WarnBudget::new(WARNINGS_PER_SECOND, Duration::from_secs(1), Instant::now()),
         };
-        let mut summary = tokio::time::interval(if self.stats_interval.is_zero() {
-            Duration::MAX / 4
-        } else {
-            self.stats_interval
+        let mut summary = (!self.stats_interval.is_zero()).then(|| {
+            let period = self.stats_interval;
+            let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            interval
         });
-        summary.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        summary.tick().await; // The first tick is immediate; skip it.
         let mut buffer = [0u8; MAX_DATAGRAM + 1];
         loop {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                _ = summary.tick() => {
+                () = next_tick(&mut summary) => {
                     info!(stats = %self.snapshot(), "summary");
                 }
                 received = self.socket.recv_from(&mut buffer) => match received {
@@ -245,6 +244,16 @@ impl Receiver<'_> {
         self.server
             .sessions
             .set_timer(peer, id, timer.abort_handle());
+    }
+}
+
+/// The next tick of an optional interval; never, without one.
+async fn next_tick(interval: &mut Option<Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -154,3 +154,23 @@ fn sigterm_notifies_sessions_and_exits_0_within_a_second() {
     };
     assert_eq!(exit.code(), Some(0));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut child = horad()
+        .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let first = BufReader::new(stderr).lines().next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let event: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(event["level"], "INFO");
+    let addr: SocketAddr = event["fields"]["addr"].as_str().unwrap().parse().unwrap();
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(addr.port(), 0, "the bound port is reported");
+}
