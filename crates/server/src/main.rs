@@ -37,7 +37,9 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config, source: &str) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: the receive loop is one task, and a work-stealing runtime
+    // only adds cross-thread hand-offs to it (measured in BENCHMARKS.md).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

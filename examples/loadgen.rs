@@ -1,0 +1,334 @@
+//! A closed-loop load generator for hora's protocol, loopback only.
+//!
+//! `load`: N sessions, each its own UDP socket (so its own `SocketAddr`),
+//! log in; then each keeps one time request outstanding for the duration,
+//! checking every reply byte for byte, resending after a loss; then all log
+//! out. Prints requests/s, latency percentiles, losses and bad replies.
+//!
+//! `hold`: N sessions log in and stay silent until the server idles them
+//! out; prints how late the idle notices came. Run it to measure the
+//! daemon's memory per session (RSS while held) and its expiry at scale.
+//! One process holds at most ~19,000 sessions (its open-file limit); run
+//! several with different `--ip` for more.
+//!
+//! ```sh
+//! cargo run --release --example loadgen -- --server 127.0.0.1:5005 load --sessions 64 --duration 10s
+//! cargo run --release --example loadgen -- --server 127.0.0.1:5005 hold --sessions 15000 --ip 127.0.1.1
+//! ```
+//! Point it at a daemon whose limits allow the sessions, e.g.
+//! `horad --max-sessions 200000 --max-sessions-per-ip 200000`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use hora_proto::wire::{
+    IDLE_NOTICE, LOGIN_MENU, SESSION_CLOSED, TIME_FORMAT, TIME_MENU, TIME_PREFIX,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{Barrier, Semaphore};
+use tokio::time::{timeout, Instant};
+
+/// The most sessions one run may use, and the longest it may last.
+const MAX_SESSIONS: usize = 20_000;
+const MAX_DURATION: Duration = Duration::from_secs(600);
+/// Tries per request before a session counts as lost.
+const MAX_TRIES: u32 = 50;
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator for hora (loopback only)")]
+struct Args {
+    /// The server to load (a loopback address)
+    #[arg(long, default_value = "127.0.0.1:5005")]
+    server: SocketAddr,
+    /// Runtime worker threads (1: a single-threaded runtime)
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Closed loop: each session keeps one time request outstanding
+    Load {
+        #[arg(long, default_value_t = 64)]
+        sessions: usize,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Resend a request not answered within this
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        resend: Duration,
+        /// Source address of the sessions (a loopback address)
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: IpAddr,
+    },
+    /// Log in and stay silent until the server idles the sessions out
+    Hold {
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        /// The server's idle timeout
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        idle_timeout: Duration,
+        #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+        resend: Duration,
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: IpAddr,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.server.ip().is_loopback() {
+        bail!("the load generator only targets loopback addresses");
+    }
+    let runtime = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async {
+        match args.mode {
+            Mode::Load {
+                sessions,
+                duration,
+                resend,
+                ip,
+            } => {
+                load(
+                    args.server,
+                    check(sessions, ip)?,
+                    duration.min(MAX_DURATION),
+                    resend,
+                    ip,
+                )
+                .await
+            }
+            Mode::Hold {
+                sessions,
+                idle_timeout,
+                resend,
+                ip,
+            } => hold(args.server, check(sessions, ip)?, idle_timeout, resend, ip).await,
+        }
+    })
+}
+
+fn check(sessions: usize, ip: IpAddr) -> anyhow::Result<usize> {
+    if !ip.is_loopback() {
+        bail!("--ip must be a loopback address");
+    }
+    if sessions == 0 || sessions > MAX_SESSIONS {
+        bail!("--sessions must be 1..={MAX_SESSIONS}");
+    }
+    Ok(sessions)
+}
+
+/// What one session saw.
+#[derive(Debug, Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    losses: u64,
+    bad: u64,
+    lost_session: bool,
+}
+
+async fn load(
+    server: SocketAddr,
+    sessions: usize,
+    duration: Duration,
+    resend: Duration,
+    ip: IpAddr,
+) -> anyhow::Result<()> {
+    let barrier = Arc::new(Barrier::new(sessions + 1));
+    let logins = Arc::new(Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(sessions);
+    for _ in 0..sessions {
+        let socket = UdpSocket::bind((ip, 0))
+            .await
+            .context("bind (open-file limit?)")?;
+        socket.connect(server).await?;
+        let (barrier, logins) = (Arc::clone(&barrier), Arc::clone(&logins));
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let permit = logins.acquire().await;
+            let menu = ask(&socket, b"login", resend, &mut tally).await;
+            drop(permit);
+            if menu.as_deref() != Some(LOGIN_MENU.as_bytes()) {
+                tally.bad += u64::from(menu.is_some());
+                tally.lost_session = true;
+            }
+            barrier.wait().await;
+            let end = Instant::now() + duration;
+            while !tally.lost_session && Instant::now() < end {
+                let sent = Instant::now();
+                match ask(&socket, b"1", resend, &mut tally).await {
+                    Some(reply) if is_time_reply(&reply) => {
+                        let micros = sent.elapsed().as_micros();
+                        tally
+                            .latencies_us
+                            .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                    }
+                    Some(_) => {
+                        tally.bad += 1;
+                        tally.lost_session = true;
+                    }
+                    None => tally.lost_session = true,
+                }
+            }
+            if !tally.lost_session {
+                let bye = ask(&socket, b"2", resend, &mut tally).await;
+                if bye.as_deref() != Some(SESSION_CLOSED.as_bytes()) {
+                    tally.bad += 1;
+                }
+            }
+            tally
+        }));
+    }
+    barrier.wait().await;
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let (mut losses, mut bad, mut lost) = (0, 0, 0);
+    for task in tasks {
+        let tally = task.await?;
+        latencies.extend(tally.latencies_us);
+        losses += tally.losses;
+        bad += tally.bad;
+        lost += u64::from(tally.lost_session);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let requests = latencies.len();
+    println!(
+        "mode=load server={server} sessions={sessions} duration={duration:?} requests={requests} \
+         rps={:.0} p50_us={} p99_us={} p999_us={} losses={losses} bad_replies={bad} lost_sessions={lost}",
+        requests as f64 / duration.as_secs_f64().max(1e-9),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 0.999),
+    );
+    eprintln!("(wall time including logout: {elapsed:.2}s)");
+    Ok(())
+}
+
+async fn hold(
+    server: SocketAddr,
+    sessions: usize,
+    idle_timeout: Duration,
+    resend: Duration,
+    ip: IpAddr,
+) -> anyhow::Result<()> {
+    let logins = Arc::new(Semaphore::new(256));
+    let logged_in = Arc::new(Barrier::new(sessions + 1));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(sessions);
+    for _ in 0..sessions {
+        let socket = UdpSocket::bind((ip, 0))
+            .await
+            .context("bind (open-file limit?)")?;
+        socket.connect(server).await?;
+        let (logins, logged_in) = (Arc::clone(&logins), Arc::clone(&logged_in));
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let permit = logins.acquire().await;
+            let menu = ask(&socket, b"login", resend, &mut tally).await;
+            let login_at = Instant::now();
+            drop(permit);
+            logged_in.wait().await;
+            if menu.as_deref() != Some(LOGIN_MENU.as_bytes()) {
+                return (None, tally);
+            }
+            let mut buffer = [0u8; 2048];
+            let notice = timeout(
+                idle_timeout + Duration::from_secs(60),
+                socket.recv(&mut buffer),
+            )
+            .await;
+            match notice {
+                Ok(Ok(len)) if &buffer[..len] == IDLE_NOTICE.as_bytes() => {
+                    // Positive: after the deadline the client can see.
+                    let late = Instant::now().duration_since(login_at + idle_timeout);
+                    (Some(late), tally)
+                }
+                _ => {
+                    tally.bad += 1;
+                    (None, tally)
+                }
+            }
+        }));
+    }
+    logged_in.wait().await;
+    println!(
+        "held sessions={sessions} logged_in_in={:.2}s (measure the daemon's RSS now)",
+        started.elapsed().as_secs_f64()
+    );
+    let mut lateness_ms = Vec::new();
+    let (mut losses, mut failed) = (0, 0);
+    for task in tasks {
+        let (late, tally) = task.await?;
+        losses += tally.losses;
+        match late {
+            Some(late) => lateness_ms.push(u32::try_from(late.as_millis()).unwrap_or(u32::MAX)),
+            None => failed += 1,
+        }
+    }
+    lateness_ms.sort_unstable();
+    println!(
+        "mode=hold sessions={sessions} expired={} failed={failed} login_losses={losses} \
+         notice_late_ms_p50={} p99={} max={}",
+        lateness_ms.len(),
+        percentile(&lateness_ms, 0.50),
+        percentile(&lateness_ms, 0.99),
+        lateness_ms.last().copied().unwrap_or(0),
+    );
+    Ok(())
+}
+
+/// Sends `request` and returns the first reply, resending after `resend`.
+/// `None` after [`MAX_TRIES`] or a socket error: the session is lost.
+async fn ask(
+    socket: &UdpSocket,
+    request: &[u8],
+    resend: Duration,
+    tally: &mut Tally,
+) -> Option<Vec<u8>> {
+    let mut buffer = [0u8; 2048];
+    for _ in 0..MAX_TRIES {
+        socket.send(request).await.ok()?;
+        match timeout(resend, socket.recv(&mut buffer)).await {
+            Ok(Ok(len)) => return Some(buffer[..len].to_vec()),
+            Ok(Err(_)) => return None,
+            Err(_) => tally.losses += 1,
+        }
+    }
+    None
+}
+
+/// Byte for byte: the prefix, a well-formed date and time, the time menu.
+fn is_time_reply(reply: &[u8]) -> bool {
+    let Some(rest) = reply.strip_prefix(TIME_PREFIX.as_bytes()) else {
+        return false;
+    };
+    let Some(stamp) = rest.strip_suffix(TIME_MENU.as_bytes()) else {
+        return false;
+    };
+    std::str::from_utf8(stamp)
+        .ok()
+        .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, TIME_FORMAT).ok())
+        .is_some()
+}
+
+fn percentile(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
