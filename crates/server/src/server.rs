@@ -23,6 +23,11 @@ use crate::warn_budget::WarnBudget;
 /// How many warnings about bad input may be logged per second.
 const WARNINGS_PER_SECOND: u32 = 5;
 
+/// The receive buffer asked of the kernel (it caps it at `net.core.rmem_max`).
+/// The default (~200 KiB) holds only a few hundred small datagrams, so a
+/// burst from a thousand peers overflows it and datagrams are lost.
+const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
+
 /// A bound socket, ready to serve.
 #[derive(Debug)]
 pub struct Server {
@@ -46,12 +51,10 @@ pub struct BindError {
 impl Server {
     /// Binds the configured address. Nothing is served until [`Server::run`].
     pub async fn bind(config: &Config) -> Result<Server, BindError> {
-        let socket = UdpSocket::bind(config.bind)
-            .await
-            .map_err(|source| BindError {
-                addr: config.bind,
-                source,
-            })?;
+        let socket = bind_socket(config.bind).map_err(|source| BindError {
+            addr: config.bind,
+            source,
+        })?;
         Ok(Server {
             socket: Arc::new(socket),
             sessions: Arc::new(Sessions::new(Limits {
@@ -135,6 +138,19 @@ impl Server {
     fn snapshot(&self) -> Snapshot {
         self.stats.snapshot(self.sessions.len())
     }
+}
+
+/// A non-blocking UDP socket on `addr` with a large receive buffer.
+fn bind_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(error) = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES) {
+        warn!(%error, "cannot enlarge the receive buffer; bursts may be lost");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    debug!(bytes = socket.recv_buffer_size()?, "receive buffer");
+    UdpSocket::from_std(socket.into())
 }
 
 /// The state the receive loop alone owns.
