@@ -15,12 +15,17 @@
 //! - [`session`]: the server's session state machine ([`decide`], [`expire`],
 //!   [`shut_down`]), with `now` passed in;
 //! - [`clock`]: the time reply, rendered from a wall-clock time it is given;
-//! - [`message`]: how a client reads what the server sent ([`ServerMessage`]).
+//! - [`message`]: how a client reads what the server sent ([`ServerMessage`]);
+//! - [`sntp`], [`rfc868`], [`daytime`]: the standard time protocols horad
+//!   also serves (SNTPv4 server mode, RFC 868 Time, RFC 867 Daytime).
 
 pub mod clock;
+pub mod daytime;
 pub mod message;
 pub mod request;
+pub mod rfc868;
 pub mod session;
+pub mod sntp;
 pub mod wire;
 
 pub use clock::TimeReply;

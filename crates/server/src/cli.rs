@@ -45,6 +45,18 @@ pub struct Args {
     #[arg(long, env = "HORAD_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
 
+    /// Serve SNTP (RFC 4330) on this address, e.g. 0.0.0.0:123 [default: off]
+    #[arg(long, env = "HORAD_SNTP_BIND", value_name = "ADDR")]
+    pub sntp_bind: Option<SocketAddr>,
+
+    /// Serve the Time Protocol (RFC 868) on this address, e.g. 0.0.0.0:37 [default: off]
+    #[arg(long, env = "HORAD_TIME_BIND", value_name = "ADDR")]
+    pub time_bind: Option<SocketAddr>,
+
+    /// Serve the Daytime Protocol (RFC 867) on this address, e.g. 0.0.0.0:13 [default: off]
+    #[arg(long, env = "HORAD_DAYTIME_BIND", value_name = "ADDR")]
+    pub daytime_bind: Option<SocketAddr>,
+
     /// Log format [default: text]
     #[arg(long, env = "HORAD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -90,6 +102,15 @@ impl Args {
         if let Some(format) = self.log_format {
             config.log.format = format;
         }
+        if let Some(bind) = self.sntp_bind {
+            config.sntp.bind = Some(bind);
+        }
+        if let Some(bind) = self.time_bind {
+            config.time.bind = Some(bind);
+        }
+        if let Some(bind) = self.daytime_bind {
+            config.daytime.bind = Some(bind);
+        }
     }
 }
 
@@ -115,6 +136,12 @@ mod tests {
             "debug",
             "--log-format",
             "json",
+            "--sntp-bind",
+            "127.0.0.1:0",
+            "--time-bind",
+            "127.0.0.2:0",
+            "--daytime-bind",
+            "127.0.0.3:0",
         ])
         .unwrap();
         let mut config = Config::default();
@@ -126,6 +153,9 @@ mod tests {
         assert_eq!(config.stats_interval, Duration::ZERO);
         assert_eq!(config.log.level, "debug");
         assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.sntp.bind, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(config.time.bind, Some("127.0.0.2:0".parse().unwrap()));
+        assert_eq!(config.daytime.bind, Some("127.0.0.3:0".parse().unwrap()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hora_proto::sntp::{parse_reference_id, ServerClock};
 use serde::Deserialize;
 
 /// Everything `horad` can be told, from the file and then the command line.
@@ -28,6 +29,73 @@ pub struct Config {
     pub stats_interval: Duration,
     /// How the daemon logs.
     pub log: LogConfig,
+    /// SNTP (RFC 4330) on its own socket; off unless `bind` is set.
+    pub sntp: SntpConfig,
+    /// The Time Protocol (RFC 868) on its own socket; off unless `bind` is set.
+    pub time: ServiceConfig,
+    /// The Daytime Protocol (RFC 867) on its own socket; off unless `bind` is set.
+    pub daytime: ServiceConfig,
+}
+
+/// A standard protocol's table: `[time]`, `[daytime]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Where to serve it; absent means off.
+    pub bind: Option<SocketAddr>,
+}
+
+/// The `[sntp]` table: where to serve, and how to describe the clock.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SntpConfig {
+    /// Where to serve SNTP; absent means off. Its standard port is 123.
+    pub bind: Option<SocketAddr>,
+    /// 1–15, or 16 for "unsynchronized". chrony's `local stratum 10` sends 10.
+    pub stratum: u8,
+    /// An IPv4 address or up to four ASCII characters.
+    pub reference_id: String,
+    /// log2 of the clock's precision in seconds.
+    pub precision: i8,
+    /// Round-trip delay to the reference clock.
+    #[serde(with = "humantime_serde")]
+    pub root_delay: Duration,
+    /// Dispersion to the reference clock.
+    #[serde(with = "humantime_serde")]
+    pub root_dispersion: Duration,
+    /// 0 normally; 1 or 2 announce a leap second; 3 says "unsynchronized".
+    pub leap_indicator: u8,
+}
+
+impl Default for SntpConfig {
+    /// Off, describing the clock as chrony's `local stratum 10` does.
+    fn default() -> Self {
+        let clock = ServerClock::default();
+        SntpConfig {
+            bind: None,
+            stratum: clock.stratum,
+            reference_id: "127.127.1.1".to_owned(),
+            precision: clock.precision,
+            root_delay: clock.root_delay,
+            root_dispersion: clock.root_dispersion,
+            leap_indicator: clock.leap_indicator,
+        }
+    }
+}
+
+impl SntpConfig {
+    /// The clock description every reply carries; `None` if the reference id
+    /// is unusable (validation rejects that first).
+    pub fn clock(&self) -> Option<ServerClock> {
+        Some(ServerClock {
+            leap_indicator: self.leap_indicator,
+            stratum: self.stratum,
+            precision: self.precision,
+            root_delay: self.root_delay,
+            root_dispersion: self.root_dispersion,
+            reference_id: parse_reference_id(&self.reference_id)?,
+        })
+    }
 }
 
 /// The `[log]` table.
@@ -61,6 +129,9 @@ impl Default for Config {
             max_sessions_per_ip: 100,
             stats_interval: Duration::from_secs(60),
             log: LogConfig::default(),
+            sntp: SntpConfig::default(),
+            time: ServiceConfig::default(),
+            daytime: ServiceConfig::default(),
         }
     }
 }
@@ -157,6 +228,18 @@ impl Config {
         if self.max_sessions_per_ip == 0 {
             return invalid("max_sessions_per_ip", "must be at least 1");
         }
+        if !(1..=16).contains(&self.sntp.stratum) {
+            return invalid("sntp.stratum", "must be 1 to 16");
+        }
+        if self.sntp.leap_indicator > 3 {
+            return invalid("sntp.leap_indicator", "must be 0 to 3");
+        }
+        if self.sntp.clock().is_none() {
+            return invalid(
+                "sntp.reference_id",
+                "must be an IPv4 address or 1 to 4 ASCII characters",
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid("log.level", "is not a valid log filter (try \"info\")");
         }
@@ -235,8 +318,41 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_standard_protocol_tables() {
+        let config = parse(
+            "[sntp]\nbind = \"127.0.0.1:123\"\nstratum = 3\nreference_id = \"GPS\"\n\
+             precision = -20\nroot_delay = \"1ms\"\nroot_dispersion = \"2ms\"\nleap_indicator = 1\n\
+             [time]\nbind = \"[::1]:37\"\n[daytime]\nbind = \"0.0.0.0:13\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.sntp.bind, Some("127.0.0.1:123".parse().unwrap()));
+        let clock = config.sntp.clock().unwrap();
+        assert_eq!(clock.stratum, 3);
+        assert_eq!(clock.reference_id, *b"GPS\0");
+        assert_eq!(clock.precision, -20);
+        assert_eq!(clock.root_delay, Duration::from_millis(1));
+        assert_eq!(clock.root_dispersion, Duration::from_millis(2));
+        assert_eq!(clock.leap_indicator, 1);
+        assert_eq!(config.time.bind, Some("[::1]:37".parse().unwrap()));
+        assert_eq!(config.daytime.bind, Some("0.0.0.0:13".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_standard_protocols_are_off_by_default() {
+        let config = Config::default();
+        assert_eq!(config.sntp.bind, None);
+        assert_eq!(config.time.bind, None);
+        assert_eq!(config.daytime.bind, None);
+        assert_eq!(config.sntp.clock(), Some(ServerClock::default()));
+    }
+
+    #[test]
     fn unusable_values_are_refused() {
         for (toml, key) in [
+            ("[sntp]\nstratum = 0", "sntp.stratum"),
+            ("[sntp]\nstratum = 17", "sntp.stratum"),
+            ("[sntp]\nleap_indicator = 4", "sntp.leap_indicator"),
+            ("[sntp]\nreference_id = \"TOOLONG\"", "sntp.reference_id"),
             ("idle_timeout = \"0s\"", "idle_timeout"),
             ("max_sessions = 0", "max_sessions"),
             ("max_sessions_per_ip = 0", "max_sessions_per_ip"),

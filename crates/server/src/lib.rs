@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line, which overrides the file;
 //! - [`server`]: the socket, the receive loop, idle timers and shutdown;
 //! - [`sessions`]: the session table keyed by peer address, with its limits;
+//! - [`standard`]: SNTP, RFC 868 Time and RFC 867 Daytime, each on its socket;
 //! - [`stats`]: the counters;
 //! - [`time_cache`]: the time reply, rendered once a second;
 //! - [`warn_budget`]: a cap on warnings, so floods don't flood the log;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod logging;
 pub mod server;
 pub mod sessions;
+pub mod standard;
 pub mod stats;
 pub mod time_cache;
 pub mod warn_budget;

@@ -49,6 +49,12 @@ fn serve(config: Config, source: &str) -> anyhow::Result<()> {
             .local_addr()
             .context("cannot read the bound address")?;
         info!(%addr, config = source, "listening on {addr}");
+        for (protocol, addr) in server
+            .standard_addrs()
+            .context("cannot read the bound addresses")?
+        {
+            info!(%addr, protocol, "{protocol} listening on {addr}");
+        }
         server.run(shutdown_signal()).await;
         Ok(())
     })

@@ -11,11 +11,14 @@ use std::time::Duration;
 use hora_proto::wire::MAX_DATAGRAM;
 use hora_proto::{parse, Effect, EndReason, Reply, Rules};
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::sessions::{Limits, SessionId, Sessions, TimerCheck};
+use crate::standard::{self, Protocol};
 use crate::stats::{Snapshot, Stats};
 use crate::time_cache::TimeCache;
 use crate::warn_budget::WarnBudget;
@@ -36,6 +39,8 @@ pub struct Server {
     stats: Arc<Stats>,
     rules: Rules,
     stats_interval: Duration,
+    /// The standard protocols' sockets, served beside the seed's protocol.
+    standard: Vec<(UdpSocket, Protocol)>,
 }
 
 /// The socket could not be bound.
@@ -51,11 +56,21 @@ pub struct BindError {
 impl Server {
     /// Binds the configured address. Nothing is served until [`Server::run`].
     pub async fn bind(config: &Config) -> Result<Server, BindError> {
-        let socket = bind_socket(config.bind).map_err(|source| BindError {
-            addr: config.bind,
-            source,
-        })?;
+        let bind =
+            |addr: SocketAddr| bind_socket(addr).map_err(|source| BindError { addr, source });
+        let socket = bind(config.bind)?;
+        let mut standard = Vec::new();
+        if let (Some(addr), Some(clock)) = (config.sntp.bind, config.sntp.clock()) {
+            standard.push((bind(addr)?, Protocol::Sntp(clock)));
+        }
+        if let Some(addr) = config.time.bind {
+            standard.push((bind(addr)?, Protocol::Time));
+        }
+        if let Some(addr) = config.daytime.bind {
+            standard.push((bind(addr)?, Protocol::Daytime));
+        }
         Ok(Server {
+            standard,
             socket: Arc::new(socket),
             sessions: Arc::new(Sessions::new(Limits {
                 max_sessions: config.max_sessions,
@@ -74,6 +89,15 @@ impl Server {
         self.socket.local_addr()
     }
 
+    /// Each standard protocol served, by name (`sntp`, `time`, `daytime`),
+    /// with the address actually bound.
+    pub fn standard_addrs(&self) -> io::Result<Vec<(&'static str, SocketAddr)>> {
+        self.standard
+            .iter()
+            .map(|(socket, protocol)| Ok((protocol.name(), socket.local_addr()?)))
+            .collect()
+    }
+
     /// The open sessions, for observers such as tests.
     pub fn sessions(&self) -> Arc<Sessions> {
         Arc::clone(&self.sessions)
@@ -86,8 +110,16 @@ impl Server {
 
     /// Serves until `shutdown` completes, then tells every open session the
     /// server is going away and returns the final counters.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Snapshot {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Snapshot {
         tokio::pin!(shutdown);
+        // The standard protocols run as tasks of their own, told to stop
+        // through a watch channel and awaited before the summary.
+        let (stop_standard, stopped) = watch::channel(false);
+        let mut standard = JoinSet::new();
+        for (socket, protocol) in std::mem::take(&mut self.standard) {
+            let stats = Arc::clone(&self.stats);
+            standard.spawn(standard::serve(socket, protocol, stats, stopped.clone()));
+        }
         let mut receiver = Receiver {
             server: &self,
             time: TimeCache::new(),
@@ -113,6 +145,8 @@ impl Server {
                 },
             }
         }
+        let _ = stop_standard.send(true);
+        while standard.join_next().await.is_some() {}
         self.shut_down().await
     }
 

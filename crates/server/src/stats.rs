@@ -30,6 +30,14 @@ pub struct Stats {
     pub dropped: AtomicU64,
     /// Replies the OS would not send.
     pub send_errors: AtomicU64,
+    /// SNTP requests answered.
+    pub sntp_requests: AtomicU64,
+    /// Datagrams on the SNTP socket that were not client requests.
+    pub ntp_ignored: AtomicU64,
+    /// RFC 868 Time requests answered.
+    pub rfc868_requests: AtomicU64,
+    /// RFC 867 Daytime requests answered.
+    pub daytime_requests: AtomicU64,
 }
 
 impl Stats {
@@ -54,6 +62,10 @@ impl Stats {
             no_session: get(&self.no_session),
             dropped: get(&self.dropped),
             send_errors: get(&self.send_errors),
+            sntp_requests: get(&self.sntp_requests),
+            ntp_ignored: get(&self.ntp_ignored),
+            rfc868_requests: get(&self.rfc868_requests),
+            daytime_requests: get(&self.daytime_requests),
         }
     }
 }
@@ -74,6 +86,10 @@ pub struct Snapshot {
     pub no_session: u64,
     pub dropped: u64,
     pub send_errors: u64,
+    pub sntp_requests: u64,
+    pub ntp_ignored: u64,
+    pub rfc868_requests: u64,
+    pub daytime_requests: u64,
 }
 
 impl fmt::Display for Snapshot {
@@ -82,7 +98,8 @@ impl fmt::Display for Snapshot {
             f,
             "sessions_open={} logins={} time_requests={} logouts={} invalid_options={} \
              idle_expiries={} shutdown_closes={} invalid_datagrams={} refusals={} \
-             no_session={} dropped={} send_errors={}",
+             no_session={} dropped={} send_errors={} sntp_requests={} ntp_ignored={} \
+             rfc868_requests={} daytime_requests={}",
             self.sessions_open,
             self.logins,
             self.time_requests,
@@ -94,7 +111,11 @@ impl fmt::Display for Snapshot {
             self.refusals,
             self.no_session,
             self.dropped,
-            self.send_errors
+            self.send_errors,
+            self.sntp_requests,
+            self.ntp_ignored,
+            self.rfc868_requests,
+            self.daytime_requests
         )
     }
 }

@@ -1,0 +1,326 @@
+//! SNTP server mode (RFC 4330, with RFC 5905's server rules), with no I/O.
+//!
+//! A server answers a well-formed mode-3 (client) request with a 48-byte
+//! mode-4 (server) reply: same version, the client's transmit timestamp as
+//! origin, and the receive and transmit timestamps it is given. Anything else
+//! — a reply, a broadcast, a control message, a short datagram, version 0 or
+//! 5–7 — gets no answer at all, so horad never answers a reply with a reply,
+//! and a reply is never larger than its request.
+//!
+//! hora serves the host's clock; it does not discipline it. The stratum,
+//! reference id and the rest are whatever the admin configures, by default
+//! what chrony sends for `local stratum 10`.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The length of an SNTP packet without extensions; every reply's length.
+pub const PACKET_LEN: usize = 48;
+
+/// Seconds from the NTP epoch (1900-01-01) to the Unix epoch (1970-01-01).
+pub const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+const MODE_CLIENT: u8 = 3;
+const MODE_SERVER: u8 = 4;
+
+/// A 64-bit NTP timestamp: seconds since 1900 (modulo 2^32, the era) and a
+/// 32-bit binary fraction (about 0.23 ns per unit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NtpTimestamp {
+    /// Seconds since 1900-01-01 00:00:00 UTC, modulo 2^32.
+    pub seconds: u32,
+    /// Fractions of a second, in units of 2^-32 s.
+    pub fraction: u32,
+}
+
+impl NtpTimestamp {
+    /// The timestamp of a wall-clock time. Times before 1970 read as 1970.
+    pub fn from_system_time(time: SystemTime) -> Self {
+        let since_unix = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        NtpTimestamp::from_unix(since_unix)
+    }
+
+    /// The timestamp of a duration since the Unix epoch.
+    pub fn from_unix(since_unix: Duration) -> Self {
+        // Wrapping into the era is what NTP does; truncation is intended.
+        let seconds = (since_unix.as_secs().wrapping_add(NTP_UNIX_OFFSET) & 0xFFFF_FFFF) as u32;
+        let fraction = ((u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000) as u32;
+        NtpTimestamp { seconds, fraction }
+    }
+
+    fn write(self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.seconds.to_be_bytes());
+        out[4..8].copy_from_slice(&self.fraction.to_be_bytes());
+    }
+}
+
+/// How the server describes its clock in every reply (the admin's settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerClock {
+    /// 0–3: no warning, last minute has 61 s, last minute has 59 s, unsynchronized.
+    pub leap_indicator: u8,
+    /// 1 (primary) to 15; 16 means unsynchronized.
+    pub stratum: u8,
+    /// The clock's precision as a power of two seconds (-26 ≈ 15 ns).
+    pub precision: i8,
+    /// Round-trip delay to the reference clock.
+    pub root_delay: Duration,
+    /// Dispersion to the reference clock.
+    pub root_dispersion: Duration,
+    /// Four bytes naming the reference: an IPv4 address or ASCII.
+    pub reference_id: [u8; 4],
+}
+
+impl Default for ServerClock {
+    /// What chronyd 4.x sends for `local stratum 10` (read with ntplib on
+    /// the project's machine: stratum 10, reference id 127.127.1.1,
+    /// precision -26, root delay and dispersion 0, leap 0).
+    fn default() -> Self {
+        ServerClock {
+            leap_indicator: 0,
+            stratum: 10,
+            precision: -26,
+            root_delay: Duration::ZERO,
+            root_dispersion: Duration::ZERO,
+            reference_id: Ipv4Addr::new(127, 127, 1, 1).octets(),
+        }
+    }
+}
+
+/// The parts of a client request a reply needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientRequest {
+    /// The request's version (1–4), echoed in the reply.
+    pub version: u8,
+    /// The client's poll exponent, echoed as chrony does.
+    pub poll: i8,
+    /// The client's transmit timestamp, raw: the reply's origin timestamp.
+    pub transmit: [u8; 8],
+}
+
+/// Why a datagram is not an SNTP client request. None of these is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SntpError {
+    /// Shorter than the 48-byte header.
+    #[error("datagram of {0} bytes is shorter than an NTP header")]
+    TooShort(usize),
+    /// Not mode 3 (client): a reply, broadcast, symmetric or control message.
+    #[error("NTP mode {0} is not a client request")]
+    NotClientMode(u8),
+    /// Version 0 or 5–7.
+    #[error("NTP version {0} is not supported")]
+    BadVersion(u8),
+}
+
+/// Reads a datagram as an SNTP client request.
+///
+/// Versions 1 to 4 are answered (as chronyd answers them); a request longer
+/// than 48 bytes (extension fields, a MAC) is answered unauthenticated with
+/// the 48-byte header, which a client that wanted authentication rejects.
+pub fn parse_request(datagram: &[u8]) -> Result<ClientRequest, SntpError> {
+    if datagram.len() < PACKET_LEN {
+        return Err(SntpError::TooShort(datagram.len()));
+    }
+    let version = (datagram[0] >> 3) & 0b111;
+    let mode = datagram[0] & 0b111;
+    if mode != MODE_CLIENT {
+        return Err(SntpError::NotClientMode(mode));
+    }
+    if !(1..=4).contains(&version) {
+        return Err(SntpError::BadVersion(version));
+    }
+    let mut transmit = [0u8; 8];
+    transmit.copy_from_slice(&datagram[40..48]);
+    Ok(ClientRequest {
+        version,
+        poll: datagram[2] as i8,
+        transmit,
+    })
+}
+
+/// Writes the reply to `request` into `out`.
+///
+/// `received` is when the request arrived and `transmitted` when the reply
+/// leaves; both come from the caller's clock. The reference timestamp is the
+/// receive time: the host's clock is the reference, and it is current.
+pub fn write_reply(
+    request: &ClientRequest,
+    clock: &ServerClock,
+    received: NtpTimestamp,
+    transmitted: NtpTimestamp,
+    out: &mut [u8; PACKET_LEN],
+) {
+    out[0] = (clock.leap_indicator & 0b11) << 6 | request.version << 3 | MODE_SERVER;
+    out[1] = clock.stratum;
+    out[2] = request.poll as u8;
+    out[3] = clock.precision as u8;
+    out[4..8].copy_from_slice(&ntp_short(clock.root_delay).to_be_bytes());
+    out[8..12].copy_from_slice(&ntp_short(clock.root_dispersion).to_be_bytes());
+    out[12..16].copy_from_slice(&clock.reference_id);
+    received.write(&mut out[16..24]);
+    out[24..32].copy_from_slice(&request.transmit);
+    received.write(&mut out[32..40]);
+    transmitted.write(&mut out[40..48]);
+}
+
+/// A duration as NTP's 16.16 fixed-point seconds, saturating.
+fn ntp_short(duration: Duration) -> u32 {
+    let units = duration.as_nanos() * 65_536 / 1_000_000_000;
+    u32::try_from(units).unwrap_or(u32::MAX)
+}
+
+/// Reads a reference id as the config writes it: a dotted IPv4 address
+/// (`127.127.1.1`) or up to four ASCII characters (`LOCL`, `GPS`).
+pub fn parse_reference_id(text: &str) -> Option<[u8; 4]> {
+    if let Ok(ip) = text.parse::<Ipv4Addr>() {
+        return Some(ip.octets());
+    }
+    if text.is_empty() || text.len() > 4 || !text.is_ascii() {
+        return None;
+    }
+    let mut id = [0u8; 4];
+    id[..text.len()].copy_from_slice(text.as_bytes());
+    Some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(first_byte: u8) -> [u8; PACKET_LEN] {
+        let mut packet = [0u8; PACKET_LEN];
+        packet[0] = first_byte;
+        packet[2] = 6; // poll 64 s
+        packet[40..48].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        packet
+    }
+
+    const V4_CLIENT: u8 = 4 << 3 | 3;
+    const V3_CLIENT: u8 = 3 << 3 | 3;
+
+    #[test]
+    fn answers_client_requests_of_versions_1_to_4_only() {
+        for version in 0..8u8 {
+            let parsed = parse_request(&request(version << 3 | 3));
+            if (1..=4).contains(&version) {
+                assert_eq!(parsed.map(|r| r.version), Ok(version));
+            } else {
+                assert_eq!(parsed, Err(SntpError::BadVersion(version)));
+            }
+        }
+    }
+
+    #[test]
+    fn ignores_every_mode_but_client() {
+        for mode in [0u8, 1, 2, 4, 5, 6, 7] {
+            assert_eq!(
+                parse_request(&request(4 << 3 | mode)),
+                Err(SntpError::NotClientMode(mode))
+            );
+        }
+    }
+
+    #[test]
+    fn ignores_short_datagrams_and_accepts_extensions() {
+        assert_eq!(parse_request(&[]), Err(SntpError::TooShort(0)));
+        assert_eq!(
+            parse_request(&request(V4_CLIENT)[..47]),
+            Err(SntpError::TooShort(47))
+        );
+        let mut long = request(V4_CLIENT).to_vec();
+        long.extend_from_slice(&[0; 20]);
+        assert!(parse_request(&long).is_ok());
+    }
+
+    #[test]
+    fn writes_a_mode_4_reply_echoing_version_poll_and_origin() {
+        let parsed = parse_request(&request(V3_CLIENT)).unwrap();
+        let received = NtpTimestamp {
+            seconds: 0xE000_0001,
+            fraction: 0x8000_0000,
+        };
+        let transmitted = NtpTimestamp {
+            seconds: 0xE000_0001,
+            fraction: 0x8000_1000,
+        };
+        let mut out = [0xAA; PACKET_LEN];
+        write_reply(
+            &parsed,
+            &ServerClock::default(),
+            received,
+            transmitted,
+            &mut out,
+        );
+        assert_eq!(out[0], 3 << 3 | 4, "LI 0, version 3, mode 4");
+        assert_eq!(out[1], 10, "stratum");
+        assert_eq!(out[2], 6, "poll echoed");
+        assert_eq!(out[3] as i8, -26, "precision");
+        assert_eq!(&out[4..12], &[0; 8], "root delay and dispersion");
+        assert_eq!(&out[12..16], &[127, 127, 1, 1], "reference id");
+        assert_eq!(
+            &out[16..24],
+            &[0xE0, 0, 0, 1, 0x80, 0, 0, 0],
+            "reference = receive"
+        );
+        assert_eq!(
+            &out[24..32],
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+            "origin = client's transmit"
+        );
+        assert_eq!(&out[32..40], &[0xE0, 0, 0, 1, 0x80, 0, 0, 0], "receive");
+        assert_eq!(&out[40..48], &[0xE0, 0, 0, 1, 0x80, 0, 0x10, 0], "transmit");
+        assert!(parse_request(&out).is_err(), "a reply is never answered");
+    }
+
+    #[test]
+    fn configured_clock_fields_are_written() {
+        let parsed = parse_request(&request(V4_CLIENT)).unwrap();
+        let clock = ServerClock {
+            leap_indicator: 3,
+            stratum: 16,
+            precision: -20,
+            root_delay: Duration::from_millis(1500),
+            root_dispersion: Duration::from_secs(70_000),
+            reference_id: *b"LOCL",
+        };
+        let mut out = [0; PACKET_LEN];
+        write_reply(
+            &parsed,
+            &clock,
+            NtpTimestamp::default(),
+            NtpTimestamp::default(),
+            &mut out,
+        );
+        assert_eq!(out[0], 3 << 6 | 4 << 3 | 4);
+        assert_eq!(out[1], 16);
+        assert_eq!(out[3] as i8, -20);
+        assert_eq!(&out[4..8], &0x0001_8000u32.to_be_bytes(), "1.5 s in 16.16");
+        assert_eq!(&out[8..12], &u32::MAX.to_be_bytes(), "saturates");
+        assert_eq!(&out[12..16], b"LOCL");
+    }
+
+    #[test]
+    fn timestamps_count_from_1900_with_sub_microsecond_fractions() {
+        let epoch = NtpTimestamp::from_unix(Duration::ZERO);
+        assert_eq!(epoch.seconds, 2_208_988_800);
+        assert_eq!(epoch.fraction, 0);
+        let half = NtpTimestamp::from_unix(Duration::new(1, 500_000_000));
+        assert_eq!(half.seconds, 2_208_988_801);
+        assert_eq!(half.fraction, 0x8000_0000);
+        let one_ns = NtpTimestamp::from_unix(Duration::new(0, 1));
+        assert_eq!(one_ns.fraction, 4, "2^32 / 1e9 = 4.29 units per ns");
+        // 2036-02-07 06:28:16 UTC starts NTP era 1: seconds wrap to 0.
+        let era1 = NtpTimestamp::from_unix(Duration::from_secs((1u64 << 32) - NTP_UNIX_OFFSET));
+        assert_eq!(era1.seconds, 0);
+    }
+
+    #[test]
+    fn reads_reference_ids() {
+        assert_eq!(parse_reference_id("127.127.1.1"), Some([127, 127, 1, 1]));
+        assert_eq!(parse_reference_id("LOCL"), Some(*b"LOCL"));
+        assert_eq!(parse_reference_id("GPS"), Some(*b"GPS\0"));
+        assert_eq!(parse_reference_id(""), None);
+        assert_eq!(parse_reference_id("TOOLONG"), None);
+        assert_eq!(parse_reference_id("ñ"), None);
+    }
+}

@@ -1,0 +1,204 @@
+//! SNTP, RFC 868 Time and RFC 867 Daytime over loopback, with hand-built
+//! packets, against the in-process daemon.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hora_server::config::ServiceConfig;
+use hora_server::stats::Snapshot;
+use hora_server::{Config, Server};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+struct Daemon {
+    sntp: SocketAddr,
+    time: SocketAddr,
+    daytime: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Snapshot>,
+}
+
+async fn start() -> Daemon {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut config = Config {
+        bind: loopback,
+        stats_interval: Duration::ZERO,
+        ..Config::default()
+    };
+    config.sntp.bind = Some(loopback);
+    config.time = ServiceConfig {
+        bind: Some(loopback),
+    };
+    config.daytime = ServiceConfig {
+        bind: Some(loopback),
+    };
+    let server = Server::bind(&config).await.unwrap();
+    let addrs = server.standard_addrs().unwrap();
+    let find = |name| addrs.iter().find(|(n, _)| *n == name).unwrap().1;
+    let (sntp, time, daytime) = (find("sntp"), find("time"), find("daytime"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Daemon {
+        sntp,
+        time,
+        daytime,
+        stop,
+        task,
+    }
+}
+
+impl Daemon {
+    async fn stop(self) -> Snapshot {
+        let _ = self.stop.send(());
+        self.task.await.unwrap()
+    }
+}
+
+async fn client() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+}
+
+async fn receive(socket: &UdpSocket) -> Vec<u8> {
+    let mut buffer = [0u8; 2048];
+    let (len, _) = timeout(Duration::from_secs(5), socket.recv_from(&mut buffer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    buffer[..len].to_vec()
+}
+
+fn ntp_request(version: u8, mode: u8, transmit: [u8; 8]) -> [u8; 48] {
+    let mut packet = [0u8; 48];
+    packet[0] = version << 3 | mode;
+    packet[2] = 6;
+    packet[40..48].copy_from_slice(&transmit);
+    packet
+}
+
+/// An NTP timestamp as seconds since the Unix epoch.
+fn ntp_to_unix(bytes: &[u8]) -> f64 {
+    let seconds = u32::from_be_bytes(bytes[..4].try_into().unwrap());
+    let fraction = u32::from_be_bytes(bytes[4..8].try_into().unwrap());
+    f64::from(seconds) - 2_208_988_800.0 + f64::from(fraction) / 4_294_967_296.0
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[tokio::test]
+async fn sntp_answers_a_v4_client_request_with_the_host_time() {
+    let daemon = start().await;
+    let socket = client().await;
+    let origin = [0xDE, 0xAD, 0xBE, 0xEF, 1, 2, 3, 4];
+    let before = unix_now();
+    socket
+        .send_to(&ntp_request(4, 3, origin), daemon.sntp)
+        .await
+        .unwrap();
+    let reply = receive(&socket).await;
+    let after = unix_now();
+    assert_eq!(reply.len(), 48);
+    assert_eq!(reply[0], 4 << 3 | 4, "LI 0, version 4, mode 4");
+    assert_eq!(reply[1], 10, "stratum");
+    assert_eq!(reply[2], 6, "poll echoed");
+    assert_eq!(reply[3] as i8, -26, "precision");
+    assert_eq!(&reply[12..16], &[127, 127, 1, 1]);
+    assert_eq!(&reply[24..32], &origin, "origin = our transmit timestamp");
+    let (received, transmitted) = (ntp_to_unix(&reply[32..40]), ntp_to_unix(&reply[40..48]));
+    assert!(received <= transmitted);
+    assert!(
+        before - 0.05 <= received && transmitted <= after + 0.05,
+        "{before} {received} {transmitted} {after}"
+    );
+    assert_ne!(reply[36..40], [0; 4], "sub-second fraction present");
+    assert_eq!(daemon.stop().await.sntp_requests, 1);
+}
+
+#[tokio::test]
+async fn sntp_echoes_version_3() {
+    let daemon = start().await;
+    let socket = client().await;
+    socket
+        .send_to(&ntp_request(3, 3, [9; 8]), daemon.sntp)
+        .await
+        .unwrap();
+    assert_eq!(receive(&socket).await[0], 3 << 3 | 4);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn sntp_ignores_everything_but_client_requests() {
+    let daemon = start().await;
+    let socket = client().await;
+    let bad: [&[u8]; 6] = [
+        &ntp_request(4, 4, [1; 8]),       // a server reply: never answer a reply
+        &ntp_request(4, 5, [1; 8]),       // broadcast
+        &ntp_request(4, 6, [1; 8]),       // control
+        &ntp_request(0, 3, [1; 8]),       // version 0
+        &ntp_request(5, 3, [1; 8]),       // version 5
+        &ntp_request(4, 3, [1; 8])[..47], // short
+    ];
+    for datagram in bad {
+        socket.send_to(datagram, daemon.sntp).await.unwrap();
+    }
+    // Then a good one: the only answer that comes back is for it.
+    socket
+        .send_to(&ntp_request(4, 3, [2; 8]), daemon.sntp)
+        .await
+        .unwrap();
+    let reply = receive(&socket).await;
+    assert_eq!(&reply[24..32], &[2; 8]);
+    let stats = daemon.stop().await;
+    assert_eq!(stats.ntp_ignored, 6);
+    assert_eq!(stats.sntp_requests, 1);
+}
+
+#[tokio::test]
+async fn rfc868_answers_any_datagram_with_seconds_since_1900() {
+    let daemon = start().await;
+    let socket = client().await;
+    let before = unix_now();
+    socket.send_to(b"", daemon.time).await.unwrap();
+    let reply = receive(&socket).await;
+    assert_eq!(reply.len(), 4);
+    let seconds = f64::from(u32::from_be_bytes(reply.try_into().unwrap())) - 2_208_988_800.0;
+    assert!((seconds - before).abs() < 1.5, "{seconds} vs {before}");
+    assert_eq!(daemon.stop().await.rfc868_requests, 1);
+}
+
+#[tokio::test]
+async fn daytime_answers_any_datagram_with_one_line() {
+    let daemon = start().await;
+    let socket = client().await;
+    socket
+        .send_to(b"what time is it?", daemon.daytime)
+        .await
+        .unwrap();
+    let reply = String::from_utf8(receive(&socket).await).unwrap();
+    let line = reply.strip_suffix("\r\n").expect("ends in CR LF");
+    assert!(!line.contains('\n'));
+    let served = chrono::DateTime::parse_from_rfc2822(line).unwrap();
+    let drift = (chrono::Utc::now() - served.to_utc()).num_seconds().abs();
+    assert!(drift <= 2, "{line}");
+    assert_eq!(daemon.stop().await.daytime_requests, 1);
+}
+
+#[tokio::test]
+async fn shutdown_stops_every_protocol() {
+    let daemon = start().await;
+    let sntp = daemon.sntp;
+    let stats = daemon.stop().await;
+    assert_eq!(stats.sessions_open, 0);
+    // The socket is closed: binding its address again now works.
+    assert!(UdpSocket::bind(sntp).await.is_ok());
+}
