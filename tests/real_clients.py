@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Real clients that nobody here wrote, against horad's standard protocols.
+
+Starts horad (the binary given as the first argument) with SNTP, RFC 868 Time
+and RFC 867 Daytime on ephemeral loopback ports, then asks it the time with
+Python's ntplib, Debian's rdate (SNTP and RFC 868 over UDP), chronyd -Q (which
+only measures and sets nothing) and socat. Every answer must agree with this
+host's clock. Prints one line per check and a closing
+"real clients: N passed, M failed"; exits 1 if any failed.
+
+.ci/run installs the clients (apt: chrony rdate socat; pip: ntplib).
+"""
+
+import datetime
+import email.utils
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+HORAD = sys.argv[1] if len(sys.argv) > 1 else "target/debug/horad"
+LOOPBACK = "127.0.0.1"
+results = []
+
+
+def check(name, fn):
+    try:
+        detail = fn()
+        results.append(True)
+        print(f"PASS {name}: {detail}")
+    except Exception as error:  # a failed check, whatever its cause
+        results.append(False)
+        print(f"FAIL {name}: {error}")
+
+
+def start_horad():
+    horad = subprocess.Popen(
+        [HORAD, "--bind", f"{LOOPBACK}:0", "--sntp-bind", f"{LOOPBACK}:0",
+         "--time-bind", f"{LOOPBACK}:0", "--daytime-bind", f"{LOOPBACK}:0",
+         "--log-format", "text", "--stats-interval", "0s"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
+    ports = {}
+    deadline = time.monotonic() + 10
+    while len(ports) < 3 and time.monotonic() < deadline:
+        line = horad.stderr.readline()
+        if not line:
+            break
+        found = re.search(r"(sntp|time|daytime) listening on 127\.0\.0\.1:(\d+)", line)
+        if found:
+            ports[found.group(1)] = int(found.group(2))
+    if len(ports) < 3:
+        horad.kill()
+        sys.exit(f"horad did not start its three protocols: {ports}")
+    return horad, ports
+
+
+def within(seconds, limit, what):
+    if abs(seconds) > limit:
+        raise AssertionError(f"{what} off by {seconds:+.6f} s (limit {limit} s)")
+    return f"{what} off by {seconds:+.6f} s"
+
+
+def ntplib_check(port, version):
+    def run():
+        import ntplib
+        response = ntplib.NTPClient().request(LOOPBACK, port=port, version=version, timeout=5)
+        assert response.version == version, f"version {response.version}"
+        assert response.stratum == 10, f"stratum {response.stratum}"
+        ref = ntplib.ref_id_to_text(response.ref_id, response.stratum)
+        assert ref == "127.127.1.1", f"reference id {ref}"
+        return within(response.offset, 0.05, f"offset (stratum 10, ref {ref}, delay {response.delay:.6f} s)")
+    return run
+
+
+def rdate_check(flag, port):
+    def run():
+        before = time.time()
+        out = subprocess.run(["rdate", flag, "-p", "-o", str(port), LOOPBACK],
+                             capture_output=True, text=True, timeout=20, check=True,
+                             env=dict(os.environ, TZ="UTC")).stdout
+        after = time.time()
+        # rdate prints ctime(3) in UTC here: "Tue Nov 24 08:46:18 UTC 2026"; it has whole seconds.
+        text = out.strip().splitlines()[-1].replace("rdate: [127.0.0.1]\t", "")
+        served = datetime.datetime.strptime(text, "%a %b %d %H:%M:%S %Z %Y")
+        served = served.replace(tzinfo=datetime.timezone.utc).timestamp()
+        if not (int(before) <= served <= after):
+            raise AssertionError(f"{text!r} outside [{before:.3f}, {after:.3f}]")
+        return f"{text!r} (whole seconds, within the request's second)"
+    return run
+
+
+def chronyd_check(port):
+    def run():
+        with tempfile.TemporaryDirectory() as scratch:
+            conf = os.path.join(scratch, "client.conf")
+            with open(conf, "w") as f:
+                f.write(f"server {LOOPBACK} port {port} iburst maxsamples 1\n"
+                        f"cmdport 0\npidfile {scratch}/chronyd.pid\n")
+            done = subprocess.run(["chronyd", "-Q", "-f", conf, "-t", "10"],
+                                  capture_output=True, text=True, timeout=30)
+        output = done.stdout + done.stderr
+        found = re.search(r"System clock wrong by (-?[0-9.]+) seconds \(ignored\)", output)
+        if not found:
+            raise AssertionError(f"no measurement in chronyd's output: {output!r}")
+        return within(float(found.group(1)), 0.05, "chronyd -Q: system clock")
+    return run
+
+
+def socat_check(port):
+    def run():
+        before = time.time()
+        raw = subprocess.run(["socat", "-t", "2", "-", f"UDP:{LOOPBACK}:{port}"], input=b"\n",
+                             capture_output=True, timeout=10, check=True).stdout
+        after = time.time()
+        out = raw.decode("ascii")
+        assert out.endswith("\r\n") and out.count("\n") == 1, repr(out)
+        served = email.utils.parsedate_to_datetime(out.strip()).timestamp()
+        if not (int(before) <= served <= after):
+            raise AssertionError(f"{out!r} outside [{before:.3f}, {after:.3f}]")
+        return repr(out)
+    return run
+
+
+def main():
+    horad, ports = start_horad()
+    try:
+        check("ntplib SNTPv4", ntplib_check(ports["sntp"], 4))
+        check("ntplib SNTPv3", ntplib_check(ports["sntp"], 3))
+        check("rdate -n (SNTP)", rdate_check("-n", ports["sntp"]))
+        check("rdate -u (RFC 868 over UDP)", rdate_check("-u", ports["time"]))
+        check("chronyd -Q (NTP)", chronyd_check(ports["sntp"]))
+        check("socat (RFC 867 daytime)", socat_check(ports["daytime"]))
+    finally:
+        horad.terminate()
+        horad.wait(timeout=5)
+    passed = sum(results)
+    failed = len(results) - passed
+    print(f"real clients: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
