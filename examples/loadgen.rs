@@ -5,6 +5,10 @@
 //! checking every reply byte for byte, resending after a loss; then all log
 //! out. Prints requests/s, latency percentiles, losses and bad replies.
 //!
+//! `ntp`: the same closed loop over SNTP: N client sockets, each with one
+//! 48-byte mode-3 request outstanding; a reply counts if it is mode 4 and
+//! echoes the request's transmit timestamp. For comparing with chronyd.
+//!
 //! `hold`: N sessions log in and stay silent until the server idles them
 //! out; prints how late the idle notices came. Run it to measure the
 //! daemon's memory per session (RSS while held) and its expiry at scale.
@@ -65,6 +69,18 @@ enum Mode {
         #[arg(long, default_value = "127.0.0.1")]
         ip: IpAddr,
     },
+    /// SNTP closed loop: each client socket keeps one 48-byte request
+    /// outstanding; replies must be mode 4 and echo our transmit timestamp
+    Ntp {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        resend: Duration,
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: IpAddr,
+    },
     /// Log in and stay silent until the server idles the sessions out
     Hold {
         #[arg(long, default_value_t = 10_000)]
@@ -105,6 +121,21 @@ fn main() -> anyhow::Result<()> {
                 load(
                     args.server,
                     check(sessions, ip)?,
+                    duration.min(MAX_DURATION),
+                    resend,
+                    ip,
+                )
+                .await
+            }
+            Mode::Ntp {
+                clients,
+                duration,
+                resend,
+                ip,
+            } => {
+                ntp(
+                    args.server,
+                    check(clients, ip)?,
                     duration.min(MAX_DURATION),
                     resend,
                     ip,
@@ -215,6 +246,90 @@ async fn load(
         percentile(&latencies, 0.999),
     );
     eprintln!("(wall time including logout: {elapsed:.2}s)");
+    Ok(())
+}
+
+async fn ntp(
+    server: SocketAddr,
+    clients: usize,
+    duration: Duration,
+    resend: Duration,
+    ip: IpAddr,
+) -> anyhow::Result<()> {
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let socket = UdpSocket::bind((ip, 0))
+            .await
+            .context("bind (open-file limit?)")?;
+        socket.connect(server).await?;
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut request = [0u8; 48];
+            request[0] = 4 << 3 | 3; // version 4, client
+            let mut buffer = [0u8; 2048];
+            barrier.wait().await;
+            let end = Instant::now() + duration;
+            let mut serial: u64 = 0;
+            'requests: while Instant::now() < end {
+                serial += 1;
+                request[40..48].copy_from_slice(&serial.to_be_bytes());
+                let sent = Instant::now();
+                for _ in 0..MAX_TRIES {
+                    if socket.send(&request).await.is_err() {
+                        tally.lost_session = true;
+                        break 'requests;
+                    }
+                    match timeout(resend, socket.recv(&mut buffer)).await {
+                        Ok(Ok(len)) => {
+                            let reply = &buffer[..len];
+                            if len == 48
+                                && reply[0] & 0b111 == 4
+                                && reply[24..32] == request[40..48]
+                            {
+                                let micros = sent.elapsed().as_micros();
+                                tally
+                                    .latencies_us
+                                    .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                            } else {
+                                tally.bad += 1;
+                            }
+                            continue 'requests;
+                        }
+                        Ok(Err(_)) => {
+                            tally.lost_session = true;
+                            break 'requests;
+                        }
+                        Err(_) => tally.losses += 1,
+                    }
+                }
+                tally.lost_session = true;
+                break;
+            }
+            tally
+        }));
+    }
+    barrier.wait().await;
+    let mut latencies = Vec::new();
+    let (mut losses, mut bad, mut lost) = (0, 0, 0);
+    for task in tasks {
+        let tally = task.await?;
+        latencies.extend(tally.latencies_us);
+        losses += tally.losses;
+        bad += tally.bad;
+        lost += u64::from(tally.lost_session);
+    }
+    latencies.sort_unstable();
+    let requests = latencies.len();
+    println!(
+        "mode=ntp server={server} clients={clients} duration={duration:?} requests={requests} \
+         rps={:.0} p50_us={} p99_us={} p999_us={} losses={losses} bad_replies={bad} failed_clients={lost}",
+        requests as f64 / duration.as_secs_f64().max(1e-9),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 0.999),
+    );
     Ok(())
 }
 
