@@ -17,11 +17,14 @@
 //! - [`clock`]: the time reply, rendered from a wall-clock time it is given;
 //! - [`message`]: how a client reads what the server sent ([`ServerMessage`]);
 //! - [`sntp`], [`rfc868`], [`daytime`]: the standard time protocols horad
-//!   also serves (SNTPv4 server mode, RFC 868 Time, RFC 867 Daytime).
+//!   also serves (SNTPv4 server mode, RFC 868 Time, RFC 867 Daytime);
+//! - [`access`], [`ratelimit`]: who may be answered, and how often.
 
+pub mod access;
 pub mod clock;
 pub mod daytime;
 pub mod message;
+pub mod ratelimit;
 pub mod request;
 pub mod rfc868;
 pub mod session;

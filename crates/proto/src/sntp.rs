@@ -163,6 +163,21 @@ pub fn write_reply(
     transmitted.write(&mut out[40..48]);
 }
 
+/// The kiss code of a rate-limited client.
+pub const KISS_RATE: [u8; 4] = *b"RATE";
+
+/// Writes a kiss-o'-death reply to `request` (RFC 5905, section 7.4): stratum
+/// 0, leap indicator 3, the kiss `code` as reference id, the request's
+/// transmit timestamp as origin (so the client takes it as the answer) and no
+/// time at all. A client that gets `RATE` must slow down.
+pub fn write_kiss_of_death(request: &ClientRequest, code: [u8; 4], out: &mut [u8; PACKET_LEN]) {
+    *out = [0; PACKET_LEN];
+    out[0] = 3 << 6 | request.version << 3 | MODE_SERVER;
+    out[2] = request.poll as u8;
+    out[12..16].copy_from_slice(&code);
+    out[24..32].copy_from_slice(&request.transmit);
+}
+
 /// A duration as NTP's 16.16 fixed-point seconds, saturating.
 fn ntp_short(duration: Duration) -> u32 {
     let units = duration.as_nanos() * 65_536 / 1_000_000_000;
@@ -312,6 +327,18 @@ mod tests {
         // 2036-02-07 06:28:16 UTC starts NTP era 1: seconds wrap to 0.
         let era1 = NtpTimestamp::from_unix(Duration::from_secs((1u64 << 32) - NTP_UNIX_OFFSET));
         assert_eq!(era1.seconds, 0);
+    }
+
+    #[test]
+    fn a_kiss_of_death_carries_its_code_and_no_time() {
+        let parsed = parse_request(&request(V4_CLIENT)).unwrap();
+        let mut out = [0xAA; PACKET_LEN];
+        write_kiss_of_death(&parsed, KISS_RATE, &mut out);
+        assert_eq!(out[0], 3 << 6 | 4 << 3 | 4, "LI 3, version 4, mode 4");
+        assert_eq!(out[1], 0, "stratum 0: a kiss");
+        assert_eq!(&out[12..16], b"RATE");
+        assert_eq!(&out[24..32], &[1, 2, 3, 4, 5, 6, 7, 8], "origin");
+        assert_eq!(&out[32..48], &[0; 16], "no receive or transmit time");
     }
 
     #[test]

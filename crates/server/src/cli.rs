@@ -57,6 +57,10 @@ pub struct Args {
     #[arg(long, env = "HORAD_DAYTIME_BIND", value_name = "ADDR")]
     pub daytime_bind: Option<SocketAddr>,
 
+    /// Turn per-source rate limiting off (for benchmarks) [default: on]
+    #[arg(long, env = "HORAD_NO_RATELIMIT")]
+    pub no_ratelimit: bool,
+
     /// Log format [default: text]
     #[arg(long, env = "HORAD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -101,6 +105,9 @@ impl Args {
         }
         if let Some(format) = self.log_format {
             config.log.format = format;
+        }
+        if self.no_ratelimit {
+            config.ratelimit.enabled = false;
         }
         if let Some(bind) = self.sntp_bind {
             config.sntp.bind = Some(bind);

@@ -8,11 +8,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hora_proto::access::{IpNet, LAN_NETWORKS};
 use hora_proto::sntp::{parse_reference_id, ServerClock};
 use serde::Deserialize;
 
 /// Everything `horad` can be told, from the file and then the command line.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The UDP address to serve the seed's protocol on (IPv4 or IPv6).
@@ -35,6 +36,55 @@ pub struct Config {
     pub time: ServiceConfig,
     /// The Daytime Protocol (RFC 867) on its own socket; off unless `bind` is set.
     pub daytime: ServiceConfig,
+    /// Which source networks are answered.
+    pub access: AccessConfig,
+    /// How often one source IP is answered.
+    pub ratelimit: RateLimitConfig,
+}
+
+/// The `[access]` table: networks answered, as chrony's `allow`/`deny`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Networks answered (CIDR, IPv4 or IPv6).
+    pub allow: Vec<IpNet>,
+    /// Networks never answered, even inside an allowed one.
+    pub deny: Vec<IpNet>,
+}
+
+impl Default for AccessConfig {
+    /// A LAN daemon's: loopback, RFC 1918, link-local, IPv6 ULA.
+    fn default() -> Self {
+        AccessConfig {
+            allow: LAN_NETWORKS.iter().filter_map(|n| n.parse().ok()).collect(),
+            deny: Vec::new(),
+        }
+    }
+}
+
+/// The `[ratelimit]` table: a token bucket per source IP, over every protocol.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Off only for benchmarks (which then say so).
+    pub enabled: bool,
+    /// Datagrams per second one source IP may send, sustained.
+    pub rate: f64,
+    /// Datagrams one source IP may send at once after a quiet spell.
+    pub burst: f64,
+    /// Buckets in the fixed table (about 48 bytes each); more sources share.
+    pub table_size: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            rate: 20.0,
+            burst: 40.0,
+            table_size: 16_384,
+        }
+    }
 }
 
 /// A standard protocol's table: `[time]`, `[daytime]`.
@@ -132,6 +182,8 @@ impl Default for Config {
             sntp: SntpConfig::default(),
             time: ServiceConfig::default(),
             daytime: ServiceConfig::default(),
+            access: AccessConfig::default(),
+            ratelimit: RateLimitConfig::default(),
         }
     }
 }
@@ -240,6 +292,16 @@ impl Config {
                 "must be an IPv4 address or 1 to 4 ASCII characters",
             );
         }
+        let limit = &self.ratelimit;
+        if !(limit.rate.is_finite() && limit.rate > 0.0) {
+            return invalid("ratelimit.rate", "must be a positive number");
+        }
+        if !(limit.burst.is_finite() && limit.burst >= 1.0) {
+            return invalid("ratelimit.burst", "must be at least 1");
+        }
+        if !(1..=1 << 24).contains(&limit.table_size) {
+            return invalid("ratelimit.table_size", "must be 1 to 16777216");
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid("log.level", "is not a valid log filter (try \"info\")");
         }
@@ -338,6 +400,26 @@ mod tests {
     }
 
     #[test]
+    fn reads_access_lists_and_rate_limits() {
+        let config = parse(
+            "[access]\nallow = [\"10.0.0.0/8\", \"2001:db8::/32\"]\ndeny = [\"10.9.0.0/16\"]\n\
+             [ratelimit]\nenabled = false\nrate = 5.0\nburst = 10.0\ntable_size = 64\n",
+        )
+        .unwrap();
+        assert_eq!(config.access.allow.len(), 2);
+        assert_eq!(
+            config.access.deny,
+            ["10.9.0.0/16".parse::<IpNet>().unwrap()]
+        );
+        assert!(!config.ratelimit.enabled);
+        assert_eq!(config.ratelimit.table_size, 64);
+        let error = parse("[access]\nallow = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("config.toml:2:"), "{error}");
+    }
+
+    #[test]
     fn the_standard_protocols_are_off_by_default() {
         let config = Config::default();
         assert_eq!(config.sntp.bind, None);
@@ -350,6 +432,9 @@ mod tests {
     fn unusable_values_are_refused() {
         for (toml, key) in [
             ("[sntp]\nstratum = 0", "sntp.stratum"),
+            ("[ratelimit]\nrate = 0.0", "ratelimit.rate"),
+            ("[ratelimit]\nburst = 0.5", "ratelimit.burst"),
+            ("[ratelimit]\ntable_size = 0", "ratelimit.table_size"),
             ("[sntp]\nstratum = 17", "sntp.stratum"),
             ("[sntp]\nleap_indicator = 4", "sntp.leap_indicator"),
             ("[sntp]\nreference_id = \"TOOLONG\"", "sntp.reference_id"),

@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: `config.toml`, with defaults and validation;
 //! - [`cli`]: the command line, which overrides the file;
+//! - [`gate`]: access lists and per-source rate limits, before any protocol;
 //! - [`server`]: the socket, the receive loop, idle timers and shutdown;
 //! - [`sessions`]: the session table keyed by peer address, with its limits;
 //! - [`standard`]: SNTP, RFC 868 Time and RFC 867 Daytime, each on its socket;
@@ -13,6 +14,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod gate;
 pub mod logging;
 pub mod server;
 pub mod sessions;

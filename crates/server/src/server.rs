@@ -17,6 +17,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::gate::{Admission, Gate};
 use crate::sessions::{Limits, SessionId, Sessions, TimerCheck};
 use crate::standard::{self, Protocol};
 use crate::stats::{Snapshot, Stats};
@@ -37,6 +38,7 @@ pub struct Server {
     socket: Arc<UdpSocket>,
     sessions: Arc<Sessions>,
     stats: Arc<Stats>,
+    gate: Arc<Gate>,
     rules: Rules,
     stats_interval: Duration,
     /// The standard protocols' sockets, served beside the seed's protocol.
@@ -77,6 +79,7 @@ impl Server {
                 max_sessions_per_ip: config.max_sessions_per_ip,
             })),
             stats: Arc::new(Stats::default()),
+            gate: Arc::new(Gate::new(config, std::time::Instant::now())),
             rules: Rules {
                 idle_timeout: config.idle_timeout,
             },
@@ -96,6 +99,11 @@ impl Server {
             .iter()
             .map(|(socket, protocol)| Ok((protocol.name(), socket.local_addr()?)))
             .collect()
+    }
+
+    /// Whether per-source rate limiting is on (start-up logs say so).
+    pub fn limits_rate(&self) -> bool {
+        self.gate.limits_rate()
     }
 
     /// The open sessions, for observers such as tests.
@@ -118,7 +126,14 @@ impl Server {
         let mut standard = JoinSet::new();
         for (socket, protocol) in std::mem::take(&mut self.standard) {
             let stats = Arc::clone(&self.stats);
-            standard.spawn(standard::serve(socket, protocol, stats, stopped.clone()));
+            let gate = Arc::clone(&self.gate);
+            standard.spawn(standard::serve(
+                socket,
+                protocol,
+                stats,
+                gate,
+                stopped.clone(),
+            ));
         }
         let mut receiver = Receiver {
             server: &self,
@@ -199,8 +214,13 @@ impl Receiver<'_> {
     async fn datagram(&mut self, datagram: &[u8], peer: SocketAddr) {
         let server = self.server;
         let stats = &server.stats;
-        let request = parse(datagram);
         let now = Instant::now();
+        // The seed's protocol has no way to say "slow down": drop.
+        if server.gate.judge(peer, now.into_std(), stats) != Admission::Admit {
+            Stats::bump(&stats.dropped);
+            return;
+        }
+        let request = parse(datagram);
         let handled = server
             .sessions
             .handle(peer, request, now.into_std(), server.rules);

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::gate::{Admission, Gate};
 use crate::stats::Stats;
 use crate::warn_budget::WarnBudget;
 
@@ -43,6 +44,7 @@ pub async fn serve(
     socket: UdpSocket,
     protocol: Protocol,
     stats: Arc<Stats>,
+    gate: Arc<Gate>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut warnings = WarnBudget::new(5, Duration::from_secs(1), Instant::now());
@@ -64,6 +66,33 @@ pub async fn serve(
                 }
             },
         };
+        match gate.judge(peer, std::time::Instant::now(), &stats) {
+            Admission::Admit => {}
+            Admission::Denied => {
+                Stats::bump(&stats.dropped);
+                continue;
+            }
+            Admission::Limited(verdict) => {
+                // SNTP can tell a client to slow down; do so now and then,
+                // as chrony does, and otherwise stay silent.
+                let kiss = match protocol {
+                    Protocol::Sntp(_) if verdict.occasionally() => {
+                        sntp::parse_request(&buffer[..len]).ok()
+                    }
+                    _ => None,
+                };
+                match kiss {
+                    Some(request) => {
+                        let mut reply = [0u8; PACKET_LEN];
+                        sntp::write_kiss_of_death(&request, sntp::KISS_RATE, &mut reply);
+                        Stats::bump(&stats.kiss_of_death);
+                        send(&socket, &stats, &reply, peer).await;
+                    }
+                    None => Stats::bump(&stats.dropped),
+                }
+                continue;
+            }
+        }
         match protocol {
             Protocol::Sntp(clock) => {
                 // The receive timestamp: as soon after arrival as we can.

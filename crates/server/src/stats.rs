@@ -38,6 +38,12 @@ pub struct Stats {
     pub rfc868_requests: AtomicU64,
     /// RFC 867 Daytime requests answered.
     pub daytime_requests: AtomicU64,
+    /// Datagrams from sources outside the access lists (dropped).
+    pub denied: AtomicU64,
+    /// Datagrams over a source's rate limit (dropped, or kissed).
+    pub rate_limited: AtomicU64,
+    /// SNTP "RATE" kiss-o'-death replies sent to rate-limited clients.
+    pub kiss_of_death: AtomicU64,
 }
 
 impl Stats {
@@ -66,6 +72,9 @@ impl Stats {
             ntp_ignored: get(&self.ntp_ignored),
             rfc868_requests: get(&self.rfc868_requests),
             daytime_requests: get(&self.daytime_requests),
+            denied: get(&self.denied),
+            rate_limited: get(&self.rate_limited),
+            kiss_of_death: get(&self.kiss_of_death),
         }
     }
 }
@@ -90,6 +99,9 @@ pub struct Snapshot {
     pub ntp_ignored: u64,
     pub rfc868_requests: u64,
     pub daytime_requests: u64,
+    pub denied: u64,
+    pub rate_limited: u64,
+    pub kiss_of_death: u64,
 }
 
 impl fmt::Display for Snapshot {
@@ -99,7 +111,7 @@ impl fmt::Display for Snapshot {
             "sessions_open={} logins={} time_requests={} logouts={} invalid_options={} \
              idle_expiries={} shutdown_closes={} invalid_datagrams={} refusals={} \
              no_session={} dropped={} send_errors={} sntp_requests={} ntp_ignored={} \
-             rfc868_requests={} daytime_requests={}",
+             rfc868_requests={} daytime_requests={} denied={} rate_limited={} kiss_of_death={}",
             self.sessions_open,
             self.logins,
             self.time_requests,
@@ -115,7 +127,10 @@ impl fmt::Display for Snapshot {
             self.sntp_requests,
             self.ntp_ignored,
             self.rfc868_requests,
-            self.daytime_requests
+            self.daytime_requests,
+            self.denied,
+            self.rate_limited,
+            self.kiss_of_death
         )
     }
 }

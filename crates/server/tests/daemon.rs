@@ -53,12 +53,16 @@ impl Daemon {
     }
 }
 
+/// The defaults on an ephemeral port, without rate limiting: these tests
+/// send bursts from one address on purpose. The gate has tests of its own.
 fn config() -> Config {
-    Config {
+    let mut config = Config {
         bind: "127.0.0.1:0".parse().unwrap(),
         stats_interval: Duration::ZERO,
         ..Config::default()
-    }
+    };
+    config.ratelimit.enabled = false;
+    config
 }
 
 /// A peer with its own socket, so its own session.
@@ -352,4 +356,50 @@ async fn serves_ipv6() {
     assert_eq!(peer.ask(b"login").await, LOGIN_MENU.as_bytes());
     assert_time_reply(&peer.ask(b"1").await);
     daemon.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_over_the_rate_limit_is_dropped_and_others_are_served() {
+    let mut limited = config();
+    limited.ratelimit.enabled = true;
+    limited.ratelimit.rate = 1.0;
+    limited.ratelimit.burst = 3.0;
+    let daemon = Daemon::start(limited).await;
+    let noisy = Peer::on("127.0.0.1", daemon.addr).await;
+    let calm = Peer::on("127.0.0.2", daemon.addr).await;
+    assert_eq!(noisy.ask(b"login").await, LOGIN_MENU.as_bytes());
+    assert_time_reply(&noisy.ask(b"1").await);
+    assert_time_reply(&noisy.ask(b"1").await);
+    // The burst of 3 is spent: these are dropped, not answered.
+    for _ in 0..5 {
+        noisy.send(b"1").await;
+    }
+    assert_eq!(calm.ask(b"login").await, LOGIN_MENU.as_bytes());
+    // A second later the noisy source has a token again, and its session
+    // is still there: dropping a datagram never ends a session.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_time_reply(&noisy.ask(b"1").await);
+    assert_eq!(daemon.sessions.len(), 2);
+    let stats = daemon.stop().await;
+    assert_eq!(stats.rate_limited, 5);
+    assert_eq!(stats.time_requests, 3);
+}
+
+#[tokio::test]
+async fn sources_outside_the_access_lists_get_nothing() {
+    let mut restricted = config();
+    restricted.access.allow = vec!["127.0.0.0/8".parse().unwrap()];
+    restricted.access.deny = vec!["127.0.0.3/32".parse().unwrap()];
+    let daemon = Daemon::start(restricted).await;
+    let denied = Peer::on("127.0.0.3", daemon.addr).await;
+    let allowed = Peer::on("127.0.0.4", daemon.addr).await;
+    denied.send(b"login").await;
+    assert_eq!(allowed.ask(b"login").await, LOGIN_MENU.as_bytes());
+    assert_eq!(daemon.sessions.len(), 1, "the denied login opened nothing");
+    let stats = daemon.stop().await;
+    assert_eq!(stats.denied, 1);
+    // Nothing was ever sent to the denied peer (not even a shutdown notice:
+    // it had no session).
+    let mut buffer = [0u8; 64];
+    assert!(denied.socket.try_recv_from(&mut buffer).is_err());
 }

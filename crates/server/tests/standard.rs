@@ -23,12 +23,17 @@ struct Daemon {
 }
 
 async fn start() -> Daemon {
+    start_with(|_| {}).await
+}
+
+async fn start_with(adjust: impl FnOnce(&mut Config)) -> Daemon {
     let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let mut config = Config {
         bind: loopback,
         stats_interval: Duration::ZERO,
         ..Config::default()
     };
+    adjust(&mut config);
     config.sntp.bind = Some(loopback);
     config.time = ServiceConfig {
         bind: Some(loopback),
@@ -201,4 +206,43 @@ async fn shutdown_stops_every_protocol() {
     assert_eq!(stats.sessions_open, 0);
     // The socket is closed: binding its address again now works.
     assert!(UdpSocket::bind(sntp).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_rate_limited_sntp_client_is_kissed_now_and_then() {
+    let daemon = start_with(|config| {
+        config.ratelimit.rate = 0.001;
+        config.ratelimit.burst = 2.0;
+    })
+    .await;
+    let socket = client().await;
+    for serial in 1..=2u8 {
+        socket
+            .send_to(&ntp_request(4, 3, [serial; 8]), daemon.sntp)
+            .await
+            .unwrap();
+        assert_eq!(receive(&socket).await[1], 10, "a normal reply");
+    }
+    // Over the limit: the first drop is answered with a RATE kiss...
+    socket
+        .send_to(&ntp_request(4, 3, [3; 8]), daemon.sntp)
+        .await
+        .unwrap();
+    let kiss = receive(&socket).await;
+    assert_eq!(kiss[1], 0, "stratum 0");
+    assert_eq!(&kiss[12..16], b"RATE");
+    assert_eq!(&kiss[24..32], &[3; 8], "origin echoed");
+    // ...the next seven are dropped in silence, the eighth kissed again.
+    for serial in 4..=11u8 {
+        socket
+            .send_to(&ntp_request(4, 3, [serial; 8]), daemon.sntp)
+            .await
+            .unwrap();
+    }
+    let kiss = receive(&socket).await;
+    assert_eq!(&kiss[24..32], &[11; 8]);
+    let stats = daemon.stop().await;
+    assert_eq!(stats.sntp_requests, 2);
+    assert_eq!(stats.rate_limited, 9);
+    assert_eq!(stats.kiss_of_death, 2);
 }
