@@ -185,7 +185,12 @@ impl Server {
     }
 
     fn snapshot(&self) -> Snapshot {
-        self.stats.snapshot(self.sessions.len())
+        Snapshot {
+            tasks: tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+            ..self.stats.snapshot(self.sessions.len())
+        }
     }
 }
 

@@ -57,6 +57,7 @@ impl Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Snapshot {
             sessions_open,
+            tasks: 0,
             logins: get(&self.logins),
             time_requests: get(&self.time_requests),
             logouts: get(&self.logouts),
@@ -84,6 +85,8 @@ impl Stats {
 #[allow(missing_docs)] // Each field is the `Stats` counter of the same name.
 pub struct Snapshot {
     pub sessions_open: usize,
+    /// Tasks alive in the daemon's runtime (receive loops and idle timers).
+    pub tasks: usize,
     pub logins: u64,
     pub time_requests: u64,
     pub logouts: u64,
@@ -108,11 +111,12 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sessions_open={} logins={} time_requests={} logouts={} invalid_options={} \
+            "sessions_open={} tasks={} logins={} time_requests={} logouts={} invalid_options={} \
              idle_expiries={} shutdown_closes={} invalid_datagrams={} refusals={} \
              no_session={} dropped={} send_errors={} sntp_requests={} ntp_ignored={} \
              rfc868_requests={} daytime_requests={} denied={} rate_limited={} kiss_of_death={}",
             self.sessions_open,
+            self.tasks,
             self.logins,
             self.time_requests,
             self.logouts,

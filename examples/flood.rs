@@ -1,0 +1,213 @@
+//! A flood of logins and garbage from many loopback sources, while a few
+//! well-behaved clients keep asking the time. Run by hand, against a daemon
+//! with its default limits:
+//!
+//! ```sh
+//! target/release/horad --bind 127.0.0.1:5105 &
+//! cargo run --release --example flood -- --server 127.0.0.1:5105 \
+//!     --sources 100000 --pid $(pidof horad)
+//! ```
+//!
+//! The flood is paced (`--rate`, datagrams a second in all); `--rate 0`
+//! floods as fast as the generator can, which saturates this 2-core machine.
+//!
+//! Each flood source is a fresh socket on its own address in 127.1.0.0 and
+//! up (so a distinct `SocketAddr`, as a forged source would be): it sends
+//! `login`, then garbage (an unknown option, non-UTF-8, an oversized
+//! datagram, an empty one), and closes. Sessions it opens stay until their
+//! idle timeout, so the daemon's session limit is what bounds its memory.
+//! The good clients (127.0.0.10 and up) ask the time every 100 ms (under the default rate limit) and
+//! report every answer missed and their latency. Loopback only; bounded in
+//! sources and time.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Parser;
+use hora_proto::wire::{LOGIN_MENU, TIME_PREFIX};
+use tokio::net::UdpSocket;
+use tokio::time::{timeout, Instant};
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:5005")]
+    server: SocketAddr,
+    /// Distinct flood sources, in all (at most 1,000,000)
+    #[arg(long, default_value_t = 100_000)]
+    sources: u32,
+    /// Flood sources open at once
+    #[arg(long, default_value_t = 500)]
+    concurrent: u32,
+    /// Flood datagrams per second, in all (0: as fast as possible)
+    #[arg(long, default_value_t = 50_000)]
+    rate: u32,
+    /// Well-behaved clients
+    #[arg(long, default_value_t = 10)]
+    good: u8,
+    /// The daemon's pid, to sample its RSS
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.server.ip().is_loopback() {
+        bail!("the flood only targets loopback addresses");
+    }
+    let sources = args.sources.min(1_000_000);
+    let flooding = Arc::new(AtomicBool::new(true));
+    let sent = Arc::new(AtomicU64::new(0));
+
+    let mut good = Vec::new();
+    for i in 0..args.good {
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + i));
+        let (server, flooding) = (args.server, Arc::clone(&flooding));
+        good.push(tokio::spawn(async move {
+            good_client(ip, server, flooding).await
+        }));
+    }
+    let peak_rss = Arc::new(AtomicU64::new(0));
+    let sampler = args.pid.map(|pid| {
+        let (flooding, peak) = (Arc::clone(&flooding), Arc::clone(&peak_rss));
+        tokio::spawn(async move {
+            while flooding.load(Ordering::Relaxed) {
+                if let Some(kb) = rss_kb(pid) {
+                    peak.fetch_max(kb, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    });
+
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrent {
+        let (next, sent, server) = (Arc::clone(&next), Arc::clone(&sent), args.server);
+        let rate = args.rate;
+        workers.push(tokio::spawn(async move {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= u64::from(sources) {
+                    return;
+                }
+                if rate > 0 {
+                    let due = started + Duration::from_secs_f64(k as f64 * 4.0 / f64::from(rate));
+                    tokio::time::sleep_until(due).await;
+                }
+                let ip = Ipv4Addr::from(0x7F01_0000u32 + k as u32);
+                let Ok(socket) = UdpSocket::bind((ip, 0)).await else {
+                    continue;
+                };
+                // One source in four only logs in: its session lives until
+                // the idle timeout, filling the session table. The others
+                // log in and send garbage, which ends their sessions.
+                let garbage: &[&[u8]] = if k % 4 == 0 {
+                    &[b"login"]
+                } else {
+                    &[b"login", b"3", b"\xff\xfe", &[b'x'; 1500], b""]
+                };
+                for datagram in garbage {
+                    if socket.send_to(datagram, server).await.is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await?;
+    }
+    let flood_time = started.elapsed();
+    flooding.store(false, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let (mut asked, mut missed, mut lost) = (0u64, 0u64, 0u64);
+    for client in good {
+        let report = client.await?;
+        latencies.extend(report.latencies_us);
+        asked += report.asked;
+        missed += report.missed;
+        lost += u64::from(report.lost_session);
+    }
+    if let Some(sampler) = sampler {
+        sampler.await?;
+    }
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "flood sources={sources} datagrams={} in {:.1}s ({:.0}/s); good clients={} asked={asked} \
+         missed={missed} lost_sessions={lost} p50_us={} p99_us={} max_us={} peak_rss_kb={}",
+        sent.load(Ordering::Relaxed),
+        flood_time.as_secs_f64(),
+        sent.load(Ordering::Relaxed) as f64 / flood_time.as_secs_f64(),
+        args.good,
+        pick(0.5),
+        pick(0.99),
+        latencies.last().copied().unwrap_or(0),
+        peak_rss.load(Ordering::Relaxed),
+    );
+    Ok(())
+}
+
+#[derive(Default)]
+struct GoodReport {
+    latencies_us: Vec<u32>,
+    asked: u64,
+    missed: u64,
+    lost_session: bool,
+}
+
+/// Logs in, then asks the time every 100 ms while the flood lasts.
+async fn good_client(ip: IpAddr, server: SocketAddr, flooding: Arc<AtomicBool>) -> GoodReport {
+    let mut report = GoodReport::default();
+    let Ok(socket) = UdpSocket::bind((ip, 0)).await else {
+        report.lost_session = true;
+        return report;
+    };
+    let mut buffer = [0u8; 2048];
+    let _ = socket.connect(server).await;
+    let _ = socket.send(b"login").await;
+    match timeout(Duration::from_secs(1), socket.recv(&mut buffer)).await {
+        Ok(Ok(len)) if &buffer[..len] == LOGIN_MENU.as_bytes() => {}
+        _ => {
+            report.lost_session = true;
+            return report;
+        }
+    }
+    while flooding.load(Ordering::Relaxed) {
+        report.asked += 1;
+        let sent = Instant::now();
+        let _ = socket.send(b"1").await;
+        match timeout(Duration::from_secs(1), socket.recv(&mut buffer)).await {
+            Ok(Ok(len)) if buffer[..len].starts_with(TIME_PREFIX.as_bytes()) => {
+                let micros = sent.elapsed().as_micros();
+                report
+                    .latencies_us
+                    .push(u32::try_from(micros).unwrap_or(u32::MAX));
+            }
+            Ok(Ok(_)) => {
+                report.lost_session = true;
+                break;
+            }
+            _ => report.missed += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = socket.send(b"2").await;
+    report
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
