@@ -403,3 +403,47 @@ async fn sources_outside_the_access_lists_get_nothing() {
     let mut buffer = [0u8; 64];
     assert!(denied.socket.try_recv_from(&mut buffer).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_many_sources_leaves_good_sessions_alone() {
+    // The bounded version of examples/flood.rs: 2,000 sources on their own
+    // loopback addresses, each logging in and sending garbage (one in four
+    // only logs in and holds a session), against a table of 100 sessions.
+    let mut limited = config();
+    limited.max_sessions = 100;
+    limited.ratelimit.enabled = true;
+    let daemon = Daemon::start(limited).await;
+    let mut good = Vec::new();
+    for i in 0..10u8 {
+        let peer = Peer::on(&format!("127.0.0.{}", 10 + i), daemon.addr).await;
+        assert_eq!(peer.ask(b"login").await, LOGIN_MENU.as_bytes());
+        good.push(peer);
+    }
+    for batch in 0..20u32 {
+        for k in 0..100u32 {
+            let n = batch * 100 + k;
+            let ip = std::net::Ipv4Addr::from(0x7F01_0000 + n);
+            let source = UdpSocket::bind((ip, 0)).await.unwrap();
+            let datagrams: &[&[u8]] = if n % 4 == 0 {
+                &[b"login"]
+            } else {
+                &[b"login", b"3", b"\xff\xfe", &[b'x'; 1500], b""]
+            };
+            for datagram in datagrams {
+                source.send_to(datagram, daemon.addr).await.unwrap();
+            }
+        }
+        // Between batches every good client still gets its answer.
+        for peer in &good {
+            assert_time_reply(&peer.ask_resending(b"1").await);
+        }
+        assert!(
+            daemon.sessions.len() <= 100,
+            "the table stays within its limit"
+        );
+    }
+    assert_eq!(daemon.sessions.len(), 100, "the holders filled the table");
+    let stats = daemon.stop().await;
+    assert!(stats.refusals > 0, "logins beyond the limit were refused");
+    assert!(stats.time_requests >= 200, "every good request answered");
+}
