@@ -225,25 +225,11 @@ async fn load(
     }
     barrier.wait().await;
     let started = Instant::now();
-    let mut latencies = Vec::new();
-    let (mut losses, mut bad, mut lost) = (0, 0, 0);
-    for task in tasks {
-        let tally = task.await?;
-        latencies.extend(tally.latencies_us);
-        losses += tally.losses;
-        bad += tally.bad;
-        lost += u64::from(tally.lost_session);
-    }
+    let report = Report::collect(tasks).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let requests = latencies.len();
     println!(
-        "mode=load server={server} sessions={sessions} duration={duration:?} requests={requests} \
-         rps={:.0} p50_us={} p99_us={} p999_us={} losses={losses} bad_replies={bad} lost_sessions={lost}",
-        requests as f64 / duration.as_secs_f64().max(1e-9),
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 0.999),
+        "mode=load server={server} sessions={sessions} {}",
+        report.line(duration, "lost_sessions")
     );
     eprintln!("(wall time including logout: {elapsed:.2}s)");
     Ok(())
@@ -311,24 +297,10 @@ async fn ntp(
         }));
     }
     barrier.wait().await;
-    let mut latencies = Vec::new();
-    let (mut losses, mut bad, mut lost) = (0, 0, 0);
-    for task in tasks {
-        let tally = task.await?;
-        latencies.extend(tally.latencies_us);
-        losses += tally.losses;
-        bad += tally.bad;
-        lost += u64::from(tally.lost_session);
-    }
-    latencies.sort_unstable();
-    let requests = latencies.len();
+    let report = Report::collect(tasks).await?;
     println!(
-        "mode=ntp server={server} clients={clients} duration={duration:?} requests={requests} \
-         rps={:.0} p50_us={} p99_us={} p999_us={} losses={losses} bad_replies={bad} failed_clients={lost}",
-        requests as f64 / duration.as_secs_f64().max(1e-9),
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 0.999),
+        "mode=ntp server={server} clients={clients} {}",
+        report.line(duration, "failed_clients")
     );
     Ok(())
 }
@@ -404,6 +376,50 @@ async fn hold(
         lateness_ms.last().copied().unwrap_or(0),
     );
     Ok(())
+}
+
+/// Every client's tally, merged.
+struct Report {
+    latencies_us: Vec<u32>,
+    losses: u64,
+    bad: u64,
+    lost: u64,
+}
+
+impl Report {
+    async fn collect(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> anyhow::Result<Report> {
+        let mut report = Report {
+            latencies_us: Vec::new(),
+            losses: 0,
+            bad: 0,
+            lost: 0,
+        };
+        for task in tasks {
+            let tally = task.await?;
+            report.latencies_us.extend(tally.latencies_us);
+            report.losses += tally.losses;
+            report.bad += tally.bad;
+            report.lost += u64::from(tally.lost_session);
+        }
+        report.latencies_us.sort_unstable();
+        Ok(report)
+    }
+
+    /// The measurement line; `lost_name` names the clients that gave up.
+    fn line(&self, duration: Duration, lost_name: &str) -> String {
+        let requests = self.latencies_us.len();
+        format!(
+            "duration={duration:?} requests={requests} rps={:.0} p50_us={} p99_us={} p999_us={} \
+             losses={} bad_replies={} {lost_name}={}",
+            requests as f64 / duration.as_secs_f64().max(1e-9),
+            percentile(&self.latencies_us, 0.50),
+            percentile(&self.latencies_us, 0.99),
+            percentile(&self.latencies_us, 0.999),
+            self.losses,
+            self.bad,
+            self.lost,
+        )
+    }
 }
 
 /// Sends `request` and returns the first reply, resending after `resend`.

@@ -184,17 +184,7 @@ mod tests {
     use hora_proto::wire::{LOGIN_MENU, SESSION_CLOSED};
 
     use super::*;
-    use crate::test_server::{protocol_script, TestServer};
-
-    async fn exchange(server: SocketAddr) -> Exchange {
-        Exchange::connect(
-            "127.0.0.1:0".parse().unwrap(),
-            server,
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap()
-    }
+    use crate::test_server::{exchange, protocol_script, TestServer};
 
     #[tokio::test(start_paused = true)]
     async fn resends_after_a_lost_datagram() {

@@ -138,17 +138,7 @@ mod tests {
     use tokio_test::io::Builder;
 
     use super::*;
-    use crate::test_server::TestServer;
-
-    async fn exchange(server: std::net::SocketAddr) -> Exchange {
-        Exchange::connect(
-            "127.0.0.1:0".parse().unwrap(),
-            server,
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap()
-    }
+    use crate::test_server::{exchange, TestServer};
 
     fn never() -> std::future::Pending<()> {
         std::future::pending()

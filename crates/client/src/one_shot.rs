@@ -96,17 +96,7 @@ mod tests {
     use hora_proto::wire::REFUSED;
 
     use super::*;
-    use crate::test_server::TestServer;
-
-    async fn exchange(server: std::net::SocketAddr) -> Exchange {
-        Exchange::connect(
-            "127.0.0.1:0".parse().unwrap(),
-            server,
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap()
-    }
+    use crate::test_server::{exchange, TestServer};
 
     #[tokio::test]
     async fn logs_in_asks_once_and_logs_out() {

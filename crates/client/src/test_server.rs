@@ -46,6 +46,17 @@ impl TestServer {
     }
 }
 
+/// A client exchange with `server`, with the seed's 10 s timeout.
+pub async fn exchange(server: SocketAddr) -> crate::exchange::Exchange {
+    crate::exchange::Exchange::connect(
+        "127.0.0.1:0".parse().unwrap(),
+        server,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
+}
+
 /// The protocol for one peer, with a fixed time.
 pub fn protocol_script() -> Script {
     let time = TimeReply::render(
