@@ -144,6 +144,18 @@ mod tests {
         std::future::pending()
     }
 
+    /// Runs a session against `server` with the mock terminal `input`, never
+    /// interrupted; returns how it ended and what it printed.
+    async fn converse(
+        server: std::net::SocketAddr,
+        input: tokio_test::io::Mock,
+    ) -> (Result<Ending, InteractiveError>, String) {
+        let mut input = BufReader::new(input);
+        let mut output = Vec::new();
+        let ending = run(&exchange(server).await, &mut input, &mut output, never()).await;
+        (ending, String::from_utf8(output).unwrap())
+    }
+
     /// Asserts the output ends with the seed's closing line for `text`.
     fn assert_closing_line(output: &str, text: &str) {
         let last = output.lines().last().unwrap();
@@ -159,24 +171,13 @@ mod tests {
     #[tokio::test]
     async fn plays_the_seeds_figure_5() {
         let server = TestServer::protocol().await;
-        let mut input = BufReader::new(
-            Builder::new()
-                .read(b"1\n")
-                .read(b"1\n")
-                .read(b"2\n")
-                .build(),
-        );
-        let mut output = Vec::new();
-        let ending = run(
-            &exchange(server.addr).await,
-            &mut input,
-            &mut output,
-            never(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(ending, Ending::Closed(ClosedReason::Logout));
-        let output = String::from_utf8(output).unwrap();
+        let input = Builder::new()
+            .read(b"1\n")
+            .read(b"1\n")
+            .read(b"2\n")
+            .build();
+        let (ending, output) = converse(server.addr, input).await;
+        assert_eq!(ending.unwrap(), Ending::Closed(ClosedReason::Logout));
         let time = "\nData e hora no servidor: 25/03/2022, 19:46:34";
         let expected_start = format!("{GREETING}{LOGIN_MENU}{time}{TIME_MENU}{time}{TIME_MENU}");
         assert!(output.starts_with(&expected_start), "{output}");
@@ -187,36 +188,18 @@ mod tests {
     #[tokio::test]
     async fn sends_the_line_without_its_line_ending() {
         let server = TestServer::protocol().await;
-        let mut input = BufReader::new(Builder::new().read(b"3\r\n").build());
-        let mut output = Vec::new();
-        let ending = run(
-            &exchange(server.addr).await,
-            &mut input,
-            &mut output,
-            never(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(ending, Ending::Closed(ClosedReason::InvalidOption));
-        assert_closing_line(&String::from_utf8(output).unwrap(), INVALID_OPTION);
+        let (ending, output) = converse(server.addr, Builder::new().read(b"3\r\n").build()).await;
+        assert_eq!(ending.unwrap(), Ending::Closed(ClosedReason::InvalidOption));
+        assert_closing_line(&output, INVALID_OPTION);
         assert_eq!(server.received(), [&b"login"[..], b"3"]);
     }
 
     #[tokio::test]
     async fn end_of_input_logs_out() {
         let server = TestServer::protocol().await;
-        let mut input = BufReader::new(Builder::new().read(b"1\n").build());
-        let mut output = Vec::new();
-        let ending = run(
-            &exchange(server.addr).await,
-            &mut input,
-            &mut output,
-            never(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(ending, Ending::InputEnded);
-        assert_closing_line(&String::from_utf8(output).unwrap(), "Conexao encerrada");
+        let (ending, output) = converse(server.addr, Builder::new().read(b"1\n").build()).await;
+        assert_eq!(ending.unwrap(), Ending::InputEnded);
+        assert_closing_line(&output, "Conexao encerrada");
         assert_eq!(server.received(), [&b"login"[..], b"1", b"2"]);
     }
 
