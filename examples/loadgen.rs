@@ -182,10 +182,7 @@ async fn load(
     let logins = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::with_capacity(sessions);
     for _ in 0..sessions {
-        let socket = UdpSocket::bind((ip, 0))
-            .await
-            .context("bind (open-file limit?)")?;
-        socket.connect(server).await?;
+        let socket = connected_socket(ip, server).await?;
         let (barrier, logins) = (Arc::clone(&barrier), Arc::clone(&logins));
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
@@ -245,10 +242,7 @@ async fn ntp(
     let barrier = Arc::new(Barrier::new(clients + 1));
     let mut tasks = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let socket = UdpSocket::bind((ip, 0))
-            .await
-            .context("bind (open-file limit?)")?;
-        socket.connect(server).await?;
+        let socket = connected_socket(ip, server).await?;
         let barrier = Arc::clone(&barrier);
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
@@ -317,10 +311,7 @@ async fn hold(
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(sessions);
     for _ in 0..sessions {
-        let socket = UdpSocket::bind((ip, 0))
-            .await
-            .context("bind (open-file limit?)")?;
-        socket.connect(server).await?;
+        let socket = connected_socket(ip, server).await?;
         let (logins, logged_in) = (Arc::clone(&logins), Arc::clone(&logged_in));
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
@@ -376,6 +367,15 @@ async fn hold(
         lateness_ms.last().copied().unwrap_or(0),
     );
     Ok(())
+}
+
+/// A socket of its own (so its own `SocketAddr`) on `ip`, connected to the server.
+async fn connected_socket(ip: IpAddr, server: SocketAddr) -> anyhow::Result<UdpSocket> {
+    let socket = UdpSocket::bind((ip, 0))
+        .await
+        .context("bind (open-file limit?)")?;
+    socket.connect(server).await?;
+    Ok(socket)
 }
 
 /// Every client's tally, merged.

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hora_proto::wire::{LOGIN_MENU, SHUTDOWN_NOTICE};
@@ -98,18 +98,24 @@ fn help_explains_each_option_with_its_default() {
     }
 }
 
-/// Starts `horad` on an ephemeral port and returns it with the address it
-/// reports in its start-up line.
-fn spawn_horad() -> (Child, SocketAddr) {
+/// Starts `horad` on an ephemeral port with logs in `format`, and returns it
+/// with its log lines.
+fn spawn_logging(format: &str) -> (Child, std::io::Lines<BufReader<ChildStderr>>) {
     let mut child = horad()
-        .args(["--bind", "127.0.0.1:0", "--log-format", "text"])
+        .args(["--bind", "127.0.0.1:0", "--log-format", format])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
+    (child, BufReader::new(stderr).lines())
+}
+
+/// Starts `horad` on an ephemeral port and returns it with the address it
+/// reports in its start-up line.
+fn spawn_horad() -> (Child, SocketAddr) {
+    let (child, mut lines) = spawn_logging("text");
     // The start-up line comes first; the loop ends at EOF if horad dies.
     let addr = lines
         .by_ref()
@@ -157,15 +163,8 @@ fn sigterm_notifies_sessions_and_exits_0_within_a_second() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let mut child = horad()
-        .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let first = BufReader::new(stderr).lines().next().unwrap().unwrap();
+    let (mut child, mut lines) = spawn_logging("json");
+    let first = lines.next().unwrap().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     let event: serde_json::Value = serde_json::from_str(&first).unwrap();
