@@ -9,15 +9,19 @@ use clap::Parser;
 
 use crate::config::{Config, ConfigError, LogFormat};
 
-/// The file read when `--config` is not given, if it exists.
-pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
+/// The file read when neither `--config` nor `HORAD_CONFIG` names one, if it
+/// exists. Never a file in the working directory: a daemon started from a
+/// writable directory must not take whatever config is there (chronyd,
+/// ntpd-rs and nginx read a fixed path too).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/hora/config.toml";
 
 /// horad: a UDP time server for the LAN, speaking the seed's login/menu protocol.
 #[derive(Debug, Parser)]
 #[command(name = "horad", version, about, long_about = None)]
 pub struct Args {
-    /// Configuration file. Without it, ./config.toml is read if present;
-    /// otherwise the built-in defaults apply (they equal the shipped file).
+    /// Configuration file. Without it, /etc/hora/config.toml is read if it
+    /// exists; otherwise the built-in defaults apply (they equal the shipped
+    /// config.toml). Never a file in the working directory.
     #[arg(short, long, env = "HORAD_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -58,7 +62,12 @@ pub struct Args {
     pub daytime_bind: Option<SocketAddr>,
 
     /// Turn per-source rate limiting off (for benchmarks) [default: on]
-    #[arg(long, env = "HORAD_NO_RATELIMIT")]
+    #[arg(
+        long,
+        env = "HORAD_NO_RATELIMIT",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub no_ratelimit: bool,
 
     /// Log format [default: text]
@@ -70,16 +79,30 @@ impl Args {
     /// The configuration to run with: the file (or the defaults), then the
     /// flags on top, validated. Also returns the file read, if any.
     pub fn config(&self) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        self.config_from(Path::new(DEFAULT_CONFIG_PATH))
+    }
+
+    /// [`Args::config`], with `default_path` standing for
+    /// [`DEFAULT_CONFIG_PATH`] (tests point it elsewhere).
+    pub fn config_from(
+        &self,
+        default_path: &Path,
+    ) -> Result<(Config, Option<PathBuf>), ConfigError> {
         let (mut config, source) = match &self.config {
             Some(path) => (Config::from_file(path)?, Some(path.clone())),
-            None if Path::new(DEFAULT_CONFIG_PATH).is_file() => {
-                let path = PathBuf::from(DEFAULT_CONFIG_PATH);
-                (Config::from_file(&path)?, Some(path))
-            }
+            None if default_path.is_file() => (
+                Config::from_file(default_path)?,
+                Some(default_path.to_owned()),
+            ),
             None => (Config::default(), None),
         };
         self.apply(&mut config);
-        config.validate("command line")?;
+        // The file's values passed; anything out of range now came from a flag.
+        config.check().map_err(|out| ConfigError::Invalid {
+            origin: "command line".to_owned(),
+            key: flag_of(out.key),
+            problem: out.problem,
+        })?;
         Ok((config, source))
     }
 
@@ -118,6 +141,18 @@ impl Args {
         if let Some(bind) = self.daytime_bind {
             config.daytime.bind = Some(bind);
         }
+    }
+}
+
+/// The flag (or its `HORAD_*` variable) that sets a configuration key.
+fn flag_of(key: &'static str) -> &'static str {
+    match key {
+        "idle_timeout" => "--idle-timeout",
+        "max_sessions" => "--max-sessions",
+        "max_sessions_per_ip" => "--max-sessions-per-ip",
+        "stats_interval" => "--stats-interval",
+        "log.level" => "--log-level",
+        other => other,
     }
 }
 
@@ -190,6 +225,41 @@ mod tests {
         let args = Args::try_parse_from(["horad", "--config", "/dev/null", "--idle-timeout", "0s"])
             .unwrap();
         let error = args.config().unwrap_err().to_string();
-        assert!(error.starts_with("command line: `idle_timeout`"), "{error}");
+        assert!(
+            error.starts_with("command line: `--idle-timeout`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn durations_that_would_overflow_are_refused_at_once() {
+        for (flag, value) in [
+            ("--idle-timeout", "18446744073709551615s"),
+            ("--stats-interval", "18446744073709551615s"),
+            ("--stats-interval", "1ns"),
+        ] {
+            let args =
+                Args::try_parse_from(["horad", "--config", "/dev/null", flag, value]).unwrap();
+            let error = args.config().unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("command line: `{flag}`")),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_path_the_fixed_file_is_read_never_the_working_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixed = dir.path().join("config.toml");
+        let args = Args::try_parse_from(["horad"]).unwrap();
+        // No file at the fixed path: the built-in defaults.
+        let (config, source) = args.config_from(&fixed).unwrap();
+        assert_eq!((config, source), (Config::default(), None));
+        std::fs::write(&fixed, "max_sessions = 7\n").unwrap();
+        let (config, source) = args.config_from(&fixed).unwrap();
+        assert_eq!(config.max_sessions, 7);
+        assert_eq!(source, Some(fixed));
+        assert_eq!(DEFAULT_CONFIG_PATH, "/etc/hora/config.toml");
     }
 }

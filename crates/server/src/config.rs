@@ -221,17 +221,40 @@ pub enum ConfigError {
         /// What is wrong, naming the key.
         message: String,
     },
-    /// A value is well-formed but unusable.
+    /// A value is well-formed but out of its range or unusable.
     #[error("{origin}: `{key}` {problem}")]
     Invalid {
-        /// The file, or "command line".
+        /// Where the value came from: `file:line:column`, or "command line".
         origin: String,
-        /// The key.
+        /// The key, or the flag that set it.
         key: &'static str,
         /// What is wrong with its value.
         problem: &'static str,
     },
 }
+
+/// A value out of its range: its key and what it must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfRange {
+    /// The key, dotted (`ratelimit.rate`).
+    pub key: &'static str,
+    /// What the value must be, as the documentation states it.
+    pub problem: &'static str,
+}
+
+/// The longest idle timeout and summary interval: a day. With it, no deadline
+/// computed from a configured duration can overflow.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// The most sessions, and the most rate-limit buckets: bounds on memory
+/// (about 700 B a session, 48 B a bucket).
+const MAX_SESSIONS: usize = 1_000_000;
+const MAX_TABLE_SIZE: usize = 1 << 20;
+/// The largest rate and burst: a million datagrams a second is beyond what
+/// the daemon can answer, so a larger value can only be a typo.
+const MAX_RATE: f64 = 1e6;
+/// NTP's largest dispersion (RFC 5905's MAXDISP), a bound on the root fields.
+const MAX_ROOT: Duration = Duration::from_secs(16);
 
 impl Config {
     /// Reads and validates a configuration file.
@@ -241,7 +264,17 @@ impl Config {
             source,
         })?;
         let config = Config::from_toml(&text, path)?;
-        config.validate(&path.display().to_string())?;
+        config.check().map_err(|out| {
+            let origin = match locate_key(&text, out.key) {
+                Some((line, column)) => format!("{}:{line}:{column}", path.display()),
+                None => path.display().to_string(),
+            };
+            ConfigError::Invalid {
+                origin,
+                key: out.key,
+                problem: out.problem,
+            }
+        })?;
         Ok(config)
     }
 
@@ -264,49 +297,88 @@ impl Config {
     /// Checks the values that parse but cannot work; `origin` names where
     /// they came from in the error.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key, problem| {
-            Err(ConfigError::Invalid {
-                origin: origin.to_owned(),
-                key,
-                problem,
-            })
-        };
-        if self.idle_timeout.is_zero() {
-            return invalid("idle_timeout", "must be longer than 0s");
+        self.check().map_err(|out| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: out.key,
+            problem: out.problem,
+        })
+    }
+
+    /// Every value against its documented range (the shipped `config.toml`
+    /// states each one).
+    pub fn check(&self) -> Result<(), OutOfRange> {
+        let out = |key, problem| Err(OutOfRange { key, problem });
+        if self.idle_timeout < Duration::from_millis(10) || self.idle_timeout > MAX_DURATION {
+            return out("idle_timeout", "must be 10ms to 1day");
         }
-        if self.max_sessions == 0 {
-            return invalid("max_sessions", "must be at least 1");
+        if !(1..=MAX_SESSIONS).contains(&self.max_sessions) {
+            return out("max_sessions", "must be 1 to 1000000");
         }
-        if self.max_sessions_per_ip == 0 {
-            return invalid("max_sessions_per_ip", "must be at least 1");
+        if !(1..=MAX_SESSIONS).contains(&self.max_sessions_per_ip) {
+            return out("max_sessions_per_ip", "must be 1 to 1000000");
+        }
+        let interval = self.stats_interval;
+        if !interval.is_zero() && (interval < Duration::from_secs(1) || interval > MAX_DURATION) {
+            return out("stats_interval", "must be 0s (off) or 1s to 1day");
         }
         if !(1..=16).contains(&self.sntp.stratum) {
-            return invalid("sntp.stratum", "must be 1 to 16");
+            return out("sntp.stratum", "must be 1 to 16");
         }
         if self.sntp.leap_indicator > 3 {
-            return invalid("sntp.leap_indicator", "must be 0 to 3");
+            return out("sntp.leap_indicator", "must be 0 to 3");
+        }
+        if !(-32..=0).contains(&self.sntp.precision) {
+            return out("sntp.precision", "must be -32 to 0");
+        }
+        if self.sntp.root_delay > MAX_ROOT {
+            return out("sntp.root_delay", "must be 0s to 16s");
+        }
+        if self.sntp.root_dispersion > MAX_ROOT {
+            return out("sntp.root_dispersion", "must be 0s to 16s");
         }
         if self.sntp.clock().is_none() {
-            return invalid(
+            return out(
                 "sntp.reference_id",
                 "must be an IPv4 address or 1 to 4 ASCII characters",
             );
         }
         let limit = &self.ratelimit;
-        if !(limit.rate.is_finite() && limit.rate > 0.0) {
-            return invalid("ratelimit.rate", "must be a positive number");
+        if !(limit.rate > 0.0 && limit.rate <= MAX_RATE) {
+            return out("ratelimit.rate", "must be above 0 and at most 1000000");
         }
-        if !(limit.burst.is_finite() && limit.burst >= 1.0) {
-            return invalid("ratelimit.burst", "must be at least 1");
+        if !(1.0..=MAX_RATE).contains(&limit.burst) {
+            return out("ratelimit.burst", "must be 1 to 1000000");
         }
-        if !(1..=1 << 24).contains(&limit.table_size) {
-            return invalid("ratelimit.table_size", "must be 1 to 16777216");
+        if !(1..=MAX_TABLE_SIZE).contains(&limit.table_size) {
+            return out("ratelimit.table_size", "must be 1 to 1048576");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return invalid("log.level", "is not a valid log filter (try \"info\")");
+            return out("log.level", "is not a valid log filter (try \"info\")");
         }
         Ok(())
     }
+}
+
+/// Where `key` (dotted: `ratelimit.rate`) is set in a TOML text, as a
+/// 1-based line and column; `None` if it is not written as `key = ...`
+/// under its table header (an inline table, say).
+fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut current = "";
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(header) = trimmed.strip_prefix('[') {
+            current = header.split(']').next().unwrap_or("").trim();
+            continue;
+        }
+        let is_key = trimmed
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if current == table && is_key {
+            return Some((index + 1, line.len() - trimmed.len() + 1));
+        }
+    }
+    None
 }
 
 /// 1-based line and column of a byte offset.
@@ -442,10 +514,49 @@ mod tests {
             ("max_sessions = 0", "max_sessions"),
             ("max_sessions_per_ip = 0", "max_sessions_per_ip"),
             ("[log]\nlevel = \"=[\"", "log.level"),
+            ("idle_timeout = \"18446744073709551615s\"", "idle_timeout"),
+            ("idle_timeout = \"1ms\"", "idle_timeout"),
+            ("stats_interval = \"1ns\"", "stats_interval"),
+            (
+                "stats_interval = \"18446744073709551615s\"",
+                "stats_interval",
+            ),
+            ("max_sessions = 1000001", "max_sessions"),
+            ("[ratelimit]\ntable_size = 16777216", "ratelimit.table_size"),
+            ("[ratelimit]\nrate = 1e9", "ratelimit.rate"),
+            ("[ratelimit]\nburst = 1e9", "ratelimit.burst"),
+            ("[sntp]\nprecision = 5", "sntp.precision"),
+            ("[sntp]\nroot_dispersion = \"17s\"", "sntp.root_dispersion"),
         ] {
             let error = parse(toml).unwrap().validate("config.toml").unwrap_err();
             assert!(error.to_string().contains(key), "{error}");
         }
+    }
+
+    #[test]
+    fn a_value_out_of_range_in_a_file_names_its_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hora.toml");
+        std::fs::write(
+            &path,
+            "bind = \"127.0.0.1:0\"\n\n[ratelimit]\nrate = 5.0\n  table_size = 16777216\n",
+        )
+        .unwrap();
+        let error = Config::from_file(&path).unwrap_err().to_string();
+        let expected = format!(
+            "{}:5:3: `ratelimit.table_size` must be 1 to 1048576",
+            path.display()
+        );
+        assert_eq!(error, expected);
+    }
+
+    #[test]
+    fn finds_keys_under_their_tables() {
+        let text = "rate = 1\n[sntp]\nstratum = 3\n[ratelimit]\n rate = 2\n";
+        assert_eq!(locate_key(text, "ratelimit.rate"), Some((5, 2)));
+        assert_eq!(locate_key(text, "sntp.stratum"), Some((3, 1)));
+        assert_eq!(locate_key(text, "rate"), Some((1, 1)));
+        assert_eq!(locate_key(text, "sntp.precision"), None);
     }
 
     #[test]

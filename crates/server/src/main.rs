@@ -48,10 +48,10 @@ fn serve(config: Config, source: &str) -> anyhow::Result<()> {
         let addr = server
             .local_addr()
             .context("cannot read the bound address")?;
-        info!(%addr, config = source, "listening on {addr}");
         if !server.limits_rate() {
             tracing::warn!("per-source rate limiting is off");
         }
+        info!(%addr, config = source, "listening on {addr}");
         for (protocol, addr) in server
             .standard_addrs()
             .context("cannot read the bound addresses")?

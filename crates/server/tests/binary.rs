@@ -47,7 +47,15 @@ fn a_bad_value_or_a_missing_file_exits_2() {
     std::fs::write(&path, "max_sessions = 0\n").unwrap();
     let output = run(horad().arg("--config").arg(&path));
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr_of(&output).contains("`max_sessions` must be at least 1"));
+    let expected = format!(
+        "{}:1:1: `max_sessions` must be 1 to 1000000",
+        path.display()
+    );
+    assert!(
+        stderr_of(&output).contains(&expected),
+        "{}",
+        stderr_of(&output)
+    );
 
     let output = run(horad().arg("--config").arg(dir.path().join("missing.toml")));
     assert_eq!(output.status.code(), Some(2));
@@ -172,4 +180,100 @@ fn json_logs_are_one_object_per_line() {
     let addr: SocketAddr = event["fields"]["addr"].as_str().unwrap().parse().unwrap();
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
     assert_ne!(addr.port(), 0, "the bound port is reported");
+}
+
+#[test]
+fn durations_that_would_overflow_exit_2_at_once() {
+    for (flag, value) in [
+        ("--idle-timeout", "18446744073709551615s"),
+        ("--stats-interval", "18446744073709551615s"),
+        ("--stats-interval", "1ns"),
+    ] {
+        let started = Instant::now();
+        let output = run(horad().args([
+            "--config",
+            "/dev/null",
+            "--bind",
+            "127.0.0.1:0",
+            flag,
+            value,
+        ]));
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}");
+        let stderr = stderr_of(&output);
+        assert!(
+            stderr.starts_with(&format!("horad: command line: `{flag}` must be")),
+            "{stderr}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
+/// Starts `horad` with `configure`, stops it with SIGTERM once it listens,
+/// and returns everything it logged.
+fn logs_of_a_run(configure: impl FnOnce(&mut Command)) -> String {
+    let mut command = horad();
+    command
+        .args(["--bind", "127.0.0.1:0", "--log-format", "text"])
+        .env_remove("HORAD_CONFIG")
+        .env_remove("HORAD_NO_RATELIMIT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    configure(&mut command);
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut logged = String::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        logged.push_str(&line);
+        logged.push('\n');
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    for line in lines.map_while(Result::ok) {
+        logged.push_str(&line);
+        logged.push('\n');
+    }
+    child.wait().unwrap();
+    logged
+}
+
+#[test]
+fn a_config_toml_in_the_working_directory_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // Were it read, horad would refuse to start (exit 2) or serve 9 s timeouts.
+    std::fs::write(dir.path().join("config.toml"), "bnd = \"0.0.0.0:1\"\n").unwrap();
+    let logged = logs_of_a_run(|command| {
+        command.current_dir(dir.path());
+    });
+    assert!(logged.contains("listening on 127.0.0.1:"), "{logged}");
+    assert!(!logged.contains("config.toml\n"), "{logged}");
+}
+
+#[test]
+fn boolean_variables_read_as_yes_no_true_false_1_0() {
+    for (value, off) in [
+        ("1", true),
+        ("true", true),
+        ("yes", true),
+        ("on", true),
+        ("0", false),
+        ("false", false),
+        ("no", false),
+        ("off", false),
+    ] {
+        let logged = logs_of_a_run(|command| {
+            command.env("HORAD_NO_RATELIMIT", value);
+        });
+        assert!(logged.contains("listening on"), "{value}: {logged}");
+        assert_eq!(
+            logged.contains("rate limiting is off"),
+            off,
+            "HORAD_NO_RATELIMIT={value}: {logged}"
+        );
+    }
 }
