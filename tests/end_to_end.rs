@@ -90,6 +90,9 @@ fn hora_time_fails_with_one_line_when_refused() {
         .unwrap();
     squatter.send_to(b"login", horad.addr).unwrap();
     squatter.recv_from(&mut [0u8; 512]).unwrap();
+    // A session that has asked for the time is never displaced.
+    squatter.send_to(b"1", horad.addr).unwrap();
+    squatter.recv_from(&mut [0u8; 512]).unwrap();
     let output = hora(&["--server", &horad.addr.to_string(), "time"], "");
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);

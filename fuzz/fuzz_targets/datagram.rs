@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(reply.bytes(&time).len() <= 160);
         }
     }
+    let _ = hora_proto::loop_guard::stateless_may_answer(40_000, &[5005], data);
     let message = ServerMessage::read(data);
     let _ = message.text();
     if let Ok(request) = sntp::parse_request(data) {

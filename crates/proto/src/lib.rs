@@ -18,11 +18,13 @@
 //! - [`message`]: how a client reads what the server sent ([`ServerMessage`]);
 //! - [`sntp`], [`rfc868`], [`daytime`]: the standard time protocols horad
 //!   also serves (SNTPv4 server mode, RFC 868 Time, RFC 867 Daytime);
-//! - [`access`], [`ratelimit`]: who may be answered, and how often.
+//! - [`access`], [`ratelimit`]: who may be answered, and how often;
+//! - [`loop_guard`]: what is never answered, so two servers can't loop.
 
 pub mod access;
 pub mod clock;
 pub mod daytime;
+pub mod loop_guard;
 pub mod message;
 pub mod ratelimit;
 pub mod request;
@@ -34,5 +36,7 @@ pub mod wire;
 pub use clock::TimeReply;
 pub use message::{ClosedReason, ServerMessage};
 pub use request::{parse, ParseError, Request};
-pub use session::{decide, expire, shut_down, Decision, Effect, EndReason, PeerState, Rules};
+pub use session::{
+    decide, displace, establishes, expire, shut_down, Decision, Effect, EndReason, PeerState, Rules,
+};
 pub use wire::Reply;

@@ -44,6 +44,9 @@ pub enum PeerState {
 /// How a session ended. Each session ends exactly once, on one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
+    /// The session had not asked for the time since its login, and a new
+    /// login needed its place (see [`displace`]).
+    Displaced,
     /// The peer chose option `2`.
     Logout,
     /// The peer sent something other than `login`, `1` or `2`.
@@ -91,8 +94,8 @@ pub struct Decision {
 /// | no session   | `login`             | menu            | open            |
 /// | no session   | `login`, at limit   | refused         | refuse          |
 /// | no session   | `2`                 | closed          | nothing         |
-/// | no session   | `1`, other text     | no session      | nothing         |
-/// | no session   | too long, not UTF-8 | none (dropped)  | nothing         |
+/// | no session   | `1`, another number | no session      | nothing         |
+/// | no session   | other text, too long, not UTF-8 | none (dropped) | nothing |
 /// | logged in    | `login`             | menu            | keep            |
 /// | logged in    | `1`                 | time            | keep            |
 /// | logged in    | `2`                 | closed          | end: logout     |
@@ -101,6 +104,11 @@ pub struct Decision {
 /// A repeated `login` keeps the session because a client may have resent it
 /// after a lost reply; `2` from a peer without a session is answered as a
 /// logout so that a resent logout is harmless.
+///
+/// A peer without a session is answered only when it sends a request of the
+/// protocol (`login` or a number, a menu option): text that is neither may be
+/// another server's reply, forged to start a loop (see [`crate::loop_guard`]),
+/// and none of the server's own messages is a request.
 pub fn decide(
     peer: PeerState,
     request: Result<Request, ParseError>,
@@ -124,14 +132,17 @@ pub fn decide(
             (Reply::Refused, Effect::Refuse)
         }
         (PeerState::NoSession { .. }, Ok(Request::Logout)) => (Reply::Closed, Effect::Nothing),
-        (PeerState::NoSession { .. }, Err(ParseError::TooLong(_) | ParseError::NotUtf8)) => {
+        (PeerState::NoSession { .. }, Ok(Request::Time) | Err(ParseError::UnknownOption)) => {
+            (Reply::NoSession, Effect::Nothing)
+        }
+        (
+            PeerState::NoSession { .. },
+            Err(ParseError::NotANumber | ParseError::TooLong(_) | ParseError::NotUtf8),
+        ) => {
             return Decision {
                 reply: None,
                 effect: Effect::Nothing,
             }
-        }
-        (PeerState::NoSession { .. }, Ok(Request::Time) | Err(_)) => {
-            (Reply::NoSession, Effect::Nothing)
         }
     };
     Decision {
@@ -147,6 +158,29 @@ pub fn expire(idle_deadline: Instant, now: Instant) -> Option<Decision> {
         reply: Some(Reply::IdleNotice),
         effect: Effect::End(EndReason::IdleTimeout),
     })
+}
+
+/// Whether `request`, from a peer with a session, establishes it: a session
+/// that has asked for the time is someone's, and is never displaced. A
+/// session that has only logged in (perhaps more than once) may be what a
+/// forged `login` left behind.
+pub fn establishes(request: &Result<Request, ParseError>) -> bool {
+    matches!(request, Ok(Request::Time))
+}
+
+/// What a session that has not asked for the time since its login gets when
+/// a new `login` needs its place, the server's limits being reached: it ends,
+/// and is told the server is full.
+///
+/// Without it, forged logins (a source address costs a forger nothing on a
+/// LAN) would fill the session limits and lock every real client out until
+/// they idled out. The oldest such session goes first; a session that has
+/// asked for the time ([`establishes`]) is never displaced.
+pub fn displace() -> Decision {
+    Decision {
+        reply: Some(Reply::Refused),
+        effect: Effect::End(EndReason::Displaced),
+    }
 }
 
 /// What an open session gets when the server shuts down.
@@ -189,8 +223,15 @@ mod tests {
             (FULL, b"2", Some(Reply::Closed), Effect::Nothing),
             (NEW, b"1", Some(Reply::NoSession), Effect::Nothing),
             (NEW, b"3", Some(Reply::NoSession), Effect::Nothing),
-            (NEW, b"oi", Some(Reply::NoSession), Effect::Nothing),
-            (NEW, b"", Some(Reply::NoSession), Effect::Nothing),
+            (NEW, b"-1", Some(Reply::NoSession), Effect::Nothing),
+            (NEW, b"oi", None, Effect::Nothing),
+            (NEW, b"", None, Effect::Nothing),
+            (
+                NEW,
+                crate::wire::NO_SESSION.as_bytes(),
+                None,
+                Effect::Nothing,
+            ),
             (NEW, b"\xff\xfe", None, Effect::Nothing),
             (NEW, &[b'x'; 2000], None, Effect::Nothing),
             (LOGGED_IN, b"login", Some(Reply::Menu), keep),
@@ -265,6 +306,25 @@ mod tests {
         assert_eq!(at.reply, Some(Reply::IdleNotice));
         assert_eq!(at.effect, Effect::End(EndReason::IdleTimeout));
         assert!(expire(deadline, deadline + Duration::from_secs(1)).is_some());
+    }
+
+    #[test]
+    fn only_asking_for_the_time_establishes_a_session() {
+        assert!(establishes(&Ok(Request::Time)));
+        assert!(!establishes(&Ok(Request::Login)));
+        assert!(!establishes(&Ok(Request::Logout)));
+        assert!(!establishes(&Err(ParseError::NotANumber)));
+    }
+
+    #[test]
+    fn a_displaced_session_ends_and_is_told_the_server_is_full() {
+        assert_eq!(
+            displace(),
+            Decision {
+                reply: Some(Reply::Refused),
+                effect: Effect::End(EndReason::Displaced)
+            }
+        );
     }
 
     #[test]

@@ -1,30 +1,21 @@
-//! The gate every datagram passes before any protocol sees it: the access
-//! lists, then the per-source rate limit (ntpd-rs's order: deny, allow, rate
-//! limit, answer). Shared by every socket the daemon serves.
+//! The gate between a datagram and its answer, shared by every socket: the
+//! access lists, before any protocol sees the datagram, and the per-source
+//! rate limit, taken only once a protocol has decided to answer (ntpd-rs's
+//! order: deny, allow, rate limit, answer). A datagram that gets no answer
+//! (garbage, a forged reply) costs its source no token, so garbage forged
+//! from a client's address can't spend that client's budget.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use hora_proto::access::AccessList;
 use hora_proto::ratelimit::{RateLimit, RateLimiter, Verdict};
-
-use std::net::SocketAddr;
-
-use tracing::debug;
+use tracing::info;
 
 use crate::config::Config;
+use crate::log_budget::{LogBudget, LogKind};
 use crate::stats::Stats;
-
-/// Whether a datagram may go on to its protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Handle it.
-    Admit,
-    /// Its source is not allowed: drop it.
-    Denied,
-    /// Its source is over the rate limit: drop it (or, occasionally, say so).
-    Limited(Verdict),
-}
 
 /// The access lists and the rate limiter.
 #[derive(Debug)]
@@ -48,41 +39,53 @@ impl Gate {
         Gate { access, limiter }
     }
 
-    /// Judges a datagram from `ip` arriving at `now`.
-    pub fn admit(&self, ip: std::net::IpAddr, now: Instant) -> Admission {
-        if !self.access.permits(ip) {
-            return Admission::Denied;
-        }
-        let Some(limiter) = &self.limiter else {
-            return Admission::Admit;
-        };
-        let verdict = limiter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .check(ip, now);
-        match verdict {
-            Verdict::Allow => Admission::Admit,
-            limited => Admission::Limited(limited),
+    /// Whether datagrams from `ip` may be answered at all.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        self.access.permits(ip)
+    }
+
+    /// Takes a token from `ip`'s bucket for an answer at `now`.
+    pub fn take_token(&self, ip: IpAddr, now: Instant) -> Verdict {
+        match &self.limiter {
+            None => Verdict::Allow,
+            Some(limiter) => limiter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .check(ip, now),
         }
     }
 
-    /// [`Gate::admit`], counting and logging what it stops (at debug: a
-    /// flood must not become a log flood). The caller decides whether a
-    /// stopped datagram is dropped or, occasionally, told to slow down.
-    pub fn judge(&self, peer: SocketAddr, now: Instant, stats: &Stats) -> Admission {
-        let admission = self.admit(peer.ip(), now);
-        match admission {
-            Admission::Admit => {}
-            Admission::Denied => {
-                Stats::bump(&stats.denied);
-                debug!(%peer, "source not allowed");
-            }
-            Admission::Limited(_) => {
-                Stats::bump(&stats.rate_limited);
-                debug!(%peer, "over the rate limit");
+    /// [`Gate::permits`], counting and logging (under the log budget) a
+    /// source it turns away.
+    pub fn admits(&self, peer: SocketAddr, stats: &Stats, log: &LogBudget) -> bool {
+        let permitted = self.permits(peer.ip());
+        if !permitted {
+            Stats::bump(&stats.denied);
+            if let Some(suppressed) = log.allow(LogKind::Denied) {
+                info!(%peer, suppressed, "source not allowed: dropped");
             }
         }
-        admission
+        permitted
+    }
+
+    /// [`Gate::take_token`], counting and logging (under the log budget) an
+    /// answer it holds back. The caller drops the datagram or, now and
+    /// then, tells the source to slow down.
+    pub fn within_rate(
+        &self,
+        peer: SocketAddr,
+        now: Instant,
+        stats: &Stats,
+        log: &LogBudget,
+    ) -> Verdict {
+        let verdict = self.take_token(peer.ip(), now);
+        if verdict != Verdict::Allow {
+            Stats::bump(&stats.rate_limited);
+            if let Some(suppressed) = log.allow(LogKind::RateLimited) {
+                info!(%peer, suppressed, "source over its rate limit: dropped");
+            }
+        }
+        verdict
     }
 
     /// Whether rate limiting is on.

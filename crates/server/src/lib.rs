@@ -9,19 +9,19 @@
 //! - [`standard`]: SNTP, RFC 868 Time and RFC 867 Daytime, each on its socket;
 //! - [`stats`]: the counters;
 //! - [`time_cache`]: the time reply, rendered once a second;
-//! - [`warn_budget`]: a cap on warnings, so floods don't flood the log;
+//! - [`log_budget`]: a cap on each kind of log line a peer can cause;
 //! - [`logging`]: the `tracing` subscriber.
 
 pub mod cli;
 pub mod config;
 pub mod gate;
+pub mod log_budget;
 pub mod logging;
 pub mod server;
 pub mod sessions;
 pub mod standard;
 pub mod stats;
 pub mod time_cache;
-pub mod warn_budget;
 
 pub use config::Config;
 pub use server::{BindError, Server};

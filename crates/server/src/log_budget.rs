@@ -1,14 +1,23 @@
-//! A cap on warning lines, so that a flood of bad datagrams does not become a
-//! flood of log lines.
+//! Budgets on log lines, so that what a peer sends can't flood the log.
+//!
+//! Every line a peer can cause (a login, an idle expiry, an invalid datagram,
+//! a refusal...) is of one [`LogKind`], and each kind has its own budget of
+//! lines a second, at every level: a flood of forged logins fills the login
+//! kind's budget and no other. The first line allowed after a suppression
+//! says how many of its kind were held back (`suppressed=N`).
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Lets through at most `per_window` warnings per `window`, and counts the
-/// rest so the first warning of the next window can say how many were held.
+/// How many lines of one kind may be logged per second.
+pub const LINES_PER_SECOND: u32 = 10;
+
+/// Lets through at most `per_window` events per `window`, and counts the
+/// rest so the first event of the next window can say how many were held.
 #[derive(Debug)]
-pub struct WarnBudget {
+pub struct Budget {
     window: Duration,
     per_window: u32,
     window_start: Instant,
@@ -16,10 +25,10 @@ pub struct WarnBudget {
     suppressed: u64,
 }
 
-impl WarnBudget {
-    /// A budget of `per_window` lines every `window`.
+impl Budget {
+    /// A budget of `per_window` events every `window`.
     pub fn new(per_window: u32, window: Duration, now: Instant) -> Self {
-        WarnBudget {
+        Budget {
             window,
             per_window,
             window_start: now,
@@ -28,10 +37,10 @@ impl WarnBudget {
         }
     }
 
-    /// Whether a warning may be logged at `now`. `Some(n)` allows it, `n`
+    /// Whether an event may happen at `now`. `Some(n)` allows it, `n`
     /// being how many were suppressed since the last one allowed.
     pub fn allow(&mut self, now: Instant) -> Option<u64> {
-        if now.duration_since(self.window_start) >= self.window {
+        if now.saturating_duration_since(self.window_start) >= self.window {
             self.window_start = now;
             self.used = 0;
         }
@@ -45,18 +54,91 @@ impl WarnBudget {
     }
 }
 
+/// The kinds of log line a peer can cause, each with its own budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    /// A session opened.
+    Login,
+    /// A session ended by option `2`.
+    Logout,
+    /// A session ended by an invalid option.
+    InvalidOption,
+    /// A session idled out.
+    Idle,
+    /// A session that had not asked made room for a new login.
+    Displaced,
+    /// A login refused by the session limits.
+    Refused,
+    /// A datagram that was not a request.
+    InvalidDatagram,
+    /// A time reply served (debug).
+    TimeServed,
+    /// A source outside the access lists.
+    Denied,
+    /// A source over its rate limit.
+    RateLimited,
+    /// A datagram a standard protocol does not answer.
+    Ignored,
+    /// A receive that failed.
+    ReceiveError,
+    /// A send that failed (debug).
+    SendError,
+}
+
+const KINDS: usize = LogKind::SendError as usize + 1;
+
+/// One [`Budget`] per [`LogKind`], shared by every task of the daemon.
+#[derive(Debug)]
+pub struct LogBudget {
+    budgets: Mutex<Vec<Budget>>,
+}
+
+impl LogBudget {
+    /// [`LINES_PER_SECOND`] lines a second of each kind, from `now`.
+    pub fn new(now: Instant) -> Self {
+        let budgets = (0..KINDS)
+            .map(|_| Budget::new(LINES_PER_SECOND, Duration::from_secs(1), now))
+            .collect();
+        LogBudget {
+            budgets: Mutex::new(budgets),
+        }
+    }
+
+    /// Whether a line of `kind` may be logged now: `Some(suppressed)` if so.
+    pub fn allow(&self, kind: LogKind) -> Option<u64> {
+        let mut budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
+        budgets
+            .get_mut(kind as usize)
+            .and_then(|budget| budget.allow(Instant::now()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
     async fn allows_a_few_per_window_and_counts_the_rest() {
-        let mut budget = WarnBudget::new(3, Duration::from_secs(1), Instant::now());
+        let mut budget = Budget::new(3, Duration::from_secs(1), Instant::now());
         let allowed: Vec<_> = (0..10).map(|_| budget.allow(Instant::now())).collect();
         assert_eq!(allowed[..3], [Some(0), Some(0), Some(0)]);
         assert!(allowed[3..].iter().all(Option::is_none));
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(budget.allow(Instant::now()), Some(7));
         assert_eq!(budget.allow(Instant::now()), Some(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_kind_has_its_own_budget() {
+        let log = LogBudget::new(Instant::now());
+        let logins = (0..100).filter_map(|_| log.allow(LogKind::Login)).count();
+        assert_eq!(logins, LINES_PER_SECOND as usize);
+        assert_eq!(
+            log.allow(LogKind::Idle),
+            Some(0),
+            "another kind is untouched"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(log.allow(LogKind::Login), Some(90));
     }
 }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hora_proto::ratelimit::Verdict;
 use hora_proto::wire::MAX_DATAGRAM;
 use hora_proto::{parse, Effect, EndReason, Reply, Rules};
 use tokio::net::UdpSocket;
@@ -17,15 +18,16 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::gate::{Admission, Gate};
+use crate::gate::Gate;
+use crate::log_budget::{Budget, LogBudget, LogKind};
 use crate::sessions::{Limits, SessionId, Sessions, TimerCheck};
 use crate::standard::{self, Protocol};
 use crate::stats::{Snapshot, Stats};
 use crate::time_cache::TimeCache;
-use crate::warn_budget::WarnBudget;
 
-/// How many warnings about bad input may be logged per second.
-const WARNINGS_PER_SECOND: u32 = 5;
+/// How many refusal and displacement notices may be sent per second, over
+/// all peers (chrony likewise answers only some of the requests it limits).
+const NOTICES_PER_SECOND: u32 = 100;
 
 /// The receive buffer asked of the kernel (it caps it at `net.core.rmem_max`).
 /// The default (~200 KiB) holds only a few hundred small datagrams, so a
@@ -39,6 +41,7 @@ pub struct Server {
     sessions: Arc<Sessions>,
     stats: Arc<Stats>,
     gate: Arc<Gate>,
+    log: Arc<LogBudget>,
     rules: Rules,
     stats_interval: Duration,
     /// The standard protocols' sockets, served beside the seed's protocol.
@@ -80,6 +83,7 @@ impl Server {
             })),
             stats: Arc::new(Stats::default()),
             gate: Arc::new(Gate::new(config, std::time::Instant::now())),
+            log: Arc::new(LogBudget::new(Instant::now())),
             rules: Rules {
                 idle_timeout: config.idle_timeout,
             },
@@ -124,21 +128,24 @@ impl Server {
         // through a watch channel and awaited before the summary.
         let (stop_standard, stopped) = watch::channel(false);
         let mut standard = JoinSet::new();
+        let own_ports = self.own_ports();
         for (socket, protocol) in std::mem::take(&mut self.standard) {
-            let stats = Arc::clone(&self.stats);
-            let gate = Arc::clone(&self.gate);
             standard.spawn(standard::serve(
                 socket,
                 protocol,
-                stats,
-                gate,
+                standard::Shared {
+                    stats: Arc::clone(&self.stats),
+                    gate: Arc::clone(&self.gate),
+                    log: Arc::clone(&self.log),
+                    own_ports: own_ports.clone(),
+                },
                 stopped.clone(),
             ));
         }
         let mut receiver = Receiver {
             server: &self,
             time: TimeCache::new(),
-            warnings: WarnBudget::new(WARNINGS_PER_SECOND, Duration::from_secs(1), Instant::now()),
+            notices: Budget::new(NOTICES_PER_SECOND, Duration::from_secs(1), Instant::now()),
         };
         let mut summary = (!self.stats_interval.is_zero()).then(|| {
             let period = self.stats_interval;
@@ -174,7 +181,7 @@ impl Server {
         );
         for (peer, session, decision) in closing {
             if let Some(bytes) = decision.reply.as_ref().and_then(Reply::fixed_bytes) {
-                send(&self.socket, &self.stats, bytes, peer).await;
+                send(&self.socket, &self.stats, &self.log, bytes, peer).await;
             }
             Stats::bump(&self.stats.shutdown_closes);
             debug!(%session, %peer, "session closed by shutdown");
@@ -182,6 +189,16 @@ impl Server {
         let snapshot = self.snapshot();
         info!(stats = %snapshot, "stopped");
         snapshot
+    }
+
+    /// The ports of every socket the daemon serves: a datagram from one of
+    /// them (on another host) is another daemon's reply, never a request.
+    fn own_ports(&self) -> Vec<u16> {
+        std::iter::once(&*self.socket)
+            .chain(self.standard.iter().map(|(socket, _)| socket))
+            .filter_map(|socket| socket.local_addr().ok())
+            .map(|addr| addr.port())
+            .collect()
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -211,29 +228,39 @@ fn bind_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
 struct Receiver<'a> {
     server: &'a Server,
     time: TimeCache,
-    warnings: WarnBudget,
+    /// Refusals and displacement notices sent this second: a flood of
+    /// logins past the limits must not turn into a flood of replies.
+    notices: Budget,
 }
 
 impl Receiver<'_> {
-    /// One datagram in, at most one out.
+    /// One datagram in, at most one out (and, when a login displaces a
+    /// session, that session's notice).
     async fn datagram(&mut self, datagram: &[u8], peer: SocketAddr) {
         let server = self.server;
-        let stats = &server.stats;
+        let (stats, log, gate) = (&*server.stats, &*server.log, &*server.gate);
         let now = Instant::now();
-        // The seed's protocol has no way to say "slow down": drop.
-        if server.gate.judge(peer, now.into_std(), stats) != Admission::Admit {
+        if !gate.admits(peer, stats, log) {
             Stats::bump(&stats.dropped);
             return;
         }
         let request = parse(datagram);
-        let handled = server
-            .sessions
-            .handle(peer, request, now.into_std(), server.rules);
+        let answerable = || gate.within_rate(peer, now.into_std(), stats, log) == Verdict::Allow;
+        let handled =
+            server
+                .sessions
+                .handle(peer, request, now.into_std(), server.rules, answerable);
+        let Some(handled) = handled else {
+            // Over the rate limit. The seed's protocol has no way to say
+            // "slow down": drop.
+            Stats::bump(&stats.dropped);
+            return;
+        };
         let session = handled.session;
 
         if let Err(error) = request {
             Stats::bump(&stats.invalid_datagrams);
-            if let Some(suppressed) = self.warnings.allow(now) {
+            if let Some(suppressed) = log.allow(LogKind::InvalidDatagram) {
                 warn!(
                     session = %OptionalId(session),
                     %peer,
@@ -248,23 +275,29 @@ impl Receiver<'_> {
             Effect::Open { idle_deadline } => {
                 Stats::bump(&stats.logins);
                 if let Some(id) = session {
-                    info!(session = %id, %peer, "login");
+                    if let Some(suppressed) = log.allow(LogKind::Login) {
+                        info!(session = %id, %peer, suppressed, "login");
+                    }
                     self.spawn_idle_timer(peer, id, Instant::from_std(idle_deadline));
                 }
             }
             Effect::Keep { .. } => {}
             Effect::End(EndReason::Logout) => {
                 Stats::bump(&stats.logouts);
-                info!(session = %OptionalId(session), %peer, "logout");
+                if let Some(suppressed) = log.allow(LogKind::Logout) {
+                    info!(session = %OptionalId(session), %peer, suppressed, "logout");
+                }
             }
             Effect::End(_) => {
                 Stats::bump(&stats.invalid_options);
-                info!(session = %OptionalId(session), %peer, "session ended by an invalid option");
+                if let Some(suppressed) = log.allow(LogKind::InvalidOption) {
+                    info!(session = %OptionalId(session), %peer, suppressed, "session ended by an invalid option");
+                }
             }
             Effect::Refuse => {
                 Stats::bump(&stats.refusals);
-                if let Some(suppressed) = self.warnings.allow(now) {
-                    warn!(%peer, suppressed, "login refused: session limit reached");
+                if let Some(suppressed) = log.allow(LogKind::Refused) {
+                    warn!(%peer, suppressed, "login refused: session limit reached and every session has asked");
                 }
             }
             Effect::Nothing => {
@@ -273,22 +306,51 @@ impl Receiver<'_> {
                 }
             }
         }
+        if let Some((displaced, id, notice)) = handled.displaced {
+            Stats::bump(&stats.displaced);
+            if let Some(suppressed) = log.allow(LogKind::Displaced) {
+                info!(session = %id, peer = %displaced, by = %peer, suppressed, "session that never asked made room for a login");
+            }
+            self.notify(notice.reply, displaced, now).await;
+        }
         match handled.decision.reply {
+            Some(Reply::Refused) => self.notify(Some(Reply::Refused), peer, now).await,
             Some(reply) => {
                 if reply == Reply::Time {
                     Stats::bump(&stats.time_requests);
-                    debug!(session = %OptionalId(session), %peer, "time served");
+                    if let Some(suppressed) = log.allow(LogKind::TimeServed) {
+                        debug!(session = %OptionalId(session), %peer, suppressed, "time served");
+                    }
                 }
                 let bytes = reply.bytes(self.time.current());
-                send(&server.socket, stats, bytes, peer).await;
+                send(&server.socket, stats, log, bytes, peer).await;
             }
             None => Stats::bump(&stats.dropped),
         }
     }
 
+    /// Sends a refusal or displacement notice, within the notice budget.
+    async fn notify(&mut self, reply: Option<Reply>, peer: SocketAddr, now: Instant) {
+        let Some(bytes) = reply.as_ref().and_then(Reply::fixed_bytes) else {
+            return;
+        };
+        if self.notices.allow(now).is_some() {
+            send(
+                &self.server.socket,
+                &self.server.stats,
+                &self.server.log,
+                bytes,
+                peer,
+            )
+            .await;
+        } else {
+            Stats::bump(&self.server.stats.notices_withheld);
+        }
+    }
+
     fn receive_error(&mut self, error: &io::Error) {
         Stats::bump(&self.server.stats.dropped);
-        if let Some(suppressed) = self.warnings.allow(Instant::now()) {
+        if let Some(suppressed) = self.server.log.allow(LogKind::ReceiveError) {
             warn!(%error, suppressed, "receive failed");
         }
     }
@@ -298,6 +360,7 @@ impl Receiver<'_> {
         let socket = Arc::clone(&self.server.socket);
         let sessions = Arc::clone(&self.server.sessions);
         let stats = Arc::clone(&self.server.stats);
+        let log = Arc::clone(&self.server.log);
         let timer = tokio::spawn(async move {
             let mut deadline = deadline;
             loop {
@@ -307,14 +370,21 @@ impl Receiver<'_> {
                     TimerCheck::Later(next) => deadline = Instant::from_std(next),
                     TimerCheck::Expired(decision) => {
                         Stats::bump(&stats.idle_expiries);
-                        info!(session = %id, %peer, "session idled out");
+                        if let Some(suppressed) = log.allow(LogKind::Idle) {
+                            info!(session = %id, %peer, suppressed, "session idled out");
+                        }
                         if let Some(bytes) = decision.reply.as_ref().and_then(Reply::fixed_bytes) {
                             // Not `send(..).await`: an awaited send would be
                             // part of every timer task's state, and tripled
                             // its size (184 -> 512 bytes per session).
-                            if let Err(error) = socket.try_send_to(bytes, peer) {
-                                Stats::bump(&stats.send_errors);
-                                debug!(%peer, %error, "idle notice not sent");
+                            match socket.try_send_to(bytes, peer) {
+                                Ok(_) => Stats::bump(&stats.replies),
+                                Err(error) => {
+                                    Stats::bump(&stats.send_errors);
+                                    if let Some(suppressed) = log.allow(LogKind::SendError) {
+                                        debug!(%peer, %error, suppressed, "idle notice not sent");
+                                    }
+                                }
                             }
                         }
                         return;
@@ -339,10 +409,21 @@ async fn next_tick(interval: &mut Option<Interval>) {
 }
 
 /// Sends one datagram; a failure is counted and logged, never fatal.
-async fn send(socket: &UdpSocket, stats: &Stats, bytes: &[u8], peer: SocketAddr) {
-    if let Err(error) = socket.send_to(bytes, peer).await {
-        Stats::bump(&stats.send_errors);
-        debug!(%peer, %error, "send failed");
+pub(crate) async fn send(
+    socket: &UdpSocket,
+    stats: &Stats,
+    log: &LogBudget,
+    bytes: &[u8],
+    peer: SocketAddr,
+) {
+    match socket.send_to(bytes, peer).await {
+        Ok(_) => Stats::bump(&stats.replies),
+        Err(error) => {
+            Stats::bump(&stats.send_errors);
+            if let Some(suppressed) = log.allow(LogKind::SendError) {
+                debug!(%peer, %error, suppressed, "send failed");
+            }
+        }
     }
 }
 

@@ -2,17 +2,25 @@
 //!
 //! The table is shared by the receive loop and the idle timers, behind one
 //! mutex held only for a map operation. Every path that ends a session goes
-//! through [`Sessions::remove`], which drops the map entry, the per-IP count
-//! and the idle timer together, so an ended session leaves nothing behind.
+//! through [`remove`], which drops the map entry, the per-IP count and the
+//! idle timer together, so an ended session leaves nothing behind.
+//!
+//! When a limit is reached, a new login may take the place of a session that
+//! has not asked for the time since its login (what a forged login leaves),
+//! the oldest first ([`hora_proto::displace`]). Such sessions wait in login
+//! order in two queues, one for the whole table and one per IP; an entry that
+//! has since asked or ended is skipped when met, and the queues are compacted
+//! when stale entries outnumber live ones, so each login costs O(1) amortized.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use hora_proto::{
-    decide, expire, shut_down, Decision, Effect, ParseError, PeerState, Request, Rules,
+    decide, displace, establishes, expire, shut_down, Decision, Effect, ParseError, PeerState,
+    Request, Rules,
 };
 use tokio::task::AbortHandle;
 
@@ -41,12 +49,26 @@ struct Entry {
     id: SessionId,
     idle_deadline: Instant,
     timer: Option<AbortHandle>,
+    /// Whether the peer has asked for the time ([`establishes`]): such a
+    /// session is never displaced.
+    established: bool,
+}
+
+/// A session that had not asked when it was queued: `(peer, id)`.
+type Candidate = (SocketAddr, SessionId);
+
+/// The sessions from one IP address.
+#[derive(Debug, Default)]
+struct PerIp {
+    count: usize,
+    unestablished: VecDeque<Candidate>,
 }
 
 #[derive(Debug, Default)]
 struct Table {
     by_peer: HashMap<SocketAddr, Entry>,
-    per_ip: HashMap<IpAddr, usize>,
+    per_ip: HashMap<IpAddr, PerIp>,
+    unestablished: VecDeque<Candidate>,
     next_id: u64,
 }
 
@@ -64,6 +86,9 @@ pub struct Handled {
     pub decision: Decision,
     /// The peer's session, if it had or now has one.
     pub session: Option<SessionId>,
+    /// The session that made room for this login, if one had to: its peer,
+    /// its id and what to tell it.
+    pub displaced: Option<(SocketAddr, SessionId, Decision)>,
 }
 
 /// What an idle timer finds when it wakes.
@@ -97,26 +122,44 @@ impl Sessions {
     }
 
     /// Runs a datagram from `peer` through the state machine and applies the
-    /// decision to the table: opens, moves the deadline of, or ends the
-    /// peer's session. A newly opened session has no timer yet: the caller
-    /// spawns one and hands it over with [`Sessions::set_timer`].
+    /// decision to the table: opens (displacing an unestablished session if
+    /// a limit is reached), moves the deadline of, or ends the peer's
+    /// session. A newly opened session has no timer yet: the caller spawns
+    /// one and hands it over with [`Sessions::set_timer`].
+    ///
+    /// `may_answer` is asked only when the decision has a reply (the rate
+    /// limit: a datagram that gets no answer costs nothing); if it says no,
+    /// nothing changes and `None` is returned.
     pub fn handle(
         &self,
         peer: SocketAddr,
         request: Result<Request, ParseError>,
         now: Instant,
         rules: Rules,
-    ) -> Handled {
+        may_answer: impl FnOnce() -> bool,
+    ) -> Option<Handled> {
         let mut table = self.lock();
+        let mut room = Room::Free;
         let state = match table.by_peer.get(&peer) {
             Some(_) => PeerState::LoggedIn,
-            None => PeerState::NoSession {
-                may_open: self.has_room(&table, peer.ip()),
-            },
+            None => {
+                room = self.room(&mut table, peer.ip());
+                PeerState::NoSession {
+                    may_open: room != Room::None,
+                }
+            }
         };
         let decision = decide(state, request, now, rules);
+        if decision.reply.is_some() && !may_answer() {
+            return None;
+        }
+        let mut displaced = None;
         let session = match decision.effect {
             Effect::Open { idle_deadline } => {
+                if let Room::Displacing(candidate) = room {
+                    remove(&mut table, candidate.0);
+                    displaced = Some((candidate.0, candidate.1, displace()));
+                }
                 table.next_id += 1;
                 let id = SessionId(table.next_id);
                 table.by_peer.insert(
@@ -125,19 +168,25 @@ impl Sessions {
                         id,
                         idle_deadline,
                         timer: None,
+                        established: false,
                     },
                 );
-                *table.per_ip.entry(peer.ip()).or_insert(0) += 1;
+                table.queue_unestablished(peer, id);
                 Some(id)
             }
             Effect::Keep { idle_deadline } => table.by_peer.get_mut(&peer).map(|entry| {
                 entry.idle_deadline = idle_deadline;
+                entry.established |= establishes(&request);
                 entry.id
             }),
             Effect::End(_) => remove(&mut table, peer).map(|entry| entry.id),
             Effect::Refuse | Effect::Nothing => None,
         };
-        Handled { decision, session }
+        Some(Handled {
+            decision,
+            session,
+            displaced,
+        })
     }
 
     /// Gives session `id` of `peer` its idle timer, so that ending the
@@ -174,6 +223,7 @@ impl Sessions {
     pub fn close_all(&self) -> Vec<(SocketAddr, SessionId, Decision)> {
         let mut table = self.lock();
         table.per_ip.clear();
+        table.unestablished.clear();
         table
             .by_peer
             .drain()
@@ -186,10 +236,31 @@ impl Sessions {
             .collect()
     }
 
-    /// Whether a new session from `ip` fits in the limits.
-    fn has_room(&self, table: &Table, ip: IpAddr) -> bool {
-        table.by_peer.len() < self.limits.max_sessions
-            && table.per_ip.get(&ip).copied().unwrap_or(0) < self.limits.max_sessions_per_ip
+    /// Whether a new session from `ip` fits in the limits, and if only by
+    /// displacing one, which. The per-IP limit is looked at first: a session
+    /// from the same IP frees a place under both limits.
+    fn room(&self, table: &mut Table, ip: IpAddr) -> Room {
+        let ip_full =
+            table.per_ip.get(&ip).map_or(0, |p| p.count) >= self.limits.max_sessions_per_ip;
+        let table_full = table.by_peer.len() >= self.limits.max_sessions;
+        let candidate = if ip_full {
+            let Table {
+                by_peer, per_ip, ..
+            } = table;
+            per_ip
+                .get_mut(&ip)
+                .and_then(|p| oldest_unestablished(&mut p.unestablished, by_peer))
+        } else if table_full {
+            let Table {
+                by_peer,
+                unestablished,
+                ..
+            } = table;
+            oldest_unestablished(unestablished, by_peer)
+        } else {
+            return Room::Free;
+        };
+        candidate.map_or(Room::None, Room::Displacing)
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -199,12 +270,69 @@ impl Sessions {
     }
 }
 
-/// Removes `peer`'s session: entry, per-IP count and timer.
+/// Whether a login fits, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// Under both limits.
+    Free,
+    /// At a limit, but this unestablished session can make room.
+    Displacing(Candidate),
+    /// At a limit, and every session in the way has asked for the time.
+    None,
+}
+
+impl Table {
+    /// Queues a new session as unestablished, in both queues, compacting
+    /// a queue whose stale entries outnumber its live ones.
+    fn queue_unestablished(&mut self, peer: SocketAddr, id: SessionId) {
+        let Table {
+            by_peer,
+            per_ip,
+            unestablished,
+            ..
+        } = self;
+        let ip = per_ip.entry(peer.ip()).or_default();
+        ip.count += 1;
+        ip.unestablished.push_back((peer, id));
+        if ip.unestablished.len() > 2 * ip.count + 8 {
+            ip.unestablished.retain(|c| is_unestablished(c, by_peer));
+        }
+        unestablished.push_back((peer, id));
+        if unestablished.len() > 2 * by_peer.len() + 64 {
+            unestablished.retain(|c| is_unestablished(c, by_peer));
+        }
+    }
+}
+
+/// Whether `candidate` is still open and has not asked for the time.
+fn is_unestablished(candidate: &Candidate, by_peer: &HashMap<SocketAddr, Entry>) -> bool {
+    by_peer
+        .get(&candidate.0)
+        .is_some_and(|entry| entry.id == candidate.1 && !entry.established)
+}
+
+/// The oldest queued session that is still open and unestablished, dropping
+/// the stale entries in front of it.
+fn oldest_unestablished(
+    queue: &mut VecDeque<Candidate>,
+    by_peer: &HashMap<SocketAddr, Entry>,
+) -> Option<Candidate> {
+    while let Some(candidate) = queue.front() {
+        if is_unestablished(candidate, by_peer) {
+            return Some(*candidate);
+        }
+        queue.pop_front();
+    }
+    None
+}
+
+/// Removes `peer`'s session: entry, per-IP count and timer. Its place in
+/// the unestablished queues goes stale and is dropped when met.
 fn remove(table: &mut Table, peer: SocketAddr) -> Option<Entry> {
     let entry = table.by_peer.remove(&peer)?;
-    if let Some(count) = table.per_ip.get_mut(&peer.ip()) {
-        *count -= 1;
-        if *count == 0 {
+    if let Some(ip) = table.per_ip.get_mut(&peer.ip()) {
+        ip.count = ip.count.saturating_sub(1);
+        if ip.count == 0 {
             table.per_ip.remove(&peer.ip());
         }
     }
@@ -237,15 +365,27 @@ mod tests {
         idle_timeout: Duration::from_secs(10),
     };
 
+    /// A datagram handled with the rate limit letting everything through.
+    fn handle(
+        table: &Sessions,
+        peer: SocketAddr,
+        request: Result<Request, ParseError>,
+        now: Instant,
+    ) -> Handled {
+        table
+            .handle(peer, request, now, RULES, || true)
+            .expect("not rate limited")
+    }
+
     #[test]
     fn login_opens_and_logout_removes_the_entry() {
         let table = sessions(10, 10);
         let now = Instant::now();
         let a = peer([127, 0, 0, 1], 1000);
-        let opened = table.handle(a, Ok(Request::Login), now, RULES);
+        let opened = handle(&table, a, Ok(Request::Login), now);
         assert!(opened.session.is_some());
         assert_eq!(table.len(), 1);
-        let closed = table.handle(a, Ok(Request::Logout), now, RULES);
+        let closed = handle(&table, a, Ok(Request::Logout), now);
         assert_eq!(closed.session, opened.session);
         assert_eq!(closed.decision.effect, Effect::End(EndReason::Logout));
         assert!(table.is_empty());
@@ -257,30 +397,29 @@ mod tests {
         let table = sessions(10, 10);
         let now = Instant::now();
         let (a, b) = (peer([127, 0, 0, 1], 1), peer([127, 0, 0, 1], 2));
-        table.handle(a, Ok(Request::Login), now, RULES);
-        table.handle(b, Ok(Request::Login), now, RULES);
-        let bad = table.handle(a, Err(ParseError::UnknownOption), now, RULES);
+        handle(&table, a, Ok(Request::Login), now);
+        handle(&table, b, Ok(Request::Login), now);
+        let bad = handle(&table, a, Err(ParseError::UnknownOption), now);
         assert_eq!(bad.decision.reply, Some(Reply::InvalidOption));
         assert_eq!(table.len(), 1);
-        let time = table.handle(b, Ok(Request::Time), now, RULES);
+        let time = handle(&table, b, Ok(Request::Time), now);
         assert_eq!(time.decision.reply, Some(Reply::Time));
     }
 
     #[test]
-    fn limits_refuse_new_logins_and_keep_existing_sessions() {
+    fn limits_refuse_new_logins_when_every_session_has_asked() {
         let table = sessions(3, 2);
         let now = Instant::now();
         let one = [10, 0, 0, 1];
-        let login = |p| {
-            table
-                .handle(p, Ok(Request::Login), now, RULES)
-                .decision
-                .effect
-        };
+        let login = |p| handle(&table, p, Ok(Request::Login), now).decision.effect;
+        let ask = |p| handle(&table, p, Ok(Request::Time), now);
         assert!(matches!(login(peer(one, 1)), Effect::Open { .. }));
         assert!(matches!(login(peer(one, 2)), Effect::Open { .. }));
+        ask(peer(one, 1));
+        ask(peer(one, 2));
         assert_eq!(login(peer(one, 3)), Effect::Refuse, "per-IP limit");
         assert!(matches!(login(peer([10, 0, 0, 2], 1)), Effect::Open { .. }));
+        ask(peer([10, 0, 0, 2], 1));
         assert_eq!(
             login(peer([10, 0, 0, 3], 1)),
             Effect::Refuse,
@@ -290,8 +429,111 @@ mod tests {
         assert!(matches!(login(peer(one, 1)), Effect::Keep { .. }));
         assert_eq!(table.len(), 3);
         // Ending one makes room again.
-        table.handle(peer(one, 1), Ok(Request::Logout), now, RULES);
+        handle(&table, peer(one, 1), Ok(Request::Logout), now);
         assert!(matches!(login(peer(one, 3)), Effect::Open { .. }));
+    }
+
+    #[test]
+    fn at_the_per_ip_limit_the_oldest_session_that_never_asked_makes_room() {
+        let table = sessions(100, 3);
+        let now = Instant::now();
+        let ip = [10, 0, 0, 1];
+        let ids: Vec<_> = (1..=3)
+            .map(|port| handle(&table, peer(ip, port), Ok(Request::Login), now).session)
+            .collect();
+        // The first one asks: it is someone's, and stays.
+        handle(&table, peer(ip, 1), Ok(Request::Time), now);
+        let fourth = handle(&table, peer(ip, 4), Ok(Request::Login), now);
+        assert!(matches!(fourth.decision.effect, Effect::Open { .. }));
+        let (gone, gone_id, notice) = fourth.displaced.expect("one made room");
+        assert_eq!((gone, Some(gone_id)), (peer(ip, 2), ids[1]));
+        assert_eq!(notice.reply, Some(Reply::Refused));
+        assert_eq!(notice.effect, Effect::End(EndReason::Displaced));
+        assert_eq!(table.len(), 3);
+        // Port 2's session is gone: its next option finds none.
+        let late = handle(&table, peer(ip, 2), Ok(Request::Time), now);
+        assert_eq!(late.decision.reply, Some(Reply::NoSession));
+        // Ports 3 then 4 go next; port 1 never does.
+        for (port, expected) in [(5, 3), (6, 4)] {
+            let handled = handle(&table, peer(ip, port), Ok(Request::Login), now);
+            assert_eq!(handled.displaced.map(|d| d.0), Some(peer(ip, expected)));
+        }
+        handle(&table, peer(ip, 5), Ok(Request::Time), now);
+        handle(&table, peer(ip, 6), Ok(Request::Time), now);
+        let refused = handle(&table, peer(ip, 7), Ok(Request::Login), now);
+        assert_eq!(refused.decision.effect, Effect::Refuse);
+        assert_eq!(refused.displaced, None);
+        assert_eq!(
+            handle(&table, peer(ip, 1), Ok(Request::Time), now)
+                .decision
+                .reply,
+            Some(Reply::Time)
+        );
+    }
+
+    #[test]
+    fn at_the_global_limit_the_oldest_session_that_never_asked_makes_room() {
+        let table = sessions(3, 10);
+        let now = Instant::now();
+        let real = peer([10, 0, 0, 1], 1);
+        handle(&table, real, Ok(Request::Login), now);
+        handle(&table, real, Ok(Request::Time), now);
+        handle(&table, peer([10, 0, 0, 2], 1), Ok(Request::Login), now);
+        handle(&table, peer([10, 0, 0, 3], 1), Ok(Request::Login), now);
+        // A flood of forged logins from many addresses: each new one pushes
+        // out the oldest forged one; the real session stays.
+        for n in 4..=200u8 {
+            let handled = handle(&table, peer([10, 0, 1, n], 1), Ok(Request::Login), now);
+            assert!(
+                matches!(handled.decision.effect, Effect::Open { .. }),
+                "{n}"
+            );
+            assert!(handled.displaced.is_some());
+            assert_eq!(table.len(), 3);
+        }
+        let time = handle(&table, real, Ok(Request::Time), now);
+        assert_eq!(time.decision.reply, Some(Reply::Time));
+        // The queues hold no more than a few stale entries.
+        let locked = table.lock();
+        assert!(locked.unestablished.len() <= 2 * 3 + 64);
+    }
+
+    #[test]
+    fn the_queues_stay_small_however_many_sessions_come_and_go() {
+        let table = sessions(1000, 1000);
+        let now = Instant::now();
+        for round in 0..20_000u32 {
+            let p = peer([10, 0, 0, 1], (round % 50) as u16 + 1);
+            handle(&table, p, Ok(Request::Login), now);
+            handle(&table, p, Ok(Request::Time), now);
+            handle(&table, p, Ok(Request::Logout), now);
+        }
+        let locked = table.lock();
+        assert!(locked.by_peer.is_empty());
+        assert!(locked.per_ip.is_empty());
+        assert!(
+            locked.unestablished.len() <= 64,
+            "{}",
+            locked.unestablished.len()
+        );
+    }
+
+    #[test]
+    fn a_rate_limited_answer_changes_nothing() {
+        let table = sessions(10, 10);
+        let now = Instant::now();
+        let a = peer([127, 0, 0, 1], 1);
+        assert_eq!(
+            table.handle(a, Ok(Request::Login), now, RULES, || false),
+            None
+        );
+        assert!(table.is_empty());
+        // Garbage from a peer without a session gets no answer: the rate
+        // limit is not even asked.
+        let garbage = table.handle(a, Err(ParseError::NotANumber), now, RULES, || {
+            panic!("asked the rate limit for a datagram that gets no answer")
+        });
+        assert_eq!(garbage.map(|h| h.decision.reply), Some(None));
     }
 
     #[test]
@@ -299,13 +541,12 @@ mod tests {
         let table = sessions(10, 10);
         let start = Instant::now();
         let a = peer([127, 0, 0, 1], 1);
-        let id = table
-            .handle(a, Ok(Request::Login), start, RULES)
+        let id = handle(&table, a, Ok(Request::Login), start)
             .session
             .unwrap();
         let first_deadline = start + RULES.idle_timeout;
         // Activity at +4s moves the deadline to +14s.
-        table.handle(a, Ok(Request::Time), start + Duration::from_secs(4), RULES);
+        handle(&table, a, Ok(Request::Time), start + Duration::from_secs(4));
         assert_eq!(
             table.check_idle(a, id, first_deadline),
             TimerCheck::Later(start + Duration::from_secs(14))
@@ -324,12 +565,9 @@ mod tests {
         let table = sessions(10, 10);
         let now = Instant::now();
         let a = peer([127, 0, 0, 1], 1);
-        let old = table
-            .handle(a, Ok(Request::Login), now, RULES)
-            .session
-            .unwrap();
-        table.handle(a, Ok(Request::Logout), now, RULES);
-        table.handle(a, Ok(Request::Login), now, RULES);
+        let old = handle(&table, a, Ok(Request::Login), now).session.unwrap();
+        handle(&table, a, Ok(Request::Logout), now);
+        handle(&table, a, Ok(Request::Login), now);
         assert_eq!(
             table.check_idle(a, old, now + Duration::from_secs(60)),
             TimerCheck::Gone
@@ -342,7 +580,7 @@ mod tests {
         let table = sessions(10, 10);
         let now = Instant::now();
         for port in 1..=5 {
-            table.handle(peer([127, 0, 0, 1], port), Ok(Request::Login), now, RULES);
+            handle(&table, peer([127, 0, 0, 1], port), Ok(Request::Login), now);
         }
         let closed = table.close_all();
         assert_eq!(closed.len(), 5);

@@ -2,20 +2,21 @@
 //! the daemon's runtime, counters, logs and shutdown. What to answer is
 //! `hora_proto`'s; this module only reads the clock at the right moments.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
+use hora_proto::loop_guard::stateless_may_answer;
+use hora_proto::ratelimit::Verdict;
 use hora_proto::sntp::{self, NtpTimestamp, ServerClock, PACKET_LEN};
 use hora_proto::{daytime, rfc868};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
-use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::warn;
 
-use crate::gate::{Admission, Gate};
+use crate::gate::Gate;
+use crate::log_budget::{LogBudget, LogKind};
+use crate::server::send;
 use crate::stats::Stats;
-use crate::warn_budget::WarnBudget;
 
 /// Which standard protocol a socket serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,15 +40,32 @@ impl Protocol {
     }
 }
 
+/// What every standard protocol's loop shares with the rest of the daemon.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The counters.
+    pub stats: Arc<Stats>,
+    /// Access lists and rate limits.
+    pub gate: Arc<Gate>,
+    /// The log budgets.
+    pub log: Arc<LogBudget>,
+    /// The ports of the daemon's own sockets (see [`stateless_may_answer`]).
+    pub own_ports: Vec<u16>,
+}
+
 /// Answers `protocol` on `socket` until `shutdown` turns true.
 pub async fn serve(
     socket: UdpSocket,
     protocol: Protocol,
-    stats: Arc<Stats>,
-    gate: Arc<Gate>,
+    shared: Shared,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut warnings = WarnBudget::new(5, Duration::from_secs(1), Instant::now());
+    let Shared {
+        stats,
+        gate,
+        log,
+        own_ports,
+    } = &shared;
     // Big enough to tell a too-long datagram from a full one; SNTP only
     // reads the header.
     let mut buffer = [0u8; 1500];
@@ -59,77 +77,83 @@ pub async fn serve(
                 Ok(received) => received,
                 Err(error) => {
                     Stats::bump(&stats.dropped);
-                    if let Some(suppressed) = warnings.allow(Instant::now()) {
+                    if let Some(suppressed) = log.allow(LogKind::ReceiveError) {
                         warn!(protocol = protocol.name(), %error, suppressed, "receive failed");
                     }
                     continue;
                 }
             },
         };
-        match gate.judge(peer, std::time::Instant::now(), &stats) {
-            Admission::Admit => {}
-            Admission::Denied => {
-                Stats::bump(&stats.dropped);
-                continue;
+        if !gate.admits(peer, stats, log) {
+            Stats::bump(&stats.dropped);
+            continue;
+        }
+        let datagram = &buffer[..len];
+        // Decide first whether the datagram would be answered: only then
+        // does it cost its source a token.
+        let ignored = match protocol {
+            Protocol::Sntp(_) => match sntp::parse_request(datagram) {
+                Ok(request) => Ok(Some(request)),
+                Err(error) => {
+                    Stats::bump(&stats.ntp_ignored);
+                    Err(error.to_string())
+                }
+            },
+            Protocol::Time | Protocol::Daytime => {
+                if stateless_may_answer(peer.port(), own_ports, datagram) {
+                    Ok(None)
+                } else {
+                    Stats::bump(&stats.ignored_replies);
+                    Err("a server's reply, or from a port that answers unasked".to_owned())
+                }
             }
-            Admission::Limited(verdict) => {
-                // SNTP can tell a client to slow down; do so now and then,
-                // as chrony does, and otherwise stay silent.
-                let kiss = match protocol {
-                    Protocol::Sntp(_) if verdict.occasionally() => {
-                        sntp::parse_request(&buffer[..len]).ok()
-                    }
-                    _ => None,
-                };
-                match kiss {
-                    Some(request) => {
-                        let mut reply = [0u8; PACKET_LEN];
-                        sntp::write_kiss_of_death(&request, sntp::KISS_RATE, &mut reply);
-                        Stats::bump(&stats.kiss_of_death);
-                        send(&socket, &stats, &reply, peer).await;
-                    }
-                    None => Stats::bump(&stats.dropped),
+        };
+        let sntp_request = match ignored {
+            Ok(request) => request,
+            Err(reason) => {
+                Stats::bump(&stats.dropped);
+                if let Some(suppressed) = log.allow(LogKind::Ignored) {
+                    warn!(protocol = protocol.name(), %peer, len, suppressed, "ignored: {reason}");
                 }
                 continue;
             }
+        };
+        let verdict = gate.within_rate(peer, std::time::Instant::now(), stats, log);
+        if verdict != Verdict::Allow {
+            // SNTP can tell a client to slow down; do so now and then, as
+            // chrony does, and otherwise stay silent.
+            match sntp_request {
+                Some(request) if verdict.occasionally() => {
+                    let mut reply = [0u8; PACKET_LEN];
+                    sntp::write_kiss_of_death(&request, sntp::KISS_RATE, &mut reply);
+                    Stats::bump(&stats.kiss_of_death);
+                    send(&socket, stats, log, &reply, peer).await;
+                }
+                _ => Stats::bump(&stats.dropped),
+            }
+            continue;
         }
-        match protocol {
-            Protocol::Sntp(clock) => {
+        match (protocol, sntp_request) {
+            (Protocol::Sntp(clock), Some(request)) => {
                 // The receive timestamp: as soon after arrival as we can.
                 let received = NtpTimestamp::from_system_time(SystemTime::now());
-                match sntp::parse_request(&buffer[..len]) {
-                    Ok(request) => {
-                        let mut reply = [0u8; PACKET_LEN];
-                        let transmitted = NtpTimestamp::from_system_time(SystemTime::now());
-                        sntp::write_reply(&request, &clock, received, transmitted, &mut reply);
-                        Stats::bump(&stats.sntp_requests);
-                        send(&socket, &stats, &reply, peer).await;
-                    }
-                    Err(error) => {
-                        Stats::bump(&stats.ntp_ignored);
-                        Stats::bump(&stats.dropped);
-                        if let Some(suppressed) = warnings.allow(Instant::now()) {
-                            warn!(%peer, len, suppressed, "ignored on sntp: {error}");
-                        }
-                    }
-                }
+                let mut reply = [0u8; PACKET_LEN];
+                let transmitted = NtpTimestamp::from_system_time(SystemTime::now());
+                sntp::write_reply(&request, &clock, received, transmitted, &mut reply);
+                Stats::bump(&stats.sntp_requests);
+                send(&socket, stats, log, &reply, peer).await;
             }
-            Protocol::Time => {
+            (Protocol::Time, _) => {
                 Stats::bump(&stats.rfc868_requests);
-                send(&socket, &stats, &rfc868::reply(SystemTime::now()), peer).await;
+                let reply = rfc868::reply(SystemTime::now());
+                send(&socket, stats, log, &reply, peer).await;
             }
-            Protocol::Daytime => {
+            (Protocol::Daytime, _) => {
                 Stats::bump(&stats.daytime_requests);
                 let line = daytime::reply(&chrono::Local::now());
-                send(&socket, &stats, line.as_bytes(), peer).await;
+                send(&socket, stats, log, line.as_bytes(), peer).await;
             }
+            (Protocol::Sntp(_), None) => {}
         }
-    }
-}
-
-async fn send(socket: &UdpSocket, stats: &Stats, bytes: &[u8], peer: SocketAddr) {
-    if let Err(error) = socket.send_to(bytes, peer).await {
-        Stats::bump(&stats.send_errors);
-        debug!(%peer, %error, "send failed");
     }
 }

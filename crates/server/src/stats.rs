@@ -28,6 +28,8 @@ pub struct Stats {
     pub no_session: AtomicU64,
     /// Datagrams received and not answered.
     pub dropped: AtomicU64,
+    /// Datagrams sent: replies and notices, on every socket.
+    pub replies: AtomicU64,
     /// Replies the OS would not send.
     pub send_errors: AtomicU64,
     /// SNTP requests answered.
@@ -44,6 +46,14 @@ pub struct Stats {
     pub rate_limited: AtomicU64,
     /// SNTP "RATE" kiss-o'-death replies sent to rate-limited clients.
     pub kiss_of_death: AtomicU64,
+    /// Sessions that had not asked for the time, ended to make room for a login.
+    pub displaced: AtomicU64,
+    /// Datagrams on the Time and Daytime sockets shaped like a server's
+    /// reply, or from a port of a service that answers unasked: never
+    /// answered, so two servers can't answer each other for ever.
+    pub ignored_replies: AtomicU64,
+    /// Refusal and displacement notices not sent: over the notice budget.
+    pub notices_withheld: AtomicU64,
 }
 
 impl Stats {
@@ -68,6 +78,7 @@ impl Stats {
             refusals: get(&self.refusals),
             no_session: get(&self.no_session),
             dropped: get(&self.dropped),
+            replies: get(&self.replies),
             send_errors: get(&self.send_errors),
             sntp_requests: get(&self.sntp_requests),
             ntp_ignored: get(&self.ntp_ignored),
@@ -76,6 +87,9 @@ impl Stats {
             denied: get(&self.denied),
             rate_limited: get(&self.rate_limited),
             kiss_of_death: get(&self.kiss_of_death),
+            displaced: get(&self.displaced),
+            ignored_replies: get(&self.ignored_replies),
+            notices_withheld: get(&self.notices_withheld),
         }
     }
 }
@@ -97,6 +111,7 @@ pub struct Snapshot {
     pub refusals: u64,
     pub no_session: u64,
     pub dropped: u64,
+    pub replies: u64,
     pub send_errors: u64,
     pub sntp_requests: u64,
     pub ntp_ignored: u64,
@@ -105,6 +120,9 @@ pub struct Snapshot {
     pub denied: u64,
     pub rate_limited: u64,
     pub kiss_of_death: u64,
+    pub displaced: u64,
+    pub ignored_replies: u64,
+    pub notices_withheld: u64,
 }
 
 impl fmt::Display for Snapshot {
@@ -113,8 +131,9 @@ impl fmt::Display for Snapshot {
             f,
             "sessions_open={} tasks={} logins={} time_requests={} logouts={} invalid_options={} \
              idle_expiries={} shutdown_closes={} invalid_datagrams={} refusals={} \
-             no_session={} dropped={} send_errors={} sntp_requests={} ntp_ignored={} \
-             rfc868_requests={} daytime_requests={} denied={} rate_limited={} kiss_of_death={}",
+             no_session={} dropped={} replies={} send_errors={} sntp_requests={} ntp_ignored={} \
+             rfc868_requests={} daytime_requests={} denied={} rate_limited={} kiss_of_death={} \
+             displaced={} ignored_replies={} notices_withheld={}",
             self.sessions_open,
             self.tasks,
             self.logins,
@@ -127,6 +146,7 @@ impl fmt::Display for Snapshot {
             self.refusals,
             self.no_session,
             self.dropped,
+            self.replies,
             self.send_errors,
             self.sntp_requests,
             self.ntp_ignored,
@@ -134,7 +154,10 @@ impl fmt::Display for Snapshot {
             self.daytime_requests,
             self.denied,
             self.rate_limited,
-            self.kiss_of_death
+            self.kiss_of_death,
+            self.displaced,
+            self.ignored_replies,
+            self.notices_withheld
         )
     }
 }

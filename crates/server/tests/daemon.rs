@@ -196,8 +196,10 @@ async fn invalid_option_ends_only_that_session() {
 async fn garbage_of_every_kind_gets_the_documented_answer() {
     let daemon = Daemon::start(config()).await;
     let peer = Peer::new(daemon.addr).await;
-    // No session: text is told there is none, binary is dropped.
-    assert_eq!(peer.ask(b"oi").await, NO_SESSION.as_bytes());
+    // No session: a number is told there is none; other text and binary
+    // are dropped (they may be another server's reply: no loops).
+    assert_eq!(peer.ask(b"3").await, NO_SESSION.as_bytes());
+    peer.send(b"oi").await;
     peer.send(&[0xff; 10]).await;
     peer.send(&[b'x'; 5000]).await;
     // A logout without a session is harmless.
@@ -206,8 +208,8 @@ async fn garbage_of_every_kind_gets_the_documented_answer() {
     peer.ask(b"login").await;
     assert_eq!(peer.ask(&[b'1'; 1025]).await, INVALID_OPTION.as_bytes());
     let stats = daemon.stop().await;
-    assert_eq!(stats.dropped, 2, "the two binary datagrams");
-    assert_eq!(stats.invalid_datagrams, 4);
+    assert_eq!(stats.dropped, 3, "the text and the two binary datagrams");
+    assert_eq!(stats.invalid_datagrams, 5);
 }
 
 #[tokio::test]
@@ -291,8 +293,10 @@ async fn the_per_ip_limit_refuses_cleanly() {
         Peer::new(daemon.addr).await,
         Peer::new(daemon.addr).await,
     ];
-    assert_eq!(peers[0].ask(b"login").await, LOGIN_MENU.as_bytes());
-    assert_eq!(peers[1].ask(b"login").await, LOGIN_MENU.as_bytes());
+    for peer in &peers[..2] {
+        assert_eq!(peer.ask(b"login").await, LOGIN_MENU.as_bytes());
+        assert_time_reply(&peer.ask(b"1").await);
+    }
     assert_eq!(peers[2].ask(b"login").await, REFUSED.as_bytes());
     // Another address on the loopback network is not limited by the first.
     let other = Peer::on("127.0.0.2", daemon.addr).await;
@@ -313,14 +317,41 @@ async fn the_global_limit_refuses_cleanly() {
     let a = Peer::on("127.0.0.1", daemon.addr).await;
     let b = Peer::on("127.0.0.2", daemon.addr).await;
     let c = Peer::on("127.0.0.3", daemon.addr).await;
-    a.ask(b"login").await;
-    b.ask(b"login").await;
+    for peer in [&a, &b] {
+        peer.ask(b"login").await;
+        assert_time_reply(&peer.ask(b"1").await);
+    }
     assert_eq!(c.ask(b"login").await, REFUSED.as_bytes());
     assert_time_reply(&a.ask(b"1").await);
     // A logout makes room.
     a.ask(b"2").await;
     assert_eq!(c.ask(b"login").await, LOGIN_MENU.as_bytes());
     daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_login_at_the_limit_displaces_the_oldest_session_that_never_asked() {
+    let daemon = Daemon::start(Config {
+        max_sessions_per_ip: 2,
+        ..config()
+    })
+    .await;
+    let silent = Peer::new(daemon.addr).await;
+    let asking = Peer::new(daemon.addr).await;
+    let newcomer = Peer::new(daemon.addr).await;
+    assert_eq!(silent.ask(b"login").await, LOGIN_MENU.as_bytes());
+    assert_eq!(asking.ask(b"login").await, LOGIN_MENU.as_bytes());
+    assert_time_reply(&asking.ask(b"1").await);
+    // The newcomer gets a session; the one that never asked is told the
+    // server is full, and its session is gone.
+    assert_eq!(newcomer.ask(b"login").await, LOGIN_MENU.as_bytes());
+    assert_eq!(silent.receive().await, REFUSED.as_bytes());
+    assert_eq!(silent.ask(b"1").await, NO_SESSION.as_bytes());
+    assert_time_reply(&asking.ask(b"1").await);
+    assert_time_reply(&newcomer.ask(b"1").await);
+    let stats = daemon.stop().await;
+    assert_eq!(stats.displaced, 1);
+    assert_eq!(stats.refusals, 0);
 }
 
 #[tokio::test]
@@ -417,6 +448,8 @@ async fn a_flood_from_many_sources_leaves_good_sessions_alone() {
     for i in 0..10u8 {
         let peer = Peer::on(&format!("127.0.0.{}", 10 + i), daemon.addr).await;
         assert_eq!(peer.ask(b"login").await, LOGIN_MENU.as_bytes());
+        // A session that has asked is never displaced by new logins.
+        assert_time_reply(&peer.ask(b"1").await);
         good.push(peer);
     }
     for batch in 0..20u32 {
@@ -442,8 +475,14 @@ async fn a_flood_from_many_sources_leaves_good_sessions_alone() {
             "the table stays within its limit"
         );
     }
-    assert_eq!(daemon.sessions.len(), 100, "the holders filled the table");
+    // Each login past the limit displaced a holder that never asked; the
+    // holders of the last batches are still there, and the good sessions.
+    assert!(daemon.sessions.len() > 10, "the holders hold sessions");
     let stats = daemon.stop().await;
-    assert!(stats.refusals > 0, "logins beyond the limit were refused");
+    assert!(
+        stats.displaced > 0,
+        "logins beyond the limit displaced sessions that never asked"
+    );
+    assert_eq!(stats.refusals, 0, "there was always one to displace");
     assert!(stats.time_requests >= 200, "every good request answered");
 }

@@ -1,0 +1,329 @@
+//! What a forger can do to horad's users, over loopback: reply loops between
+//! two daemons, lockouts by garbage and by forged logins, log floods.
+//!
+//! Forging a source port needs a raw socket (CAP_NET_RAW, as root in CI);
+//! forging a source IP on loopback needs nothing, since every 127.x address
+//! is this host's. The rules themselves are unit-tested in `hora_proto`
+//! (`loop_guard`, `session`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hora_proto::wire::{LOGIN_MENU, NO_SESSION};
+use hora_proto::ServerMessage;
+use hora_server::config::ServiceConfig;
+use hora_server::stats::{Snapshot, Stats};
+use hora_server::{Config, Server};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+/// A daemon serving the seed's protocol, Time and Daytime on loopback.
+struct Daemon {
+    seed: SocketAddr,
+    time: SocketAddr,
+    daytime: SocketAddr,
+    stats: Arc<Stats>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Snapshot>,
+}
+
+impl Daemon {
+    async fn start(adjust: impl FnOnce(&mut Config)) -> Daemon {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = Config {
+            bind: loopback,
+            stats_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        config.time = ServiceConfig {
+            bind: Some(loopback),
+        };
+        config.daytime = ServiceConfig {
+            bind: Some(loopback),
+        };
+        adjust(&mut config);
+        let server = Server::bind(&config).await.unwrap();
+        let seed = server.local_addr().unwrap();
+        let addrs = server.standard_addrs().unwrap();
+        let find = |name| addrs.iter().find(|(n, _)| *n == name).unwrap().1;
+        let (time, daytime) = (find("time"), find("daytime"));
+        let stats = server.stats();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Daemon {
+            seed,
+            time,
+            daytime,
+            stats,
+            stop,
+            task,
+        }
+    }
+
+    fn now(&self) -> Snapshot {
+        self.stats.snapshot(0)
+    }
+
+    async fn stop(self) -> Snapshot {
+        let _ = self.stop.send(());
+        self.task.await.unwrap()
+    }
+}
+
+/// Sends one UDP datagram with a forged source port, through a raw socket.
+/// `None` when this process may not open one (no CAP_NET_RAW).
+fn forge(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Option<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)) {
+        Ok(socket) => socket,
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => return None,
+        Err(error) => panic!("raw socket: {error}"),
+    };
+    socket
+        .bind(&SocketAddr::new(from.ip(), 0).into())
+        .expect("bind the raw socket to the forged address");
+    let mut packet = Vec::with_capacity(8 + payload.len());
+    packet.extend_from_slice(&from.port().to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&u16::try_from(8 + payload.len()).unwrap().to_be_bytes());
+    packet.extend_from_slice(&[0, 0]); // No checksum: allowed over IPv4.
+    packet.extend_from_slice(payload);
+    socket
+        .send_to(&packet, &SocketAddr::new(to.ip(), 0).into())
+        .expect("send the forged datagram");
+    Some(())
+}
+
+/// Polls `condition` until it holds, for at most five seconds.
+async fn until(mut condition: impl FnMut() -> bool) {
+    for _ in 0..5_000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the condition never held");
+}
+
+async fn ask(socket: &UdpSocket, server: SocketAddr, datagram: &[u8]) -> Vec<u8> {
+    socket.send_to(datagram, server).await.unwrap();
+    let mut buffer = [0u8; 2048];
+    let (len, _) = timeout(Duration::from_secs(5), socket.recv_from(&mut buffer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    buffer[..len].to_vec()
+}
+
+/// Drains every socket of both daemons: a request to each, answered, means
+/// everything that reached it before has been handled. Two rounds, so a
+/// reply sent during the first round has been handled too.
+async fn drain(a: &Daemon, b: &Daemon) {
+    let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for _ in 0..2 {
+        for daemon in [a, b] {
+            ask(&probe, daemon.seed, b"2").await;
+            ask(&probe, daemon.time, b"").await;
+            ask(&probe, daemon.daytime, b"").await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_forged_datagram_between_two_daemons_draws_at_most_one_reply() {
+    let no_limit = |config: &mut Config| config.ratelimit.enabled = false;
+    let a = Daemon::start(no_limit).await;
+    let b = Daemon::start(no_limit).await;
+    // Forged "from" one of B's sockets to one of A's: A answers B, and B must
+    // not answer that. Every pair of the three protocols, and the datagrams
+    // that draw an answer from A.
+    let cases: &[(&str, SocketAddr, SocketAddr, &[u8])] = &[
+        ("login<->login, option", b.seed, a.seed, b"1"),
+        ("login<->login, login", b.seed, a.seed, b"login"),
+        ("login<->login, logout", b.seed, a.seed, b"2"),
+        ("time<->time", b.time, a.time, b""),
+        ("daytime<->daytime", b.daytime, a.daytime, b"\n"),
+        ("daytime->login", b.daytime, a.seed, b"1"),
+        ("login->daytime", b.seed, a.daytime, b""),
+        ("time->login", b.time, a.seed, b"3"),
+        ("login->time", b.seed, a.time, b""),
+        ("time->daytime", b.time, a.daytime, b""),
+        ("daytime->time", b.daytime, a.time, b""),
+    ];
+    for &(name, from, to, payload) in cases {
+        let (a_before, b_before) = (a.now(), b.now());
+        if forge(from, to, payload).is_none() {
+            eprintln!(
+                "no raw sockets here (needs CAP_NET_RAW): loops are checked in hora_proto only"
+            );
+            return;
+        }
+        // A answers once; B gets the answer and drops it.
+        until(|| b.now().dropped > b_before.dropped).await;
+        drain(&a, &b).await;
+        let (a_after, b_after) = (a.now(), b.now());
+        let probes = 6; // drain(): three answers from each daemon, twice.
+        assert_eq!(a_after.replies - a_before.replies, 1 + probes, "{name}: A");
+        assert_eq!(b_after.replies - b_before.replies, probes, "{name}: B");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Counts the lines a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct LineCounter(Arc<AtomicUsize>);
+
+impl Write for LineCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        self.0.fetch_add(lines, Ordering::Relaxed);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn twenty_thousand_forged_logins_lock_no_one_out_and_write_few_lines() {
+    let lines = LineCounter::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    // The defaults: 10,000 sessions, 100 per IP, rate limiting on.
+    let daemon = Daemon::start(|_| {}).await;
+    let real = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    assert_eq!(
+        ask(&real, daemon.seed, b"login").await,
+        LOGIN_MENU.as_bytes()
+    );
+    assert!(matches!(
+        ServerMessage::read(&ask(&real, daemon.seed, b"1").await),
+        ServerMessage::Time { .. }
+    ));
+    let lines_before = lines.0.load(Ordering::Relaxed);
+    // 20,000 logins, each from its own address: twice the global limit.
+    for n in 0..20_000u32 {
+        let ip = Ipv4Addr::from(0x7F01_0000 + n);
+        let forger = std::net::UdpSocket::bind(SocketAddrV4::new(ip, 0)).unwrap();
+        forger.send_to(b"login", daemon.seed).unwrap();
+        if n % 100 == 99 {
+            // Let the daemon drain its socket: this runtime has one thread.
+            until(|| daemon.now().logins > u64::from(n)).await;
+        }
+    }
+    until(|| daemon.now().logins >= 20_001).await;
+    // A new real client still gets a session, and the one that had asked
+    // is untouched.
+    let newcomer = UdpSocket::bind("127.0.0.3:0").await.unwrap();
+    assert_eq!(
+        ask(&newcomer, daemon.seed, b"login").await,
+        LOGIN_MENU.as_bytes()
+    );
+    assert!(matches!(
+        ServerMessage::read(&ask(&real, daemon.seed, b"1").await),
+        ServerMessage::Time { .. }
+    ));
+    let written = lines.0.load(Ordering::Relaxed) - lines_before;
+    let stats = daemon.stop().await;
+    assert_eq!(stats.refusals, 0);
+    assert!(stats.displaced >= 10_000, "{}", stats.displaced);
+    eprintln!(
+        "20,000 forged logins: {} displaced, {} refused, {written} log lines",
+        stats.displaced, stats.refusals
+    );
+    assert!(written <= 300, "{written} log lines for 20,000 logins");
+}
+
+#[tokio::test(start_paused = true)]
+async fn forged_logins_from_a_clients_own_ip_leave_its_real_login_a_session() {
+    let daemon = Daemon::start(|_| {}).await;
+    let asked = UdpSocket::bind("127.0.0.4:0").await.unwrap();
+    assert_eq!(
+        ask(&asked, daemon.seed, b"login").await,
+        LOGIN_MENU.as_bytes()
+    );
+    ask(&asked, daemon.seed, b"1").await;
+    // The per-IP limit (100) of forged logins from the client's IP, each
+    // from another port, paced just under the rate limit (20 a second) on
+    // the paused clock: six seconds, within the idle timeout.
+    // The forgers' sockets stay open, so that no two share a port.
+    let mut forgers = Vec::new();
+    for _ in 0..100 {
+        let forger = std::net::UdpSocket::bind("127.0.0.4:0").unwrap();
+        forger.send_to(b"login", daemon.seed).unwrap();
+        forgers.push(forger);
+        tokio::time::advance(Duration::from_millis(60)).await;
+    }
+    until(|| daemon.now().logins >= 101).await;
+    assert_eq!(daemon.now().rate_limited, 0);
+    let real = UdpSocket::bind("127.0.0.4:0").await.unwrap();
+    assert_eq!(
+        ask(&real, daemon.seed, b"login").await,
+        LOGIN_MENU.as_bytes()
+    );
+    assert!(matches!(
+        ServerMessage::read(&ask(&asked, daemon.seed, b"1").await),
+        ServerMessage::Time { .. }
+    ));
+    let stats = daemon.stop().await;
+    assert!(stats.displaced >= 1);
+    assert_eq!(stats.refusals, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn garbage_forged_from_a_clients_ip_costs_it_no_answers() {
+    // Rate limiting on (20 a second, bursts of 40), on tokio's paused clock.
+    let daemon = Daemon::start(|_| {}).await;
+    let client = UdpSocket::bind("127.0.0.5:0").await.unwrap();
+    let forger = UdpSocket::bind("127.0.0.5:0").await.unwrap();
+    assert_eq!(
+        ask(&client, daemon.seed, b"login").await,
+        LOGIN_MENU.as_bytes()
+    );
+    let garbage: [&[u8]; 4] = [b"\xff\xfe", b"oi", b"", NO_SESSION.as_bytes()];
+    let (mut asked, mut answered) = (0, 0);
+    // Three seconds: 200 garbage datagrams a second, and the client asking
+    // the time five times a second.
+    for _ in 0..15 {
+        for n in 0..40 {
+            forger
+                .send_to(garbage[n % garbage.len()], daemon.seed)
+                .await
+                .unwrap();
+        }
+        asked += 1;
+        client.send_to(b"1", daemon.seed).await.unwrap();
+        let mut buffer = [0u8; 2048];
+        if let Ok(Ok((len, _))) =
+            timeout(Duration::from_millis(200), client.recv_from(&mut buffer)).await
+        {
+            if matches!(
+                ServerMessage::read(&buffer[..len]),
+                ServerMessage::Time { .. }
+            ) {
+                answered += 1;
+            }
+        }
+        tokio::time::advance(Duration::from_millis(200)).await;
+    }
+    let stats = daemon.stop().await;
+    eprintln!("garbage at 200/s from the client's IP: {answered} of {asked} answered");
+    assert!(answered * 10 >= asked * 9, "{answered} of {asked} answered");
+    assert_eq!(stats.rate_limited, 0, "garbage took no tokens");
+    assert_eq!(stats.invalid_datagrams, 600);
+}
