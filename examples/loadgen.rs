@@ -9,6 +9,11 @@
 //! 48-byte mode-3 request outstanding; a reply counts if it is mode 4 and
 //! echoes the request's transmit timestamp. For comparing with chronyd.
 //!
+//! `garbage`: one socket sends datagrams that are no request of any
+//! protocol (20 bytes of text) as fast as it can, or at `--rate`, for the
+//! duration, expecting nothing back: a flood for measuring what it does to
+//! the clients a server does answer (BENCHMARKS.md, SNTP under a flood).
+//!
 //! `hold`: N sessions log in and stay silent until the server idles them
 //! out; prints how late the idle notices came. Run it to measure the
 //! daemon's memory per session (RSS while held) and its expiry at scale.
@@ -81,6 +86,16 @@ enum Mode {
         #[arg(long, default_value = "127.0.0.1")]
         ip: IpAddr,
     },
+    /// Send garbage (no request of any protocol) for the duration
+    Garbage {
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Datagrams a second (0: as fast as possible)
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: IpAddr,
+    },
     /// Log in and stay silent until the server idles the sessions out
     Hold {
         #[arg(long, default_value_t = 10_000)]
@@ -138,6 +153,16 @@ fn main() -> anyhow::Result<()> {
                     check(clients, ip)?,
                     duration.min(MAX_DURATION),
                     resend,
+                    ip,
+                )
+                .await
+            }
+            Mode::Garbage { duration, rate, ip } => {
+                garbage(
+                    args.server,
+                    check(1, ip)?,
+                    duration.min(MAX_DURATION),
+                    rate,
                     ip,
                 )
                 .await
@@ -229,6 +254,42 @@ async fn load(
         report.line(duration, "lost_sessions")
     );
     eprintln!("(wall time including logout: {elapsed:.2}s)");
+    Ok(())
+}
+
+async fn garbage(
+    server: SocketAddr,
+    _one: usize,
+    duration: Duration,
+    rate: u32,
+    ip: IpAddr,
+) -> anyhow::Result<()> {
+    let socket = connected_socket(ip, server).await?;
+    let datagram = b"not a request at all";
+    let started = Instant::now();
+    let end = started + duration;
+    let mut sent: u64 = 0;
+    let mut failed: u64 = 0;
+    while Instant::now() < end {
+        // In batches of 64 between clock reads and pacing.
+        for _ in 0..64 {
+            match socket.try_send(datagram) {
+                Ok(_) => sent += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        if rate > 0 {
+            let due = started + Duration::from_secs_f64(sent as f64 / f64::from(rate));
+            tokio::time::sleep_until(due).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "mode=garbage server={server} sent={sent} send_failures={failed} in {elapsed:.1}s ({:.0}/s)",
+        sent as f64 / elapsed
+    );
     Ok(())
 }
 

@@ -5,8 +5,12 @@ Starts horad (the binary given as the first argument) with SNTP, RFC 868 Time
 and RFC 867 Daytime on ephemeral loopback ports, then asks it the time with
 Python's ntplib, Debian's rdate (SNTP and RFC 868 over UDP), chronyd -Q (which
 only measures and sets nothing) and socat. Every answer must agree with this
-host's clock. Prints one line per check and a closing
-"real clients: N passed, M failed"; exits 1 if any failed.
+host's clock. That horad runs with --sntp-local-stratum 10 (chrony's `local
+stratum 10`), since a CI machine's kernel may say its clock is unsynchronized;
+a second horad without it must tell the truth about the clock as the kernel
+sees it (leap indicator 3 and no sample for chronyd -Q when unsynchronized).
+Prints one line per check and a closing "real clients: N passed, M failed";
+exits 1 if any failed.
 
 .ci/run installs the clients (apt: chrony rdate socat; pip: ntplib).
 """
@@ -35,11 +39,28 @@ def check(name, fn):
         print(f"FAIL {name}: {error}")
 
 
-def start_horad():
+def kernel_clock_synchronized():
+    """What ntp_adjtime (modes 0) says, as horad reads it: not TIME_ERROR and
+    not STA_UNSYNC."""
+    import ctypes
+
+    class Timex(ctypes.Structure):
+        _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long),
+                    ("freq", ctypes.c_long), ("maxerror", ctypes.c_long),
+                    ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+                    ("rest", ctypes.c_byte * 256)]
+
+    timex = Timex()
+    state = ctypes.CDLL(None, use_errno=True).ntp_adjtime(ctypes.byref(timex))
+    return state != 5 and not (timex.status & 0x0040)
+
+
+def start_horad(local_stratum=True):
+    extra = ["--sntp-local-stratum", "10"] if local_stratum else []
     horad = subprocess.Popen(
         [HORAD, "--bind", f"{LOOPBACK}:0", "--sntp-bind", f"{LOOPBACK}:0",
          "--time-bind", f"{LOOPBACK}:0", "--daytime-bind", f"{LOOPBACK}:0",
-         "--log-format", "text", "--stats-interval", "0s"],
+         "--log-format", "text", "--stats-interval", "0s", "--config", "/dev/null"] + extra,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True, env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
     ports = {}
@@ -92,16 +113,40 @@ def rdate_check(flag, port):
     return run
 
 
+def run_chronyd_q(port):
+    with tempfile.TemporaryDirectory() as scratch:
+        conf = os.path.join(scratch, "client.conf")
+        with open(conf, "w") as f:
+            f.write(f"server {LOOPBACK} port {port} iburst maxsamples 1\n"
+                    f"cmdport 0\npidfile {scratch}/chronyd.pid\n")
+        done = subprocess.run(["chronyd", "-Q", "-f", conf, "-t", "10"],
+                              capture_output=True, text=True, timeout=30)
+    return done.stdout + done.stderr
+
+
+def truth_check(port):
+    """Without local_stratum: LI 3 and no chronyd sample on an unsynchronized
+    host; LI 0-2 and a sample on a synchronized one."""
+    def run():
+        import ntplib
+        synchronized = kernel_clock_synchronized()
+        response = ntplib.NTPClient().request(LOOPBACK, port=port, version=4, timeout=5)
+        output = run_chronyd_q(port)
+        sampled = "System clock wrong by" in output
+        if synchronized:
+            assert response.leap < 3 and response.stratum == 10, (response.leap, response.stratum)
+            assert sampled, f"chronyd -Q took no sample: {output!r}"
+            return f"kernel synchronized: LI {response.leap}, stratum {response.stratum}, chronyd sampled"
+        assert response.leap == 3, f"LI {response.leap}"
+        assert response.stratum == 0, f"stratum {response.stratum}"
+        assert not sampled, f"chronyd -Q took a sample: {output!r}"
+        return "kernel unsynchronized: LI 3, stratum 0, and chronyd -Q took no sample"
+    return run
+
+
 def chronyd_check(port):
     def run():
-        with tempfile.TemporaryDirectory() as scratch:
-            conf = os.path.join(scratch, "client.conf")
-            with open(conf, "w") as f:
-                f.write(f"server {LOOPBACK} port {port} iburst maxsamples 1\n"
-                        f"cmdport 0\npidfile {scratch}/chronyd.pid\n")
-            done = subprocess.run(["chronyd", "-Q", "-f", conf, "-t", "10"],
-                                  capture_output=True, text=True, timeout=30)
-        output = done.stdout + done.stderr
+        output = run_chronyd_q(port)
         found = re.search(r"System clock wrong by (-?[0-9.]+) seconds \(ignored\)", output)
         if not found:
             raise AssertionError(f"no measurement in chronyd's output: {output!r}")
@@ -125,6 +170,12 @@ def socat_check(port):
 
 
 def main():
+    horad, ports = start_horad(local_stratum=False)
+    try:
+        check("the truth without local_stratum (ntplib, chronyd -Q)", truth_check(ports["sntp"]))
+    finally:
+        horad.terminate()
+        horad.wait(timeout=5)
     horad, ports = start_horad()
     try:
         check("ntplib SNTPv4", ntplib_check(ports["sntp"], 4))

@@ -18,12 +18,15 @@
 //! - [`message`]: how a client reads what the server sent ([`ServerMessage`]);
 //! - [`sntp`], [`rfc868`], [`daytime`]: the standard time protocols horad
 //!   also serves (SNTPv4 server mode, RFC 868 Time, RFC 867 Daytime);
+//! - [`host_clock`]: what SNTP replies say of the host clock, from the
+//!   kernel's state and the admin's settings;
 //! - [`access`], [`ratelimit`]: who may be answered, and how often;
 //! - [`loop_guard`]: what is never answered, so two servers can't loop.
 
 pub mod access;
 pub mod clock;
 pub mod daytime;
+pub mod host_clock;
 pub mod loop_guard;
 pub mod message;
 pub mod ratelimit;

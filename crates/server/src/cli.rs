@@ -53,6 +53,11 @@ pub struct Args {
     #[arg(long, env = "HORAD_SNTP_BIND", value_name = "ADDR")]
     pub sntp_bind: Option<SocketAddr>,
 
+    /// Serve SNTP at this stratum (1-15) even when the kernel says the host
+    /// clock is unsynchronized, as chrony's `local stratum N` [default: off]
+    #[arg(long, env = "HORAD_SNTP_LOCAL_STRATUM", value_name = "N")]
+    pub sntp_local_stratum: Option<u8>,
+
     /// Serve the Time Protocol (RFC 868) on this address, e.g. 0.0.0.0:37 [default: off]
     #[arg(long, env = "HORAD_TIME_BIND", value_name = "ADDR")]
     pub time_bind: Option<SocketAddr>,
@@ -135,6 +140,9 @@ impl Args {
         if let Some(bind) = self.sntp_bind {
             config.sntp.bind = Some(bind);
         }
+        if let Some(stratum) = self.sntp_local_stratum {
+            config.sntp.local_stratum = Some(stratum);
+        }
         if let Some(bind) = self.time_bind {
             config.time.bind = Some(bind);
         }
@@ -152,6 +160,7 @@ fn flag_of(key: &'static str) -> &'static str {
         "max_sessions_per_ip" => "--max-sessions-per-ip",
         "stats_interval" => "--stats-interval",
         "log.level" => "--log-level",
+        "sntp.local_stratum" => "--sntp-local-stratum",
         other => other,
     }
 }
@@ -184,6 +193,8 @@ mod tests {
             "127.0.0.2:0",
             "--daytime-bind",
             "127.0.0.3:0",
+            "--sntp-local-stratum",
+            "10",
         ])
         .unwrap();
         let mut config = Config::default();
@@ -198,6 +209,7 @@ mod tests {
         assert_eq!(config.sntp.bind, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(config.time.bind, Some("127.0.0.2:0".parse().unwrap()));
         assert_eq!(config.daytime.bind, Some("127.0.0.3:0".parse().unwrap()));
+        assert_eq!(config.sntp.local_stratum, Some(10));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hora_proto::access::{IpNet, LAN_NETWORKS};
+use hora_proto::host_clock::ClockSettings;
 use hora_proto::sntp::{parse_reference_id, ServerClock};
 use serde::Deserialize;
 
@@ -95,13 +96,16 @@ pub struct ServiceConfig {
     pub bind: Option<SocketAddr>,
 }
 
-/// The `[sntp]` table: where to serve, and how to describe the clock.
+/// The `[sntp]` table: where to serve, and how to describe the clock. The
+/// leap indicator, and whether the clock is served at all as synchronized,
+/// come from the kernel ([`hora_proto::host_clock`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SntpConfig {
     /// Where to serve SNTP; absent means off. Its standard port is 123.
     pub bind: Option<SocketAddr>,
-    /// 1–15, or 16 for "unsynchronized". chrony's `local stratum 10` sends 10.
+    /// The stratum served while the kernel says the clock is synchronized:
+    /// one above the host's own source's, 1 to 15 (16: never trust me).
     pub stratum: u8,
     /// An IPv4 address or up to four ASCII characters.
     pub reference_id: String,
@@ -110,15 +114,18 @@ pub struct SntpConfig {
     /// Round-trip delay to the reference clock.
     #[serde(with = "humantime_serde")]
     pub root_delay: Duration,
-    /// Dispersion to the reference clock.
+    /// The root dispersion served as a local clock (`local_stratum`); while
+    /// synchronized, the kernel's maximum error is served instead.
     #[serde(with = "humantime_serde")]
     pub root_dispersion: Duration,
-    /// 0 normally; 1 or 2 announce a leap second; 3 says "unsynchronized".
-    pub leap_indicator: u8,
+    /// chrony's `local stratum N`: serve this host's clock at stratum N even
+    /// when the kernel says nothing synchronizes it. Off by default.
+    pub local_stratum: Option<u8>,
 }
 
 impl Default for SntpConfig {
-    /// Off, describing the clock as chrony's `local stratum 10` does.
+    /// Off; when on, describing a synchronized clock with chrony's `local
+    /// stratum 10` fields.
     fn default() -> Self {
         let clock = ServerClock::default();
         SntpConfig {
@@ -128,22 +135,22 @@ impl Default for SntpConfig {
             precision: clock.precision,
             root_delay: clock.root_delay,
             root_dispersion: clock.root_dispersion,
-            leap_indicator: clock.leap_indicator,
+            local_stratum: None,
         }
     }
 }
 
 impl SntpConfig {
-    /// The clock description every reply carries; `None` if the reference id
-    /// is unusable (validation rejects that first).
-    pub fn clock(&self) -> Option<ServerClock> {
-        Some(ServerClock {
-            leap_indicator: self.leap_indicator,
+    /// The settings every reply is built from, with the kernel's state;
+    /// `None` if the reference id is unusable (validation rejects that first).
+    pub fn settings(&self) -> Option<ClockSettings> {
+        Some(ClockSettings {
             stratum: self.stratum,
+            reference_id: parse_reference_id(&self.reference_id)?,
             precision: self.precision,
             root_delay: self.root_delay,
             root_dispersion: self.root_dispersion,
-            reference_id: parse_reference_id(&self.reference_id)?,
+            local_stratum: self.local_stratum,
         })
     }
 }
@@ -324,8 +331,12 @@ impl Config {
         if !(1..=16).contains(&self.sntp.stratum) {
             return out("sntp.stratum", "must be 1 to 16");
         }
-        if self.sntp.leap_indicator > 3 {
-            return out("sntp.leap_indicator", "must be 0 to 3");
+        if self
+            .sntp
+            .local_stratum
+            .is_some_and(|n| !(1..=15).contains(&n))
+        {
+            return out("sntp.local_stratum", "must be 1 to 15");
         }
         if !(-32..=0).contains(&self.sntp.precision) {
             return out("sntp.precision", "must be -32 to 0");
@@ -336,7 +347,7 @@ impl Config {
         if self.sntp.root_dispersion > MAX_ROOT {
             return out("sntp.root_dispersion", "must be 0s to 16s");
         }
-        if self.sntp.clock().is_none() {
+        if self.sntp.settings().is_none() {
             return out(
                 "sntp.reference_id",
                 "must be an IPv4 address or 1 to 4 ASCII characters",
@@ -455,18 +466,18 @@ mod tests {
     fn reads_the_standard_protocol_tables() {
         let config = parse(
             "[sntp]\nbind = \"127.0.0.1:123\"\nstratum = 3\nreference_id = \"GPS\"\n\
-             precision = -20\nroot_delay = \"1ms\"\nroot_dispersion = \"2ms\"\nleap_indicator = 1\n\
+             precision = -20\nroot_delay = \"1ms\"\nroot_dispersion = \"2ms\"\nlocal_stratum = 9\n\
              [time]\nbind = \"[::1]:37\"\n[daytime]\nbind = \"0.0.0.0:13\"\n",
         )
         .unwrap();
         assert_eq!(config.sntp.bind, Some("127.0.0.1:123".parse().unwrap()));
-        let clock = config.sntp.clock().unwrap();
+        let clock = config.sntp.settings().unwrap();
         assert_eq!(clock.stratum, 3);
         assert_eq!(clock.reference_id, *b"GPS\0");
         assert_eq!(clock.precision, -20);
         assert_eq!(clock.root_delay, Duration::from_millis(1));
         assert_eq!(clock.root_dispersion, Duration::from_millis(2));
-        assert_eq!(clock.leap_indicator, 1);
+        assert_eq!(clock.local_stratum, Some(9));
         assert_eq!(config.time.bind, Some("[::1]:37".parse().unwrap()));
         assert_eq!(config.daytime.bind, Some("0.0.0.0:13".parse().unwrap()));
     }
@@ -497,7 +508,9 @@ mod tests {
         assert_eq!(config.sntp.bind, None);
         assert_eq!(config.time.bind, None);
         assert_eq!(config.daytime.bind, None);
-        assert_eq!(config.sntp.clock(), Some(ServerClock::default()));
+        let settings = config.sntp.settings().unwrap();
+        assert_eq!(settings.local_stratum, None, "local stratum is opt-in");
+        assert_eq!(settings.stratum, ServerClock::default().stratum);
     }
 
     #[test]
@@ -508,7 +521,8 @@ mod tests {
             ("[ratelimit]\nburst = 0.5", "ratelimit.burst"),
             ("[ratelimit]\ntable_size = 0", "ratelimit.table_size"),
             ("[sntp]\nstratum = 17", "sntp.stratum"),
-            ("[sntp]\nleap_indicator = 4", "sntp.leap_indicator"),
+            ("[sntp]\nlocal_stratum = 16", "sntp.local_stratum"),
+            ("[sntp]\nlocal_stratum = 0", "sntp.local_stratum"),
             ("[sntp]\nreference_id = \"TOOLONG\"", "sntp.reference_id"),
             ("idle_timeout = \"0s\"", "idle_timeout"),
             ("max_sessions = 0", "max_sessions"),

@@ -7,12 +7,16 @@
 //! - [`server`]: the socket, the receive loop, idle timers and shutdown;
 //! - [`sessions`]: the session table keyed by peer address, with its limits;
 //! - [`standard`]: SNTP, RFC 868 Time and RFC 867 Daytime, each on its socket;
+//! - [`clock_state`]: the host clock's state, read from the kernel once a
+//!   second, as every SNTP reply describes it;
 //! - [`stats`]: the counters;
+//! - [`sys`]: the kernel calls (`ntp_adjtime`, receive timestamps), safe;
 //! - [`time_cache`]: the time reply, rendered once a second;
 //! - [`log_budget`]: a cap on each kind of log line a peer can cause;
 //! - [`logging`]: the `tracing` subscriber.
 
 pub mod cli;
+pub mod clock_state;
 pub mod config;
 pub mod gate;
 pub mod log_budget;
@@ -21,6 +25,7 @@ pub mod server;
 pub mod sessions;
 pub mod standard;
 pub mod stats;
+pub mod sys;
 pub mod time_cache;
 
 pub use config::Config;

@@ -17,12 +17,14 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
+use crate::clock_state::ClockState;
 use crate::config::Config;
 use crate::gate::Gate;
 use crate::log_budget::{Budget, LogBudget, LogKind};
 use crate::sessions::{Limits, SessionId, Sessions, TimerCheck};
 use crate::standard::{self, Protocol};
 use crate::stats::{Snapshot, Stats};
+use crate::sys;
 use crate::time_cache::TimeCache;
 
 /// How many refusal and displacement notices may be sent per second, over
@@ -46,6 +48,8 @@ pub struct Server {
     stats_interval: Duration,
     /// The standard protocols' sockets, served beside the seed's protocol.
     standard: Vec<(UdpSocket, Protocol)>,
+    /// The reader of the host clock's state, when SNTP is served.
+    clock: Option<ClockState>,
 }
 
 /// The socket could not be bound.
@@ -65,8 +69,15 @@ impl Server {
             |addr: SocketAddr| bind_socket(addr).map_err(|source| BindError { addr, source });
         let socket = bind(config.bind)?;
         let mut standard = Vec::new();
-        if let (Some(addr), Some(clock)) = (config.sntp.bind, config.sntp.clock()) {
-            standard.push((bind(addr)?, Protocol::Sntp(clock)));
+        let mut clock = None;
+        if let (Some(addr), Some(settings)) = (config.sntp.bind, config.sntp.settings()) {
+            let socket = bind(addr)?;
+            if let Err(error) = sys::enable_receive_timestamps(&socket) {
+                warn!(%error, "no kernel receive timestamps on the SNTP socket; the clock is read instead");
+            }
+            let state = ClockState::start(settings);
+            standard.push((socket, Protocol::Sntp(state.subscribe())));
+            clock = Some(state);
         }
         if let Some(addr) = config.time.bind {
             standard.push((bind(addr)?, Protocol::Time));
@@ -76,6 +87,7 @@ impl Server {
         }
         Ok(Server {
             standard,
+            clock,
             socket: Arc::new(socket),
             sessions: Arc::new(Sessions::new(Limits {
                 max_sessions: config.max_sessions,
@@ -128,6 +140,9 @@ impl Server {
         // through a watch channel and awaited before the summary.
         let (stop_standard, stopped) = watch::channel(false);
         let mut standard = JoinSet::new();
+        if let Some(clock) = self.clock.take() {
+            standard.spawn(clock.run(stopped.clone()));
+        }
         let own_ports = self.own_ports();
         for (socket, protocol) in std::mem::take(&mut self.standard) {
             standard.spawn(standard::serve(

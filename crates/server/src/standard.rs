@@ -17,12 +17,14 @@ use crate::gate::Gate;
 use crate::log_budget::{LogBudget, LogKind};
 use crate::server::send;
 use crate::stats::Stats;
+use crate::sys::{self, ControlBuffer, Received};
 
 /// Which standard protocol a socket serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Protocol {
-    /// SNTP server mode, describing the clock as configured.
-    Sntp(ServerClock),
+    /// SNTP server mode, describing the clock as the kernel's state and the
+    /// settings say (`crate::clock_state`).
+    Sntp(watch::Receiver<ServerClock>),
     /// RFC 868: 32-bit seconds since 1900.
     Time,
     /// RFC 867: one line of text.
@@ -56,7 +58,7 @@ pub struct Shared {
 /// Answers `protocol` on `socket` until `shutdown` turns true.
 pub async fn serve(
     socket: UdpSocket,
-    protocol: Protocol,
+    mut protocol: Protocol,
     shared: Shared,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -66,29 +68,37 @@ pub async fn serve(
         log,
         own_ports,
     } = &shared;
+    let name = protocol.name();
     // Big enough to tell a too-long datagram from a full one; SNTP only
     // reads the header.
     let mut buffer = [0u8; 1500];
+    let mut control = ControlBuffer::default();
+    let mut warned_no_timestamp = false;
     loop {
-        let (len, peer) = tokio::select! {
+        let received = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => return,
-            received = socket.recv_from(&mut buffer) => match received {
-                Ok(received) => received,
-                Err(error) => {
-                    Stats::bump(&stats.dropped);
-                    if let Some(suppressed) = log.allow(LogKind::ReceiveError) {
-                        warn!(protocol = protocol.name(), %error, suppressed, "receive failed");
-                    }
-                    continue;
+            received = sys::receive(&socket, &mut buffer, &mut control) => received,
+        };
+        let Received {
+            len,
+            peer,
+            kernel_time,
+        } = match received {
+            Ok(received) => received,
+            Err(error) => {
+                Stats::bump(&stats.dropped);
+                if let Some(suppressed) = log.allow(LogKind::ReceiveError) {
+                    warn!(protocol = name, %error, suppressed, "receive failed");
                 }
-            },
+                continue;
+            }
         };
         if !gate.admits(peer, stats, log) {
             Stats::bump(&stats.dropped);
             continue;
         }
-        let datagram = &buffer[..len];
+        let datagram = &buffer[..len.min(buffer.len())];
         // Decide first whether the datagram would be answered: only then
         // does it cost its source a token.
         let ignored = match protocol {
@@ -113,7 +123,7 @@ pub async fn serve(
             Err(reason) => {
                 Stats::bump(&stats.dropped);
                 if let Some(suppressed) = log.allow(LogKind::Ignored) {
-                    warn!(protocol = protocol.name(), %peer, len, suppressed, "ignored: {reason}");
+                    warn!(protocol = name, %peer, len, suppressed, "ignored: {reason}");
                 }
                 continue;
             }
@@ -133,13 +143,35 @@ pub async fn serve(
             }
             continue;
         }
-        match (protocol, sntp_request) {
+        match (&mut protocol, sntp_request) {
             (Protocol::Sntp(clock), Some(request)) => {
-                // The receive timestamp: as soon after arrival as we can.
-                let received = NtpTimestamp::from_system_time(SystemTime::now());
+                // The receive timestamp is the kernel's, taken when the
+                // datagram arrived: the time it waited in the socket's
+                // queue is the server's, not the network's.
+                let received = match kernel_time {
+                    Some(time) => {
+                        Stats::bump(&stats.kernel_timestamps);
+                        time
+                    }
+                    None => {
+                        Stats::bump(&stats.clock_timestamps);
+                        if !std::mem::replace(&mut warned_no_timestamp, true) {
+                            warn!(%peer, "no kernel receive timestamp; reading the clock instead (counted as clock_timestamps)");
+                        }
+                        SystemTime::now()
+                    }
+                };
+                let fields = *clock.borrow_and_update();
                 let mut reply = [0u8; PACKET_LEN];
+                // The transmit timestamp: as late as possible before the send.
                 let transmitted = NtpTimestamp::from_system_time(SystemTime::now());
-                sntp::write_reply(&request, &clock, received, transmitted, &mut reply);
+                sntp::write_reply(
+                    &request,
+                    &fields,
+                    NtpTimestamp::from_system_time(received),
+                    transmitted,
+                    &mut reply,
+                );
                 Stats::bump(&stats.sntp_requests);
                 send(&socket, stats, log, &reply, peer).await;
             }

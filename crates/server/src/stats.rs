@@ -34,6 +34,11 @@ pub struct Stats {
     pub send_errors: AtomicU64,
     /// SNTP requests answered.
     pub sntp_requests: AtomicU64,
+    /// SNTP replies whose receive timestamp is the kernel's (`SO_TIMESTAMPNS`).
+    pub kernel_timestamps: AtomicU64,
+    /// SNTP replies whose receive timestamp was read from the clock, the
+    /// kernel having given none.
+    pub clock_timestamps: AtomicU64,
     /// Datagrams on the SNTP socket that were not client requests.
     pub ntp_ignored: AtomicU64,
     /// RFC 868 Time requests answered.
@@ -81,6 +86,8 @@ impl Stats {
             replies: get(&self.replies),
             send_errors: get(&self.send_errors),
             sntp_requests: get(&self.sntp_requests),
+            kernel_timestamps: get(&self.kernel_timestamps),
+            clock_timestamps: get(&self.clock_timestamps),
             ntp_ignored: get(&self.ntp_ignored),
             rfc868_requests: get(&self.rfc868_requests),
             daytime_requests: get(&self.daytime_requests),
@@ -114,6 +121,8 @@ pub struct Snapshot {
     pub replies: u64,
     pub send_errors: u64,
     pub sntp_requests: u64,
+    pub kernel_timestamps: u64,
+    pub clock_timestamps: u64,
     pub ntp_ignored: u64,
     pub rfc868_requests: u64,
     pub daytime_requests: u64,
@@ -131,7 +140,7 @@ impl fmt::Display for Snapshot {
             f,
             "sessions_open={} tasks={} logins={} time_requests={} logouts={} invalid_options={} \
              idle_expiries={} shutdown_closes={} invalid_datagrams={} refusals={} \
-             no_session={} dropped={} replies={} send_errors={} sntp_requests={} ntp_ignored={} \
+             no_session={} dropped={} replies={} send_errors={} sntp_requests={} kernel_timestamps={} clock_timestamps={} ntp_ignored={} \
              rfc868_requests={} daytime_requests={} denied={} rate_limited={} kiss_of_death={} \
              displaced={} ignored_replies={} notices_withheld={}",
             self.sessions_open,
@@ -149,6 +158,8 @@ impl fmt::Display for Snapshot {
             self.replies,
             self.send_errors,
             self.sntp_requests,
+            self.kernel_timestamps,
+            self.clock_timestamps,
             self.ntp_ignored,
             self.rfc868_requests,
             self.daytime_requests,

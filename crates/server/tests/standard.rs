@@ -22,6 +22,9 @@ struct Daemon {
     task: JoinHandle<Snapshot>,
 }
 
+/// SNTP with `local_stratum = 10`, as chrony's `local stratum 10`: this
+/// machine's kernel may say its clock is unsynchronized, and these tests are
+/// about the replies of a server that serves it anyway.
 async fn start() -> Daemon {
     start_with(|_| {}).await
 }
@@ -33,6 +36,7 @@ async fn start_with(adjust: impl FnOnce(&mut Config)) -> Daemon {
         stats_interval: Duration::ZERO,
         ..Config::default()
     };
+    config.sntp.local_stratum = Some(10);
     adjust(&mut config);
     config.sntp.bind = Some(loopback);
     config.time = ServiceConfig {
@@ -245,4 +249,65 @@ async fn a_rate_limited_sntp_client_is_kissed_now_and_then() {
     assert_eq!(stats.sntp_requests, 2);
     assert_eq!(stats.rate_limited, 9);
     assert_eq!(stats.kiss_of_death, 2);
+}
+
+#[tokio::test]
+async fn sntp_tells_the_truth_about_the_host_clock() {
+    // Without local_stratum, what the kernel says decides the reply.
+    let daemon = start_with(|config| config.sntp.local_stratum = None).await;
+    let host = hora_server::sys::host_clock().unwrap();
+    let socket = client().await;
+    socket
+        .send_to(&ntp_request(4, 3, [7; 8]), daemon.sntp)
+        .await
+        .unwrap();
+    let reply = receive(&socket).await;
+    let leap_indicator = reply[0] >> 6;
+    if host.synchronized {
+        assert!(leap_indicator < 3, "LI {leap_indicator}");
+        assert_eq!(reply[1], 10, "the configured stratum");
+    } else {
+        assert_eq!(leap_indicator, 3, "unsynchronized: alarm");
+        assert_eq!(reply[1], 0, "stratum 0, as chronyd sends");
+        assert_eq!(&reply[12..16], &[0; 4], "no reference id");
+        assert_eq!(
+            &reply[4..8],
+            &0x0001_0000u32.to_be_bytes(),
+            "root delay 1 s"
+        );
+        assert_eq!(
+            &reply[8..12],
+            &0x0001_0000u32.to_be_bytes(),
+            "root dispersion 1 s"
+        );
+    }
+    assert_eq!(&reply[24..32], &[7; 8], "still an answer to this request");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn every_sntp_receive_timestamp_is_the_kernels_and_precedes_the_transmit() {
+    // Fifty requests at once: over the default burst, so no rate limit.
+    let daemon = start_with(|config| config.ratelimit.enabled = false).await;
+    let socket = client().await;
+    for serial in 0..50u8 {
+        let before = unix_now();
+        socket
+            .send_to(&ntp_request(4, 3, [serial; 8]), daemon.sntp)
+            .await
+            .unwrap();
+        let reply = receive(&socket).await;
+        assert_eq!(&reply[24..32], &[serial; 8]);
+        let (received, transmitted) = (ntp_to_unix(&reply[32..40]), ntp_to_unix(&reply[40..48]));
+        assert!(received <= transmitted, "{received} > {transmitted}");
+        // The kernel stamped it after we sent it (within float precision).
+        assert!(before - 1e-6 <= received, "{before} > {received}");
+    }
+    let stats = daemon.stop().await;
+    assert_eq!(stats.sntp_requests, 50);
+    assert_eq!(
+        stats.kernel_timestamps, 50,
+        "every receive time from the kernel"
+    );
+    assert_eq!(stats.clock_timestamps, 0);
 }

@@ -1,0 +1,108 @@
+//! The host clock's state as SNTP serves it: read from the kernel at
+//! start-up and then once a second (never per request), turned into reply
+//! fields by `hora_proto::host_clock::served_clock`, and handed to the SNTP
+//! loop through a `watch` channel. A change worth knowing (synchronized or
+//! not, a leap second pending) is logged.
+
+use std::time::Duration;
+
+use hora_proto::host_clock::{served_clock, ClockSettings, HostClock, Leap};
+use hora_proto::sntp::ServerClock;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::sys;
+
+/// How often the kernel is asked.
+const PERIOD: Duration = Duration::from_secs(1);
+
+/// The reader of the kernel's clock state, and the sending end of what
+/// every SNTP reply says of the clock.
+#[derive(Debug)]
+pub struct ClockState {
+    settings: ClockSettings,
+    host: HostClock,
+    served: watch::Sender<ServerClock>,
+}
+
+impl ClockState {
+    /// Reads the kernel's state now and logs it: the first reply is right.
+    pub fn start(settings: ClockSettings) -> ClockState {
+        let host = read_logging_failure(true);
+        log_state(&host, &settings);
+        let (served, _) = watch::channel(served_clock(&host, &settings));
+        ClockState {
+            settings,
+            host,
+            served,
+        }
+    }
+
+    /// A receiver of the fields every reply carries.
+    pub fn subscribe(&self) -> watch::Receiver<ServerClock> {
+        self.served.subscribe()
+    }
+
+    /// Reads the kernel's state once a second until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = tick.tick() => self.refresh(),
+            }
+        }
+    }
+
+    fn refresh(&mut self) {
+        let host = read_logging_failure(false);
+        if host.differs_in_kind(&self.host) {
+            log_state(&host, &self.settings);
+        }
+        self.host = host;
+        let fields = served_clock(&host, &self.settings);
+        self.served.send_if_modified(|served| {
+            let changed = *served != fields;
+            *served = fields;
+            changed
+        });
+    }
+}
+
+/// The kernel's state, or [`HostClock::UNKNOWN`] if it can't be read (said
+/// once, at start-up).
+fn read_logging_failure(first: bool) -> HostClock {
+    sys::host_clock().unwrap_or_else(|error| {
+        if first {
+            warn!(%error, "cannot read the host clock's state; SNTP replies say it is unsynchronized");
+        }
+        HostClock::UNKNOWN
+    })
+}
+
+fn log_state(host: &HostClock, settings: &ClockSettings) {
+    let served = served_clock(host, settings);
+    let leap = match host.leap {
+        Leap::None => "none",
+        Leap::Insert => "insert",
+        Leap::Delete => "delete",
+    };
+    let max_error_ms = host.max_error.as_secs_f64() * 1e3;
+    match (host.synchronized, settings.local_stratum) {
+        (true, _) => info!(
+            synchronized = true, leap, max_error_ms, stratum = served.stratum,
+            "host clock synchronized; SNTP serves it at stratum {}", served.stratum
+        ),
+        (false, Some(local)) => info!(
+            synchronized = false, leap, stratum = local,
+            "host clock not synchronized; SNTP serves it as a local clock at stratum {local} (local_stratum)"
+        ),
+        (false, None) => warn!(
+            synchronized = false, leap,
+            "host clock not synchronized; SNTP replies say so (leap indicator 3) and clients will not use them; set [sntp] local_stratum to serve it anyway"
+        ),
+    }
+}
