@@ -75,6 +75,11 @@ pub struct Args {
     )]
     pub no_ratelimit: bool,
 
+    /// Only read and validate the configuration, print what it would serve,
+    /// and exit: 0 if it is valid, 2 (with file:line:column) if not
+    #[arg(long)]
+    pub check_config: bool,
+
     /// Log format [default: text]
     #[arg(long, env = "HORAD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,

@@ -392,6 +392,72 @@ fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
     None
 }
 
+impl Config {
+    /// What this configuration serves, one line a part, for
+    /// `horad --check-config`.
+    pub fn describe(&self) -> String {
+        let off = |bind: Option<SocketAddr>| bind.map_or("off".to_owned(), |a| format!("udp {a}"));
+        let nets = |list: &[IpNet]| {
+            if list.is_empty() {
+                "none".to_owned()
+            } else {
+                list.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let sntp = match self.sntp.bind {
+            None => "off".to_owned(),
+            Some(addr) => format!(
+                "udp {addr}, stratum {} when the kernel says synchronized, {}",
+                self.sntp.stratum,
+                self.sntp
+                    .local_stratum
+                    .map_or("leap indicator 3 when not".to_owned(), |n| format!(
+                        "local stratum {n} when not"
+                    ))
+            ),
+        };
+        let limit = &self.ratelimit;
+        let rate = if limit.enabled {
+            format!(
+                "{}/s per source, bursts of {}, {} buckets",
+                limit.rate, limit.burst, limit.table_size
+            )
+        } else {
+            "off".to_owned()
+        };
+        let stats = if self.stats_interval.is_zero() {
+            "at shutdown only".to_owned()
+        } else {
+            format!("every {}", humantime::format_duration(self.stats_interval))
+        };
+        format!(
+            "seed protocol: udp {}, idle timeout {}, {} sessions ({} per IP)\n\
+             sntp: {sntp}\n\
+             time (RFC 868): {}\n\
+             daytime (RFC 867): {}\n\
+             access: allow {}; deny {}\n\
+             rate limit: {rate}\n\
+             log: level {}, {}, summary {stats}\n",
+            self.bind,
+            humantime::format_duration(self.idle_timeout),
+            self.max_sessions,
+            self.max_sessions_per_ip,
+            off(self.time.bind),
+            off(self.daytime.bind),
+            nets(&self.access.allow),
+            nets(&self.access.deny),
+            self.log.level,
+            match self.log.format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            },
+        )
+    }
+}
+
 /// 1-based line and column of a byte offset.
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);

@@ -10,7 +10,8 @@
 //! - [`clock_state`]: the host clock's state, read from the kernel once a
 //!   second, as every SNTP reply describes it;
 //! - [`stats`]: the counters;
-//! - [`sys`]: the kernel calls (`ntp_adjtime`, receive timestamps), safe;
+//! - [`sys`]: the calls to the OS (`ntp_adjtime`, receive timestamps,
+//!   systemd notification), behind safe functions;
 //! - [`time_cache`]: the time reply, rendered once a second;
 //! - [`log_budget`]: a cap on each kind of log line a peer can cause;
 //! - [`logging`]: the `tracing` subscriber.

@@ -1,13 +1,14 @@
 //! `horad`: parse the command line, load the configuration, serve until a
 //! signal. Exit status: 0 after a clean shutdown, 1 when the socket cannot be
-//! bound, 2 for a bad configuration or command line.
+//! bound, 2 for a bad configuration or command line. `--check-config` only
+//! validates the configuration and says what it would serve.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use hora_server::cli::Args;
-use hora_server::{logging, Config, Server};
+use hora_server::{logging, sys, Config, Server};
 use tracing::info;
 
 fn main() -> ExitCode {
@@ -19,14 +20,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(error) = logging::init(&config.log) {
-        eprintln!("horad: cannot set up logging: {error:#}");
-        return ExitCode::from(2);
-    }
     let source = source.map_or_else(
         || "built-in defaults".to_owned(),
         |p| p.display().to_string(),
     );
+    if args.check_config {
+        print!("horad: configuration OK ({source})\n{}", config.describe());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(error) = logging::init(&config.log) {
+        eprintln!("horad: cannot set up logging: {error:#}");
+        return ExitCode::from(2);
+    }
     match serve(config, &source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -58,7 +63,14 @@ fn serve(config: Config, source: &str) -> anyhow::Result<()> {
         {
             info!(%addr, protocol, "{protocol} listening on {addr}");
         }
-        server.run(shutdown_signal()).await;
+        // Every socket is bound: tell systemd (Type=notify) we are up.
+        sys::notify::ready();
+        server
+            .run(async {
+                shutdown_signal().await;
+                sys::notify::stopping();
+            })
+            .await;
         Ok(())
     })
 }

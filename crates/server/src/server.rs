@@ -27,6 +27,9 @@ use crate::stats::{Snapshot, Stats};
 use crate::sys;
 use crate::time_cache::TimeCache;
 
+/// How often the status line systemd shows is updated.
+const STATUS_PERIOD: Duration = Duration::from_secs(10);
+
 /// How many refusal and displacement notices may be sent per second, over
 /// all peers (chrony likewise answers only some of the requests it limits).
 const NOTICES_PER_SECOND: u32 = 100;
@@ -168,6 +171,12 @@ impl Server {
             interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
             interval
         });
+        // Under systemd, a one-line status for `systemctl status`.
+        let mut status = std::env::var_os("NOTIFY_SOCKET").map(|_| {
+            let mut interval = tokio::time::interval(STATUS_PERIOD);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            interval
+        });
         let mut buffer = [0u8; MAX_DATAGRAM + 1];
         loop {
             tokio::select! {
@@ -175,6 +184,11 @@ impl Server {
                 () = &mut shutdown => break,
                 () = next_tick(&mut summary) => {
                     info!(stats = %self.snapshot(), "summary");
+                }
+                () = next_tick(&mut status) => {
+                    let now = self.snapshot();
+                    let served = now.time_requests + now.sntp_requests + now.rfc868_requests + now.daytime_requests;
+                    sys::notify::status(&format!("{} sessions open, {served} requests served", now.sessions_open));
                 }
                 received = self.socket.recv_from(&mut buffer) => match received {
                     Ok((len, peer)) => receiver.datagram(&buffer[..len], peer).await,

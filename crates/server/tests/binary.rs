@@ -277,3 +277,82 @@ fn boolean_variables_read_as_yes_no_true_false_1_0() {
         );
     }
 }
+
+#[test]
+fn check_config_accepts_the_shipped_file_and_says_what_it_would_serve() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config.toml");
+    let output = run(horad().args(["--check-config", "--config", shipped]));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("horad: configuration OK ("), "{stdout}");
+    assert!(
+        stdout.contains("seed protocol: udp 127.0.0.1:5005"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("sntp: off"), "{stdout}");
+}
+
+#[test]
+fn check_config_refuses_broken_files_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, position) in [
+        ("bnd = \"127.0.0.1:0\"\n", ":1:1: "),
+        ("\n[ratelimit]\ntable_size = 16777216\n", ":3:1: "),
+        ("idle_timeout = \"ten\"\n", ":1:16: "),
+    ] {
+        let path = dir.path().join("broken.toml");
+        std::fs::write(&path, text).unwrap();
+        let output = run(horad().arg("--check-config").arg("--config").arg(&path));
+        assert_eq!(output.status.code(), Some(2), "{text:?}");
+        let stderr = stderr_of(&output);
+        let expected = format!("horad: {}{position}", path.display());
+        assert!(stderr.starts_with(&expected), "{text:?}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}
+
+#[test]
+fn systemd_hears_ready_after_bind_and_stopping_on_sigterm() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let systemd = UnixDatagram::bind(&path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut child = horad()
+        .args(["--config", "/dev/null", "--bind", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let rest = line.split("listening on ").nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .expect("horad reports its address");
+    std::thread::spawn(move || lines.for_each(drop));
+    let mut message = [0u8; 256];
+    let len = systemd.recv(&mut message).unwrap();
+    assert_eq!(&message[..len], b"READY=1\n");
+    // Ready means bound: the socket answers at once.
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    peer.send_to(b"login", addr).unwrap();
+    let mut buffer = [0u8; 2048];
+    let (len, _) = peer.recv_from(&mut buffer).unwrap();
+    assert_eq!(&buffer[..len], LOGIN_MENU.as_bytes());
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let len = systemd.recv(&mut message).unwrap();
+    assert_eq!(&message[..len], b"STOPPING=1\n");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

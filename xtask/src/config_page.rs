@@ -1,0 +1,108 @@
+//! hora-config(5), the configuration file's man page, made from the shipped
+//! `config.toml`: its comments document every key, and the test that the
+//! built-in defaults equal that file keeps them honest.
+//!
+//! The file reads as: a header comment (the page's description), then
+//! `[table]` headers, each key preceded by the comment lines about it. A
+//! commented-out key (`# bind = "0.0.0.0:123"`) is an example, shown as one.
+
+/// Renders the page (roff) from the text of `config.toml`.
+pub fn render(config: &str, version: &str) -> String {
+    let mut page = format!(
+        ".TH HORA-CONFIG 5 \"\" \"hora {version}\" \"File Formats\"\n\
+         .SH NAME\nhora-config \\- configuration file of horad, the hora time daemon\n\
+         .SH SYNOPSIS\n/etc/hora/config.toml\n.SH DESCRIPTION\n"
+    );
+    let mut comment: Vec<String> = Vec::new();
+    let mut in_header = true;
+    for line in config.lines() {
+        let trimmed = line.trim();
+        if let Some(text) = trimmed.strip_prefix('#') {
+            comment.push(text.trim().to_owned());
+            continue;
+        }
+        if trimmed.is_empty() {
+            if in_header && !comment.is_empty() {
+                page.push_str(&paragraph(&comment));
+                comment.clear();
+                in_header = false;
+            } else if !comment.is_empty() {
+                page.push_str(&paragraph(&comment));
+                comment.clear();
+            }
+            continue;
+        }
+        in_header = false;
+        if trimmed.starts_with('[') {
+            page.push_str(&format!(".SH {}\n", escape(trimmed)));
+            page.push_str(&paragraph(&comment));
+            comment.clear();
+        } else if trimmed.contains('=') && !trimmed.starts_with('"') {
+            // Not `.B`: it would take the value's quotes as its own.
+            page.push_str(&format!(".TP\n\\fB{}\\fR\n", escape(trimmed)));
+            page.push_str(&text_lines(&comment));
+            comment.clear();
+        } else {
+            // A continuation of a multi-line value (a list of networks).
+            page.push_str(&format!(".br\n{}\n", escape(trimmed)));
+        }
+    }
+    page.push_str(&paragraph(&comment));
+    page.push_str(".SH SEE ALSO\n.BR horad (8),\n.BR hora (1)\n");
+    page
+}
+
+/// Lines of comment text as a roff paragraph.
+fn paragraph(lines: &[String]) -> String {
+    if lines.iter().all(String::is_empty) {
+        return String::new();
+    }
+    format!(".PP\n{}", text_lines(lines))
+}
+
+fn text_lines(lines: &[String]) -> String {
+    lines
+        .iter()
+        .filter(|line| !line.is_empty())
+        .map(|line| format!("{}\n", escape(line)))
+        .collect()
+}
+
+/// Escapes roff's backslash, and a leading dot or quote that would read as a
+/// request.
+fn escape(text: &str) -> String {
+    let text = text.replace('\\', "\\e").replace('-', "\\-");
+    if text.starts_with('.') || text.starts_with('\'') {
+        format!("\\&{text}")
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_become_tagged_paragraphs_under_their_tables() {
+        let page = render(
+            "# The file.\n\n# How long.\nidle_timeout = \"10s\"\n\n[log]\n# The level.\nlevel = \"info\"\n",
+            "1.0",
+        );
+        assert!(page.starts_with(".TH HORA-CONFIG 5"));
+        assert!(page.contains(".PP\nThe file.\n"));
+        assert!(
+            page.contains(".TP\n\\fBidle_timeout = \"10s\"\\fR\nHow long.\n"),
+            "{page}"
+        );
+        assert!(page.contains(".SH [log]\n"));
+        assert!(page.contains("\\fBlevel = \"info\"\\fR\nThe level.\n"));
+    }
+
+    #[test]
+    fn roff_requests_in_text_are_escaped() {
+        assert_eq!(escape(".hidden"), "\\&.hidden");
+        assert_eq!(escape("a\\b"), "a\\eb");
+        assert_eq!(escape("--flag"), "\\-\\-flag");
+    }
+}
