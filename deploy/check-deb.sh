@@ -15,8 +15,10 @@ lintian --fail-on error,warning --suppress-tags initial-upload-closes-no-bugs "$
 echo "== maintainer scripts: start on install, stop on removal"
 scripts=$(mktemp -d)
 dpkg-deb -e "$deb" "$scripts"
-grep -q "deb-systemd-invoke.*start.*horad.service" "$scripts/postinst"
-grep -q "deb-systemd-invoke.*stop.*horad.service" "$scripts/prerm"
+grep -q "_dh_action=start" "$scripts/postinst"
+grep -q "deb-systemd-invoke \$_dh_action horad.service" "$scripts/postinst"
+grep -q "deb-systemd-invoke stop horad.service" "$scripts/prerm"
+grep -q "deb-systemd-helper purge horad.service" "$scripts/postrm"
 rm -rf "$scripts"
 echo "== install"
 dpkg --purge hora >/dev/null 2>&1 || true

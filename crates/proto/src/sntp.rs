@@ -198,6 +198,128 @@ pub fn parse_reference_id(text: &str) -> Option<[u8; 4]> {
     Some(id)
 }
 
+/// A client request (version 4, mode 3) whose transmit timestamp is
+/// `transmit`: the reply's origin timestamp must equal it.
+pub fn client_request(transmit: NtpTimestamp) -> [u8; PACKET_LEN] {
+    let mut packet = [0u8; PACKET_LEN];
+    packet[0] = 4 << 3 | MODE_CLIENT;
+    transmit.write(&mut packet[40..48]);
+    packet
+}
+
+impl NtpTimestamp {
+    /// Seconds since the Unix epoch, reading the 32-bit seconds in the era
+    /// that puts them within 68 years of `near` (the client's own clock).
+    pub fn to_unix_seconds(self, near: f64) -> f64 {
+        let era_seconds = 4_294_967_296.0;
+        let seconds = f64::from(self.seconds) - NTP_UNIX_OFFSET as f64
+            + f64::from(self.fraction) / era_seconds;
+        let eras = ((near - seconds) / era_seconds).round();
+        seconds + eras * era_seconds
+    }
+
+    fn read(bytes: &[u8]) -> Self {
+        let word = |at: usize| {
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        NtpTimestamp {
+            seconds: word(0),
+            fraction: word(4),
+        }
+    }
+}
+
+/// One measurement of a server's clock against ours, from a reply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// How far the server's clock is ahead of ours, in seconds (ntpdate's
+    /// and RFC 5905's offset: `((t2 - t1) + (t3 - t4)) / 2`).
+    pub offset: f64,
+    /// The round trip minus the server's own time, in seconds.
+    pub delay: f64,
+    /// The server's stratum (1–15).
+    pub stratum: u8,
+    /// The leap indicator: 0 none, 1 a 61-second minute, 2 a 59-second one.
+    pub leap: u8,
+    /// The server's reference id, raw.
+    pub reference_id: [u8; 4],
+    /// The server's transmit time, seconds since the Unix epoch.
+    pub server_time: f64,
+}
+
+/// Why a reply gives no time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// Not a 48-byte-or-longer mode-4 packet.
+    #[error("not an NTP server reply")]
+    NotAReply,
+    /// Its origin is not our request's transmit timestamp: a stale or forged
+    /// reply, to be ignored while waiting for the real one.
+    #[error("a reply to another request")]
+    NotOurs,
+    /// A kiss-o'-death (stratum 0): the code says why (`RATE`, `DENY`, ...).
+    #[error("kiss-o'-death {}", String::from_utf8_lossy(.0).trim_end_matches('\0'))]
+    KissOfDeath([u8; 4]),
+    /// Leap indicator 3 (or stratum 0 without a kiss code): the server says
+    /// its clock is not synchronized.
+    #[error("the server's clock is not synchronized (leap indicator 3)")]
+    Unsynchronized,
+}
+
+/// Reads `reply` to the request sent at `sent` (our transmit timestamp, t1),
+/// received at `received` (t4), both on our clock.
+///
+/// The order of checks is RFC 4330's: a reply to another request is
+/// ignored; a kiss-o'-death (stratum 0) and an unsynchronized server (LI 3)
+/// give no time, and are never read as one.
+pub fn read_reply(reply: &[u8], sent: NtpTimestamp, received: f64) -> Result<Sample, ReplyError> {
+    if reply.len() < PACKET_LEN || reply[0] & 0b111 != MODE_SERVER {
+        return Err(ReplyError::NotAReply);
+    }
+    if NtpTimestamp::read(&reply[24..32]) != sent {
+        return Err(ReplyError::NotOurs);
+    }
+    let mut reference_id = [0u8; 4];
+    reference_id.copy_from_slice(&reply[12..16]);
+    let stratum = reply[1];
+    let leap = reply[0] >> 6;
+    if stratum == 0 {
+        // A kiss code is ASCII (`RATE`, `DENY`); chronyd and horad send
+        // stratum 0 with a zero reference id when unsynchronized.
+        return Err(if reference_id.iter().all(u8::is_ascii_alphanumeric) {
+            ReplyError::KissOfDeath(reference_id)
+        } else {
+            ReplyError::Unsynchronized
+        });
+    }
+    if leap == 3 {
+        return Err(ReplyError::Unsynchronized);
+    }
+    let t1 = sent.to_unix_seconds(received);
+    let t2 = NtpTimestamp::read(&reply[32..40]).to_unix_seconds(received);
+    let t3 = NtpTimestamp::read(&reply[40..48]).to_unix_seconds(received);
+    let t4 = received;
+    Ok(Sample {
+        offset: ((t2 - t1) + (t3 - t4)) / 2.0,
+        delay: (t4 - t1) - (t3 - t2),
+        stratum,
+        leap,
+        reference_id,
+        server_time: t3,
+    })
+}
+
+/// A reference id as people read it: four ASCII letters for a primary
+/// server (stratum 1: `GPS`, `PPS`), else the IPv4 address it is.
+pub fn reference_id_text(id: [u8; 4], stratum: u8) -> String {
+    if stratum <= 1 && id.iter().all(|b| b.is_ascii_graphic() || *b == 0) {
+        return String::from_utf8_lossy(&id)
+            .trim_end_matches('\0')
+            .to_owned();
+    }
+    Ipv4Addr::from(id).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +461,95 @@ mod tests {
         assert_eq!(&out[12..16], b"RATE");
         assert_eq!(&out[24..32], &[1, 2, 3, 4, 5, 6, 7, 8], "origin");
         assert_eq!(&out[32..48], &[0; 16], "no receive or transmit time");
+    }
+
+    fn server_reply(
+        request: &[u8; PACKET_LEN],
+        clock: &ServerClock,
+        t2: f64,
+        t3: f64,
+    ) -> [u8; PACKET_LEN] {
+        let parsed = parse_request(request).unwrap();
+        let stamp = |t: f64| NtpTimestamp::from_unix(Duration::from_secs_f64(t));
+        let mut out = [0u8; PACKET_LEN];
+        write_reply(&parsed, clock, stamp(t2), stamp(t3), &mut out);
+        out
+    }
+
+    #[test]
+    fn a_client_measures_offset_and_delay_as_rfc_5905_says() {
+        // Sent at 1000.0 by our clock, received at 1000.0 + 0.1; the server,
+        // 5 s ahead, took it at 1005.04 and answered at 1005.05.
+        let t1 = NtpTimestamp::from_unix(Duration::from_secs(1_800_000_000));
+        let base = 1_800_000_000.0;
+        let request = client_request(t1);
+        let reply = server_reply(&request, &ServerClock::default(), base + 5.04, base + 5.05);
+        let sample = read_reply(&reply, t1, base + 0.1).unwrap();
+        assert!((sample.offset - 4.995).abs() < 1e-6, "{}", sample.offset);
+        assert!((sample.delay - 0.09).abs() < 1e-6, "{}", sample.delay);
+        assert_eq!(sample.stratum, 10);
+        assert_eq!(sample.leap, 0);
+        assert_eq!(reference_id_text(sample.reference_id, 10), "127.127.1.1");
+        assert!((sample.server_time - (base + 5.05)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_reply_that_gives_no_time_is_never_read_as_one() {
+        let t1 = NtpTimestamp::from_unix(Duration::from_secs(1_800_000_000));
+        let request = client_request(t1);
+        let now = 1_800_000_000.0;
+        let parsed = parse_request(&request).unwrap();
+        let mut kiss = [0u8; PACKET_LEN];
+        write_kiss_of_death(&parsed, KISS_RATE, &mut kiss);
+        assert_eq!(
+            read_reply(&kiss, t1, now),
+            Err(ReplyError::KissOfDeath(*b"RATE"))
+        );
+        assert_eq!(
+            ReplyError::KissOfDeath(*b"RATE").to_string(),
+            "kiss-o'-death RATE"
+        );
+        let alarm = ServerClock {
+            leap_indicator: 3,
+            stratum: 0,
+            reference_id: [0; 4],
+            ..ServerClock::default()
+        };
+        let unsynchronized = server_reply(&request, &alarm, now, now);
+        assert_eq!(
+            read_reply(&unsynchronized, t1, now),
+            Err(ReplyError::Unsynchronized),
+            "what chronyd and horad send when unsynchronized"
+        );
+        let leap3 = server_reply(
+            &request,
+            &ServerClock {
+                leap_indicator: 3,
+                ..ServerClock::default()
+            },
+            now,
+            now,
+        );
+        assert_eq!(read_reply(&leap3, t1, now), Err(ReplyError::Unsynchronized));
+        let other = client_request(NtpTimestamp::from_unix(Duration::from_secs(5)));
+        let stale = server_reply(&other, &ServerClock::default(), now, now);
+        assert_eq!(read_reply(&stale, t1, now), Err(ReplyError::NotOurs));
+        assert_eq!(read_reply(&request, t1, now), Err(ReplyError::NotAReply));
+        assert_eq!(
+            read_reply(&stale[..40], t1, now),
+            Err(ReplyError::NotAReply)
+        );
+    }
+
+    #[test]
+    fn timestamps_are_read_in_the_era_nearest_our_clock() {
+        // 2036-02-07 06:28:16 UTC, where NTP's seconds wrap to 0.
+        let wrap = (1u64 << 32) - NTP_UNIX_OFFSET;
+        let after = NtpTimestamp::from_unix(Duration::from_secs(wrap + 10));
+        assert_eq!(after.seconds, 10);
+        assert_eq!(after.to_unix_seconds(wrap as f64), (wrap + 10) as f64);
+        let before = NtpTimestamp::from_unix(Duration::from_secs(wrap - 10));
+        assert_eq!(before.to_unix_seconds(wrap as f64), (wrap - 10) as f64);
     }
 
     #[test]

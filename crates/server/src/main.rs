@@ -49,6 +49,8 @@ fn serve(config: Config, source: &str) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Before anything is bound or announced: see shutdown_signal.
+        let shutdown = shutdown_signal();
         let server = Server::bind(&config).await?;
         let addr = server
             .local_addr()
@@ -67,7 +69,7 @@ fn serve(config: Config, source: &str) -> anyhow::Result<()> {
         sys::notify::ready();
         server
             .run(async {
-                shutdown_signal().await;
+                shutdown.await;
                 sys::notify::stopping();
             })
             .await;
@@ -75,27 +77,42 @@ fn serve(config: Config, source: &str) -> anyhow::Result<()> {
     })
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
-                    _ = terminate.recv() => info!("SIGTERM received"),
-                }
-                return;
+/// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are
+/// installed now, not when the future is first polled: a signal sent as soon
+/// as horad says it listens must not find the default action (death without
+/// the shutdown notices) or a handler not yet listened to (a lost signal).
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
+                _ = interrupt.recv() => info!("SIGINT received"),
+                _ = terminate.recv() => info!("SIGTERM received"),
+            },
+            (Ok(mut one), Err(error)) | (Err(error), Ok(mut one)) => {
+                tracing::warn!(%error, "cannot watch one of SIGINT and SIGTERM; the other still works");
+                one.recv().await;
+                info!("signal received");
             }
-            Err(error) => tracing::warn!(%error, "cannot watch SIGTERM; Ctrl-C still works"),
+            // With no signal to wait for, serve until killed rather than stop now.
+            (Err(error), Err(_)) => {
+                tracing::warn!(%error, "cannot watch SIGINT or SIGTERM; stop horad with SIGKILL");
+                std::future::pending::<()>().await;
+            }
         }
     }
-    match tokio::signal::ctrl_c().await {
-        Ok(()) => info!("SIGINT received"),
-        // With no signal to wait for, serve until killed rather than stop now.
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGINT; stop horad with SIGKILL");
+}
+
+/// Elsewhere, Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            info!("Ctrl-C received");
+        } else {
             std::future::pending::<()>().await;
         }
     }

@@ -188,7 +188,7 @@ impl Server {
                 () = next_tick(&mut status) => {
                     let now = self.snapshot();
                     let served = now.time_requests + now.sntp_requests + now.rfc868_requests + now.daytime_requests;
-                    sys::notify::status(&format!("{} sessions open, {served} requests served", now.sessions_open));
+                    sys::notify::status(&format!("sessions open: {}, requests served: {served}", now.sessions_open));
                 }
                 received = self.socket.recv_from(&mut buffer) => match received {
                     Ok((len, peer)) => receiver.datagram(&buffer[..len], peer).await,

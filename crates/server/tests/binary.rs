@@ -352,7 +352,14 @@ fn systemd_hears_ready_after_bind_and_stopping_on_sigterm() {
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let len = systemd.recv(&mut message).unwrap();
-    assert_eq!(&message[..len], b"STOPPING=1\n");
+    // STATUS= lines may come first (one at start, then every 10 s).
+    let stopping = loop {
+        let len = systemd.recv(&mut message).unwrap();
+        let text = String::from_utf8_lossy(&message[..len]).into_owned();
+        if !text.starts_with("STATUS=sessions open: ") {
+            break text;
+        }
+    };
+    assert_eq!(stopping, "STOPPING=1\n");
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
