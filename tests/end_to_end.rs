@@ -163,3 +163,127 @@ fn hora_resends_when_the_first_datagram_is_lost() {
         "login was resent"
     );
 }
+
+#[test]
+fn options_work_after_the_command_too() {
+    let horad = Horad::start(&[]);
+    let server = horad.addr.to_string();
+    for args in [
+        &["time", "--server", server.as_str()][..],
+        &["--server", server.as_str(), "time"],
+        &["time", "--json", "-s", server.as_str(), "--timeout", "5s"],
+    ] {
+        let output = hora(args, "");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn json_round_trips_carry_no_float_noise() {
+    let horad = Horad::start(&[]);
+    let output = hora(&["--server", &horad.addr.to_string(), "time", "--json"], "");
+    let stdout = text(&output.stdout);
+    let rtt = stdout
+        .split("\"rtt_ms\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .unwrap();
+    let decimals = rtt.split('.').nth(1).map_or(0, str::len);
+    assert!(decimals <= 3, "rtt_ms {rtt} in {stdout}");
+}
+
+#[test]
+fn a_closed_port_is_reported_at_once() {
+    let port = common::free_port();
+    let started = std::time::Instant::now();
+    let output = hora(&["--server", &format!("127.0.0.1:{port}"), "time"], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("connection refused"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn hora_sntp_measures_horad_as_ntpdate_would() {
+    let (_horad, addrs) = Horad::start_serving(
+        &["--sntp-bind", "127.0.0.1:0", "--sntp-local-stratum", "10"],
+        &["sntp"],
+    );
+    let sntp = addrs[0].to_string();
+    let output = hora(&["sntp", "--server", &sntp, "--json", "--count", "3"], "");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["server"], sntp.as_str());
+    assert_eq!(json["stratum"], 10);
+    assert_eq!(json["leap"], 0);
+    assert_eq!(json["reference_id"], "127.127.1.1");
+    assert_eq!(json["samples"], 3);
+    // horad serves this host's clock: the offset is the measurement's noise.
+    assert!(json["offset_s"].as_f64().unwrap().abs() < 0.001, "{json}");
+    let served = chrono::DateTime::parse_from_rfc3339(json["server_time"].as_str().unwrap());
+    assert!(served.is_ok(), "{json}");
+    let lines = hora(&["sntp", "-s", &sntp], "");
+    let stdout = text(&lines.stdout);
+    assert!(
+        stdout.starts_with(&format!("server {sntp}, stratum 10, offset ")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn hora_sntp_reports_an_unsynchronized_horad_as_such() {
+    let (_horad, addrs) = Horad::start_serving(&["--sntp-bind", "127.0.0.1:0"], &["sntp"]);
+    let output = hora(&["sntp", "--server", &addrs[0].to_string()], "");
+    let synchronized = hora_server::sys::host_clock().is_ok_and(|clock| clock.synchronized);
+    if synchronized {
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    } else {
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("not synchronized (leap indicator 3): no time"),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty(), "no time is printed");
+    }
+}
+
+#[test]
+fn hora_sntp_reports_a_rate_kiss_of_death_as_such() {
+    let dir = std::env::temp_dir().join(format!("hora-kod-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[ratelimit]\nrate = 0.001\nburst = 1.0\n").unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let (_horad, addrs) = Horad::start_serving(
+        &[
+            "--config",
+            &config,
+            "--sntp-bind",
+            "127.0.0.1:0",
+            "--sntp-local-stratum",
+            "10",
+        ],
+        &["sntp"],
+    );
+    let sntp = addrs[0].to_string();
+    let first = hora(&["sntp", "--server", &sntp], "");
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let second = hora(&["sntp", "--server", &sntp], "");
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = text(&second.stderr);
+    assert!(stderr.contains("kiss-o'-death RATE: no time"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -25,6 +25,7 @@ import tempfile
 import time
 
 HORAD = sys.argv[1] if len(sys.argv) > 1 else "target/debug/horad"
+HORA = os.path.join(os.path.dirname(HORAD), "hora")
 LOOPBACK = "127.0.0.1"
 results = []
 
@@ -55,8 +56,8 @@ def kernel_clock_synchronized():
     return state != 5 and not (timex.status & 0x0040)
 
 
-def start_horad(local_stratum=True):
-    extra = ["--sntp-local-stratum", "10"] if local_stratum else []
+def start_horad(local_stratum=True, more=()):
+    extra = (["--sntp-local-stratum", "10"] if local_stratum else []) + list(more)
     horad = subprocess.Popen(
         [HORAD, "--bind", f"{LOOPBACK}:0", "--sntp-bind", f"{LOOPBACK}:0",
          "--time-bind", f"{LOOPBACK}:0", "--daytime-bind", f"{LOOPBACK}:0",
@@ -169,6 +170,115 @@ def socat_check(port):
     return run
 
 
+def seed_address(horad_stderr_lines):
+    for line in horad_stderr_lines:
+        found = re.search(r" listening on (127\.0\.0\.1:\d+)", line)
+        if found:
+            return found.group(1)
+    raise AssertionError("horad did not report its address")
+
+
+def tmux_notice_check(trigger):
+    """hora in a real terminal (tmux): the server's closing notice appears
+    without a key press, in the seed's closing-line form, and hora exits 1.
+    trigger is "idle" (horad's idle timeout, 1 s) or "shutdown" (SIGTERM)."""
+    def run():
+        flags = ["--idle-timeout", "1s"] if trigger == "idle" else []
+        horad = subprocess.Popen(
+            [HORAD, "--config", "/dev/null", "--bind", f"{LOOPBACK}:0", "--log-format", "text"] + flags,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        session = f"hora-{trigger}-{os.getpid()}"
+        try:
+            addr = seed_address(iter(horad.stderr.readline, ""))
+            subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30",
+                            f"{HORA} --server {addr}; echo EXIT=$?; sleep 30"], check=True)
+            expected = {"idle": "Conexao encerrada por inatividade do cliente às ",
+                        "shutdown": "Servidor desligando. Conexao encerrada às "}[trigger]
+            screen = ""
+            deadline = time.monotonic() + 15
+            signalled = False
+            while time.monotonic() < deadline:
+                screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                        capture_output=True, text=True).stdout
+                if trigger == "shutdown" and not signalled and "2 - Encerrar a conexao." in screen:
+                    horad.terminate()
+                    signalled = True
+                if expected in screen and "EXIT=" in screen:
+                    break
+                time.sleep(0.1)
+            assert expected in screen, f"no {expected!r} on the screen:\n{screen}"
+            assert "EXIT=1" in screen, f"exit status is not 1:\n{screen}"
+            return f"{expected.strip()} HH:MM:SS shown with no key pressed; hora exited 1"
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+            horad.kill()
+            horad.wait(timeout=5)
+    return run
+
+
+def ntpdate_q(host):
+    out = subprocess.run(["ntpdate", "-q", host], capture_output=True, text=True, timeout=30)
+    # Classic ntpdate: "server 127.0.0.1, stratum 10, offset +0.000012, delay 0.02580";
+    # Debian 12's (ntpsec's ntpdig): "2026-11-26 13:21:14.26758 (+0000) +0.000022
+    # +/- 0.000047 127.0.0.1 s10 no-leap".
+    classic = re.search(r"server \S+, stratum (\d+), offset ([-+]?[0-9.]+), delay", out.stdout)
+    if classic:
+        return int(classic.group(1)), float(classic.group(2))
+    ntpsec = re.search(r"\) ([-+][0-9.]+) \+/- [0-9.]+ \S+ s(\d+) ", out.stdout)
+    if ntpsec:
+        return int(ntpsec.group(2)), float(ntpsec.group(1))
+    raise AssertionError(f"no sample in ntpdate's output: {out.stdout!r} {out.stderr!r}")
+
+
+def hora_sntp(host):
+    out = subprocess.run([HORA, "sntp", "--server", host, "--json", "--count", "4"],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise AssertionError(f"hora sntp failed: {out.stderr!r}")
+    import json
+    reply = json.loads(out.stdout)
+    return reply["stratum"], reply["offset_s"]
+
+
+def agree_with_ntpdate(name, start, stop):
+    """Starts a server on 127.0.0.1:123 (ntpdate asks only port 123), asks it
+    with ntpdate -q and with hora sntp: same stratum, offsets within 1 ms."""
+    def run():
+        server = start()
+        try:
+            time.sleep(1)
+            stratum_n, offset_n = ntpdate_q(LOOPBACK)
+            stratum_h, offset_h = hora_sntp(LOOPBACK)
+        finally:
+            stop(server)
+        assert stratum_n == stratum_h, f"stratum: ntpdate {stratum_n}, hora {stratum_h}"
+        assert abs(offset_n - offset_h) < 0.001, f"offsets: ntpdate {offset_n}, hora {offset_h}"
+        return f"{name}: stratum {stratum_h} both; offset ntpdate {offset_n:+.6f}, hora {offset_h:+.6f}"
+    return run
+
+
+def start_chronyd_123():
+    scratch = tempfile.mkdtemp()
+    conf = os.path.join(scratch, "chrony.conf")
+    with open(conf, "w") as f:
+        f.write(f"port 123\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 10\n"
+                f"cmdport 0\npidfile {scratch}/chronyd.pid\ndriftfile {scratch}/drift\n")
+    return subprocess.Popen(["chronyd", "-d", "-x", "-f", conf],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_horad_123():
+    return subprocess.Popen(
+        [HORAD, "--config", "/dev/null", "--bind", f"{LOOPBACK}:0", "--sntp-bind", f"{LOOPBACK}:123",
+         "--sntp-local-stratum", "10", "--no-ratelimit"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(process):
+    process.terminate()
+    process.wait(timeout=10)
+
+
 def main():
     horad, ports = start_horad(local_stratum=False)
     try:
@@ -187,6 +297,12 @@ def main():
     finally:
         horad.terminate()
         horad.wait(timeout=5)
+    check("hora sntp vs ntpdate -q (chronyd, local stratum 10)",
+          agree_with_ntpdate("chronyd", start_chronyd_123, stop))
+    check("hora sntp vs ntpdate -q (horad, local_stratum 10)",
+          agree_with_ntpdate("horad", start_horad_123, stop))
+    check("tmux: hora shows the idle notice at once", tmux_notice_check("idle"))
+    check("tmux: hora shows the shutdown notice at once", tmux_notice_check("shutdown"))
     passed = sum(results)
     failed = len(results) - passed
     print(f"real clients: {passed} passed, {failed} failed")

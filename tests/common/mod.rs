@@ -34,7 +34,22 @@ pub struct Horad {
 impl Horad {
     /// Starts `horad` on 127.0.0.1, port 0, with extra flags.
     pub fn start(flags: &[&str]) -> Horad {
+        Horad::start_serving(flags, &[]).0
+    }
+
+    /// Starts `horad` with extra flags, and returns with it the address of
+    /// each standard protocol named in `protocols` (`sntp`, `time`,
+    /// `daytime`), as its start-up lines report them.
+    pub fn start_serving(flags: &[&str], protocols: &[&str]) -> (Horad, Vec<SocketAddr>) {
+        // The built-in defaults unless the test names a file: never a
+        // config.toml left in /etc/hora by something else.
+        let config: &[&str] = if flags.contains(&"--config") {
+            &[]
+        } else {
+            &["--config", "/dev/null"]
+        };
         let mut child = Command::new(binary("horad"))
+            .args(config)
             .args(["--bind", "127.0.0.1:0", "--log-format", "text"])
             .args(flags)
             .env_remove("RUST_LOG")
@@ -45,17 +60,28 @@ impl Horad {
             .expect("horad starts");
         let stderr = child.stderr.take().expect("piped stderr");
         let mut lines = BufReader::new(stderr).lines();
-        // Its first line says where it listens; EOF ends the search if it dies.
+        let address = |line: &str, prefix: &str| -> Option<SocketAddr> {
+            let rest = line.split(prefix).nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        };
+        // Its first lines say where it listens; EOF ends the search if it dies.
         let addr = lines
             .by_ref()
             .map_while(Result::ok)
-            .find_map(|line| {
-                let rest = line.split("listening on ").nth(1)?;
-                rest.split_whitespace().next()?.parse().ok()
-            })
+            .find_map(|line| address(&line, " listening on "))
             .expect("horad reports its address");
+        let mut found = Vec::new();
+        for protocol in protocols {
+            let prefix = format!("{protocol} listening on ");
+            let at = lines
+                .by_ref()
+                .map_while(Result::ok)
+                .find_map(|line| address(&line, &prefix))
+                .expect("horad reports the protocol's address");
+            found.push(at);
+        }
         std::thread::spawn(move || lines.for_each(drop));
-        Horad { child, addr }
+        (Horad { child, addr }, found)
     }
 }
 

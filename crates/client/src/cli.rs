@@ -8,23 +8,42 @@ use clap::{Parser, Subcommand};
 /// The seed's server port, used when `--server` names only a host.
 pub const DEFAULT_PORT: u16 = 5005;
 
-/// hora: ask a hora (or the seed's) time server for its date and time.
+/// NTP's port, for `hora sntp` when `--server` names only a host.
+pub const NTP_PORT: u16 = 123;
+
+/// The server asked when `--server` is not given.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+
+/// hora: ask a hora (or the seed's) time server for its date and time, or
+/// any NTP server how far this machine's clock is from its own.
 ///
-/// Without a command it runs the seed's interactive menu. The seed's own
-/// Python server answers only to port 5010: use `--bind 127.0.0.1:5010`.
+/// Without a command it runs the seed's interactive menu; a closing message
+/// the server sends on its own (idle timeout, shutdown) is shown at once.
+/// The seed's own Python server answers only to port 5010: use `--bind
+/// 127.0.0.1:5010`. Options go before or after the command. A name with
+/// several addresses (IPv6 and IPv4) is tried address by address while they
+/// refuse. Exit status: 0 when the session ended normally or a time was
+/// obtained; 1 when the server was silent, refused, idled the session out,
+/// shut down, or gave no valid time; 2 for a bad command line or address.
 #[derive(Debug, Parser)]
 #[command(name = "hora", version, about, long_about)]
 pub struct Args {
-    /// Server address: HOST:PORT, or HOST for port 5005
-    #[arg(short, long, env = "HORA_SERVER", default_value = "127.0.0.1:5005")]
-    pub server: String,
+    /// Server: HOST:PORT, or HOST for port 5005 (123 for `sntp`) [default: 127.0.0.1]
+    #[arg(
+        short,
+        long,
+        env = "HORA_SERVER",
+        global = true,
+        value_name = "HOST[:PORT]"
+    )]
+    pub server: Option<String>,
 
     /// Local address to send from [default: an ephemeral port]
-    #[arg(short, long, value_name = "ADDR")]
+    #[arg(short, long, value_name = "ADDR", global = true)]
     pub bind: Option<SocketAddr>,
 
     /// How long to wait for a silent server, e.g. 10s, 500ms
-    #[arg(short, long, value_name = "DUR", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(short, long, value_name = "DUR", default_value = "10s", global = true, value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 
     /// What to do; without one, the interactive menu.
@@ -41,6 +60,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask an SNTP/NTP server (horad's SNTP socket, chronyd, a router) and
+    /// print what `ntpdate -q` prints: its time, this clock's offset from
+    /// it, the round-trip delay, its stratum, leap indicator and reference
+    Sntp {
+        /// Print one JSON object: server, server_time, offset_s, delay_s,
+        /// stratum, leap, reference_id, samples
+        #[arg(long)]
+        json: bool,
+        /// Samples to take; the one with the least delay is reported
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+        count: u32,
+    },
+}
+
+impl Args {
+    /// The port `--server` means when it names only a host.
+    pub fn default_port(&self) -> u16 {
+        match self.command {
+            Some(Command::Sntp { .. }) => NTP_PORT,
+            _ => DEFAULT_PORT,
+        }
+    }
 }
 
 /// Why the server's address is unusable.
@@ -51,15 +92,21 @@ pub struct AddressError {
     problem: String,
 }
 
-/// Turns `--server` into an address: `IP:PORT`, `[IPv6]:PORT`, a bare IP
-/// (port 5005), or a host name looked up with the system resolver.
-pub async fn resolve_server(given: &str) -> Result<SocketAddr, AddressError> {
+/// Turns `--server` into the addresses to try, in the resolver's order:
+/// `IP:PORT`, `[IPv6]:PORT`, a bare IP (`default_port`), or a host name
+/// looked up with the system resolver (every address it gives, IPv6 and
+/// IPv4 alike).
+pub async fn resolve_servers(
+    given: Option<&str>,
+    default_port: u16,
+) -> Result<Vec<SocketAddr>, AddressError> {
+    let given = given.unwrap_or(DEFAULT_HOST);
     if let Ok(addr) = given.parse::<SocketAddr>() {
-        return Ok(addr);
+        return Ok(vec![addr]);
     }
     let bare = given.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+        return Ok(vec![SocketAddr::new(ip, default_port)]);
     }
     let error = |problem: String| AddressError {
         given: given.to_owned(),
@@ -68,15 +115,15 @@ pub async fn resolve_server(given: &str) -> Result<SocketAddr, AddressError> {
     let found: Vec<SocketAddr> = if given.contains(':') {
         tokio::net::lookup_host(given).await.map(Iterator::collect)
     } else {
-        tokio::net::lookup_host((given, DEFAULT_PORT))
+        tokio::net::lookup_host((given, default_port))
             .await
             .map(Iterator::collect)
     }
     .map_err(|e| error(e.to_string()))?;
-    found
-        .into_iter()
-        .next()
-        .ok_or_else(|| error("the name has no address".to_owned()))
+    if found.is_empty() {
+        return Err(error("the name has no address".to_owned()));
+    }
+    Ok(found)
 }
 
 /// The default local address: any address of the server's family, any port.
@@ -103,8 +150,8 @@ mod tests {
             ("[::1]", "[::1]:5005"),
         ] {
             assert_eq!(
-                resolve_server(given).await.unwrap(),
-                expected.parse::<SocketAddr>().unwrap(),
+                resolve_servers(Some(given), DEFAULT_PORT).await.unwrap(),
+                [expected.parse::<SocketAddr>().unwrap()],
                 "{given}"
             );
         }
@@ -112,14 +159,23 @@ mod tests {
 
     #[tokio::test]
     async fn localhost_resolves_to_loopback() {
-        let addr = resolve_server("localhost").await.unwrap();
-        assert!(addr.ip().is_loopback());
-        assert_eq!(addr.port(), DEFAULT_PORT);
+        let addrs = resolve_servers(Some("localhost"), DEFAULT_PORT)
+            .await
+            .unwrap();
+        assert!(addrs
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == DEFAULT_PORT));
+        assert_eq!(
+            resolve_servers(None, NTP_PORT).await.unwrap(),
+            ["127.0.0.1:123".parse::<SocketAddr>().unwrap()]
+        );
     }
 
     #[tokio::test]
     async fn a_bad_address_is_one_clear_error() {
-        let error = resolve_server("127.0.0.1:99999").await.unwrap_err();
+        let error = resolve_servers(Some("127.0.0.1:99999"), DEFAULT_PORT)
+            .await
+            .unwrap_err();
         assert!(error
             .to_string()
             .starts_with("bad server address `127.0.0.1:99999`: "));
@@ -142,5 +198,30 @@ mod tests {
         let args = Args::try_parse_from(["hora", "--timeout", "2s", "time", "--json"]).unwrap();
         assert_eq!(args.timeout, Duration::from_secs(2));
         assert!(matches!(args.command, Some(Command::Time { json: true })));
+    }
+
+    #[test]
+    fn options_go_before_or_after_the_command() {
+        for argv in [
+            &["hora", "--server", "10.0.0.1:7", "-t", "3s", "time"][..],
+            &["hora", "time", "--server", "10.0.0.1:7", "-t", "3s"],
+            &["hora", "-s", "10.0.0.1:7", "time", "--timeout", "3s"],
+        ] {
+            let args = Args::try_parse_from(argv).unwrap();
+            assert_eq!(args.server.as_deref(), Some("10.0.0.1:7"), "{argv:?}");
+            assert_eq!(args.timeout, Duration::from_secs(3), "{argv:?}");
+            assert!(matches!(args.command, Some(Command::Time { json: false })));
+        }
+        let sntp =
+            Args::try_parse_from(["hora", "sntp", "--server", "ntp.lan", "--count", "4"]).unwrap();
+        assert!(matches!(
+            sntp.command,
+            Some(Command::Sntp {
+                json: false,
+                count: 4
+            })
+        ));
+        assert_eq!(sntp.default_port(), NTP_PORT);
+        assert!(Args::try_parse_from(["hora", "sntp", "--count", "0"]).is_err());
     }
 }

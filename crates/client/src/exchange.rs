@@ -38,6 +38,9 @@ pub enum ExchangeError {
         /// The server asked.
         server: SocketAddr,
     },
+    /// The server's name gave no address to try.
+    #[error("the server's name has no address")]
+    NoAddress,
     /// The socket failed.
     #[error("network error talking to {server}: {source}")]
     Io {
@@ -125,7 +128,6 @@ impl Exchange {
         let mut sent_at = started;
         let mut next_resend = started + interval;
         let mut resends = 0;
-        let mut refused = false;
         self.send(datagram).await?;
         loop {
             tokio::select! {
@@ -140,10 +142,10 @@ impl Exchange {
                             });
                         }
                     }
-                    // The port is closed now; the server may be restarting,
-                    // so keep trying until the deadline, then say so.
+                    // Nothing listens there: say so at once (a connected
+                    // socket learns of it from the ICMP error right away).
                     Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
-                        refused = true;
+                        return Err(ExchangeError::Refused { server: self.server });
                     }
                     Err(source) => return Err(ExchangeError::Io { server: self.server, source }),
                 },
@@ -155,14 +157,71 @@ impl Exchange {
                     self.send(datagram).await?;
                 }
                 () = sleep_until(deadline) => {
-                    return Err(if refused {
-                        ExchangeError::Refused { server: self.server }
-                    } else {
-                        ExchangeError::Timeout { server: self.server, timeout }
-                    });
+                    return Err(ExchangeError::Timeout { server: self.server, timeout });
                 }
             }
         }
+    }
+
+    /// Waits for the server to end the session on its own (an idle
+    /// timeout, a shutdown...): the first closing message it sends unasked.
+    /// Anything else that arrives unasked (a stale duplicate) is skipped, as
+    /// `hora_proto::ServerMessage` reads it. Nothing is sent.
+    pub async fn closing_notice(&self) -> Result<Answer, ExchangeError> {
+        let mut buffer = [0u8; RECEIVE_BUFFER];
+        let started = Instant::now();
+        loop {
+            match self.socket.recv(&mut buffer).await {
+                Ok(len) => {
+                    let bytes = &buffer[..len];
+                    if matches!(ServerMessage::read(bytes), ServerMessage::Closed { .. }) {
+                        return Ok(Answer {
+                            bytes: bytes.to_vec(),
+                            round_trip: started.elapsed(),
+                            resends: 0,
+                        });
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+                    return Err(ExchangeError::Refused {
+                        server: self.server,
+                    })
+                }
+                Err(source) => {
+                    return Err(ExchangeError::Io {
+                        server: self.server,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Opens an exchange with the first of `servers` that does not refuse
+    /// `first` (nothing listening there), trying them in order, as a name
+    /// that resolves to an IPv6 and an IPv4 address asks; returns it with
+    /// the answer to `first`. `bind` defaults to any address of each
+    /// server's family. Silence is not refusal: a silent server ends the
+    /// search with its timeout.
+    pub async fn open(
+        servers: &[SocketAddr],
+        bind: Option<SocketAddr>,
+        timeout: Duration,
+        first: &[u8],
+    ) -> Result<(Exchange, Answer), ExchangeError> {
+        let mut refused = None;
+        for &server in servers {
+            let local = bind.unwrap_or_else(|| crate::cli::default_bind(server));
+            let exchange = Exchange::connect(local, server, timeout)
+                .await
+                .map_err(|source| ExchangeError::Io { server, source })?;
+            match exchange.request(first).await {
+                Ok(answer) => return Ok((exchange, answer)),
+                Err(error @ ExchangeError::Refused { .. }) => refused = Some(error),
+                Err(error) => return Err(error),
+            }
+        }
+        Err(refused.unwrap_or(ExchangeError::NoAddress))
     }
 
     async fn send(&self, datagram: &[u8]) -> Result<(), ExchangeError> {
@@ -256,6 +315,30 @@ mod tests {
             client.request(b"2").await.unwrap().bytes,
             SESSION_CLOSED.as_bytes()
         );
+    }
+
+    #[tokio::test]
+    async fn open_passes_over_refusing_addresses_in_order() {
+        let closed = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let server = TestServer::protocol().await;
+        let timeout = Duration::from_secs(5);
+        let (exchange, login) = Exchange::open(&[closed, server.addr], None, timeout, b"login")
+            .await
+            .unwrap();
+        assert_eq!(exchange.server(), server.addr);
+        assert_eq!(login.bytes, LOGIN_MENU.as_bytes());
+        let error = Exchange::open(&[closed], None, timeout, b"login")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ExchangeError::Refused { .. }), "{error}");
+        let none = Exchange::open(&[], None, timeout, b"login")
+            .await
+            .unwrap_err();
+        assert!(matches!(none, ExchangeError::NoAddress));
     }
 
     #[tokio::test]

@@ -3,8 +3,10 @@
 //! Like the seed (its Figure 5), it announces itself, logs in, shows each
 //! menu the server sends as the prompt, sends the user's line, and on a
 //! closing reply prints it with the local time and stops. Unlike the seed it
-//! resends lost requests, survives odd bytes, and logs out cleanly when input
-//! ends or the user presses Ctrl-C.
+//! resends lost requests, survives odd bytes, logs out cleanly when input
+//! ends or the user presses Ctrl-C, and listens to the server while the
+//! prompt waits: a closing message it sends on its own (the idle timeout,
+//! a shutdown) is shown at once, in the same closing-line form.
 
 use std::future::Future;
 use std::time::Duration;
@@ -58,10 +60,28 @@ where
 {
     tokio::pin!(interrupt);
     write(output, GREETING).await?;
-    let mut answer = match ask(exchange, b"login", output, &mut interrupt).await? {
+    let answer = match ask(exchange, b"login", output, &mut interrupt).await? {
         Some(answer) => answer,
         None => return log_out(exchange, output).await,
     };
+    converse(exchange, answer, input, output, interrupt).await
+}
+
+/// The conversation after the answer to `login` (`first`), for a caller
+/// that logged in itself (trying several addresses, say).
+pub async fn converse<I, O>(
+    exchange: &Exchange,
+    first: Answer,
+    input: &mut I,
+    output: &mut O,
+    interrupt: impl Future<Output = ()>,
+) -> Result<Ending, InteractiveError>
+where
+    I: AsyncBufRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
+    tokio::pin!(interrupt);
+    let mut answer = first;
     loop {
         let message = answer.message();
         if let ServerMessage::Closed { text, reason } = &message {
@@ -73,6 +93,13 @@ where
         let read = tokio::select! {
             read = input.read_line(&mut line) => read?,
             () = &mut interrupt => 0,
+            // The server ended the session on its own: say so now, not at
+            // the next key press.
+            notice = exchange.closing_notice() => {
+                answer = notice?;
+                write(output, "\n").await?;
+                continue;
+            }
         };
         if read == 0 {
             return log_out(exchange, output).await;
@@ -133,7 +160,9 @@ async fn write<O: AsyncWrite + Unpin>(output: &mut O, text: &str) -> std::io::Re
 
 #[cfg(test)]
 mod tests {
-    use hora_proto::wire::{INVALID_OPTION, LOGIN_MENU, TIME_MENU};
+    use std::net::SocketAddr;
+
+    use hora_proto::wire::{IDLE_NOTICE, INVALID_OPTION, LOGIN_MENU, SHUTDOWN_NOTICE, TIME_MENU};
     use tokio::io::BufReader;
     use tokio_test::io::Builder;
 
@@ -270,6 +299,53 @@ mod tests {
             .unwrap_err();
         assert!(error.to_string().starts_with("no answer from "), "{error}");
         assert!(String::from_utf8(output).unwrap().ends_with(SERVER_SILENT));
+    }
+
+    /// A server that answers `login` with the menu and then, unasked, sends
+    /// `notice` (as horad does at the idle timeout or at shutdown).
+    async fn server_that_closes_on_its_own(notice: &'static str) -> SocketAddr {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 64];
+            let (_, peer) = socket.recv_from(&mut buffer).await.unwrap();
+            socket.send_to(LOGIN_MENU.as_bytes(), peer).await.unwrap();
+            // A stale duplicate first: ignored, as today.
+            socket.send_to(LOGIN_MENU.as_bytes(), peer).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            socket.send_to(notice.as_bytes(), peer).await.unwrap();
+        });
+        addr
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closing_notice_is_shown_without_a_key_press() {
+        for (notice, reason) in [
+            (IDLE_NOTICE, ClosedReason::IdleTimeout),
+            (SHUTDOWN_NOTICE, ClosedReason::Shutdown),
+        ] {
+            let addr = server_that_closes_on_its_own(notice).await;
+            // The user never types: the terminal stays silent for an hour.
+            let (_keyboard, terminal) = tokio::io::duplex(64);
+            let mut input = BufReader::new(terminal);
+            let mut output = Vec::new();
+            let started = tokio::time::Instant::now();
+            let ending = run(&exchange(addr).await, &mut input, &mut output, never())
+                .await
+                .unwrap();
+            assert_eq!(ending, Ending::Closed(reason));
+            let waited = started.elapsed();
+            assert!(
+                waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+                "shown when it came, not at a key press: {waited:?}"
+            );
+            let output = String::from_utf8(output).unwrap();
+            assert!(
+                output.starts_with(&format!("{GREETING}{LOGIN_MENU}\n")),
+                "{output}"
+            );
+            assert_closing_line(&output, notice);
+        }
     }
 
     #[tokio::test]

@@ -1,18 +1,20 @@
-//! `hora`: the interactive client, or `hora time` for scripts.
+//! `hora`: the interactive client, `hora time` for scripts, `hora sntp` for
+//! any NTP server.
 //!
-//! Exit status: 0 when the session ended normally (or the time was printed),
-//! 1 when the server was silent, refused or failed, 2 for a bad command line
-//! or server address.
+//! Exit status: 0 when the session ended normally or a time was obtained; 1
+//! when the server was silent, refused, idled the session out, shut down, or
+//! gave no valid time; 2 for a bad command line or server address.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Parser as _;
-use hora_client::cli::{default_bind, resolve_server, Args, Command};
-use hora_client::exchange::Exchange;
-use hora_client::interactive::{self, Ending};
-use hora_client::one_shot;
+use hora_client::cli::{resolve_servers, Args, Command};
+use hora_client::exchange::{Exchange, ExchangeError};
+use hora_client::interactive::{self, Ending, GREETING, SERVER_SILENT};
+use hora_client::{one_shot, sntp};
 use hora_proto::ClosedReason;
+use tokio::io::AsyncWriteExt as _;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -33,14 +35,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
-    let server = match resolve_server(&args.server).await {
-        Ok(server) => server,
+    let servers = match resolve_servers(args.server.as_deref(), args.default_port()).await {
+        Ok(servers) => servers,
         Err(error) => {
             eprintln!("hora: {error}");
             return ExitCode::from(2);
         }
     };
-    match talk(&args, server).await {
+    match talk(&args, &servers).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("hora: {error:#}");
@@ -49,36 +51,79 @@ async fn run(args: Args) -> ExitCode {
     }
 }
 
-async fn talk(args: &Args, server: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
-    let bind = args.bind.unwrap_or_else(|| default_bind(server));
-    let exchange = Exchange::connect(bind, server, args.timeout)
-        .await
-        .with_context(|| format!("cannot bind {bind} to talk to {server}"))?;
+async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
     match args.command {
-        Some(Command::Time { json }) => {
-            let time = one_shot::fetch_time(&exchange).await?;
+        Some(Command::Sntp { json, count }) => {
+            let measured = sntp::query(servers, args.bind, args.timeout, count).await?;
+            say_which_answered(servers, measured.server);
             if json {
-                println!("{}", time.json(server));
+                println!("{}", measured.json());
+            } else {
+                print!("{}", measured.lines());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Time { json }) => {
+            let (exchange, login) =
+                Exchange::open(servers, args.bind, args.timeout, b"login").await?;
+            say_which_answered(servers, exchange.server());
+            let time = one_shot::fetch_time_after(&exchange, &login).await?;
+            if json {
+                println!("{}", time.json(exchange.server()));
             } else {
                 println!("{}", time.line());
             }
             Ok(ExitCode::SUCCESS)
         }
-        None => {
-            let mut input = tokio::io::BufReader::new(tokio::io::stdin());
-            let mut output = tokio::io::stdout();
-            let interrupt = async {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
-            let ending = interactive::run(&exchange, &mut input, &mut output, interrupt).await?;
-            Ok(match ending {
-                Ending::Closed(
-                    ClosedReason::Refused | ClosedReason::NoSession | ClosedReason::Shutdown,
-                ) => ExitCode::FAILURE,
-                Ending::Closed(_) | Ending::InputEnded => ExitCode::SUCCESS,
-            })
+        None => interactive_session(args, servers).await,
+    }
+}
+
+/// The seed's conversation with a person, logging in at the first address
+/// that does not refuse.
+async fn interactive_session(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
+    let mut output = tokio::io::stdout();
+    output.write_all(GREETING.as_bytes()).await?;
+    output.flush().await?;
+    let (exchange, login) = match Exchange::open(servers, args.bind, args.timeout, b"login").await {
+        Ok(opened) => opened,
+        Err(error) => {
+            if matches!(error, ExchangeError::Timeout { .. }) {
+                output.write_all(SERVER_SILENT.as_bytes()).await?;
+                output.flush().await?;
+            }
+            return Err(error.into());
         }
+    };
+    say_which_answered(servers, exchange.server());
+    let mut input = tokio::io::BufReader::new(tokio::io::stdin());
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let ending =
+        interactive::converse(&exchange, login, &mut input, &mut output, interrupt).await?;
+    Ok(match ending {
+        Ending::Closed(
+            ClosedReason::Refused
+            | ClosedReason::NoSession
+            | ClosedReason::Shutdown
+            | ClosedReason::IdleTimeout,
+        ) => ExitCode::FAILURE,
+        Ending::Closed(_) | Ending::InputEnded => ExitCode::SUCCESS,
+    })
+}
+
+/// When an address refused and a later one answered, says which did (on
+/// standard error, so scripts reading the time are not disturbed).
+fn say_which_answered(servers: &[SocketAddr], answered: SocketAddr) {
+    if servers.first() != Some(&answered) {
+        let refused: Vec<String> = servers
+            .iter()
+            .take_while(|addr| **addr != answered)
+            .map(ToString::to_string)
+            .collect();
+        eprintln!("hora: {} refused; {answered} answered", refused.join(", "));
     }
 }

@@ -45,6 +45,15 @@ pub enum OneShotError {
 /// Logs in, asks the time, logs out.
 pub async fn fetch_time(exchange: &Exchange) -> Result<ServerTime, OneShotError> {
     let login = exchange.request(b"login").await?;
+    fetch_time_after(exchange, &login).await
+}
+
+/// Asks the time and logs out, `login` being the answer to the `login`
+/// already sent (by [`Exchange::open`], which tries several addresses).
+pub async fn fetch_time_after(
+    exchange: &Exchange,
+    login: &crate::exchange::Answer,
+) -> Result<ServerTime, OneShotError> {
     if let ServerMessage::Closed { text, reason } = login.message() {
         return Err(OneShotError::Closed {
             reason,
@@ -86,9 +95,17 @@ impl ServerTime {
             "server": server.to_string(),
             "server_time": self.line(),
             "server_time_text": self.text,
-            "rtt_ms": self.round_trip.as_secs_f64() * 1000.0,
+            // Milliseconds with microseconds, never float noise (0.090, not
+            // 0.09032899999999999).
+            "rtt_ms": rounded(self.round_trip.as_secs_f64() * 1000.0, 3),
         })
     }
+}
+
+/// `value` to `decimals` places, so JSON shows no float noise.
+pub fn rounded(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
 }
 
 #[cfg(test)]

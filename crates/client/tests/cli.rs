@@ -40,11 +40,13 @@ fn help_names_the_defaults_and_the_seed_server_hint() {
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for needle in [
-        "127.0.0.1:5005",
+        "port 5005",
+        "123 for `sntp`",
         "10s",
         "HORA_SERVER",
         "127.0.0.1:5010",
         "time",
+        "sntp",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
