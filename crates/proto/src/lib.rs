@@ -21,7 +21,8 @@
 //! - [`host_clock`]: what SNTP replies say of the host clock, from the
 //!   kernel's state and the admin's settings;
 //! - [`access`], [`ratelimit`]: who may be answered, and how often;
-//! - [`loop_guard`]: what is never answered, so two servers can't loop.
+//! - [`loop_guard`]: what is never answered, so two servers can't loop;
+//! - [`outcome`]: what became of each datagram, one outcome each.
 
 pub mod access;
 pub mod clock;
@@ -29,6 +30,7 @@ pub mod daytime;
 pub mod host_clock;
 pub mod loop_guard;
 pub mod message;
+pub mod outcome;
 pub mod ratelimit;
 pub mod request;
 pub mod rfc868;

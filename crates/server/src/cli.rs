@@ -16,7 +16,7 @@ use crate::config::{Config, ConfigError, LogFormat};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hora/config.toml";
 
 /// horad: a UDP time server for the LAN, speaking the seed's login/menu protocol.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "horad", version, about, long_about = None)]
 pub struct Args {
     /// Configuration file. Without it, /etc/hora/config.toml is read if it
@@ -65,6 +65,11 @@ pub struct Args {
     /// Serve the Daytime Protocol (RFC 867) on this address, e.g. 0.0.0.0:13 [default: off]
     #[arg(long, env = "HORAD_DAYTIME_BIND", value_name = "ADDR")]
     pub daytime_bind: Option<SocketAddr>,
+
+    /// Serve /metrics (Prometheus) and /status (JSON) over HTTP on this
+    /// address, e.g. 127.0.0.1:9975 [default: off]
+    #[arg(long, env = "HORAD_METRICS_BIND", value_name = "ADDR")]
+    pub metrics_bind: Option<SocketAddr>,
 
     /// Turn per-source rate limiting off (for benchmarks) [default: on]
     #[arg(
@@ -153,6 +158,9 @@ impl Args {
         }
         if let Some(bind) = self.daytime_bind {
             config.daytime.bind = Some(bind);
+        }
+        if let Some(bind) = self.metrics_bind {
+            config.metrics.bind = Some(bind);
         }
     }
 }

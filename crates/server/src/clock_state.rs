@@ -20,17 +20,19 @@ const PERIOD: Duration = Duration::from_secs(1);
 /// every SNTP reply says of the clock.
 #[derive(Debug)]
 pub struct ClockState {
-    settings: ClockSettings,
+    settings: watch::Receiver<ClockSettings>,
     host: HostClock,
     served: watch::Sender<ServerClock>,
 }
 
 impl ClockState {
     /// Reads the kernel's state now and logs it: the first reply is right.
-    pub fn start(settings: ClockSettings) -> ClockState {
+    /// `settings` may change later (a reload); the fields follow at once.
+    pub fn start(mut settings: watch::Receiver<ClockSettings>) -> ClockState {
         let host = read_logging_failure(true);
-        log_state(&host, &settings);
-        let (served, _) = watch::channel(served_clock(&host, &settings));
+        let current = *settings.borrow_and_update();
+        log_state(&host, &current);
+        let (served, _) = watch::channel(served_clock(&host, &current));
         ClockState {
             settings,
             host,
@@ -48,10 +50,17 @@ impl ClockState {
         let mut tick = tokio::time::interval(PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        // Until the daemon drops the sender of the settings (it never does
+        // while it serves).
+        let mut settable = true;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => return,
+                changed = self.settings.changed(), if settable => {
+                    settable = changed.is_ok();
+                    self.publish();
+                }
                 _ = tick.tick() => self.refresh(),
             }
         }
@@ -60,10 +69,15 @@ impl ClockState {
     fn refresh(&mut self) {
         let host = read_logging_failure(false);
         if host.differs_in_kind(&self.host) {
-            log_state(&host, &self.settings);
+            log_state(&host, &self.settings.borrow());
         }
         self.host = host;
-        let fields = served_clock(&host, &self.settings);
+        self.publish();
+    }
+
+    /// Sends what replies should say now, if it changed.
+    fn publish(&mut self) {
+        let fields = served_clock(&self.host, &self.settings.borrow_and_update());
         self.served.send_if_modified(|served| {
             let changed = *served != fields;
             *served = fields;

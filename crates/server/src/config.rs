@@ -41,6 +41,9 @@ pub struct Config {
     pub access: AccessConfig,
     /// How often one source IP is answered.
     pub ratelimit: RateLimitConfig,
+    /// The HTTP listener for operators (`/metrics`, `/status`); off unless
+    /// `bind` is set.
+    pub metrics: ServiceConfig,
 }
 
 /// The `[access]` table: networks answered, as chrony's `allow`/`deny`.
@@ -191,6 +194,7 @@ impl Default for Config {
             daytime: ServiceConfig::default(),
             access: AccessConfig::default(),
             ratelimit: RateLimitConfig::default(),
+            metrics: ServiceConfig::default(),
         }
     }
 }
@@ -363,8 +367,11 @@ impl Config {
         if !(1..=MAX_TABLE_SIZE).contains(&limit.table_size) {
             return out("ratelimit.table_size", "must be 1 to 1048576");
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return out("log.level", "is not a valid log filter (try \"info\")");
+        if crate::logging::check_filter(&self.log.level).is_err() {
+            return out(
+                "log.level",
+                "is not a level (error, warn, info, debug, trace, off) or TARGET=LEVEL for one of horad's targets (horad, hora_server, hora_proto)",
+            );
         }
         Ok(())
     }
@@ -393,6 +400,41 @@ fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
 }
 
 impl Config {
+    /// The keys whose values differ in `new`, for a reload's log line (and
+    /// its refusal, when one is an address to bind).
+    pub fn changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut differ = |key, changed: bool| {
+            if changed {
+                keys.push(key);
+            }
+        };
+        differ("bind", self.bind != new.bind);
+        differ("sntp.bind", self.sntp.bind != new.sntp.bind);
+        differ("time.bind", self.time.bind != new.time.bind);
+        differ("daytime.bind", self.daytime.bind != new.daytime.bind);
+        differ("metrics.bind", self.metrics.bind != new.metrics.bind);
+        differ("idle_timeout", self.idle_timeout != new.idle_timeout);
+        differ("max_sessions", self.max_sessions != new.max_sessions);
+        differ(
+            "max_sessions_per_ip",
+            self.max_sessions_per_ip != new.max_sessions_per_ip,
+        );
+        differ("stats_interval", self.stats_interval != new.stats_interval);
+        differ("log.level", self.log.level != new.log.level);
+        differ("log.format", self.log.format != new.log.format);
+        differ("access.allow", self.access.allow != new.access.allow);
+        differ("access.deny", self.access.deny != new.access.deny);
+        differ("ratelimit", self.ratelimit != new.ratelimit);
+        let sntp = |c: &Config| {
+            let mut s = c.sntp.clone();
+            s.bind = None;
+            s
+        };
+        differ("sntp", sntp(self) != sntp(new));
+        keys
+    }
+
     /// What this configuration serves, one line a part, for
     /// `horad --check-config`.
     pub fn describe(&self) -> String {
@@ -419,6 +461,10 @@ impl Config {
                     ))
             ),
         };
+        let metrics = match self.metrics.bind {
+            None => "off".to_owned(),
+            Some(addr) => format!("http://{addr}/metrics and /status"),
+        };
         let limit = &self.ratelimit;
         let rate = if limit.enabled {
             format!(
@@ -440,6 +486,7 @@ impl Config {
              daytime (RFC 867): {}\n\
              access: allow {}; deny {}\n\
              rate limit: {rate}\n\
+             metrics: {metrics}\n\
              log: level {}, {}, summary {stats}\n",
             self.bind,
             humantime::format_duration(self.idle_timeout),

@@ -10,6 +10,7 @@
 //! - [`clock_state`]: the host clock's state, read from the kernel once a
 //!   second, as every SNTP reply describes it;
 //! - [`stats`]: the counters;
+//! - [`ops`]: what operators see: `/metrics` and `/status` over HTTP;
 //! - [`sys`]: the calls to the OS (`ntp_adjtime`, receive timestamps,
 //!   systemd notification), behind safe functions;
 //! - [`time_cache`]: the time reply, rendered once a second;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod gate;
 pub mod log_budget;
 pub mod logging;
+pub mod ops;
 pub mod server;
 pub mod sessions;
 pub mod standard;

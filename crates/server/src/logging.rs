@@ -1,4 +1,5 @@
-//! Log set-up: `tracing` events to standard error, as text or JSON.
+//! Log set-up: `tracing` events to standard error, as text or JSON, and the
+//! check of a log filter before it is used.
 
 use std::io::IsTerminal as _;
 
@@ -6,22 +7,149 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// The levels a filter may name.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// The targets horad's events have: its binary, its library, its protocol
+/// crate, and the runtime and HTTP crates beneath them.
+const TARGETS: [&str; 6] = [
+    "horad",
+    "hora_server",
+    "hora_proto",
+    "tokio",
+    "hyper",
+    "mio",
+];
+
+/// Checks a log filter: comma-separated directives, each a level (`info`)
+/// or `TARGET=LEVEL` (`hora_server=debug`) for one of horad's targets (or a
+/// module below one). `tracing`'s own parser takes `infoo` as a target name
+/// and silences everything; this refuses it, so a typo can't silence the
+/// daemon. The error says what was wrong, in one line.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    let directives: Vec<&str> = filter.split(',').map(str::trim).collect();
+    if directives.iter().all(|d| d.is_empty()) {
+        return Err("is empty (try \"info\")".to_owned());
+    }
+    for directive in directives.into_iter().filter(|d| !d.is_empty()) {
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, directive),
+        };
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "`{directive}`: `{level}` is not a level ({})",
+                LEVELS.join(", ")
+            ));
+        }
+        if let Some(target) = target {
+            let known = TARGETS
+                .iter()
+                .any(|t| target == *t || target.starts_with(&format!("{t}::")));
+            if !known {
+                return Err(format!(
+                    "`{directive}`: `{target}` is not one of horad's targets ({})",
+                    TARGETS.join(", ")
+                ));
+            }
+        }
+    }
+    EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|error| error.to_string())
+}
+
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the
-/// configured level. Fails only if a subscriber is already installed or the
-/// filter is invalid.
+/// configured level; it is checked as the config's level is. Fails if the
+/// filter is refused or a subscriber is already installed.
 pub fn init(config: &LogConfig) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(from_env)?,
-        _ => EnvFilter::try_new(&config.level)?,
+        Ok(from_env) if !from_env.is_empty() => {
+            check_filter(&from_env).map_err(|problem| anyhow::anyhow!("RUST_LOG {problem}"))?;
+            from_env
+        }
+        _ => config.level.clone(),
     };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(EnvFilter::try_new(filter)?)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     let installed = match config.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            keep_reloader(move |filter| handle.reload(filter).map_err(|e| e.to_string()));
+            builder.try_init()
+        }
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = builder.reload_handle();
+            keep_reloader(move |filter| handle.reload(filter).map_err(|e| e.to_string()));
+            builder.try_init()
+        }
     };
     installed.map_err(|error| anyhow::anyhow!(error))
+}
+
+/// Swaps the running log filter, once [`init`] has installed one.
+type Reloader = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+static RELOADER: std::sync::OnceLock<Reloader> = std::sync::OnceLock::new();
+
+fn keep_reloader(reload: impl Fn(EnvFilter) -> Result<(), String> + Send + Sync + 'static) {
+    let _ = RELOADER.set(Box::new(reload));
+}
+
+/// Applies a reloaded `[log] level`. `Ok(false)` when `RUST_LOG` is set (it
+/// overrides the file, at start-up and on reload alike) or no subscriber of
+/// ours is installed (tests).
+pub fn set_level(level: &str) -> Result<bool, String> {
+    if std::env::var("RUST_LOG").is_ok_and(|from_env| !from_env.is_empty()) {
+        return Ok(false);
+    }
+    let Some(reload) = RELOADER.get() else {
+        return Ok(false);
+    };
+    check_filter(level)?;
+    let filter = EnvFilter::try_new(level).map_err(|error| error.to_string())?;
+    reload(filter).map(|()| true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_targets_of_horad_are_accepted() {
+        for good in [
+            "info",
+            "DEBUG",
+            "warn,hora_server=debug",
+            "hora_server::server=trace",
+            "horad=info, tokio=warn",
+            "off",
+        ] {
+            assert_eq!(check_filter(good), Ok(()), "{good}");
+        }
+    }
+
+    #[test]
+    fn typos_and_unknown_targets_are_refused() {
+        for (bad, says) in [
+            ("infoo", "`infoo` is not a level"),
+            ("loud", "`loud` is not a level"),
+            ("bogus", "`bogus` is not a level"),
+            (
+                "hora_serv=debug",
+                "`hora_serv` is not one of horad's targets",
+            ),
+            ("hora_server=verbose", "`verbose` is not a level"),
+            ("", "is empty"),
+            (" , ", "is empty"),
+        ] {
+            let error = check_filter(bad).unwrap_err();
+            assert!(error.contains(says), "{bad:?}: {error}");
+        }
+    }
 }

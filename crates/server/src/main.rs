@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use hora_server::cli::Args;
+use hora_server::config::ConfigError;
 use hora_server::{logging, sys, Config, Server};
+use tokio::sync::mpsc;
 use tracing::info;
 
 fn main() -> ExitCode {
@@ -29,10 +31,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Err(error) = logging::init(&config.log) {
-        eprintln!("horad: cannot set up logging: {error:#}");
+        eprintln!("horad: {error:#}");
         return ExitCode::from(2);
     }
-    match serve(config, &source) {
+    match serve(config, &source, args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("horad: {error:#}");
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Config, source: &str) -> anyhow::Result<()> {
+fn serve(config: Config, source: &str, args: Args) -> anyhow::Result<()> {
     // One thread: the receive loop is one task, and a work-stealing runtime
     // only adds cross-thread hand-offs to it (measured in BENCHMARKS.md).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -51,6 +53,7 @@ fn serve(config: Config, source: &str) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Before anything is bound or announced: see shutdown_signal.
         let shutdown = shutdown_signal();
+        let reloads = reload_on_sighup(args);
         let server = Server::bind(&config).await?;
         let addr = server
             .local_addr()
@@ -65,16 +68,51 @@ fn serve(config: Config, source: &str) -> anyhow::Result<()> {
         {
             info!(%addr, protocol, "{protocol} listening on {addr}");
         }
+        if let Some(addr) = server.metrics_addr() {
+            info!(%addr, "metrics listening on http://{addr}/metrics and /status");
+        }
         // Every socket is bound: tell systemd (Type=notify) we are up.
         sys::notify::ready();
         server
-            .run(async {
-                shutdown.await;
-                sys::notify::stopping();
-            })
+            .run_reloading(
+                async {
+                    shutdown.await;
+                    sys::notify::stopping();
+                },
+                reloads,
+            )
             .await;
         Ok(())
     })
+}
+
+/// On every SIGHUP (`systemctl reload horad`), reads the configuration
+/// again exactly as at start-up (the same file, the same flags on top, the
+/// same validation) and hands it to the server, which applies it or
+/// refuses it. The handler is installed now, before horad says it listens.
+fn reload_on_sighup(args: Args) -> mpsc::Receiver<Result<Config, ConfigError>> {
+    let (sender, receiver) = mpsc::channel(4);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                tokio::spawn(async move {
+                    while hangup.recv().await.is_some() {
+                        info!("SIGHUP received: reloading the configuration");
+                        let loaded = args.config().map(|(config, _)| config);
+                        if sender.send(loaded).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            Err(error) => tracing::warn!(%error, "cannot watch SIGHUP; reload by restarting"),
+        }
+    }
+    #[cfg(not(unix))]
+    drop((args, sender));
+    receiver
 }
 
 /// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are

@@ -5,25 +5,30 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
+use hora_proto::host_clock::ClockSettings;
+use hora_proto::outcome::{DropReason, Outcome, Service};
 use hora_proto::ratelimit::Verdict;
 use hora_proto::wire::MAX_DATAGRAM;
 use hora_proto::{parse, Effect, EndReason, Reply, Rules};
-use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::clock_state::ClockState;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::gate::Gate;
 use crate::log_budget::{Budget, LogBudget, LogKind};
+use crate::logging;
+use crate::ops;
 use crate::sessions::{Limits, SessionId, Sessions, TimerCheck};
 use crate::standard::{self, Protocol};
-use crate::stats::{Snapshot, Stats};
+use crate::stats::{log_summary, Event, Snapshot, Stats};
 use crate::sys;
 use crate::time_cache::TimeCache;
 
@@ -47,17 +52,31 @@ pub struct Server {
     stats: Arc<Stats>,
     gate: Arc<Gate>,
     log: Arc<LogBudget>,
-    rules: Rules,
+    /// The idle timeout in force, in nanoseconds (a reload changes it).
+    idle_timeout_nanos: AtomicU64,
     stats_interval: Duration,
+    /// The configuration in force: a reload is compared with it.
+    config: Mutex<Config>,
+    /// Where a reload sends new SNTP settings, when SNTP is served.
+    clock_settings: Option<watch::Sender<ClockSettings>>,
     /// The standard protocols' sockets, served beside the seed's protocol.
     standard: Vec<(UdpSocket, Protocol)>,
     /// The reader of the host clock's state, when SNTP is served.
     clock: Option<ClockState>,
+    /// What SNTP replies say of the clock, for observers.
+    served_clock: Option<watch::Receiver<hora_proto::sntp::ServerClock>>,
+    /// The operators' HTTP listener, when configured.
+    metrics: Option<TcpListener>,
+    /// When the daemon started, and the limits it runs with, for `/status`.
+    started: SystemTime,
+    limits: ops::Limits,
 }
 
 /// The socket could not be bound.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot bind {addr}: {source}")]
+// Not "{addr}: {source}": the source is the error's cause, and `{:#}`
+// already prints it after a colon; naming it twice printed it twice.
+#[error("cannot bind {addr}")]
 pub struct BindError {
     /// The address asked for.
     pub addr: SocketAddr,
@@ -73,15 +92,22 @@ impl Server {
         let socket = bind(config.bind)?;
         let mut standard = Vec::new();
         let mut clock = None;
+        let mut clock_settings = None;
         if let (Some(addr), Some(settings)) = (config.sntp.bind, config.sntp.settings()) {
             let socket = bind(addr)?;
             if let Err(error) = sys::enable_receive_timestamps(&socket) {
                 warn!(%error, "no kernel receive timestamps on the SNTP socket; the clock is read instead");
             }
-            let state = ClockState::start(settings);
+            let (settings_tx, settings_rx) = watch::channel(settings);
+            clock_settings = Some(settings_tx);
+            let state = ClockState::start(settings_rx);
             standard.push((socket, Protocol::Sntp(state.subscribe())));
             clock = Some(state);
         }
+        let metrics = match config.metrics.bind {
+            Some(addr) => Some(bind_listener(addr).map_err(|source| BindError { addr, source })?),
+            None => None,
+        };
         if let Some(addr) = config.time.bind {
             standard.push((bind(addr)?, Protocol::Time));
         }
@@ -90,7 +116,17 @@ impl Server {
         }
         Ok(Server {
             standard,
+            served_clock: clock.as_ref().map(ClockState::subscribe),
             clock,
+            metrics,
+            started: SystemTime::now(),
+            limits: ops::Limits {
+                idle_timeout: config.idle_timeout,
+                max_sessions: config.max_sessions,
+                max_sessions_per_ip: config.max_sessions_per_ip,
+                rate: config.ratelimit.enabled.then_some(config.ratelimit.rate),
+                burst: config.ratelimit.burst,
+            },
             socket: Arc::new(socket),
             sessions: Arc::new(Sessions::new(Limits {
                 max_sessions: config.max_sessions,
@@ -99,9 +135,9 @@ impl Server {
             stats: Arc::new(Stats::default()),
             gate: Arc::new(Gate::new(config, std::time::Instant::now())),
             log: Arc::new(LogBudget::new(Instant::now())),
-            rules: Rules {
-                idle_timeout: config.idle_timeout,
-            },
+            idle_timeout_nanos: AtomicU64::new(nanos(config.idle_timeout)),
+            config: Mutex::new(config.clone()),
+            clock_settings,
             stats_interval: config.stats_interval,
         })
     }
@@ -118,6 +154,13 @@ impl Server {
             .iter()
             .map(|(socket, protocol)| Ok((protocol.name(), socket.local_addr()?)))
             .collect()
+    }
+
+    /// The operators' HTTP address, when configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// Whether per-source rate limiting is on (start-up logs say so).
@@ -137,7 +180,21 @@ impl Server {
 
     /// Serves until `shutdown` completes, then tells every open session the
     /// server is going away and returns the final counters.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Snapshot {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Snapshot {
+        let (_keep, reloads) = mpsc::channel(1);
+        self.run_reloading(shutdown, reloads).await
+    }
+
+    /// [`Server::run`], applying each configuration that arrives on
+    /// `reloads` (read by the same parser as at start-up, on SIGHUP): what
+    /// may change live changes, without dropping a session; a configuration
+    /// that failed to load, or that moves a socket, is refused and the
+    /// running one stays. systemd hears `RELOADING=1`, then `READY=1`.
+    pub async fn run_reloading(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        mut reloads: mpsc::Receiver<Result<Config, ConfigError>>,
+    ) -> Snapshot {
         tokio::pin!(shutdown);
         // The standard protocols run as tasks of their own, told to stop
         // through a watch channel and awaited before the summary.
@@ -145,6 +202,17 @@ impl Server {
         let mut standard = JoinSet::new();
         if let Some(clock) = self.clock.take() {
             standard.spawn(clock.run(stopped.clone()));
+        }
+        let observed = self.observed();
+        if let Some(listener) = self.metrics.take() {
+            let (gate, log) = (Arc::clone(&self.gate), Arc::clone(&self.log));
+            standard.spawn(ops::http::serve(
+                listener,
+                observed,
+                gate,
+                log,
+                stopped.clone(),
+            ));
         }
         let own_ports = self.own_ports();
         for (socket, protocol) in std::mem::take(&mut self.standard) {
@@ -182,13 +250,24 @@ impl Server {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                Some(loaded) = reloads.recv() => {
+                    sys::notify::reloading();
+                    match loaded {
+                        Ok(config) => self.reload(&config),
+                        Err(error) => warn!("reload refused, the running configuration stays: {error}"),
+                    }
+                    sys::notify::ready();
+                }
                 () = next_tick(&mut summary) => {
-                    info!(stats = %self.snapshot(), "summary");
+                    log_summary("summary", &self.snapshot());
                 }
                 () = next_tick(&mut status) => {
                     let now = self.snapshot();
-                    let served = now.time_requests + now.sntp_requests + now.rfc868_requests + now.daytime_requests;
-                    sys::notify::status(&format!("sessions open: {}, requests served: {served}", now.sessions_open));
+                    sys::notify::status(&format!(
+                        "sessions open: {}, requests served: {}",
+                        now.sessions_open,
+                        now.requests_served()
+                    ));
                 }
                 received = self.socket.recv_from(&mut buffer) => match received {
                     Ok((len, peer)) => receiver.datagram(&buffer[..len], peer).await,
@@ -212,12 +291,94 @@ impl Server {
             if let Some(bytes) = decision.reply.as_ref().and_then(Reply::fixed_bytes) {
                 send(&self.socket, &self.stats, &self.log, bytes, peer).await;
             }
-            Stats::bump(&self.stats.shutdown_closes);
+            self.stats.event(Event::EndShutdown);
             debug!(%session, %peer, "session closed by shutdown");
         }
         let snapshot = self.snapshot();
-        info!(stats = %snapshot, "stopped");
+        log_summary("stopped", &snapshot);
         snapshot
+    }
+
+    /// The protocol's rules in force.
+    fn rules(&self) -> Rules {
+        Rules {
+            idle_timeout: Duration::from_nanos(self.idle_timeout_nanos.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Applies a reloaded configuration, or refuses it (and says why) if it
+    /// moves a socket. Sessions are untouched; new limits and the idle
+    /// timeout apply from the next datagram on.
+    fn reload(&self, new: &Config) {
+        let mut config = self
+            .config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = config.changes(new);
+        let moved: Vec<&str> = changed
+            .iter()
+            .copied()
+            .filter(|key| key.ends_with("bind"))
+            .collect();
+        if !moved.is_empty() {
+            warn!(
+                keys = moved.join(", "),
+                "reload refused, the running configuration stays: addresses to bind change only at restart"
+            );
+            return;
+        }
+        if changed.is_empty() {
+            info!("configuration reloaded: nothing changed");
+            return;
+        }
+        self.gate
+            .reconfigure(&config, new, std::time::Instant::now());
+        self.sessions.set_limits(Limits {
+            max_sessions: new.max_sessions,
+            max_sessions_per_ip: new.max_sessions_per_ip,
+        });
+        self.idle_timeout_nanos
+            .store(nanos(new.idle_timeout), Ordering::Relaxed);
+        if let (Some(sender), Some(settings)) = (&self.clock_settings, new.sntp.settings()) {
+            sender.send_replace(settings);
+        }
+        if new.log.level != config.log.level {
+            match logging::set_level(&new.log.level) {
+                Ok(true) => {}
+                Ok(false) => warn!("log.level not applied: RUST_LOG overrides it"),
+                Err(error) => warn!(%error, "log.level not applied"),
+            }
+        }
+        let later: Vec<&str> = changed
+            .iter()
+            .copied()
+            .filter(|key| matches!(*key, "stats_interval" | "log.format"))
+            .collect();
+        if !later.is_empty() {
+            warn!(keys = later.join(", "), "these change only at restart");
+        }
+        info!(changed = changed.join(", "), "configuration reloaded");
+        *config = new.clone();
+    }
+
+    /// The read-only view observers get.
+    fn observed(&self) -> ops::Observed {
+        let mut addresses = Vec::new();
+        if let Ok(addr) = self.socket.local_addr() {
+            addresses.push(("seed", addr));
+        }
+        addresses.extend(self.standard_addrs().unwrap_or_default());
+        if let Some(addr) = self.metrics_addr() {
+            addresses.push(("metrics", addr));
+        }
+        ops::Observed {
+            stats: Arc::clone(&self.stats),
+            sessions: Arc::clone(&self.sessions),
+            clock: self.served_clock.clone(),
+            started: self.started,
+            addresses,
+            limits: self.limits,
+        }
     }
 
     /// The ports of every socket the daemon serves: a datagram from one of
@@ -231,13 +392,24 @@ impl Server {
     }
 
     fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            tasks: tokio::runtime::Handle::current()
-                .metrics()
-                .num_alive_tasks(),
-            ..self.stats.snapshot(self.sessions.len())
-        }
+        let mut snapshot = self.stats.snapshot(self.sessions.len());
+        snapshot.tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        snapshot
     }
+}
+
+/// A duration in nanoseconds, saturating (configured durations are at most a day).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A TCP listener on `addr`, for the operators' HTTP.
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
 }
 
 /// A non-blocking UDP socket on `addr` with a large receive buffer.
@@ -264,31 +436,35 @@ struct Receiver<'a> {
 
 impl Receiver<'_> {
     /// One datagram in, at most one out (and, when a login displaces a
-    /// session, that session's notice).
+    /// session, that session's notice); its outcome counted once.
     async fn datagram(&mut self, datagram: &[u8], peer: SocketAddr) {
+        let outcome = self.handle(datagram, peer).await;
+        self.server.stats.datagram(Service::Seed, outcome);
+    }
+
+    /// What [`Receiver::datagram`] does, returning the datagram's outcome.
+    async fn handle(&mut self, datagram: &[u8], peer: SocketAddr) -> Outcome {
         let server = self.server;
         let (stats, log, gate) = (&*server.stats, &*server.log, &*server.gate);
         let now = Instant::now();
-        if !gate.admits(peer, stats, log) {
-            Stats::bump(&stats.dropped);
-            return;
+        if !gate.admits(peer, log) {
+            return Outcome::Dropped(DropReason::Denied);
         }
         let request = parse(datagram);
-        let answerable = || gate.within_rate(peer, now.into_std(), stats, log) == Verdict::Allow;
+        let answerable = || gate.within_rate(peer, now.into_std(), log) == Verdict::Allow;
         let handled =
             server
                 .sessions
-                .handle(peer, request, now.into_std(), server.rules, answerable);
+                .handle(peer, request, now.into_std(), server.rules(), answerable);
         let Some(handled) = handled else {
             // Over the rate limit. The seed's protocol has no way to say
             // "slow down": drop.
-            Stats::bump(&stats.dropped);
-            return;
+            return Outcome::Dropped(DropReason::RateLimited);
         };
         let session = handled.session;
 
         if let Err(error) = request {
-            Stats::bump(&stats.invalid_datagrams);
+            stats.event(Event::InvalidDatagram);
             if let Some(suppressed) = log.allow(LogKind::InvalidDatagram) {
                 warn!(
                     session = %OptionalId(session),
@@ -302,7 +478,7 @@ impl Receiver<'_> {
         }
         match handled.decision.effect {
             Effect::Open { idle_deadline } => {
-                Stats::bump(&stats.logins);
+                stats.event(Event::Login);
                 if let Some(id) = session {
                     if let Some(suppressed) = log.allow(LogKind::Login) {
                         info!(session = %id, %peer, suppressed, "login");
@@ -312,73 +488,81 @@ impl Receiver<'_> {
             }
             Effect::Keep { .. } => {}
             Effect::End(EndReason::Logout) => {
-                Stats::bump(&stats.logouts);
+                stats.event(Event::EndLogout);
                 if let Some(suppressed) = log.allow(LogKind::Logout) {
                     info!(session = %OptionalId(session), %peer, suppressed, "logout");
                 }
             }
             Effect::End(_) => {
-                Stats::bump(&stats.invalid_options);
+                stats.event(Event::EndInvalidOption);
                 if let Some(suppressed) = log.allow(LogKind::InvalidOption) {
                     info!(session = %OptionalId(session), %peer, suppressed, "session ended by an invalid option");
                 }
             }
             Effect::Refuse => {
-                Stats::bump(&stats.refusals);
+                stats.event(Event::Refusal);
                 if let Some(suppressed) = log.allow(LogKind::Refused) {
                     warn!(%peer, suppressed, "login refused: session limit reached and every session has asked");
                 }
             }
             Effect::Nothing => {
                 if handled.decision.reply == Some(Reply::NoSession) {
-                    Stats::bump(&stats.no_session);
+                    stats.event(Event::NoSession);
                 }
             }
         }
         if let Some((displaced, id, notice)) = handled.displaced {
-            Stats::bump(&stats.displaced);
+            stats.event(Event::EndDisplaced);
             if let Some(suppressed) = log.allow(LogKind::Displaced) {
                 info!(session = %id, peer = %displaced, by = %peer, suppressed, "session that never asked made room for a login");
             }
             self.notify(notice.reply, displaced, now).await;
         }
         match handled.decision.reply {
-            Some(Reply::Refused) => self.notify(Some(Reply::Refused), peer, now).await,
+            Some(Reply::Refused) => {
+                if self.notify(Some(Reply::Refused), peer, now).await {
+                    Outcome::Answered
+                } else {
+                    Outcome::Dropped(DropReason::Withheld)
+                }
+            }
             Some(reply) => {
                 if reply == Reply::Time {
-                    Stats::bump(&stats.time_requests);
+                    stats.event(Event::TimeServed);
                     if let Some(suppressed) = log.allow(LogKind::TimeServed) {
                         debug!(session = %OptionalId(session), %peer, suppressed, "time served");
                     }
                 }
                 let bytes = reply.bytes(self.time.current());
                 send(&server.socket, stats, log, bytes, peer).await;
+                Outcome::Answered
             }
-            None => Stats::bump(&stats.dropped),
+            None => Outcome::Dropped(DropReason::Invalid),
         }
     }
 
-    /// Sends a refusal or displacement notice, within the notice budget.
-    async fn notify(&mut self, reply: Option<Reply>, peer: SocketAddr, now: Instant) {
+    /// Sends a refusal or displacement notice, within the notice budget;
+    /// whether it was sent.
+    async fn notify(&mut self, reply: Option<Reply>, peer: SocketAddr, now: Instant) -> bool {
         let Some(bytes) = reply.as_ref().and_then(Reply::fixed_bytes) else {
-            return;
+            return false;
         };
-        if self.notices.allow(now).is_some() {
-            send(
-                &self.server.socket,
-                &self.server.stats,
-                &self.server.log,
-                bytes,
-                peer,
-            )
-            .await;
-        } else {
-            Stats::bump(&self.server.stats.notices_withheld);
+        if self.notices.allow(now).is_none() {
+            return false;
         }
+        send(
+            &self.server.socket,
+            &self.server.stats,
+            &self.server.log,
+            bytes,
+            peer,
+        )
+        .await;
+        true
     }
 
     fn receive_error(&mut self, error: &io::Error) {
-        Stats::bump(&self.server.stats.dropped);
+        self.server.stats.event(Event::ReceiveError);
         if let Some(suppressed) = self.server.log.allow(LogKind::ReceiveError) {
             warn!(%error, suppressed, "receive failed");
         }
@@ -398,7 +582,7 @@ impl Receiver<'_> {
                     TimerCheck::Gone => return,
                     TimerCheck::Later(next) => deadline = Instant::from_std(next),
                     TimerCheck::Expired(decision) => {
-                        Stats::bump(&stats.idle_expiries);
+                        stats.event(Event::EndIdle);
                         if let Some(suppressed) = log.allow(LogKind::Idle) {
                             info!(session = %id, %peer, suppressed, "session idled out");
                         }
@@ -407,9 +591,9 @@ impl Receiver<'_> {
                             // part of every timer task's state, and tripled
                             // its size (184 -> 512 bytes per session).
                             match socket.try_send_to(bytes, peer) {
-                                Ok(_) => Stats::bump(&stats.replies),
+                                Ok(_) => stats.event(Event::Sent),
                                 Err(error) => {
-                                    Stats::bump(&stats.send_errors);
+                                    stats.event(Event::SendError);
                                     if let Some(suppressed) = log.allow(LogKind::SendError) {
                                         debug!(%peer, %error, suppressed, "idle notice not sent");
                                     }
@@ -446,9 +630,9 @@ pub(crate) async fn send(
     peer: SocketAddr,
 ) {
     match socket.send_to(bytes, peer).await {
-        Ok(_) => Stats::bump(&stats.replies),
+        Ok(_) => stats.event(Event::Sent),
         Err(error) => {
-            Stats::bump(&stats.send_errors);
+            stats.event(Event::SendError);
             if let Some(suppressed) = log.allow(LogKind::SendError) {
                 debug!(%peer, %error, suppressed, "send failed");
             }

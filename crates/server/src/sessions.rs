@@ -76,7 +76,7 @@ struct Table {
 #[derive(Debug)]
 pub struct Sessions {
     table: Mutex<Table>,
-    limits: Limits,
+    limits: Mutex<Limits>,
 }
 
 /// What a request did, for the receive loop to carry out and log.
@@ -107,8 +107,14 @@ impl Sessions {
     pub fn new(limits: Limits) -> Self {
         Sessions {
             table: Mutex::new(Table::default()),
-            limits,
+            limits: Mutex::new(limits),
         }
+    }
+
+    /// New limits (a reload): they apply to logins from now on; no open
+    /// session is ended because a limit shrank.
+    pub fn set_limits(&self, limits: Limits) {
+        *self.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
     }
 
     /// How many sessions are open.
@@ -240,9 +246,9 @@ impl Sessions {
     /// displacing one, which. The per-IP limit is looked at first: a session
     /// from the same IP frees a place under both limits.
     fn room(&self, table: &mut Table, ip: IpAddr) -> Room {
-        let ip_full =
-            table.per_ip.get(&ip).map_or(0, |p| p.count) >= self.limits.max_sessions_per_ip;
-        let table_full = table.by_peer.len() >= self.limits.max_sessions;
+        let limits = *self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        let ip_full = table.per_ip.get(&ip).map_or(0, |p| p.count) >= limits.max_sessions_per_ip;
+        let table_full = table.by_peer.len() >= limits.max_sessions;
         let candidate = if ip_full {
             let Table {
                 by_peer, per_ip, ..

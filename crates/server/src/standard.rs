@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use hora_proto::loop_guard::stateless_may_answer;
+use hora_proto::outcome::{DropReason, Outcome, Service};
 use hora_proto::ratelimit::Verdict;
 use hora_proto::sntp::{self, NtpTimestamp, ServerClock, PACKET_LEN};
 use hora_proto::{daytime, rfc868};
@@ -16,7 +17,7 @@ use tracing::warn;
 use crate::gate::Gate;
 use crate::log_budget::{LogBudget, LogKind};
 use crate::server::send;
-use crate::stats::Stats;
+use crate::stats::{Event, Stats};
 use crate::sys::{self, ControlBuffer, Received};
 
 /// Which standard protocol a socket serves.
@@ -34,10 +35,15 @@ pub enum Protocol {
 impl Protocol {
     /// The protocol's name in logs.
     pub fn name(&self) -> &'static str {
+        self.service().name()
+    }
+
+    /// The service it is, for the counters.
+    pub fn service(&self) -> Service {
         match self {
-            Protocol::Sntp(_) => "sntp",
-            Protocol::Time => "time",
-            Protocol::Daytime => "daytime",
+            Protocol::Sntp(_) => Service::Sntp,
+            Protocol::Time => Service::Time,
+            Protocol::Daytime => Service::Daytime,
         }
     }
 }
@@ -62,12 +68,7 @@ pub async fn serve(
     shared: Shared,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Shared {
-        stats,
-        gate,
-        log,
-        own_ports,
-    } = &shared;
+    let (stats, log) = (&*shared.stats, &*shared.log);
     let name = protocol.name();
     // Big enough to tell a too-long datagram from a full one; SNTP only
     // reads the header.
@@ -80,112 +81,133 @@ pub async fn serve(
             _ = shutdown.wait_for(|stop| *stop) => return,
             received = sys::receive(&socket, &mut buffer, &mut control) => received,
         };
-        let Received {
-            len,
-            peer,
-            kernel_time,
-        } = match received {
+        let received = match received {
             Ok(received) => received,
             Err(error) => {
-                Stats::bump(&stats.dropped);
+                stats.event(Event::ReceiveError);
                 if let Some(suppressed) = log.allow(LogKind::ReceiveError) {
                     warn!(protocol = name, %error, suppressed, "receive failed");
                 }
                 continue;
             }
         };
-        if !gate.admits(peer, stats, log) {
-            Stats::bump(&stats.dropped);
-            continue;
-        }
-        let datagram = &buffer[..len.min(buffer.len())];
-        // Decide first whether the datagram would be answered: only then
-        // does it cost its source a token.
-        let ignored = match protocol {
-            Protocol::Sntp(_) => match sntp::parse_request(datagram) {
-                Ok(request) => Ok(Some(request)),
-                Err(error) => {
-                    Stats::bump(&stats.ntp_ignored);
-                    Err(error.to_string())
-                }
-            },
-            Protocol::Time | Protocol::Daytime => {
-                if stateless_may_answer(peer.port(), own_ports, datagram) {
-                    Ok(None)
-                } else {
-                    Stats::bump(&stats.ignored_replies);
-                    Err("a server's reply, or from a port that answers unasked".to_owned())
-                }
-            }
-        };
-        let sntp_request = match ignored {
-            Ok(request) => request,
-            Err(reason) => {
-                Stats::bump(&stats.dropped);
-                if let Some(suppressed) = log.allow(LogKind::Ignored) {
-                    warn!(protocol = name, %peer, len, suppressed, "ignored: {reason}");
-                }
-                continue;
-            }
-        };
-        let verdict = gate.within_rate(peer, std::time::Instant::now(), stats, log);
-        if verdict != Verdict::Allow {
-            // SNTP can tell a client to slow down; do so now and then, as
-            // chrony does, and otherwise stay silent.
-            match sntp_request {
-                Some(request) if verdict.occasionally() => {
-                    let mut reply = [0u8; PACKET_LEN];
-                    sntp::write_kiss_of_death(&request, sntp::KISS_RATE, &mut reply);
-                    Stats::bump(&stats.kiss_of_death);
-                    send(&socket, stats, log, &reply, peer).await;
-                }
-                _ => Stats::bump(&stats.dropped),
-            }
-            continue;
-        }
-        match (&mut protocol, sntp_request) {
-            (Protocol::Sntp(clock), Some(request)) => {
-                // The receive timestamp is the kernel's, taken when the
-                // datagram arrived: the time it waited in the socket's
-                // queue is the server's, not the network's.
-                let received = match kernel_time {
-                    Some(time) => {
-                        Stats::bump(&stats.kernel_timestamps);
-                        time
-                    }
-                    None => {
-                        Stats::bump(&stats.clock_timestamps);
-                        if !std::mem::replace(&mut warned_no_timestamp, true) {
-                            warn!(%peer, "no kernel receive timestamp; reading the clock instead (counted as clock_timestamps)");
-                        }
-                        SystemTime::now()
-                    }
-                };
-                let fields = *clock.borrow_and_update();
-                let mut reply = [0u8; PACKET_LEN];
-                // The transmit timestamp: as late as possible before the send.
-                let transmitted = NtpTimestamp::from_system_time(SystemTime::now());
-                sntp::write_reply(
-                    &request,
-                    &fields,
-                    NtpTimestamp::from_system_time(received),
-                    transmitted,
-                    &mut reply,
-                );
-                Stats::bump(&stats.sntp_requests);
-                send(&socket, stats, log, &reply, peer).await;
-            }
-            (Protocol::Time, _) => {
-                Stats::bump(&stats.rfc868_requests);
-                let reply = rfc868::reply(SystemTime::now());
-                send(&socket, stats, log, &reply, peer).await;
-            }
-            (Protocol::Daytime, _) => {
-                Stats::bump(&stats.daytime_requests);
-                let line = daytime::reply(&chrono::Local::now());
-                send(&socket, stats, log, line.as_bytes(), peer).await;
-            }
-            (Protocol::Sntp(_), None) => {}
-        }
+        let outcome = answer(
+            &socket,
+            &mut protocol,
+            &shared,
+            &buffer[..received.len.min(buffer.len())],
+            received,
+            &mut warned_no_timestamp,
+        )
+        .await;
+        stats.datagram(protocol.service(), outcome);
     }
+}
+
+/// Decides and sends the answer to one datagram; returns its outcome.
+async fn answer(
+    socket: &UdpSocket,
+    protocol: &mut Protocol,
+    shared: &Shared,
+    datagram: &[u8],
+    received: Received,
+    warned_no_timestamp: &mut bool,
+) -> Outcome {
+    let Shared {
+        stats,
+        gate,
+        log,
+        own_ports,
+    } = shared;
+    let Received {
+        len,
+        peer,
+        kernel_time,
+    } = received;
+    let name = protocol.name();
+    if !gate.admits(peer, log) {
+        return Outcome::Dropped(DropReason::Denied);
+    }
+    // Decide first whether the datagram would be answered: only then does
+    // it cost its source a token.
+    let ignored = match protocol {
+        Protocol::Sntp(_) => match sntp::parse_request(datagram) {
+            Ok(request) => Ok(Some(request)),
+            Err(error) => Err((DropReason::Invalid, error.to_string())),
+        },
+        Protocol::Time | Protocol::Daytime => {
+            if stateless_may_answer(peer.port(), own_ports, datagram) {
+                Ok(None)
+            } else {
+                Err((
+                    DropReason::Loop,
+                    "a server's reply, or from a port that answers unasked".to_owned(),
+                ))
+            }
+        }
+    };
+    let sntp_request = match ignored {
+        Ok(request) => request,
+        Err((reason, text)) => {
+            if let Some(suppressed) = log.allow(LogKind::Ignored) {
+                warn!(protocol = name, %peer, len, suppressed, "ignored: {text}");
+            }
+            return Outcome::Dropped(reason);
+        }
+    };
+    let verdict = gate.within_rate(peer, std::time::Instant::now(), log);
+    if verdict != Verdict::Allow {
+        // SNTP can tell a client to slow down; do so now and then, as chrony
+        // does, and otherwise stay silent. Either way the request itself is
+        // not answered.
+        if let (Some(request), true) = (sntp_request, verdict.occasionally()) {
+            let mut reply = [0u8; PACKET_LEN];
+            sntp::write_kiss_of_death(&request, sntp::KISS_RATE, &mut reply);
+            stats.event(Event::KissOfDeath);
+            send(socket, stats, log, &reply, peer).await;
+        }
+        return Outcome::Dropped(DropReason::RateLimited);
+    }
+    match (protocol, sntp_request) {
+        (Protocol::Sntp(clock), Some(request)) => {
+            // The receive timestamp is the kernel's, taken when the datagram
+            // arrived: the time it then waited in the socket's queue is the
+            // server's, not the network's.
+            let received = match kernel_time {
+                Some(time) => {
+                    stats.event(Event::KernelTimestamp);
+                    time
+                }
+                None => {
+                    stats.event(Event::ClockTimestamp);
+                    if !std::mem::replace(warned_no_timestamp, true) {
+                        warn!(%peer, "no kernel receive timestamp; reading the clock instead (counted as clock_timestamps)");
+                    }
+                    SystemTime::now()
+                }
+            };
+            let fields = *clock.borrow_and_update();
+            let mut reply = [0u8; PACKET_LEN];
+            // The transmit timestamp: as late as possible before the send.
+            let transmitted = NtpTimestamp::from_system_time(SystemTime::now());
+            sntp::write_reply(
+                &request,
+                &fields,
+                NtpTimestamp::from_system_time(received),
+                transmitted,
+                &mut reply,
+            );
+            send(socket, stats, log, &reply, peer).await;
+        }
+        (Protocol::Time, _) => {
+            send(socket, stats, log, &rfc868::reply(SystemTime::now()), peer).await;
+        }
+        (Protocol::Daytime, _) => {
+            let line = daytime::reply(&chrono::Local::now());
+            send(socket, stats, log, line.as_bytes(), peer).await;
+        }
+        // A parsed SNTP request always comes with the SNTP protocol.
+        (Protocol::Sntp(_), None) => return Outcome::Dropped(DropReason::Invalid),
+    }
+    Outcome::Answered
 }

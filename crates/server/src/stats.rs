@@ -1,174 +1,295 @@
 //! The daemon's counters: plain atomics bumped where each decision is made,
-//! and reported in one place ([`Snapshot`]'s `Display`).
+//! read at once into a [`Snapshot`] by every report (the summary log line,
+//! `/metrics`, `/status`, systemd's status line), which all walk the same
+//! lists:
+//!
+//! - one [`Outcome`] per datagram received, per [`Service`]: answered, or
+//!   dropped for one [`DropReason`], so received = answered + dropped;
+//! - [`Event`]s that are not datagram outcomes (a login, a session's end, a
+//!   kiss-o'-death, a send error...), each with its metric name and help.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters kept from start-up. Shared by the receive loop and the idle
-/// timers, so each is an atomic; relaxed ordering is enough for counting.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Sessions opened by a `login`.
-    pub logins: AtomicU64,
-    /// Time replies sent.
-    pub time_requests: AtomicU64,
-    /// Sessions ended by option `2`.
-    pub logouts: AtomicU64,
-    /// Sessions ended by an invalid option.
-    pub invalid_options: AtomicU64,
-    /// Sessions ended by their idle timeout.
-    pub idle_expiries: AtomicU64,
-    /// Sessions ended by shutdown.
-    pub shutdown_closes: AtomicU64,
-    /// Datagrams that were not a request (from any peer).
-    pub invalid_datagrams: AtomicU64,
-    /// Logins refused by the session limits.
-    pub refusals: AtomicU64,
-    /// Requests from peers without a session.
-    pub no_session: AtomicU64,
-    /// Datagrams received and not answered.
-    pub dropped: AtomicU64,
-    /// Datagrams sent: replies and notices, on every socket.
-    pub replies: AtomicU64,
-    /// Replies the OS would not send.
-    pub send_errors: AtomicU64,
-    /// SNTP requests answered.
-    pub sntp_requests: AtomicU64,
-    /// SNTP replies whose receive timestamp is the kernel's (`SO_TIMESTAMPNS`).
-    pub kernel_timestamps: AtomicU64,
-    /// SNTP replies whose receive timestamp was read from the clock, the
-    /// kernel having given none.
-    pub clock_timestamps: AtomicU64,
-    /// Datagrams on the SNTP socket that were not client requests.
-    pub ntp_ignored: AtomicU64,
-    /// RFC 868 Time requests answered.
-    pub rfc868_requests: AtomicU64,
-    /// RFC 867 Daytime requests answered.
-    pub daytime_requests: AtomicU64,
-    /// Datagrams from sources outside the access lists (dropped).
-    pub denied: AtomicU64,
-    /// Datagrams over a source's rate limit (dropped, or kissed).
-    pub rate_limited: AtomicU64,
-    /// SNTP "RATE" kiss-o'-death replies sent to rate-limited clients.
-    pub kiss_of_death: AtomicU64,
-    /// Sessions that had not asked for the time, ended to make room for a login.
-    pub displaced: AtomicU64,
-    /// Datagrams on the Time and Daytime sockets shaped like a server's
-    /// reply, or from a port of a service that answers unasked: never
-    /// answered, so two servers can't answer each other for ever.
-    pub ignored_replies: AtomicU64,
-    /// Refusal and displacement notices not sent: over the notice budget.
-    pub notices_withheld: AtomicU64,
+use hora_proto::outcome::{DropReason, Outcome, Service};
+
+const SERVICES: usize = Service::ALL.len();
+const OUTCOMES: usize = 1 + DropReason::ALL.len();
+
+/// Declares [`Event`] from one list: variant, name in logs, Prometheus
+/// metric (with at most one label) and help. Every report is generated from it.
+macro_rules! events {
+    ($($(#[$doc:meta])* $variant:ident => $name:ident, $metric:literal, [$($label:literal = $value:literal)?], $help:literal;)*) => {
+        /// Something that happened, counted beside the datagram outcomes.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Event {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Event {
+            /// Every event, in the order reports list them.
+            pub const ALL: &'static [Event] = &[$(Event::$variant),*];
+
+            /// Its name in the summary line and `/status`.
+            pub fn name(self) -> &'static str {
+                match self { $(Event::$variant => stringify!($name),)* }
+            }
+
+            /// Its Prometheus metric: name, label (if any), help.
+            pub fn metric(self) -> (&'static str, Option<(&'static str, &'static str)>, &'static str) {
+                match self {
+                    $(Event::$variant => ($metric, None$(.or(Some(($label, $value))))?, $help),)*
+                }
+            }
+        }
+
+        /// Logs the summary with every counter as a numeric field (so a JSON
+        /// log carries numbers, not one string).
+        pub fn log_summary(message: &'static str, s: &Snapshot) {
+            tracing::info!(
+                sessions_open = s.sessions_open,
+                tasks = s.tasks,
+                received = s.total_received(),
+                answered = s.total_answered(),
+                dropped = s.total_dropped(),
+                $($name = s.event(Event::$variant),)*
+                "{message}"
+            );
+        }
+    };
 }
 
-impl Stats {
-    /// Adds one to a counter.
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
+events! {
+    /// A session opened.
+    Login => logins, "hora_logins_total", [], "Sessions opened by a login.";
+    /// A login refused by the session limits (every session had asked).
+    Refusal => refusals, "hora_logins_refused_total", [], "Logins refused: the session limits were reached and every session had asked for the time.";
+    /// A session ended by option 2.
+    EndLogout => ended_logout, "hora_sessions_ended_total", ["reason" = "logout"], "Sessions ended, by reason.";
+    /// A session ended by an invalid option.
+    EndInvalidOption => ended_invalid_option, "hora_sessions_ended_total", ["reason" = "invalid_option"], "Sessions ended, by reason.";
+    /// A session idled out.
+    EndIdle => ended_idle, "hora_sessions_ended_total", ["reason" = "idle"], "Sessions ended, by reason.";
+    /// A session ended by shutdown.
+    EndShutdown => ended_shutdown, "hora_sessions_ended_total", ["reason" = "shutdown"], "Sessions ended, by reason.";
+    /// A session that never asked made room for a login.
+    EndDisplaced => ended_displaced, "hora_sessions_ended_total", ["reason" = "displaced"], "Sessions ended, by reason.";
+    /// A time reply of the seed's protocol.
+    TimeServed => time_served, "hora_time_replies_total", [], "Time replies of the seed's protocol (option 1).";
+    /// A `Sessao inexistente` reply to a peer without a session.
+    NoSession => no_session, "hora_no_session_replies_total", [], "Replies to an option from a peer without a session.";
+    /// A datagram of the seed's protocol that was not a request (any peer).
+    InvalidDatagram => invalid_datagrams, "hora_invalid_datagrams_total", [], "Seed-protocol datagrams that were not a request, from any peer.";
+    /// An SNTP `RATE` kiss-o'-death sent.
+    KissOfDeath => kisses_of_death, "hora_sntp_kiss_of_death_total", [], "SNTP RATE kiss-o'-death replies sent to rate-limited clients.";
+    /// An SNTP receive timestamp from the kernel.
+    KernelTimestamp => kernel_timestamps, "hora_sntp_receive_timestamps_total", ["source" = "kernel"], "SNTP receive timestamps, by where they came from.";
+    /// An SNTP receive timestamp read from the clock (no kernel timestamp).
+    ClockTimestamp => clock_timestamps, "hora_sntp_receive_timestamps_total", ["source" = "clock"], "SNTP receive timestamps, by where they came from.";
+    /// A datagram sent: a reply or a notice.
+    Sent => sent, "hora_datagrams_sent_total", [], "Datagrams sent: replies and notices, on every socket.";
+    /// A send the OS refused.
+    SendError => send_errors, "hora_send_errors_total", [], "Replies the OS would not send.";
+    /// A receive that failed.
+    ReceiveError => receive_errors, "hora_receive_errors_total", [], "Receives that failed.";
+}
 
-    /// The counters now, with the number of open sessions.
-    pub fn snapshot(&self, sessions_open: usize) -> Snapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Snapshot {
-            sessions_open,
-            tasks: 0,
-            logins: get(&self.logins),
-            time_requests: get(&self.time_requests),
-            logouts: get(&self.logouts),
-            invalid_options: get(&self.invalid_options),
-            idle_expiries: get(&self.idle_expiries),
-            shutdown_closes: get(&self.shutdown_closes),
-            invalid_datagrams: get(&self.invalid_datagrams),
-            refusals: get(&self.refusals),
-            no_session: get(&self.no_session),
-            dropped: get(&self.dropped),
-            replies: get(&self.replies),
-            send_errors: get(&self.send_errors),
-            sntp_requests: get(&self.sntp_requests),
-            kernel_timestamps: get(&self.kernel_timestamps),
-            clock_timestamps: get(&self.clock_timestamps),
-            ntp_ignored: get(&self.ntp_ignored),
-            rfc868_requests: get(&self.rfc868_requests),
-            daytime_requests: get(&self.daytime_requests),
-            denied: get(&self.denied),
-            rate_limited: get(&self.rate_limited),
-            kiss_of_death: get(&self.kiss_of_death),
-            displaced: get(&self.displaced),
-            ignored_replies: get(&self.ignored_replies),
-            notices_withheld: get(&self.notices_withheld),
+/// The counters, from start-up. Shared by every task, so atomics; relaxed
+/// ordering is enough for counting.
+#[derive(Debug)]
+pub struct Stats {
+    datagrams: [[AtomicU64; OUTCOMES]; SERVICES],
+    events: Vec<AtomicU64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            datagrams: Default::default(),
+            events: Event::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
 
-/// The counters at one moment, for logs and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[allow(missing_docs)] // Each field is the `Stats` counter of the same name.
+fn outcome_index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Answered => 0,
+        Outcome::Dropped(reason) => 1 + reason as usize,
+    }
+}
+
+impl Stats {
+    /// Counts what became of one datagram: call it once per datagram.
+    pub fn datagram(&self, service: Service, outcome: Outcome) {
+        self.datagrams[service as usize][outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one event.
+    pub fn event(&self, event: Event) {
+        if let Some(counter) = self.events.get(event as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counters now, with the number of open sessions.
+    pub fn snapshot(&self, sessions_open: usize) -> Snapshot {
+        let mut datagrams = [[0; OUTCOMES]; SERVICES];
+        for (row, counters) in datagrams.iter_mut().zip(&self.datagrams) {
+            for (value, counter) in row.iter_mut().zip(counters) {
+                *value = counter.load(Ordering::Relaxed);
+            }
+        }
+        Snapshot {
+            sessions_open,
+            tasks: 0,
+            datagrams,
+            events: self
+                .events
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+}
+
+/// The counters at one moment, for every report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Sessions open.
     pub sessions_open: usize,
     /// Tasks alive in the daemon's runtime (receive loops and idle timers).
     pub tasks: usize,
-    pub logins: u64,
-    pub time_requests: u64,
-    pub logouts: u64,
-    pub invalid_options: u64,
-    pub idle_expiries: u64,
-    pub shutdown_closes: u64,
-    pub invalid_datagrams: u64,
-    pub refusals: u64,
-    pub no_session: u64,
-    pub dropped: u64,
-    pub replies: u64,
-    pub send_errors: u64,
-    pub sntp_requests: u64,
-    pub kernel_timestamps: u64,
-    pub clock_timestamps: u64,
-    pub ntp_ignored: u64,
-    pub rfc868_requests: u64,
-    pub daytime_requests: u64,
-    pub denied: u64,
-    pub rate_limited: u64,
-    pub kiss_of_death: u64,
-    pub displaced: u64,
-    pub ignored_replies: u64,
-    pub notices_withheld: u64,
+    datagrams: [[u64; OUTCOMES]; SERVICES],
+    events: Vec<u64>,
+}
+
+impl Snapshot {
+    /// Datagrams of `service` answered.
+    pub fn answered(&self, service: Service) -> u64 {
+        self.datagrams[service as usize][0]
+    }
+
+    /// Datagrams of `service` dropped for `reason`.
+    pub fn dropped(&self, service: Service, reason: DropReason) -> u64 {
+        self.datagrams[service as usize][outcome_index(Outcome::Dropped(reason))]
+    }
+
+    /// Datagrams of `service` received: answered plus dropped.
+    pub fn received(&self, service: Service) -> u64 {
+        self.datagrams[service as usize].iter().sum()
+    }
+
+    /// Datagrams answered, over every service.
+    pub fn total_answered(&self) -> u64 {
+        Service::ALL.iter().map(|&s| self.answered(s)).sum()
+    }
+
+    /// Datagrams dropped for `reason`, over every service.
+    pub fn dropped_for(&self, reason: DropReason) -> u64 {
+        Service::ALL.iter().map(|&s| self.dropped(s, reason)).sum()
+    }
+
+    /// Datagrams dropped, for any reason, over every service.
+    pub fn total_dropped(&self) -> u64 {
+        DropReason::ALL.iter().map(|&r| self.dropped_for(r)).sum()
+    }
+
+    /// Datagrams received, over every service.
+    pub fn total_received(&self) -> u64 {
+        Service::ALL.iter().map(|&s| self.received(s)).sum()
+    }
+
+    /// How many times `event` happened.
+    pub fn event(&self, event: Event) -> u64 {
+        self.events.get(event as usize).copied().unwrap_or(0)
+    }
+
+    /// Requests served, for systemd's status line.
+    pub fn requests_served(&self) -> u64 {
+        self.total_answered()
+    }
+
+    /// Every counter as `(name, value)`, in report order: the summary
+    /// line's and `/status`'s list.
+    pub fn fields(&self) -> Vec<(String, u64)> {
+        let mut fields = vec![
+            ("sessions_open".to_owned(), self.sessions_open as u64),
+            ("tasks".to_owned(), self.tasks as u64),
+        ];
+        for service in Service::ALL {
+            let name = service.name();
+            fields.push((format!("{name}_received"), self.received(service)));
+            fields.push((format!("{name}_answered"), self.answered(service)));
+        }
+        for reason in DropReason::ALL {
+            fields.push((
+                format!("dropped_{}", reason.name()),
+                self.dropped_for(reason),
+            ));
+        }
+        for &event in Event::ALL {
+            fields.push((event.name().to_owned(), self.event(event)));
+        }
+        fields
+    }
 }
 
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "sessions_open={} tasks={} logins={} time_requests={} logouts={} invalid_options={} \
-             idle_expiries={} shutdown_closes={} invalid_datagrams={} refusals={} \
-             no_session={} dropped={} replies={} send_errors={} sntp_requests={} kernel_timestamps={} clock_timestamps={} ntp_ignored={} \
-             rfc868_requests={} daytime_requests={} denied={} rate_limited={} kiss_of_death={} \
-             displaced={} ignored_replies={} notices_withheld={}",
-            self.sessions_open,
-            self.tasks,
-            self.logins,
-            self.time_requests,
-            self.logouts,
-            self.invalid_options,
-            self.idle_expiries,
-            self.shutdown_closes,
-            self.invalid_datagrams,
-            self.refusals,
-            self.no_session,
-            self.dropped,
-            self.replies,
-            self.send_errors,
-            self.sntp_requests,
-            self.kernel_timestamps,
-            self.clock_timestamps,
-            self.ntp_ignored,
-            self.rfc868_requests,
-            self.daytime_requests,
-            self.denied,
-            self.rate_limited,
-            self.kiss_of_death,
-            self.displaced,
-            self.ignored_replies,
-            self.notices_withheld
-        )
+        for (index, (name, value)) in self.fields().iter().enumerate() {
+            if index > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{name}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_is_answered_plus_every_drop() {
+        let stats = Stats::default();
+        stats.datagram(Service::Seed, Outcome::Answered);
+        stats.datagram(Service::Seed, Outcome::Dropped(DropReason::Invalid));
+        stats.datagram(Service::Sntp, Outcome::Dropped(DropReason::RateLimited));
+        stats.datagram(Service::Time, Outcome::Dropped(DropReason::Loop));
+        stats.event(Event::Login);
+        let now = stats.snapshot(1);
+        assert_eq!(now.received(Service::Seed), 2);
+        assert_eq!(now.total_received(), 4);
+        assert_eq!(
+            now.total_received(),
+            now.total_answered() + now.total_dropped()
+        );
+        assert_eq!(now.dropped_for(DropReason::Loop), 1);
+        assert_eq!(now.event(Event::Login), 1);
+        let line = now.to_string();
+        assert!(
+            line.starts_with("sessions_open=1 tasks=0 seed_received=2 seed_answered=1 "),
+            "{line}"
+        );
+        assert!(
+            line.contains(" dropped_invalid=1 ") && line.contains(" logins=1 "),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn every_event_has_a_metric_named_as_prometheus_wants() {
+        for &event in Event::ALL {
+            let (metric, label, help) = event.metric();
+            assert!(
+                metric.starts_with("hora_") && metric.ends_with("_total"),
+                "{metric}"
+            );
+            assert!(!help.is_empty());
+            if let Some((key, value)) = label {
+                assert!(!key.is_empty() && !value.is_empty());
+            }
+        }
     }
 }

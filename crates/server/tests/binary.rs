@@ -85,6 +85,7 @@ fn a_busy_port_exits_1_with_one_clear_line() {
         "{stderr}"
     );
     assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "said once: {stderr}");
 }
 
 #[test]
@@ -361,5 +362,151 @@ fn systemd_hears_ready_after_bind_and_stopping_on_sigterm() {
         }
     };
     assert_eq!(stopping, "STOPPING=1\n");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn json_summary_counters_are_numbers() {
+    let mut child = horad()
+        .args([
+            "--config",
+            "/dev/null",
+            "--bind",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = lines.next().unwrap().unwrap();
+    assert!(listening.contains("listening on"), "{listening}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = lines
+        .map_while(Result::ok)
+        .find(|line| line.contains("\"stopped\""))
+        .expect("a stopped line");
+    child.wait().unwrap();
+    let event: serde_json::Value = serde_json::from_str(&stopped).unwrap();
+    for field in [
+        "sessions_open",
+        "received",
+        "answered",
+        "dropped",
+        "logins",
+        "ended_idle",
+    ] {
+        assert!(event["fields"][field].is_u64(), "{field} in {stopped}");
+    }
+}
+
+/// Reads `lines` until one contains `needle`; all lines read so far.
+fn read_until(lines: &mut impl Iterator<Item = String>, needle: &str) -> String {
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(needle) {
+            return seen;
+        }
+    }
+    panic!("no line with {needle:?} in:\n{seen}");
+}
+
+#[test]
+fn sighup_applies_an_edited_config_and_refuses_a_broken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hora.toml");
+    let base = "bind = \"127.0.0.1:0\"\nstats_interval = \"0s\"\n";
+    std::fs::write(&path, base).unwrap();
+    let mut child = horad()
+        .arg("--config")
+        .arg(&path)
+        .env_remove("HORAD_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let started = read_until(&mut lines, "listening on");
+    let addr: SocketAddr = started
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap();
+    let ask = |socket: &UdpSocket, datagram: &[u8]| -> Option<Vec<u8>> {
+        socket.send_to(datagram, addr).unwrap();
+        let mut buffer = [0u8; 2048];
+        socket
+            .recv_from(&mut buffer)
+            .ok()
+            .map(|(len, _)| buffer[..len].to_vec())
+    };
+    let kept = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let denied = UdpSocket::bind("127.0.0.3:0").unwrap();
+    for socket in [&kept, &denied] {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert_eq!(
+            ask(socket, b"login").as_deref(),
+            Some(LOGIN_MENU.as_bytes())
+        );
+    }
+    let hup = || {
+        Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    // A newly denied network and a new log level, while both sessions are open.
+    std::fs::write(
+        &path,
+        format!("{base}[log]\nlevel = \"debug\"\n[access]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.3/32\"]\n"),
+    )
+    .unwrap();
+    assert!(hup().success());
+    let reloaded = read_until(&mut lines, "configuration reloaded");
+    assert!(
+        reloaded.contains("log.level") && reloaded.contains("access.deny"),
+        "{reloaded}"
+    );
+    // The kept session survived and is served; time is now logged at debug.
+    let time = ask(&kept, b"1").expect("the kept session is answered");
+    assert!(time.starts_with(b"\nData e hora no servidor: "), "{time:?}");
+    read_until(&mut lines, "time served");
+    // The denied source gets nothing now (its session stays until it idles).
+    denied
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert_eq!(ask(&denied, b"1"), None);
+    // A broken edit is refused; the running configuration stays.
+    std::fs::write(&path, "bind = \n").unwrap();
+    assert!(hup().success());
+    let refused = read_until(&mut lines, "reload refused");
+    assert!(refused.contains("hora.toml:1:"), "{refused}");
+    // So is a new address to bind.
+    std::fs::write(&path, "bind = \"127.0.0.1:1\"\n").unwrap();
+    assert!(hup().success());
+    read_until(&mut lines, "addresses to bind change only at restart");
+    assert!(
+        ask(&kept, b"1").is_some(),
+        "still served with the running config"
+    );
+    assert_eq!(ask(&denied, b"1"), None, "the deny rule still holds");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -8,12 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hora_proto::outcome::DropReason;
 use hora_proto::wire::{
     IDLE_NOTICE, INVALID_OPTION, LOGIN_MENU, NO_SESSION, REFUSED, SESSION_CLOSED, SHUTDOWN_NOTICE,
 };
 use hora_proto::ServerMessage;
 use hora_server::sessions::Sessions;
-use hora_server::stats::Snapshot;
+use hora_server::stats::{Event, Snapshot};
 use hora_server::{Config, Server};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
@@ -170,10 +171,13 @@ async fn two_hundred_concurrent_clients_are_served_byte_for_byte() {
     }
     assert_eq!(daemon.sessions.len(), 0, "every session left the map");
     let stats = daemon.stop().await;
-    assert_eq!(stats.logins, 200);
-    assert!(stats.time_requests >= 600, "a resend may ask twice");
-    assert_eq!(stats.logouts, 200);
-    assert_eq!(stats.dropped, 0);
+    assert_eq!(stats.event(Event::Login), 200);
+    assert!(
+        stats.event(Event::TimeServed) >= 600,
+        "a resend may ask twice"
+    );
+    assert_eq!(stats.event(Event::EndLogout), 200);
+    assert_eq!(stats.total_dropped(), 0);
 }
 
 #[tokio::test]
@@ -188,8 +192,8 @@ async fn invalid_option_ends_only_that_session() {
     // The ended peer has no session now; a time request says so.
     assert_eq!(bad.ask(b"1").await, NO_SESSION.as_bytes());
     let stats = daemon.stop().await;
-    assert_eq!(stats.invalid_options, 1);
-    assert_eq!(stats.no_session, 1);
+    assert_eq!(stats.event(Event::EndInvalidOption), 1);
+    assert_eq!(stats.event(Event::NoSession), 1);
 }
 
 #[tokio::test]
@@ -208,8 +212,12 @@ async fn garbage_of_every_kind_gets_the_documented_answer() {
     peer.ask(b"login").await;
     assert_eq!(peer.ask(&[b'1'; 1025]).await, INVALID_OPTION.as_bytes());
     let stats = daemon.stop().await;
-    assert_eq!(stats.dropped, 3, "the text and the two binary datagrams");
-    assert_eq!(stats.invalid_datagrams, 5);
+    assert_eq!(
+        stats.total_dropped(),
+        3,
+        "the text and the two binary datagrams"
+    );
+    assert_eq!(stats.event(Event::InvalidDatagram), 5);
 }
 
 #[tokio::test]
@@ -219,7 +227,7 @@ async fn a_repeated_login_keeps_the_session() {
     assert_eq!(peer.ask(b"login").await, LOGIN_MENU.as_bytes());
     assert_eq!(peer.ask(b"login").await, LOGIN_MENU.as_bytes());
     assert_eq!(daemon.sessions.len(), 1);
-    assert_eq!(daemon.stop().await.logins, 1);
+    assert_eq!(daemon.stop().await.event(Event::Login), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -235,7 +243,7 @@ async fn idle_expiry_sends_the_notice_exactly_at_the_deadline() {
         "expired after {waited:?}"
     );
     assert_eq!(daemon.sessions.len(), 0);
-    assert_eq!(daemon.stop().await.idle_expiries, 1);
+    assert_eq!(daemon.stop().await.event(Event::EndIdle), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -304,7 +312,7 @@ async fn the_per_ip_limit_refuses_cleanly() {
     // The sessions already there are unaffected.
     assert_time_reply(&peers[0].ask(b"1").await);
     assert_time_reply(&peers[1].ask(b"1").await);
-    assert_eq!(daemon.stop().await.refusals, 1);
+    assert_eq!(daemon.stop().await.event(Event::Refusal), 1);
 }
 
 #[tokio::test]
@@ -350,8 +358,8 @@ async fn a_login_at_the_limit_displaces_the_oldest_session_that_never_asked() {
     assert_time_reply(&asking.ask(b"1").await);
     assert_time_reply(&newcomer.ask(b"1").await);
     let stats = daemon.stop().await;
-    assert_eq!(stats.displaced, 1);
-    assert_eq!(stats.refusals, 0);
+    assert_eq!(stats.event(Event::EndDisplaced), 1);
+    assert_eq!(stats.event(Event::Refusal), 0);
 }
 
 #[tokio::test]
@@ -367,7 +375,7 @@ async fn shutdown_notifies_every_session() {
     for peer in &peers {
         assert_eq!(peer.receive().await, SHUTDOWN_NOTICE.as_bytes());
     }
-    assert_eq!(stats.shutdown_closes, 20);
+    assert_eq!(stats.event(Event::EndShutdown), 20);
     assert_eq!(stats.sessions_open, 0);
 }
 
@@ -412,8 +420,8 @@ async fn a_source_over_the_rate_limit_is_dropped_and_others_are_served() {
     assert_time_reply(&noisy.ask(b"1").await);
     assert_eq!(daemon.sessions.len(), 2);
     let stats = daemon.stop().await;
-    assert_eq!(stats.rate_limited, 5);
-    assert_eq!(stats.time_requests, 3);
+    assert_eq!(stats.dropped_for(DropReason::RateLimited), 5);
+    assert_eq!(stats.event(Event::TimeServed), 3);
 }
 
 #[tokio::test]
@@ -428,7 +436,7 @@ async fn sources_outside_the_access_lists_get_nothing() {
     assert_eq!(allowed.ask(b"login").await, LOGIN_MENU.as_bytes());
     assert_eq!(daemon.sessions.len(), 1, "the denied login opened nothing");
     let stats = daemon.stop().await;
-    assert_eq!(stats.denied, 1);
+    assert_eq!(stats.dropped_for(DropReason::Denied), 1);
     // Nothing was ever sent to the denied peer (not even a shutdown notice:
     // it had no session).
     let mut buffer = [0u8; 64];
@@ -480,9 +488,16 @@ async fn a_flood_from_many_sources_leaves_good_sessions_alone() {
     assert!(daemon.sessions.len() > 10, "the holders hold sessions");
     let stats = daemon.stop().await;
     assert!(
-        stats.displaced > 0,
+        stats.event(Event::EndDisplaced) > 0,
         "logins beyond the limit displaced sessions that never asked"
     );
-    assert_eq!(stats.refusals, 0, "there was always one to displace");
-    assert!(stats.time_requests >= 200, "every good request answered");
+    assert_eq!(
+        stats.event(Event::Refusal),
+        0,
+        "there was always one to displace"
+    );
+    assert!(
+        stats.event(Event::TimeServed) >= 200,
+        "every good request answered"
+    );
 }

@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hora_proto::outcome::DropReason;
 use hora_proto::wire::{LOGIN_MENU, NO_SESSION};
 use hora_proto::ServerMessage;
 use hora_server::config::ServiceConfig;
-use hora_server::stats::{Snapshot, Stats};
+use hora_server::stats::{Event, Snapshot, Stats};
 use hora_server::{Config, Server};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
@@ -168,12 +169,20 @@ async fn a_forged_datagram_between_two_daemons_draws_at_most_one_reply() {
             return;
         }
         // A answers once; B gets the answer and drops it.
-        until(|| b.now().dropped > b_before.dropped).await;
+        until(|| b.now().total_dropped() > b_before.total_dropped()).await;
         drain(&a, &b).await;
         let (a_after, b_after) = (a.now(), b.now());
         let probes = 6; // drain(): three answers from each daemon, twice.
-        assert_eq!(a_after.replies - a_before.replies, 1 + probes, "{name}: A");
-        assert_eq!(b_after.replies - b_before.replies, probes, "{name}: B");
+        assert_eq!(
+            a_after.event(Event::Sent) - a_before.event(Event::Sent),
+            1 + probes,
+            "{name}: A"
+        );
+        assert_eq!(
+            b_after.event(Event::Sent) - b_before.event(Event::Sent),
+            probes,
+            "{name}: B"
+        );
     }
     a.stop().await;
     b.stop().await;
@@ -223,10 +232,10 @@ async fn twenty_thousand_forged_logins_lock_no_one_out_and_write_few_lines() {
         forger.send_to(b"login", daemon.seed).unwrap();
         if n % 100 == 99 {
             // Let the daemon drain its socket: this runtime has one thread.
-            until(|| daemon.now().logins > u64::from(n)).await;
+            until(|| daemon.now().event(Event::Login) > u64::from(n)).await;
         }
     }
-    until(|| daemon.now().logins >= 20_001).await;
+    until(|| daemon.now().event(Event::Login) >= 20_001).await;
     // A new real client still gets a session, and the one that had asked
     // is untouched.
     let newcomer = UdpSocket::bind("127.0.0.3:0").await.unwrap();
@@ -240,11 +249,16 @@ async fn twenty_thousand_forged_logins_lock_no_one_out_and_write_few_lines() {
     ));
     let written = lines.0.load(Ordering::Relaxed) - lines_before;
     let stats = daemon.stop().await;
-    assert_eq!(stats.refusals, 0);
-    assert!(stats.displaced >= 10_000, "{}", stats.displaced);
+    assert_eq!(stats.event(Event::Refusal), 0);
+    assert!(
+        stats.event(Event::EndDisplaced) >= 10_000,
+        "{}",
+        stats.event(Event::EndDisplaced)
+    );
     eprintln!(
         "20,000 forged logins: {} displaced, {} refused, {written} log lines",
-        stats.displaced, stats.refusals
+        stats.event(Event::EndDisplaced),
+        stats.event(Event::Refusal)
     );
     assert!(written <= 300, "{written} log lines for 20,000 logins");
 }
@@ -269,8 +283,8 @@ async fn forged_logins_from_a_clients_own_ip_leave_its_real_login_a_session() {
         forgers.push(forger);
         tokio::time::advance(Duration::from_millis(60)).await;
     }
-    until(|| daemon.now().logins >= 101).await;
-    assert_eq!(daemon.now().rate_limited, 0);
+    until(|| daemon.now().event(Event::Login) >= 101).await;
+    assert_eq!(daemon.now().dropped_for(DropReason::RateLimited), 0);
     let real = UdpSocket::bind("127.0.0.4:0").await.unwrap();
     assert_eq!(
         ask(&real, daemon.seed, b"login").await,
@@ -281,8 +295,8 @@ async fn forged_logins_from_a_clients_own_ip_leave_its_real_login_a_session() {
         ServerMessage::Time { .. }
     ));
     let stats = daemon.stop().await;
-    assert!(stats.displaced >= 1);
-    assert_eq!(stats.refusals, 0);
+    assert!(stats.event(Event::EndDisplaced) >= 1);
+    assert_eq!(stats.event(Event::Refusal), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -324,6 +338,10 @@ async fn garbage_forged_from_a_clients_ip_costs_it_no_answers() {
     let stats = daemon.stop().await;
     eprintln!("garbage at 200/s from the client's IP: {answered} of {asked} answered");
     assert!(answered * 10 >= asked * 9, "{answered} of {asked} answered");
-    assert_eq!(stats.rate_limited, 0, "garbage took no tokens");
-    assert_eq!(stats.invalid_datagrams, 600);
+    assert_eq!(
+        stats.dropped_for(DropReason::RateLimited),
+        0,
+        "garbage took no tokens"
+    );
+    assert_eq!(stats.event(Event::InvalidDatagram), 600);
 }

@@ -17,6 +17,11 @@ pub fn ready() {
     notify(&[NotifyState::Ready]);
 }
 
+/// A reload has begun; [`ready`] says it is done.
+pub fn reloading() {
+    notify(&[NotifyState::Reloading]);
+}
+
 /// Shutdown has begun.
 pub fn stopping() {
     notify(&[NotifyState::Stopping]);

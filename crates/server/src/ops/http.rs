@@ -1,0 +1,159 @@
+//! The operators' HTTP listener (hyper, HTTP/1.1): `GET /metrics` and
+//! `GET /status`; 404 for another path, 405 for another method.
+//!
+//! It must never cost the time service anything, whatever a client sends:
+//! at most [`MAX_CONNECTIONS`] at once (a connection over that is closed at
+//! once, not queued), a deadline for the request's headers and one for the
+//! whole connection, a cap on the header size, and the daemon's access lists
+//! (a source they deny is closed before a byte is read). It runs as its own
+//! task on the daemon's runtime; a scrape only reads atomics.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use super::{metrics, status, Observed};
+use crate::gate::Gate;
+use crate::log_budget::{LogBudget, LogKind};
+
+/// Connections served at once; one more is closed at once.
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// How long a client may take to send its request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one connection may last, keep-alive included.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most bytes of request head hyper buffers (its minimum); a larger head
+/// is refused.
+pub const MAX_HEAD_BYTES: usize = 8192;
+
+/// Serves `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    observed: Observed,
+    gate: Arc<Gate>,
+    log: Arc<LogBudget>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let observed = Arc::new(observed);
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    if let Some(suppressed) = log.allow(LogKind::ReceiveError) {
+                        warn!(%error, suppressed, "metrics listener: accept failed");
+                    }
+                    continue;
+                }
+            },
+        };
+        // Reap the connections that are done.
+        while connections.try_join_next().is_some() {}
+        if !gate.permits(peer.ip()) {
+            if let Some(suppressed) = log.allow(LogKind::Denied) {
+                debug!(%peer, suppressed, "metrics listener: source not allowed");
+            }
+            continue;
+        }
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            if let Some(suppressed) = log.allow(LogKind::RateLimited) {
+                warn!(%peer, suppressed, "metrics listener: {MAX_CONNECTIONS} connections open; closing a new one");
+            }
+            continue;
+        };
+        let observed = Arc::clone(&observed);
+        connections.spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |request| {
+                let response = respond(&observed, &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => debug!(%peer, %error, "metrics listener: connection failed"),
+                Err(_) => debug!(%peer, "metrics listener: connection timed out"),
+            }
+        });
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}
+
+/// The answer to one request.
+fn respond<B>(observed: &Observed, request: &Request<B>) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    let known = matches!(path, "/metrics" | "/status");
+    if !known {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics or /status\n",
+        );
+    }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let (body, content_type) = if path == "/status" {
+        (
+            format!("{:#}\n", status::document(observed)),
+            "application/json",
+        )
+    } else {
+        let openmetrics = request
+            .headers()
+            .get(ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+        match metrics::render(observed, openmetrics) {
+            Ok(text) if openmetrics => (text, metrics::OPENMETRICS_TEXT),
+            Ok(text) => (text, metrics::PROMETHEUS_TEXT),
+            Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode\n"),
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The address a listener is bound to, for logs.
+pub fn bound(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}

@@ -1,0 +1,180 @@
+//! `/metrics`: a snapshot of the counters in the Prometheus text format
+//! (the classic 0.0.4 one by default, which Debian 12's promtool reads, or
+//! OpenMetrics when the scraper asks for it), encoded by the official
+//! `prometheus-client` crate. The counters are read at scrape time; the
+//! serving loops never wait for a scrape.
+
+use std::time::UNIX_EPOCH;
+
+use hora_proto::outcome::{DropReason, Service};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::Observed;
+use crate::stats::{Event, Snapshot};
+
+/// The content type of each format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// OpenMetrics' content type.
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The exposition of `observed` now, in OpenMetrics if `openmetrics`.
+pub fn render(observed: &Observed, openmetrics: bool) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape {
+        observed: observed.clone(),
+    }));
+    let mut text = String::new();
+    if openmetrics {
+        prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)?;
+    }
+    Ok(text)
+}
+
+/// One scrape: reads a snapshot and encodes it.
+#[derive(Debug)]
+struct Scrape {
+    observed: Observed,
+}
+
+/// prometheus-client appends `_total` to counters itself.
+fn family(metric: &str) -> &str {
+    metric.strip_suffix("_total").unwrap_or(metric)
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Vec<(&str, &str)>, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(family(name), help, None, MetricType::Counter)?;
+    for (labels, value) in rows {
+        let labels: Vec<(&str, &str)> = labels.clone();
+        ConstCounter::new(*value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    labels: &[(&str, &str)],
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    let labels: Vec<(&str, &str)> = labels.to_vec();
+    ConstGauge::new(value).encode(metric.encode_family(&labels)?)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now: Snapshot = self.observed.snapshot();
+        gauge(
+            &mut encoder,
+            "hora_sessions_open",
+            "Sessions open now.",
+            &[],
+            now.sessions_open as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "hora_build_info",
+            "The running build (always 1).",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        )?;
+        let started = self
+            .observed
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        gauge(
+            &mut encoder,
+            "hora_start_time_seconds",
+            "When horad started, seconds since the Unix epoch.",
+            &[],
+            started,
+        )?;
+        let services = || {
+            Service::ALL
+                .iter()
+                .map(|&s| (vec![("protocol", s.name())], s))
+        };
+        let received: Vec<_> = services().map(|(l, s)| (l, now.received(s))).collect();
+        counter(
+            &mut encoder,
+            "hora_datagrams_received_total",
+            "Datagrams received, by protocol: answered plus dropped.",
+            &received,
+        )?;
+        let answered: Vec<_> = services().map(|(l, s)| (l, now.answered(s))).collect();
+        counter(
+            &mut encoder,
+            "hora_requests_total",
+            "Datagrams answered, by protocol.",
+            &answered,
+        )?;
+        let mut dropped = Vec::new();
+        for service in Service::ALL {
+            for reason in DropReason::ALL {
+                dropped.push((
+                    vec![("protocol", service.name()), ("reason", reason.name())],
+                    now.dropped(service, reason),
+                ));
+            }
+        }
+        counter(&mut encoder, "hora_dropped_total", "Datagrams not answered, by protocol and reason (denied, rate_limited, invalid, loop, withheld).", &dropped)?;
+        // The events, one family per metric name, in the list's order.
+        let mut done: Vec<&str> = Vec::new();
+        for &event in Event::ALL {
+            let (name, _, help) = event.metric();
+            if done.contains(&name) {
+                continue;
+            }
+            done.push(name);
+            let rows: Vec<_> = Event::ALL
+                .iter()
+                .filter(|e| e.metric().0 == name)
+                .map(|&e| {
+                    (
+                        e.metric().1.map(|l| vec![l]).unwrap_or_default(),
+                        now.event(e),
+                    )
+                })
+                .collect();
+            counter(&mut encoder, name, help, &rows)?;
+        }
+        if let Some(clock) = self.observed.clock() {
+            gauge(
+                &mut encoder,
+                "hora_sntp_leap_indicator",
+                "The leap indicator SNTP replies carry (3: unsynchronized).",
+                &[],
+                f64::from(clock.leap_indicator),
+            )?;
+            gauge(
+                &mut encoder,
+                "hora_sntp_stratum",
+                "The stratum SNTP replies carry (0: unsynchronized).",
+                &[],
+                f64::from(clock.stratum),
+            )?;
+            gauge(
+                &mut encoder,
+                "hora_sntp_root_dispersion_seconds",
+                "The root dispersion SNTP replies carry.",
+                &[],
+                clock.root_dispersion.as_secs_f64(),
+            )?;
+        }
+        Ok(())
+    }
+}

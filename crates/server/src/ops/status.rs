@@ -1,0 +1,76 @@
+//! `/status`: one JSON document for people and scripts: version, uptime,
+//! the addresses served, the limits, sessions open, every counter, and the
+//! clock state SNTP serves.
+
+use std::time::SystemTime;
+
+use hora_proto::outcome::{DropReason, Service};
+use hora_proto::sntp::reference_id_text;
+use serde_json::{json, Map, Value};
+
+use super::Observed;
+
+/// The document for `observed` now.
+pub fn document(observed: &Observed) -> Value {
+    let now = observed.snapshot();
+    let uptime = SystemTime::now()
+        .duration_since(observed.started)
+        .map_or(0.0, |up| up.as_secs_f64());
+    let started = chrono::DateTime::<chrono::Utc>::from(observed.started)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let addresses: Map<String, Value> = observed
+        .addresses
+        .iter()
+        .map(|(name, addr)| ((*name).to_owned(), json!(addr.to_string())))
+        .collect();
+    let datagrams: Map<String, Value> = Service::ALL
+        .iter()
+        .map(|&service| {
+            let dropped: Map<String, Value> = DropReason::ALL
+                .iter()
+                .map(|&r| (r.name().to_owned(), json!(now.dropped(service, r))))
+                .collect();
+            (
+                service.name().to_owned(),
+                json!({
+                    "received": now.received(service),
+                    "answered": now.answered(service),
+                    "dropped": dropped,
+                }),
+            )
+        })
+        .collect();
+    let counters: Map<String, Value> = now
+        .fields()
+        .into_iter()
+        .map(|(name, value)| (name, json!(value)))
+        .collect();
+    let limits = &observed.limits;
+    let clock = observed.clock().map(|clock| {
+        json!({
+            "synchronized": clock.leap_indicator != 3,
+            "leap_indicator": clock.leap_indicator,
+            "stratum": clock.stratum,
+            "reference_id": reference_id_text(clock.reference_id, clock.stratum),
+            "root_delay_s": clock.root_delay.as_secs_f64(),
+            "root_dispersion_s": clock.root_dispersion.as_secs_f64(),
+        })
+    });
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "started": started,
+        "uptime_s": (uptime * 1000.0).round() / 1000.0,
+        "addresses": addresses,
+        "limits": {
+            "idle_timeout_s": limits.idle_timeout.as_secs_f64(),
+            "max_sessions": limits.max_sessions,
+            "max_sessions_per_ip": limits.max_sessions_per_ip,
+            "rate_per_source": limits.rate,
+            "burst_per_source": limits.burst,
+        },
+        "sessions_open": now.sessions_open,
+        "datagrams": datagrams,
+        "counters": counters,
+        "sntp_clock": clock,
+    })
+}

@@ -1,0 +1,269 @@
+//! The operators' HTTP listener, in-process over loopback: `/metrics` and
+//! `/status` read the same numbers UDP clients made, and no request, however
+//! bad or slow, costs the time service anything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hora_proto::wire::{LOGIN_MENU, SESSION_CLOSED};
+use hora_server::ops::http::MAX_CONNECTIONS;
+use hora_server::stats::Snapshot;
+use hora_server::{Config, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+struct Daemon {
+    seed: SocketAddr,
+    http: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Snapshot>,
+}
+
+async fn start() -> Daemon {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut config = Config {
+        bind: loopback,
+        stats_interval: Duration::ZERO,
+        ..Config::default()
+    };
+    config.metrics.bind = Some(loopback);
+    let server = Server::bind(&config).await.unwrap();
+    let seed = server.local_addr().unwrap();
+    let http = server.metrics_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Daemon {
+        seed,
+        http,
+        stop,
+        task,
+    }
+}
+
+/// One HTTP exchange over a fresh connection: the whole response as text.
+async fn http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    let _ = timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+async fn get(addr: SocketAddr, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: hora\r\nConnection: close\r\n\r\n");
+    http(addr, request.as_bytes()).await
+}
+
+/// The value of a sample line `name{labels} value` in a Prometheus text.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+async fn ask(socket: &UdpSocket, server: SocketAddr, datagram: &[u8]) -> Vec<u8> {
+    socket.send_to(datagram, server).await.unwrap();
+    let mut buffer = [0u8; 2048];
+    let (len, _) = timeout(Duration::from_secs(5), socket.recv_from(&mut buffer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    buffer[..len].to_vec()
+}
+
+#[tokio::test]
+async fn metrics_and_status_read_what_udp_clients_did() {
+    let daemon = start().await;
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        assert_eq!(
+            ask(&peer, daemon.seed, b"login").await,
+            LOGIN_MENU.as_bytes()
+        );
+        peers.push(peer);
+    }
+    assert_eq!(
+        ask(&peers[0], daemon.seed, b"2").await,
+        SESSION_CLOSED.as_bytes()
+    );
+    peers[1].send_to(b"\xff", daemon.seed).await.unwrap(); // garbage: an invalid option
+    ask(&peers[1], daemon.seed, b"2").await; // drains the reply; no session now: CLOSED
+
+    let metrics = get(daemon.http, "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+    assert!(
+        metrics.contains("content-type: text/plain; version=0.0.4"),
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, "hora_sessions_open"), 1.0);
+    assert_eq!(sample(&metrics, "hora_logins_total"), 3.0);
+    assert_eq!(
+        sample(&metrics, "hora_sessions_ended_total{reason=\"logout\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "hora_sessions_ended_total{reason=\"invalid_option\"}"
+        ),
+        1.0
+    );
+    let received = sample(&metrics, "hora_datagrams_received_total{protocol=\"seed\"}");
+    let answered = sample(&metrics, "hora_requests_total{protocol=\"seed\"}");
+    let dropped: f64 = ["denied", "rate_limited", "invalid", "loop", "withheld"]
+        .iter()
+        .map(|r| {
+            sample(
+                &metrics,
+                &format!("hora_dropped_total{{protocol=\"seed\",reason=\"{r}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(received, 6.0);
+    assert_eq!(received, answered + dropped, "every datagram counted once");
+    assert!(metrics.contains("hora_build_info{version=\""), "{metrics}");
+    assert!(sample(&metrics, "hora_start_time_seconds") > 1.7e9);
+
+    let status = get(daemon.http, "/status").await;
+    assert!(
+        status.contains("content-type: application/json"),
+        "{status}"
+    );
+    let body = status.split("\r\n\r\n").nth(1).unwrap();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["sessions_open"], 1);
+    assert_eq!(json["counters"]["logins"], 3);
+    assert_eq!(json["counters"]["ended_logout"], 1);
+    assert_eq!(json["datagrams"]["seed"]["received"], 6);
+    assert_eq!(json["addresses"]["seed"], daemon.seed.to_string());
+    assert_eq!(json["addresses"]["metrics"], daemon.http.to_string());
+    assert_eq!(json["limits"]["max_sessions"], 10_000);
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    let _ = daemon.stop.send(());
+    daemon.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn openmetrics_is_served_when_asked_for() {
+    let daemon = start().await;
+    let response = http(
+        daemon.http,
+        b"GET /metrics HTTP/1.1\r\nHost: h\r\nAccept: application/openmetrics-text;version=1.0.0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        response.contains("content-type: application/openmetrics-text"),
+        "{response}"
+    );
+    assert!(response.trim_end().ends_with("# EOF"), "{response}");
+    let _ = daemon.stop.send(());
+    daemon.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn other_paths_and_methods_are_refused_cleanly() {
+    let daemon = start().await;
+    assert!(get(daemon.http, "/").await.starts_with("HTTP/1.1 404 "));
+    assert!(get(daemon.http, "/metrics/../etc")
+        .await
+        .starts_with("HTTP/1.1 404 "));
+    let post = http(
+        daemon.http,
+        b"POST /status HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    assert!(post.contains("allow: GET, HEAD"), "{post}");
+    let _ = daemon.stop.send(());
+    daemon.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_and_hostile_clients_never_stop_the_time_service() {
+    let daemon = start().await;
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Not HTTP at all.
+    let junk = http(daemon.http, b"\x16\x03\x01\x00\xffhello\r\n\r\n").await;
+    assert!(
+        junk.is_empty() || junk.starts_with("HTTP/1.1 400 "),
+        "{junk:?}"
+    );
+    // Headers past the 8 KiB the listener buffers.
+    let mut huge = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    huge.extend_from_slice(b"\r\n\r\n");
+    let refused = http(daemon.http, &huge).await;
+    assert!(!refused.starts_with("HTTP/1.1 200"), "{refused:?}");
+    // Idle connections past the limit: each is held open, sending nothing.
+    let mut idle = Vec::new();
+    for _ in 0..(MAX_CONNECTIONS * 4) {
+        idle.push(TcpStream::connect(daemon.http).await.unwrap());
+    }
+    // The time service answers throughout.
+    assert_eq!(
+        ask(&peer, daemon.seed, b"login").await,
+        LOGIN_MENU.as_bytes()
+    );
+    // A connection over the limit is closed at once (read sees EOF), not queued.
+    let mut extra = TcpStream::connect(daemon.http).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = timeout(Duration::from_secs(5), extra.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    // Once they go, the listener serves again.
+    drop(idle);
+    let mut served = false;
+    for _ in 0..50 {
+        if get(daemon.http, "/status")
+            .await
+            .starts_with("HTTP/1.1 200")
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        served,
+        "the listener recovers once the idle connections close"
+    );
+    assert!(matches!(
+        hora_proto::ServerMessage::read(&ask(&peer, daemon.seed, b"1").await),
+        hora_proto::ServerMessage::Time { .. }
+    ));
+    let _ = daemon.stop.send(());
+    daemon.task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_drip_is_cut_off_by_the_header_deadline() {
+    let daemon = start().await;
+    let mut stream = TcpStream::connect(daemon.http).await.unwrap();
+    // One byte every second never completes the head within 5 s.
+    let mut cut = false;
+    for byte in b"GET /metrics HTTP/1.1\r\nHost: a-very-slow-client\r\n".iter() {
+        if stream.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut rest = Vec::new();
+    let read = timeout(Duration::from_secs(60), stream.read_to_end(&mut rest)).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        cut || matches!(read, Ok(Ok(_))) && !text.starts_with("HTTP/1.1 200"),
+        "the connection was not cut: {text:?}"
+    );
+    let _ = daemon.stop.send(());
+    daemon.task.await.unwrap();
+}
