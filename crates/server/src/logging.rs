@@ -54,9 +54,20 @@ pub fn check_filter(filter: &str) -> Result<(), String> {
             }
         }
     }
-    EnvFilter::try_new(filter)
+    EnvFilter::try_new(normalized(filter))
         .map(drop)
         .map_err(|error| error.to_string())
+}
+
+/// The filter without the spaces people put after commas, which
+/// `tracing`'s parser does not take.
+fn normalized(filter: &str) -> String {
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the
@@ -71,7 +82,7 @@ pub fn init(config: &LogConfig) -> anyhow::Result<()> {
         _ => config.level.clone(),
     };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(filter)?)
+        .with_env_filter(EnvFilter::try_new(normalized(&filter))?)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
@@ -112,7 +123,7 @@ pub fn set_level(level: &str) -> Result<bool, String> {
         return Ok(false);
     };
     check_filter(level)?;
-    let filter = EnvFilter::try_new(level).map_err(|error| error.to_string())?;
+    let filter = EnvFilter::try_new(normalized(level)).map_err(|error| error.to_string())?;
     reload(filter).map(|()| true)
 }
 
