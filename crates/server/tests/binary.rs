@@ -124,8 +124,14 @@ fn spawn_logging(format: &str) -> (Child, std::io::Lines<BufReader<ChildStderr>>
 /// Starts `horad` on an ephemeral port and returns it with the address it
 /// reports in its start-up line.
 fn spawn_horad() -> (Child, SocketAddr) {
-    let (child, mut lines) = spawn_logging("text");
-    // The start-up line comes first; the loop ends at EOF if horad dies.
+    let (child, lines) = spawn_logging("text");
+    (child, address_then_drain(lines))
+}
+
+/// The address horad's start-up line reports (the search ends at EOF if it
+/// dies); then the rest of its log is drained, so it never blocks on a full
+/// pipe.
+fn address_then_drain(mut lines: std::io::Lines<BufReader<ChildStderr>>) -> SocketAddr {
     let addr = lines
         .by_ref()
         .map_while(Result::ok)
@@ -134,9 +140,8 @@ fn spawn_horad() -> (Child, SocketAddr) {
             rest.split_whitespace().next()?.parse().ok()
         })
         .expect("horad reports its address");
-    // Keep draining stderr so horad never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    addr
 }
 
 #[test]
@@ -329,16 +334,7 @@ fn systemd_hears_ready_after_bind_and_stopping_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            let rest = line.split("listening on ").nth(1)?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .expect("horad reports its address");
-    std::thread::spawn(move || lines.for_each(drop));
+    let addr = address_then_drain(BufReader::new(child.stderr.take().unwrap()).lines());
     let mut message = [0u8; 256];
     let len = systemd.recv(&mut message).unwrap();
     assert_eq!(&message[..len], b"READY=1\n");

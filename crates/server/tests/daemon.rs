@@ -4,8 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hora_proto::outcome::DropReason;
@@ -13,46 +14,12 @@ use hora_proto::wire::{
     IDLE_NOTICE, INVALID_OPTION, LOGIN_MENU, NO_SESSION, REFUSED, SESSION_CLOSED, SHUTDOWN_NOTICE,
 };
 use hora_proto::ServerMessage;
-use hora_server::sessions::Sessions;
-use hora_server::stats::{Event, Snapshot};
-use hora_server::{Config, Server};
+use hora_server::stats::Event;
+use hora_server::Config;
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
-/// A running daemon and the handles a test needs.
-struct Daemon {
-    addr: SocketAddr,
-    sessions: Arc<Sessions>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Snapshot>,
-}
-
-impl Daemon {
-    async fn start(config: Config) -> Daemon {
-        let server = Server::bind(&config).await.unwrap();
-        let addr = server.local_addr().unwrap();
-        let sessions = server.sessions();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        Daemon {
-            addr,
-            sessions,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) -> Snapshot {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.unwrap()
-    }
-}
+use common::Daemon;
 
 /// The defaults on an ephemeral port, without rate limiting: these tests
 /// send bursts from one address on purpose. The gate has tests of its own.

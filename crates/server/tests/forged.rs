@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
+mod common;
+
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,66 +20,29 @@ use hora_proto::outcome::DropReason;
 use hora_proto::wire::{LOGIN_MENU, NO_SESSION};
 use hora_proto::ServerMessage;
 use hora_server::config::ServiceConfig;
-use hora_server::stats::{Event, Snapshot, Stats};
-use hora_server::{Config, Server};
+use hora_server::stats::Event;
+use hora_server::Config;
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
+use common::Daemon;
+
 /// A daemon serving the seed's protocol, Time and Daytime on loopback.
-struct Daemon {
-    seed: SocketAddr,
-    time: SocketAddr,
-    daytime: SocketAddr,
-    stats: Arc<Stats>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Snapshot>,
-}
-
-impl Daemon {
-    async fn start(adjust: impl FnOnce(&mut Config)) -> Daemon {
-        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let mut config = Config {
-            bind: loopback,
-            stats_interval: Duration::ZERO,
-            ..Config::default()
-        };
-        config.time = ServiceConfig {
-            bind: Some(loopback),
-        };
-        config.daytime = ServiceConfig {
-            bind: Some(loopback),
-        };
-        adjust(&mut config);
-        let server = Server::bind(&config).await.unwrap();
-        let seed = server.local_addr().unwrap();
-        let addrs = server.standard_addrs().unwrap();
-        let find = |name| addrs.iter().find(|(n, _)| *n == name).unwrap().1;
-        let (time, daytime) = (find("time"), find("daytime"));
-        let stats = server.stats();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        Daemon {
-            seed,
-            time,
-            daytime,
-            stats,
-            stop,
-            task,
-        }
-    }
-
-    fn now(&self) -> Snapshot {
-        self.stats.snapshot(0)
-    }
-
-    async fn stop(self) -> Snapshot {
-        let _ = self.stop.send(());
-        self.task.await.unwrap()
-    }
+async fn start(adjust: impl FnOnce(&mut Config)) -> Daemon {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut config = Config {
+        bind: loopback,
+        stats_interval: Duration::ZERO,
+        ..Config::default()
+    };
+    config.time = ServiceConfig {
+        bind: Some(loopback),
+    };
+    config.daytime = ServiceConfig {
+        bind: Some(loopback),
+    };
+    adjust(&mut config);
+    Daemon::start(config).await
 }
 
 /// Sends one UDP datagram with a forged source port, through a raw socket.
@@ -132,9 +97,9 @@ async fn drain(a: &Daemon, b: &Daemon) {
     let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for _ in 0..2 {
         for daemon in [a, b] {
-            ask(&probe, daemon.seed, b"2").await;
-            ask(&probe, daemon.time, b"").await;
-            ask(&probe, daemon.daytime, b"").await;
+            ask(&probe, daemon.addr, b"2").await;
+            ask(&probe, daemon.time(), b"").await;
+            ask(&probe, daemon.daytime(), b"").await;
         }
     }
 }
@@ -142,23 +107,23 @@ async fn drain(a: &Daemon, b: &Daemon) {
 #[tokio::test]
 async fn a_forged_datagram_between_two_daemons_draws_at_most_one_reply() {
     let no_limit = |config: &mut Config| config.ratelimit.enabled = false;
-    let a = Daemon::start(no_limit).await;
-    let b = Daemon::start(no_limit).await;
+    let a = start(no_limit).await;
+    let b = start(no_limit).await;
     // Forged "from" one of B's sockets to one of A's: A answers B, and B must
     // not answer that. Every pair of the three protocols, and the datagrams
     // that draw an answer from A.
     let cases: &[(&str, SocketAddr, SocketAddr, &[u8])] = &[
-        ("login<->login, option", b.seed, a.seed, b"1"),
-        ("login<->login, login", b.seed, a.seed, b"login"),
-        ("login<->login, logout", b.seed, a.seed, b"2"),
-        ("time<->time", b.time, a.time, b""),
-        ("daytime<->daytime", b.daytime, a.daytime, b"\n"),
-        ("daytime->login", b.daytime, a.seed, b"1"),
-        ("login->daytime", b.seed, a.daytime, b""),
-        ("time->login", b.time, a.seed, b"3"),
-        ("login->time", b.seed, a.time, b""),
-        ("time->daytime", b.time, a.daytime, b""),
-        ("daytime->time", b.daytime, a.time, b""),
+        ("login<->login, option", b.addr, a.addr, b"1"),
+        ("login<->login, login", b.addr, a.addr, b"login"),
+        ("login<->login, logout", b.addr, a.addr, b"2"),
+        ("time<->time", b.time(), a.time(), b""),
+        ("daytime<->daytime", b.daytime(), a.daytime(), b"\n"),
+        ("daytime->login", b.daytime(), a.addr, b"1"),
+        ("login->daytime", b.addr, a.daytime(), b""),
+        ("time->login", b.time(), a.addr, b"3"),
+        ("login->time", b.addr, a.time(), b""),
+        ("time->daytime", b.time(), a.daytime(), b""),
+        ("daytime->time", b.daytime(), a.time(), b""),
     ];
     for &(name, from, to, payload) in cases {
         let (a_before, b_before) = (a.now(), b.now());
@@ -214,14 +179,14 @@ async fn twenty_thousand_forged_logins_lock_no_one_out_and_write_few_lines() {
         .finish();
     let _logging = tracing::subscriber::set_default(subscriber);
     // The defaults: 10,000 sessions, 100 per IP, rate limiting on.
-    let daemon = Daemon::start(|_| {}).await;
+    let daemon = start(|_| {}).await;
     let real = UdpSocket::bind("127.0.0.2:0").await.unwrap();
     assert_eq!(
-        ask(&real, daemon.seed, b"login").await,
+        ask(&real, daemon.addr, b"login").await,
         LOGIN_MENU.as_bytes()
     );
     assert!(matches!(
-        ServerMessage::read(&ask(&real, daemon.seed, b"1").await),
+        ServerMessage::read(&ask(&real, daemon.addr, b"1").await),
         ServerMessage::Time { .. }
     ));
     let lines_before = lines.0.load(Ordering::Relaxed);
@@ -229,7 +194,7 @@ async fn twenty_thousand_forged_logins_lock_no_one_out_and_write_few_lines() {
     for n in 0..20_000u32 {
         let ip = Ipv4Addr::from(0x7F01_0000 + n);
         let forger = std::net::UdpSocket::bind(SocketAddrV4::new(ip, 0)).unwrap();
-        forger.send_to(b"login", daemon.seed).unwrap();
+        forger.send_to(b"login", daemon.addr).unwrap();
         if n % 100 == 99 {
             // Let the daemon drain its socket: this runtime has one thread.
             until(|| daemon.now().event(Event::Login) > u64::from(n)).await;
@@ -240,11 +205,11 @@ async fn twenty_thousand_forged_logins_lock_no_one_out_and_write_few_lines() {
     // is untouched.
     let newcomer = UdpSocket::bind("127.0.0.3:0").await.unwrap();
     assert_eq!(
-        ask(&newcomer, daemon.seed, b"login").await,
+        ask(&newcomer, daemon.addr, b"login").await,
         LOGIN_MENU.as_bytes()
     );
     assert!(matches!(
-        ServerMessage::read(&ask(&real, daemon.seed, b"1").await),
+        ServerMessage::read(&ask(&real, daemon.addr, b"1").await),
         ServerMessage::Time { .. }
     ));
     let written = lines.0.load(Ordering::Relaxed) - lines_before;
@@ -265,13 +230,13 @@ async fn twenty_thousand_forged_logins_lock_no_one_out_and_write_few_lines() {
 
 #[tokio::test(start_paused = true)]
 async fn forged_logins_from_a_clients_own_ip_leave_its_real_login_a_session() {
-    let daemon = Daemon::start(|_| {}).await;
+    let daemon = start(|_| {}).await;
     let asked = UdpSocket::bind("127.0.0.4:0").await.unwrap();
     assert_eq!(
-        ask(&asked, daemon.seed, b"login").await,
+        ask(&asked, daemon.addr, b"login").await,
         LOGIN_MENU.as_bytes()
     );
-    ask(&asked, daemon.seed, b"1").await;
+    ask(&asked, daemon.addr, b"1").await;
     // The per-IP limit (100) of forged logins from the client's IP, each
     // from another port, paced just under the rate limit (20 a second) on
     // the paused clock: six seconds, within the idle timeout.
@@ -279,7 +244,7 @@ async fn forged_logins_from_a_clients_own_ip_leave_its_real_login_a_session() {
     let mut forgers = Vec::new();
     for _ in 0..100 {
         let forger = std::net::UdpSocket::bind("127.0.0.4:0").unwrap();
-        forger.send_to(b"login", daemon.seed).unwrap();
+        forger.send_to(b"login", daemon.addr).unwrap();
         forgers.push(forger);
         tokio::time::advance(Duration::from_millis(60)).await;
     }
@@ -287,11 +252,11 @@ async fn forged_logins_from_a_clients_own_ip_leave_its_real_login_a_session() {
     assert_eq!(daemon.now().dropped_for(DropReason::RateLimited), 0);
     let real = UdpSocket::bind("127.0.0.4:0").await.unwrap();
     assert_eq!(
-        ask(&real, daemon.seed, b"login").await,
+        ask(&real, daemon.addr, b"login").await,
         LOGIN_MENU.as_bytes()
     );
     assert!(matches!(
-        ServerMessage::read(&ask(&asked, daemon.seed, b"1").await),
+        ServerMessage::read(&ask(&asked, daemon.addr, b"1").await),
         ServerMessage::Time { .. }
     ));
     let stats = daemon.stop().await;
@@ -302,11 +267,11 @@ async fn forged_logins_from_a_clients_own_ip_leave_its_real_login_a_session() {
 #[tokio::test(start_paused = true)]
 async fn garbage_forged_from_a_clients_ip_costs_it_no_answers() {
     // Rate limiting on (20 a second, bursts of 40), on tokio's paused clock.
-    let daemon = Daemon::start(|_| {}).await;
+    let daemon = start(|_| {}).await;
     let client = UdpSocket::bind("127.0.0.5:0").await.unwrap();
     let forger = UdpSocket::bind("127.0.0.5:0").await.unwrap();
     assert_eq!(
-        ask(&client, daemon.seed, b"login").await,
+        ask(&client, daemon.addr, b"login").await,
         LOGIN_MENU.as_bytes()
     );
     let garbage: [&[u8]; 4] = [b"\xff\xfe", b"oi", b"", NO_SESSION.as_bytes()];
@@ -316,12 +281,12 @@ async fn garbage_forged_from_a_clients_ip_costs_it_no_answers() {
     for _ in 0..15 {
         for n in 0..40 {
             forger
-                .send_to(garbage[n % garbage.len()], daemon.seed)
+                .send_to(garbage[n % garbage.len()], daemon.addr)
                 .await
                 .unwrap();
         }
         asked += 1;
-        client.send_to(b"1", daemon.seed).await.unwrap();
+        client.send_to(b"1", daemon.addr).await.unwrap();
         let mut buffer = [0u8; 2048];
         if let Ok(Ok((len, _))) =
             timeout(Duration::from_millis(200), client.recv_from(&mut buffer)).await

@@ -4,25 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use hora_proto::wire::{LOGIN_MENU, SESSION_CLOSED};
 use hora_server::ops::http::MAX_CONNECTIONS;
-use hora_server::stats::Snapshot;
-use hora_server::{Config, Server};
+use hora_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-struct Daemon {
-    seed: SocketAddr,
-    http: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Snapshot>,
-}
+use common::Daemon;
 
 async fn start() -> Daemon {
     let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -32,19 +26,7 @@ async fn start() -> Daemon {
         ..Config::default()
     };
     config.metrics.bind = Some(loopback);
-    let server = Server::bind(&config).await.unwrap();
-    let seed = server.local_addr().unwrap();
-    let http = server.metrics_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    Daemon {
-        seed,
-        http,
-        stop,
-        task,
-    }
+    Daemon::start(config).await
 }
 
 /// One HTTP exchange over a fresh connection: the whole response as text.
@@ -87,19 +69,19 @@ async fn metrics_and_status_read_what_udp_clients_did() {
     for _ in 0..3 {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         assert_eq!(
-            ask(&peer, daemon.seed, b"login").await,
+            ask(&peer, daemon.addr, b"login").await,
             LOGIN_MENU.as_bytes()
         );
         peers.push(peer);
     }
     assert_eq!(
-        ask(&peers[0], daemon.seed, b"2").await,
+        ask(&peers[0], daemon.addr, b"2").await,
         SESSION_CLOSED.as_bytes()
     );
-    peers[1].send_to(b"\xff", daemon.seed).await.unwrap(); // garbage: an invalid option
-    ask(&peers[1], daemon.seed, b"2").await; // drains the reply; no session now: CLOSED
+    peers[1].send_to(b"\xff", daemon.addr).await.unwrap(); // garbage: an invalid option
+    ask(&peers[1], daemon.addr, b"2").await; // drains the reply; no session now: CLOSED
 
-    let metrics = get(daemon.http, "/metrics").await;
+    let metrics = get(daemon.metrics(), "/metrics").await;
     assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
     assert!(
         metrics.contains("content-type: text/plain; version=0.0.4"),
@@ -134,7 +116,7 @@ async fn metrics_and_status_read_what_udp_clients_did() {
     assert!(metrics.contains("hora_build_info{version=\""), "{metrics}");
     assert!(sample(&metrics, "hora_start_time_seconds") > 1.7e9);
 
-    let status = get(daemon.http, "/status").await;
+    let status = get(daemon.metrics(), "/status").await;
     assert!(
         status.contains("content-type: application/json"),
         "{status}"
@@ -145,19 +127,18 @@ async fn metrics_and_status_read_what_udp_clients_did() {
     assert_eq!(json["counters"]["logins"], 3);
     assert_eq!(json["counters"]["ended_logout"], 1);
     assert_eq!(json["datagrams"]["seed"]["received"], 6);
-    assert_eq!(json["addresses"]["seed"], daemon.seed.to_string());
-    assert_eq!(json["addresses"]["metrics"], daemon.http.to_string());
+    assert_eq!(json["addresses"]["seed"], daemon.addr.to_string());
+    assert_eq!(json["addresses"]["metrics"], daemon.metrics().to_string());
     assert_eq!(json["limits"]["max_sessions"], 10_000);
     assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
-    let _ = daemon.stop.send(());
-    daemon.task.await.unwrap();
+    daemon.stop().await;
 }
 
 #[tokio::test]
 async fn openmetrics_is_served_when_asked_for() {
     let daemon = start().await;
     let response = http(
-        daemon.http,
+        daemon.metrics(),
         b"GET /metrics HTTP/1.1\r\nHost: h\r\nAccept: application/openmetrics-text;version=1.0.0\r\nConnection: close\r\n\r\n",
     )
     .await;
@@ -166,26 +147,26 @@ async fn openmetrics_is_served_when_asked_for() {
         "{response}"
     );
     assert!(response.trim_end().ends_with("# EOF"), "{response}");
-    let _ = daemon.stop.send(());
-    daemon.task.await.unwrap();
+    daemon.stop().await;
 }
 
 #[tokio::test]
 async fn other_paths_and_methods_are_refused_cleanly() {
     let daemon = start().await;
-    assert!(get(daemon.http, "/").await.starts_with("HTTP/1.1 404 "));
-    assert!(get(daemon.http, "/metrics/../etc")
+    assert!(get(daemon.metrics(), "/")
+        .await
+        .starts_with("HTTP/1.1 404 "));
+    assert!(get(daemon.metrics(), "/metrics/../etc")
         .await
         .starts_with("HTTP/1.1 404 "));
     let post = http(
-        daemon.http,
+        daemon.metrics(),
         b"POST /status HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
     assert!(post.contains("allow: GET, HEAD"), "{post}");
-    let _ = daemon.stop.send(());
-    daemon.task.await.unwrap();
+    daemon.stop().await;
 }
 
 #[tokio::test]
@@ -193,7 +174,7 @@ async fn bad_and_hostile_clients_never_stop_the_time_service() {
     let daemon = start().await;
     let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // Not HTTP at all.
-    let junk = http(daemon.http, b"\x16\x03\x01\x00\xffhello\r\n\r\n").await;
+    let junk = http(daemon.metrics(), b"\x16\x03\x01\x00\xffhello\r\n\r\n").await;
     assert!(
         junk.is_empty() || junk.starts_with("HTTP/1.1 400 "),
         "{junk:?}"
@@ -202,20 +183,20 @@ async fn bad_and_hostile_clients_never_stop_the_time_service() {
     let mut huge = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 64 * 1024));
     huge.extend_from_slice(b"\r\n\r\n");
-    let refused = http(daemon.http, &huge).await;
+    let refused = http(daemon.metrics(), &huge).await;
     assert!(!refused.starts_with("HTTP/1.1 200"), "{refused:?}");
     // Idle connections past the limit: each is held open, sending nothing.
     let mut idle = Vec::new();
     for _ in 0..(MAX_CONNECTIONS * 4) {
-        idle.push(TcpStream::connect(daemon.http).await.unwrap());
+        idle.push(TcpStream::connect(daemon.metrics()).await.unwrap());
     }
     // The time service answers throughout.
     assert_eq!(
-        ask(&peer, daemon.seed, b"login").await,
+        ask(&peer, daemon.addr, b"login").await,
         LOGIN_MENU.as_bytes()
     );
     // A connection over the limit is closed at once (read sees EOF), not queued.
-    let mut extra = TcpStream::connect(daemon.http).await.unwrap();
+    let mut extra = TcpStream::connect(daemon.metrics()).await.unwrap();
     let mut byte = [0u8; 1];
     let read = timeout(Duration::from_secs(5), extra.read(&mut byte)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
@@ -223,7 +204,7 @@ async fn bad_and_hostile_clients_never_stop_the_time_service() {
     drop(idle);
     let mut served = false;
     for _ in 0..50 {
-        if get(daemon.http, "/status")
+        if get(daemon.metrics(), "/status")
             .await
             .starts_with("HTTP/1.1 200")
         {
@@ -237,17 +218,16 @@ async fn bad_and_hostile_clients_never_stop_the_time_service() {
         "the listener recovers once the idle connections close"
     );
     assert!(matches!(
-        hora_proto::ServerMessage::read(&ask(&peer, daemon.seed, b"1").await),
+        hora_proto::ServerMessage::read(&ask(&peer, daemon.addr, b"1").await),
         hora_proto::ServerMessage::Time { .. }
     ));
-    let _ = daemon.stop.send(());
-    daemon.task.await.unwrap();
+    daemon.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_drip_is_cut_off_by_the_header_deadline() {
     let daemon = start().await;
-    let mut stream = TcpStream::connect(daemon.http).await.unwrap();
+    let mut stream = TcpStream::connect(daemon.metrics()).await.unwrap();
     // One byte every second never completes the head within 5 s.
     let mut cut = false;
     for byte in b"GET /metrics HTTP/1.1\r\nHost: a-very-slow-client\r\n".iter() {
@@ -264,6 +244,5 @@ async fn a_slow_drip_is_cut_off_by_the_header_deadline() {
         cut || matches!(read, Ok(Ok(_))) && !text.starts_with("HTTP/1.1 200"),
         "the connection was not cut: {text:?}"
     );
-    let _ = daemon.stop.send(());
-    daemon.task.await.unwrap();
+    daemon.stop().await;
 }

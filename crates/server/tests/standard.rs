@@ -3,25 +3,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hora_proto::outcome::{DropReason, Service};
 use hora_server::config::ServiceConfig;
-use hora_server::stats::{Event, Snapshot};
-use hora_server::{Config, Server};
+use hora_server::stats::Event;
+use hora_server::Config;
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-struct Daemon {
-    sntp: SocketAddr,
-    time: SocketAddr,
-    daytime: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Snapshot>,
-}
+use common::Daemon;
 
 /// SNTP with `local_stratum = 10`, as chrony's `local stratum 10`: this
 /// machine's kernel may say its clock is unsynchronized, and these tests are
@@ -46,28 +40,7 @@ async fn start_with(adjust: impl FnOnce(&mut Config)) -> Daemon {
     config.daytime = ServiceConfig {
         bind: Some(loopback),
     };
-    let server = Server::bind(&config).await.unwrap();
-    let addrs = server.standard_addrs().unwrap();
-    let find = |name| addrs.iter().find(|(n, _)| *n == name).unwrap().1;
-    let (sntp, time, daytime) = (find("sntp"), find("time"), find("daytime"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    Daemon {
-        sntp,
-        time,
-        daytime,
-        stop,
-        task,
-    }
-}
-
-impl Daemon {
-    async fn stop(self) -> Snapshot {
-        let _ = self.stop.send(());
-        self.task.await.unwrap()
-    }
+    Daemon::start(config).await
 }
 
 async fn client() -> UdpSocket {
@@ -112,7 +85,7 @@ async fn sntp_answers_a_v4_client_request_with_the_host_time() {
     let origin = [0xDE, 0xAD, 0xBE, 0xEF, 1, 2, 3, 4];
     let before = unix_now();
     socket
-        .send_to(&ntp_request(4, 3, origin), daemon.sntp)
+        .send_to(&ntp_request(4, 3, origin), daemon.sntp())
         .await
         .unwrap();
     let reply = receive(&socket).await;
@@ -139,7 +112,7 @@ async fn sntp_echoes_version_3() {
     let daemon = start().await;
     let socket = client().await;
     socket
-        .send_to(&ntp_request(3, 3, [9; 8]), daemon.sntp)
+        .send_to(&ntp_request(3, 3, [9; 8]), daemon.sntp())
         .await
         .unwrap();
     assert_eq!(receive(&socket).await[0], 3 << 3 | 4);
@@ -159,11 +132,11 @@ async fn sntp_ignores_everything_but_client_requests() {
         &ntp_request(4, 3, [1; 8])[..47], // short
     ];
     for datagram in bad {
-        socket.send_to(datagram, daemon.sntp).await.unwrap();
+        socket.send_to(datagram, daemon.sntp()).await.unwrap();
     }
     // Then a good one: the only answer that comes back is for it.
     socket
-        .send_to(&ntp_request(4, 3, [2; 8]), daemon.sntp)
+        .send_to(&ntp_request(4, 3, [2; 8]), daemon.sntp())
         .await
         .unwrap();
     let reply = receive(&socket).await;
@@ -178,7 +151,7 @@ async fn rfc868_answers_any_datagram_with_seconds_since_1900() {
     let daemon = start().await;
     let socket = client().await;
     let before = unix_now();
-    socket.send_to(b"", daemon.time).await.unwrap();
+    socket.send_to(b"", daemon.time()).await.unwrap();
     let reply = receive(&socket).await;
     assert_eq!(reply.len(), 4);
     let seconds = f64::from(u32::from_be_bytes(reply.try_into().unwrap())) - 2_208_988_800.0;
@@ -191,7 +164,7 @@ async fn daytime_answers_any_datagram_with_one_line() {
     let daemon = start().await;
     let socket = client().await;
     socket
-        .send_to(b"what time is it?", daemon.daytime)
+        .send_to(b"what time is it?", daemon.daytime())
         .await
         .unwrap();
     let reply = String::from_utf8(receive(&socket).await).unwrap();
@@ -206,7 +179,7 @@ async fn daytime_answers_any_datagram_with_one_line() {
 #[tokio::test]
 async fn shutdown_stops_every_protocol() {
     let daemon = start().await;
-    let sntp = daemon.sntp;
+    let sntp = daemon.sntp();
     let stats = daemon.stop().await;
     assert_eq!(stats.sessions_open, 0);
     // The socket is closed: binding its address again now works.
@@ -223,14 +196,14 @@ async fn a_rate_limited_sntp_client_is_kissed_now_and_then() {
     let socket = client().await;
     for serial in 1..=2u8 {
         socket
-            .send_to(&ntp_request(4, 3, [serial; 8]), daemon.sntp)
+            .send_to(&ntp_request(4, 3, [serial; 8]), daemon.sntp())
             .await
             .unwrap();
         assert_eq!(receive(&socket).await[1], 10, "a normal reply");
     }
     // Over the limit: the first drop is answered with a RATE kiss...
     socket
-        .send_to(&ntp_request(4, 3, [3; 8]), daemon.sntp)
+        .send_to(&ntp_request(4, 3, [3; 8]), daemon.sntp())
         .await
         .unwrap();
     let kiss = receive(&socket).await;
@@ -240,7 +213,7 @@ async fn a_rate_limited_sntp_client_is_kissed_now_and_then() {
     // ...the next seven are dropped in silence, the eighth kissed again.
     for serial in 4..=11u8 {
         socket
-            .send_to(&ntp_request(4, 3, [serial; 8]), daemon.sntp)
+            .send_to(&ntp_request(4, 3, [serial; 8]), daemon.sntp())
             .await
             .unwrap();
     }
@@ -259,7 +232,7 @@ async fn sntp_tells_the_truth_about_the_host_clock() {
     let host = hora_server::sys::host_clock().unwrap();
     let socket = client().await;
     socket
-        .send_to(&ntp_request(4, 3, [7; 8]), daemon.sntp)
+        .send_to(&ntp_request(4, 3, [7; 8]), daemon.sntp())
         .await
         .unwrap();
     let reply = receive(&socket).await;
@@ -294,7 +267,7 @@ async fn every_sntp_receive_timestamp_is_the_kernels_and_precedes_the_transmit()
     for serial in 0..50u8 {
         let before = unix_now();
         socket
-            .send_to(&ntp_request(4, 3, [serial; 8]), daemon.sntp)
+            .send_to(&ntp_request(4, 3, [serial; 8]), daemon.sntp())
             .await
             .unwrap();
         let reply = receive(&socket).await;

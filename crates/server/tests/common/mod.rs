@@ -1,0 +1,90 @@
+//! The in-process daemon every integration test starts: bound from a
+//! `Config`, served on the test's runtime, stopped with its final counters.
+
+#![allow(dead_code)] // Each test file uses a different part.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hora_server::sessions::Sessions;
+use hora_server::stats::{Snapshot, Stats};
+use hora_server::{Config, Server};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running daemon and the handles a test needs.
+pub struct Daemon {
+    /// The seed protocol's address.
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    pub sessions: Arc<Sessions>,
+    standard: Vec<(&'static str, SocketAddr)>,
+    metrics: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Snapshot>,
+}
+
+impl Daemon {
+    /// Binds `config` and serves it until [`Daemon::stop`].
+    pub async fn start(config: Config) -> Daemon {
+        let server = Server::bind(&config).await.expect("the daemon binds");
+        let addr = server.local_addr().expect("a bound address");
+        let standard = server.standard_addrs().expect("bound addresses");
+        let metrics = server.metrics_addr();
+        let (stats, sessions) = (server.stats(), server.sessions());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Daemon {
+            addr,
+            stats,
+            sessions,
+            standard,
+            metrics,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn standard(&self, name: &str) -> SocketAddr {
+        self.standard
+            .iter()
+            .find(|(protocol, _)| *protocol == name)
+            .map(|(_, addr)| *addr)
+            .unwrap_or_else(|| panic!("{name} is not served"))
+    }
+
+    /// SNTP's address (the config must serve it).
+    pub fn sntp(&self) -> SocketAddr {
+        self.standard("sntp")
+    }
+
+    /// RFC 868 Time's address.
+    pub fn time(&self) -> SocketAddr {
+        self.standard("time")
+    }
+
+    /// RFC 867 Daytime's address.
+    pub fn daytime(&self) -> SocketAddr {
+        self.standard("daytime")
+    }
+
+    /// The metrics listener's address.
+    pub fn metrics(&self) -> SocketAddr {
+        self.metrics.expect("metrics are served")
+    }
+
+    /// The counters now.
+    pub fn now(&self) -> Snapshot {
+        self.stats.snapshot(self.sessions.len())
+    }
+
+    /// Shuts the daemon down; its final counters.
+    pub async fn stop(mut self) -> Snapshot {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.expect("the daemon's task ends")
+    }
+}
