@@ -50,6 +50,19 @@ struct Args {
     /// The daemon's pid, to sample its RSS
     #[arg(long)]
     pid: Option<u32>,
+    /// What each source sends: `mixed` (one in four only logs in, the others
+    /// log in and send garbage), `logins` (one login each), `garbage` (no
+    /// request at all: nothing is answered)
+    #[arg(long, value_enum, default_value = "mixed")]
+    mix: Mix,
+}
+
+/// What the flood sources send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mix {
+    Mixed,
+    Logins,
+    Garbage,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for _ in 0..args.concurrent {
         let (next, sent, server) = (Arc::clone(&next), Arc::clone(&sent), args.server);
-        let rate = args.rate;
+        let (rate, mix) = (args.rate, args.mix);
         workers.push(tokio::spawn(async move {
             loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
@@ -96,7 +109,12 @@ async fn main() -> anyhow::Result<()> {
                     return;
                 }
                 if rate > 0 {
-                    let due = started + Duration::from_secs_f64(k as f64 * 4.0 / f64::from(rate));
+                    let per_source = match mix {
+                        Mix::Logins => 1.0,
+                        Mix::Garbage | Mix::Mixed => 4.0,
+                    };
+                    let due =
+                        started + Duration::from_secs_f64(k as f64 * per_source / f64::from(rate));
                     tokio::time::sleep_until(due).await;
                 }
                 let ip = Ipv4Addr::from(0x7F01_0000u32 + k as u32);
@@ -106,10 +124,11 @@ async fn main() -> anyhow::Result<()> {
                 // One source in four only logs in: its session lives until
                 // the idle timeout, filling the session table. The others
                 // log in and send garbage, which ends their sessions.
-                let garbage: &[&[u8]] = if k % 4 == 0 {
-                    &[b"login"]
-                } else {
-                    &[b"login", b"3", b"\xff\xfe", &[b'x'; 1500], b""]
+                let garbage: &[&[u8]] = match mix {
+                    Mix::Logins => &[b"login"],
+                    Mix::Garbage => &[b"\xff\xfe", &[b'x'; 1500], b"", b"oi"],
+                    Mix::Mixed if k % 4 == 0 => &[b"login"],
+                    Mix::Mixed => &[b"login", b"3", b"\xff\xfe", &[b'x'; 1500], b""],
                 };
                 for datagram in garbage {
                     if socket.send_to(datagram, server).await.is_ok() {
