@@ -12,13 +12,13 @@ use hora_proto::sntp::{self, NtpTimestamp, ServerClock, PACKET_LEN};
 use hora_proto::{daytime, rfc868};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::gate::Gate;
 use crate::log_budget::{LogBudget, LogKind};
-use crate::server::send;
 use crate::stats::{Event, Stats};
-use crate::sys::{self, ControlBuffer, Received};
+use crate::sys::batch::{Inbox, Outbox};
+use crate::sys::Received;
 
 /// Which standard protocol a socket serves.
 #[derive(Debug, Clone)]
@@ -61,7 +61,9 @@ pub struct Shared {
     pub own_ports: Vec<u16>,
 }
 
-/// Answers `protocol` on `socket` until `shutdown` turns true.
+/// Answers `protocol` on `socket` until `shutdown` turns true: each time the
+/// socket is readable, every datagram queued is read at once, answered in
+/// order, and the replies sent at once ([`crate::sys::batch`]).
 pub async fn serve(
     socket: UdpSocket,
     mut protocol: Protocol,
@@ -70,19 +72,17 @@ pub async fn serve(
 ) {
     let (stats, log) = (&*shared.stats, &*shared.log);
     let name = protocol.name();
-    // Big enough to tell a too-long datagram from a full one; SNTP only
-    // reads the header.
-    let mut buffer = [0u8; 1500];
-    let mut control = ControlBuffer::default();
+    let mut inbox = Inbox::default();
+    let mut outbox = Outbox::default();
     let mut warned_no_timestamp = false;
     loop {
         let received = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => return,
-            received = sys::receive(&socket, &mut buffer, &mut control) => received,
+            received = inbox.receive(&socket) => received,
         };
-        let received = match received {
-            Ok(received) => received,
+        let count = match received {
+            Ok(count) => count,
             Err(error) => {
                 stats.event(Event::ReceiveError);
                 if let Some(suppressed) = log.allow(LogKind::ReceiveError) {
@@ -91,26 +91,48 @@ pub async fn serve(
                 continue;
             }
         };
-        let outcome = answer(
-            &socket,
-            &mut protocol,
-            &shared,
-            &buffer[..received.len.min(buffer.len())],
-            received,
-            &mut warned_no_timestamp,
-        )
-        .await;
-        stats.datagram(protocol.service(), outcome);
+        for index in 0..count {
+            let Some((datagram, received)) = inbox.get(index) else {
+                continue;
+            };
+            let outcome = answer(
+                &mut protocol,
+                &shared,
+                datagram,
+                received,
+                &mut outbox,
+                &mut warned_no_timestamp,
+            );
+            stats.datagram(protocol.service(), outcome);
+        }
+        let flushed = outbox.flush(&socket).await;
+        for _ in 0..flushed.sent {
+            stats.event(Event::Sent);
+        }
+        for _ in 0..flushed.failed {
+            stats.event(Event::SendError);
+        }
+        if flushed.failed > 0 {
+            if let Some(suppressed) = log.allow(LogKind::SendError) {
+                debug!(
+                    protocol = name,
+                    failed = flushed.failed,
+                    suppressed,
+                    "replies not sent"
+                );
+            }
+        }
     }
 }
 
-/// Decides and sends the answer to one datagram; returns its outcome.
-async fn answer(
-    socket: &UdpSocket,
+/// Decides the answer to one datagram and queues it in `outbox`; returns
+/// the datagram's outcome.
+fn answer(
     protocol: &mut Protocol,
     shared: &Shared,
     datagram: &[u8],
     received: Received,
+    outbox: &mut Outbox,
     warned_no_timestamp: &mut bool,
 ) -> Outcome {
     let Shared {
@@ -164,7 +186,7 @@ async fn answer(
             let mut reply = [0u8; PACKET_LEN];
             sntp::write_kiss_of_death(&request, sntp::KISS_RATE, &mut reply);
             stats.event(Event::KissOfDeath);
-            send(socket, stats, log, &reply, peer).await;
+            outbox.push(&reply, peer, false);
         }
         return Outcome::Dropped(DropReason::RateLimited);
     }
@@ -188,23 +210,16 @@ async fn answer(
             };
             let fields = *clock.borrow_and_update();
             let mut reply = [0u8; PACKET_LEN];
-            // The transmit timestamp: as late as possible before the send.
-            let transmitted = NtpTimestamp::from_system_time(SystemTime::now());
-            sntp::write_reply(
-                &request,
-                &fields,
-                NtpTimestamp::from_system_time(received),
-                transmitted,
-                &mut reply,
-            );
-            send(socket, stats, log, &reply, peer).await;
+            let stamp = NtpTimestamp::from_system_time(received);
+            // The transmit timestamp is written by the outbox just before
+            // the batch is sent: as late as possible.
+            sntp::write_reply(&request, &fields, stamp, stamp, &mut reply);
+            outbox.push(&reply, peer, true);
         }
-        (Protocol::Time, _) => {
-            send(socket, stats, log, &rfc868::reply(SystemTime::now()), peer).await;
-        }
+        (Protocol::Time, _) => outbox.push(&rfc868::reply(SystemTime::now()), peer, false),
         (Protocol::Daytime, _) => {
             let line = daytime::reply(&chrono::Local::now());
-            send(socket, stats, log, line.as_bytes(), peer).await;
+            outbox.push(line.as_bytes(), peer, false);
         }
         // A parsed SNTP request always comes with the SNTP protocol.
         (Protocol::Sntp(_), None) => return Outcome::Dropped(DropReason::Invalid),

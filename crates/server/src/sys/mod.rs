@@ -3,16 +3,18 @@
 //!
 //! - [`clock`]: the host clock's state (`ntp_adjtime`, read-only), the
 //!   workspace's one `unsafe` call;
-//! - [`timestamps`]: kernel receive timestamps (`SO_TIMESTAMPNS`, `recvmsg`);
+//! - [`timestamps`]: kernel receive timestamps (`SO_TIMESTAMPNS`);
+//! - [`batch`]: `recvmmsg`/`sendmmsg`, a batch of datagrams per kernel crossing;
 //! - [`notify`]: systemd readiness (`sd_notify`).
 //!
 //! Elsewhere than Linux, the clock's state reads as unknown, no datagram
 //! carries a kernel timestamp and there is no systemd to notify; horad then
 //! says so and goes on.
 
+pub mod batch;
 pub mod clock;
 pub mod notify;
 pub mod timestamps;
 
 pub use clock::host_clock;
-pub use timestamps::{enable_receive_timestamps, receive, ControlBuffer, Received};
+pub use timestamps::{enable_receive_timestamps, Received};

@@ -1,0 +1,347 @@
+//! Batched datagram I/O for the standard protocols' sockets: every datagram
+//! queued is read with one `recvmmsg` (kernel receive timestamps included),
+//! and every reply to them goes out with one `sendmmsg`, so a busy socket
+//! costs two kernel crossings per batch instead of two per datagram.
+//! Nothing waits for a batch to fill: a batch is whatever is queued when the
+//! socket is readable, one datagram or [`BATCH`]. Replies keep their order.
+//!
+//! Elsewhere than Linux a batch is one datagram (`recv_from`/`send_to`).
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+use super::timestamps::Received;
+
+/// The most datagrams read, and replies sent, in one kernel crossing.
+pub const BATCH: usize = 32;
+
+/// Room for one datagram: big enough to tell a too-long datagram from a
+/// full one (the standard protocols' requests are short).
+const DATAGRAM: usize = 1500;
+
+/// The most bytes of one reply (an SNTP reply is 48, a daytime line 33).
+pub const REPLY: usize = 64;
+
+// nix's message headers hold raw pointers, so they can't live in a task's
+// state (which must be Send); each thread keeps one set, used only inside a
+// synchronous call, allocated once.
+#[cfg(target_os = "linux")]
+type Headers = nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>;
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    static RECEIVE_HEADERS: std::cell::RefCell<Option<Headers>> = const { std::cell::RefCell::new(None) };
+    static SEND_HEADERS: std::cell::RefCell<Option<Headers>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Buffers for one batch of received datagrams, allocated once per socket.
+pub struct Inbox {
+    buffers: Vec<[u8; DATAGRAM]>,
+    received: Vec<Received>,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("received", &self.received.len())
+            .finish()
+    }
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Inbox {
+            buffers: vec![[0; DATAGRAM]; BATCH],
+            received: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+impl Inbox {
+    /// Waits until `socket` is readable, then reads every datagram queued
+    /// (up to [`BATCH`]); how many.
+    pub async fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        loop {
+            socket.readable().await?;
+            match socket.try_io(Interest::READABLE, || self.receive_now(socket)) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return result,
+            }
+        }
+    }
+
+    /// Datagram `index` of the last batch, with where and when it came.
+    pub fn get(&self, index: usize) -> Option<(&[u8], Received)> {
+        let received = *self.received.get(index)?;
+        let buffer = self.buffers.get(index)?;
+        Some((&buffer[..received.len.min(DATAGRAM)], received))
+    }
+
+    #[cfg(target_os = "linux")]
+    fn receive_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+        use std::time::{Duration, SystemTime};
+
+        use nix::sys::socket::{recvmmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+
+        let Inbox { buffers, received } = self;
+        received.clear();
+        RECEIVE_HEADERS.with(|cell| {
+            let mut slices: Vec<[IoSliceMut<'_>; 1]> =
+                buffers.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            let mut cell = cell.borrow_mut();
+            let headers = cell.get_or_insert_with(|| {
+                Headers::preallocate(BATCH, Some(nix::cmsg_space!(nix::sys::time::TimeSpec)))
+            });
+            let results = recvmmsg(
+                socket.as_raw_fd(),
+                headers,
+                slices.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            )
+            .map_err(io::Error::from)?;
+            for message in results {
+                let peer = message.address.and_then(|address: SockaddrStorage| {
+                    address
+                        .as_sockaddr_in()
+                        .map(|v4| SocketAddr::V4((*v4).into()))
+                        .or_else(|| {
+                            address
+                                .as_sockaddr_in6()
+                                .map(|v6| SocketAddr::V6((*v6).into()))
+                        })
+                });
+                let kernel_time = message.cmsgs().ok().and_then(|mut cmsgs| {
+                    cmsgs.find_map(|cmsg| match cmsg {
+                        ControlMessageOwned::ScmTimestampns(spec) => {
+                            Some(SystemTime::UNIX_EPOCH + Duration::from(spec))
+                        }
+                        _ => None,
+                    })
+                });
+                // A datagram without an IP source can't be answered: skip it.
+                if let Some(peer) = peer {
+                    received.push(Received {
+                        len: message.bytes,
+                        peer,
+                        kernel_time,
+                    });
+                } else {
+                    received.push(Received {
+                        len: 0,
+                        peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+                        kernel_time: None,
+                    });
+                }
+            }
+            Ok(received.len())
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn receive_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.received.clear();
+        let (len, peer) = socket.try_recv_from(&mut self.buffers[0])?;
+        self.received.push(Received {
+            len,
+            peer,
+            kernel_time: None,
+        });
+        Ok(1)
+    }
+}
+
+/// One reply waiting in the [`Outbox`].
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    bytes: [u8; REPLY],
+    len: usize,
+    peer: SocketAddr,
+    /// An SNTP reply whose transmit timestamp (bytes 40..48) is written at
+    /// the last moment, just before the batch goes out.
+    stamp_transmit: bool,
+}
+
+/// The replies to one batch, sent together by [`Outbox::flush`].
+pub struct Outbox {
+    replies: Vec<Reply>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("replies", &self.replies.len())
+            .finish()
+    }
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            replies: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+/// What a flush did, for the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Replies the kernel took.
+    pub sent: u64,
+    /// Replies it refused.
+    pub failed: u64,
+}
+
+impl Outbox {
+    /// Queues `bytes` (at most [`REPLY`]) for `peer`. With `stamp_transmit`,
+    /// bytes 40..48 are overwritten with the NTP time just before sending.
+    pub fn push(&mut self, bytes: &[u8], peer: SocketAddr, stamp_transmit: bool) {
+        let mut reply = Reply {
+            bytes: [0; REPLY],
+            len: bytes.len().min(REPLY),
+            peer,
+            stamp_transmit,
+        };
+        reply.bytes[..reply.len].copy_from_slice(&bytes[..reply.len]);
+        self.replies.push(reply);
+    }
+
+    /// Sends every queued reply, in order. An SNTP reply goes out on its
+    /// own, its transmit timestamp written just before its own send: in a
+    /// batch, a reply leaves only after the kernel has delivered those before
+    /// it (microseconds each on loopback), and a transmit time taken for the
+    /// whole batch would be that much early. Other replies go out in
+    /// batches.
+    pub async fn flush(&mut self, socket: &UdpSocket) -> Flushed {
+        let mut flushed = Flushed::default();
+        let mut next = 0;
+        while next < self.replies.len() {
+            let upto = if self.replies[next].stamp_transmit {
+                let transmit =
+                    hora_proto::sntp::NtpTimestamp::from_system_time(std::time::SystemTime::now());
+                let reply = &mut self.replies[next];
+                reply.bytes[40..44].copy_from_slice(&transmit.seconds.to_be_bytes());
+                reply.bytes[44..48].copy_from_slice(&transmit.fraction.to_be_bytes());
+                next + 1
+            } else {
+                self.replies[next..]
+                    .iter()
+                    .position(|r| r.stamp_transmit)
+                    .map_or(self.replies.len(), |at| next + at)
+            };
+            match self.send_range(socket, next, upto).await {
+                Ok(0) | Err(_) => {
+                    // This reply is refused (an unreachable peer, say):
+                    // count it and go on with the next.
+                    flushed.failed += 1;
+                    next += 1;
+                }
+                Ok(sent) => {
+                    flushed.sent += sent as u64;
+                    next += sent;
+                }
+            }
+        }
+        self.replies.clear();
+        flushed
+    }
+
+    /// Sends replies `from..upto`, as many as the kernel takes at once.
+    async fn send_range(
+        &mut self,
+        socket: &UdpSocket,
+        from: usize,
+        upto: usize,
+    ) -> io::Result<usize> {
+        loop {
+            socket.writable().await?;
+            match socket.try_io(Interest::WRITABLE, || self.send_now(socket, from, upto)) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return result,
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn send_now(&mut self, socket: &UdpSocket, from: usize, upto: usize) -> io::Result<usize> {
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+
+        use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, SockaddrStorage};
+
+        let pending = &self.replies[from..upto];
+        let slices: Vec<[IoSlice<'_>; 1]> = pending
+            .iter()
+            .map(|r| [IoSlice::new(&r.bytes[..r.len])])
+            .collect();
+        let addresses: Vec<Option<SockaddrStorage>> = pending
+            .iter()
+            .map(|r| Some(SockaddrStorage::from(r.peer)))
+            .collect();
+        let none: [ControlMessage<'_>; 0] = [];
+        SEND_HEADERS.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let headers = cell.get_or_insert_with(|| Headers::preallocate(BATCH, None));
+            let sent = sendmmsg(
+                socket.as_raw_fd(),
+                headers,
+                slices.iter(),
+                addresses,
+                none,
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from)?
+            .count();
+            Ok(sent)
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_now(&mut self, socket: &UdpSocket, from: usize, _upto: usize) -> io::Result<usize> {
+        let reply = &self.replies[from];
+        socket.try_send_to(&reply.bytes[..reply.len], reply.peer)?;
+        Ok(1)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::sys::enable_receive_timestamps;
+
+    #[tokio::test]
+    async fn a_batch_reads_every_queued_datagram_and_answers_each_in_order() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        enable_receive_timestamps(&server).unwrap();
+        let addr = server.local_addr().unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for n in 0..5u8 {
+            client.send_to(&[n; 3], addr).await.unwrap();
+        }
+        let mut inbox = Inbox::default();
+        let mut outbox = Outbox::default();
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let count = inbox.receive(&server).await.unwrap();
+            for index in 0..count {
+                let (datagram, received) = inbox.get(index).unwrap();
+                assert_eq!(received.peer, client.local_addr().unwrap());
+                assert!(received.kernel_time.is_some());
+                seen.push(datagram.to_vec());
+                outbox.push(datagram, received.peer, false);
+            }
+            assert_eq!(outbox.flush(&server).await.failed, 0);
+        }
+        assert_eq!(seen, (0..5u8).map(|n| vec![n; 3]).collect::<Vec<_>>());
+        for n in 0..5u8 {
+            let mut buffer = [0u8; 16];
+            let (len, _) = client.recv_from(&mut buffer).await.unwrap();
+            assert_eq!(&buffer[..len], &[n; 3], "replies in order");
+        }
+    }
+}
