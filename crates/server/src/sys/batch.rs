@@ -91,8 +91,13 @@ impl Inbox {
         let Inbox { buffers, received } = self;
         received.clear();
         RECEIVE_HEADERS.with(|cell| {
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> =
-                buffers.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            // On the stack: no allocation per batch.
+            let mut buffers = buffers.iter_mut();
+            let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+                [IoSliceMut::new(
+                    buffers.next().map_or(&mut [][..], |b| &mut b[..]),
+                )]
+            });
             let mut cell = cell.borrow_mut();
             let headers = cell.get_or_insert_with(|| {
                 Headers::preallocate(BATCH, Some(nix::cmsg_space!(nix::sys::time::TimeSpec)))
@@ -170,6 +175,9 @@ struct Reply {
 /// The replies to one batch, sent together by [`Outbox::flush`].
 pub struct Outbox {
     replies: Vec<Reply>,
+    /// The replies' addresses as the kernel takes them, reused.
+    #[cfg(target_os = "linux")]
+    addresses: Vec<Option<nix::sys::socket::SockaddrStorage>>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -184,6 +192,8 @@ impl Default for Outbox {
     fn default() -> Self {
         Outbox {
             replies: Vec::with_capacity(BATCH),
+            #[cfg(target_os = "linux")]
+            addresses: Vec::with_capacity(BATCH),
         }
     }
 }
@@ -274,15 +284,17 @@ impl Outbox {
 
         use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, SockaddrStorage};
 
-        let pending = &self.replies[from..upto];
-        let slices: Vec<[IoSlice<'_>; 1]> = pending
-            .iter()
-            .map(|r| [IoSlice::new(&r.bytes[..r.len])])
-            .collect();
-        let addresses: Vec<Option<SockaddrStorage>> = pending
-            .iter()
-            .map(|r| Some(SockaddrStorage::from(r.peer)))
-            .collect();
+        let Outbox { replies, addresses } = self;
+        let pending = &replies[from..upto.min(from + BATCH)];
+        // On the stack, and a reused vector: no allocation per batch.
+        let mut each = pending.iter();
+        let slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+            [IoSlice::new(
+                each.next().map_or(&[][..], |r| &r.bytes[..r.len]),
+            )]
+        });
+        addresses.clear();
+        addresses.extend(pending.iter().map(|r| Some(SockaddrStorage::from(r.peer))));
         let none: [ControlMessage<'_>; 0] = [];
         SEND_HEADERS.with(|cell| {
             let mut cell = cell.borrow_mut();
@@ -290,8 +302,8 @@ impl Outbox {
             let sent = sendmmsg(
                 socket.as_raw_fd(),
                 headers,
-                slices.iter(),
-                addresses,
+                slices[..pending.len()].iter(),
+                &addresses[..],
                 none,
                 MsgFlags::MSG_DONTWAIT,
             )
