@@ -52,6 +52,38 @@ struct Entry {
     /// Whether the peer has asked for the time ([`establishes`]): such a
     /// session is never displaced.
     established: bool,
+    /// When it opened, for the duration histogram.
+    opened: Instant,
+}
+
+/// Upper bounds (seconds) of the session-duration histogram's buckets; the
+/// last bucket, past them, is `+Inf`. The seed's idle timeout is 10 s.
+pub const DURATION_BUCKETS: [f64; 8] = [1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0];
+
+/// How long ended sessions lasted: a count per bucket, and the sum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Durations {
+    /// Sessions per bucket of [`DURATION_BUCKETS`], then past the last.
+    pub counts: [u64; DURATION_BUCKETS.len() + 1],
+    /// The sum of the durations, in seconds.
+    pub sum: f64,
+}
+
+impl Durations {
+    fn record(&mut self, lasted: std::time::Duration) {
+        let seconds = lasted.as_secs_f64();
+        let bucket = DURATION_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.counts[bucket] += 1;
+        self.sum += seconds;
+    }
+
+    /// Sessions ended.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
 }
 
 /// A session that had not asked when it was queued: `(peer, id)`.
@@ -70,6 +102,7 @@ struct Table {
     per_ip: HashMap<IpAddr, PerIp>,
     unestablished: VecDeque<Candidate>,
     next_id: u64,
+    durations: Durations,
 }
 
 /// The open sessions and the limits on them.
@@ -175,6 +208,7 @@ impl Sessions {
                         idle_deadline,
                         timer: None,
                         established: false,
+                        opened: now,
                     },
                 );
                 table.queue_unestablished(peer, id);
@@ -228,18 +262,30 @@ impl Sessions {
     /// peer with its session and the decision (the shutdown notice) to send.
     pub fn close_all(&self) -> Vec<(SocketAddr, SessionId, Decision)> {
         let mut table = self.lock();
-        table.per_ip.clear();
-        table.unestablished.clear();
-        table
-            .by_peer
+        let Table {
+            by_peer,
+            per_ip,
+            unestablished,
+            durations,
+            ..
+        } = &mut *table;
+        per_ip.clear();
+        unestablished.clear();
+        by_peer
             .drain()
             .map(|(peer, entry)| {
                 if let Some(timer) = entry.timer {
                     timer.abort();
                 }
+                durations.record(entry.opened.elapsed());
                 (peer, entry.id, shut_down())
             })
             .collect()
+    }
+
+    /// How long the sessions ended so far lasted.
+    pub fn durations(&self) -> Durations {
+        self.lock().durations.clone()
     }
 
     /// Whether a new session from `ip` fits in the limits, and if only by
@@ -332,10 +378,12 @@ fn oldest_unestablished(
     None
 }
 
-/// Removes `peer`'s session: entry, per-IP count and timer. Its place in
-/// the unestablished queues goes stale and is dropped when met.
+/// Removes `peer`'s session: entry, per-IP count and timer, and records how
+/// long it lasted. Its place in the unestablished queues goes stale and is
+/// dropped when met.
 fn remove(table: &mut Table, peer: SocketAddr) -> Option<Entry> {
     let entry = table.by_peer.remove(&peer)?;
+    table.durations.record(entry.opened.elapsed());
     if let Some(ip) = table.per_ip.get_mut(&peer.ip()) {
         ip.count = ip.count.saturating_sub(1);
         if ip.count == 0 {
@@ -579,6 +627,35 @@ mod tests {
             TimerCheck::Gone
         );
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn every_ended_session_is_in_the_duration_histogram() {
+        let table = sessions(10, 10);
+        let now = Instant::now();
+        for port in 1..=3 {
+            handle(&table, peer([127, 0, 0, 1], port), Ok(Request::Login), now);
+        }
+        handle(&table, peer([127, 0, 0, 1], 1), Ok(Request::Logout), now);
+        handle(
+            &table,
+            peer([127, 0, 0, 1], 2),
+            Err(ParseError::UnknownOption),
+            now,
+        );
+        assert_eq!(table.durations().count(), 2);
+        table.close_all();
+        let durations = table.durations();
+        assert_eq!(durations.count(), 3);
+        assert_eq!(durations.counts[0], 3, "all under a second");
+        let mut long = Durations::default();
+        long.record(std::time::Duration::from_secs(7_200));
+        assert_eq!(
+            long.counts[DURATION_BUCKETS.len()],
+            1,
+            "past the last bound"
+        );
+        assert_eq!(long.sum, 7_200.0);
     }
 
     #[test]

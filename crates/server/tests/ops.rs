@@ -114,6 +114,19 @@ async fn metrics_and_status_read_what_udp_clients_did() {
     assert_eq!(received, 6.0);
     assert_eq!(received, answered + dropped, "every datagram counted once");
     assert!(metrics.contains("hora_build_info{version=\""), "{metrics}");
+    // Two sessions ended (a logout, an invalid option), both within a second.
+    assert_eq!(sample(&metrics, "hora_session_duration_seconds_count"), 2.0);
+    assert_eq!(
+        sample(&metrics, "hora_session_duration_seconds_bucket{le=\"1\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "hora_session_duration_seconds_bucket{le=\"+Inf\"}"
+        ),
+        2.0
+    );
     assert!(sample(&metrics, "hora_start_time_seconds") > 1.7e9);
 
     let status = get(daemon.metrics(), "/status").await;

@@ -15,6 +15,10 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::Observed;
+use crate::sessions::DURATION_BUCKETS;
+
+/// A histogram's exemplars carry no labels here.
+type NoLabels = Vec<(String, String)>;
 use crate::stats::{Event, Snapshot};
 
 /// The content type of each format.
@@ -152,6 +156,21 @@ impl Collector for Scrape {
                 .collect();
             counter(&mut encoder, name, help, &rows)?;
         }
+        let durations = self.observed.sessions.durations();
+        let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS
+            .iter()
+            .zip(durations.counts)
+            .map(|(&bound, count)| (bound, count))
+            .collect();
+        buckets.push((f64::INFINITY, durations.counts[DURATION_BUCKETS.len()]));
+        let metric = encoder.encode_descriptor(
+            "hora_session_duration_seconds",
+            "How long sessions of the seed's protocol lasted, from login to their end.",
+            None,
+            MetricType::Histogram,
+        )?;
+        let mut metric = metric;
+        metric.encode_histogram::<NoLabels>(durations.sum, durations.count(), &buckets, None)?;
         if let Some(clock) = self.observed.clock() {
             gauge(
                 &mut encoder,
