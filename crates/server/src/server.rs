@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 use hora_proto::host_clock::ClockSettings;
 use hora_proto::outcome::{DropReason, Outcome, Service};
 use hora_proto::ratelimit::Verdict;
-use hora_proto::wire::MAX_DATAGRAM;
 use hora_proto::{parse, Effect, EndReason, Reply, Rules};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -30,6 +29,7 @@ use crate::sessions::{Limits, SessionId, Sessions, TimerCheck};
 use crate::standard::{self, Protocol};
 use crate::stats::{log_summary, Event, Snapshot, Stats};
 use crate::sys;
+use crate::sys::batch::{Inbox, Outbox};
 use crate::time_cache::TimeCache;
 
 /// How often the status line systemd shows is updated.
@@ -232,6 +232,7 @@ impl Server {
             server: &self,
             time: TimeCache::new(),
             notices: Budget::new(NOTICES_PER_SECOND, Duration::from_secs(1), Instant::now()),
+            outbox: Outbox::default(),
         };
         let mut summary = (!self.stats_interval.is_zero()).then(|| {
             let period = self.stats_interval;
@@ -245,7 +246,9 @@ impl Server {
             interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
             interval
         });
-        let mut buffer = [0u8; MAX_DATAGRAM + 1];
+        // Every datagram queued is read at once (one recvmmsg), handled in
+        // order, and the replies sent at once (one sendmmsg).
+        let mut inbox = Inbox::default();
         loop {
             tokio::select! {
                 biased;
@@ -269,8 +272,25 @@ impl Server {
                         now.requests_served()
                     ));
                 }
-                received = self.socket.recv_from(&mut buffer) => match received {
-                    Ok((len, peer)) => receiver.datagram(&buffer[..len], peer).await,
+                received = inbox.receive(&self.socket) => match received {
+                    Ok(count) => {
+                        for index in 0..count {
+                            if let Some((datagram, received)) = inbox.get(index) {
+                                receiver.datagram(datagram, received.peer);
+                            }
+                        }
+                        receiver.flush().await;
+                        // Two units of the runtime's cooperative budget per
+                        // datagram, as its receive and its send each took one
+                        // before batching: the idle timers (and the aborted
+                        // ones, whose memory is freed only when the scheduler
+                        // gets to them) get their turn as often under a flood.
+                        // With one unit, a login flood's peak RSS went from
+                        // 26 MB to 33-48 MB.
+                        for _ in 0..(2 * count) {
+                            tokio::task::consume_budget().await;
+                        }
+                    }
                     Err(error) => receiver.receive_error(&error),
                 },
             }
@@ -432,18 +452,31 @@ struct Receiver<'a> {
     /// Refusals and displacement notices sent this second: a flood of
     /// logins past the limits must not turn into a flood of replies.
     notices: Budget,
+    /// The replies to the batch being handled, sent together.
+    outbox: Outbox,
 }
 
 impl Receiver<'_> {
-    /// One datagram in, at most one out (and, when a login displaces a
-    /// session, that session's notice); its outcome counted once.
-    async fn datagram(&mut self, datagram: &[u8], peer: SocketAddr) {
-        let outcome = self.handle(datagram, peer).await;
+    /// One datagram in, at most one reply queued (and, when a login
+    /// displaces a session, that session's notice); its outcome counted once.
+    fn datagram(&mut self, datagram: &[u8], peer: SocketAddr) {
+        let outcome = self.handle(datagram, peer);
         self.server.stats.datagram(Service::Seed, outcome);
     }
 
+    /// Sends the replies queued for the batch, counting them.
+    async fn flush(&mut self) {
+        let flushed = self.outbox.flush(&self.server.socket).await;
+        for _ in 0..flushed.sent {
+            self.server.stats.event(Event::Sent);
+        }
+        for _ in 0..flushed.failed {
+            self.server.stats.event(Event::SendError);
+        }
+    }
+
     /// What [`Receiver::datagram`] does, returning the datagram's outcome.
-    async fn handle(&mut self, datagram: &[u8], peer: SocketAddr) -> Outcome {
+    fn handle(&mut self, datagram: &[u8], peer: SocketAddr) -> Outcome {
         let server = self.server;
         let (stats, log, gate) = (&*server.stats, &*server.log, &*server.gate);
         let now = Instant::now();
@@ -516,11 +549,11 @@ impl Receiver<'_> {
             if let Some(suppressed) = log.allow(LogKind::Displaced) {
                 info!(session = %id, peer = %displaced, by = %peer, suppressed, "session that never asked made room for a login");
             }
-            self.notify(notice.reply, displaced, now).await;
+            self.notify(notice.reply, displaced, now);
         }
         match handled.decision.reply {
             Some(Reply::Refused) => {
-                if self.notify(Some(Reply::Refused), peer, now).await {
+                if self.notify(Some(Reply::Refused), peer, now) {
                     Outcome::Answered
                 } else {
                     Outcome::Dropped(DropReason::Withheld)
@@ -534,30 +567,23 @@ impl Receiver<'_> {
                     }
                 }
                 let bytes = reply.bytes(self.time.current());
-                send(&server.socket, stats, log, bytes, peer).await;
+                self.outbox.push(bytes, peer, false);
                 Outcome::Answered
             }
             None => Outcome::Dropped(DropReason::Invalid),
         }
     }
 
-    /// Sends a refusal or displacement notice, within the notice budget;
-    /// whether it was sent.
-    async fn notify(&mut self, reply: Option<Reply>, peer: SocketAddr, now: Instant) -> bool {
+    /// Queues a refusal or displacement notice, within the notice budget;
+    /// whether it was queued.
+    fn notify(&mut self, reply: Option<Reply>, peer: SocketAddr, now: Instant) -> bool {
         let Some(bytes) = reply.as_ref().and_then(Reply::fixed_bytes) else {
             return false;
         };
         if self.notices.allow(now).is_none() {
             return false;
         }
-        send(
-            &self.server.socket,
-            &self.server.stats,
-            &self.server.log,
-            bytes,
-            peer,
-        )
-        .await;
+        self.outbox.push(bytes, peer, false);
         true
     }
 

@@ -1,4 +1,4 @@
-//! Batched datagram I/O for the standard protocols' sockets: every datagram
+//! Batched datagram I/O for every UDP socket of the daemon: every datagram
 //! queued is read with one `recvmmsg` (kernel receive timestamps included),
 //! and every reply to them goes out with one `sendmmsg`, so a busy socket
 //! costs two kernel crossings per batch instead of two per datagram.
@@ -22,8 +22,9 @@ pub const BATCH: usize = 32;
 /// full one (the standard protocols' requests are short).
 const DATAGRAM: usize = 1500;
 
-/// The most bytes of one reply (an SNTP reply is 48, a daytime line 33).
-pub const REPLY: usize = 64;
+/// The most bytes of one reply: the seed's time reply is 147 (148 past the
+/// year 9999), an SNTP reply 48, a daytime line 33.
+pub const REPLY: usize = 160;
 
 // nix's message headers hold raw pointers, so they can't live in a task's
 // state (which must be Send); each thread keeps one set, used only inside a
