@@ -39,10 +39,19 @@ const STATUS_PERIOD: Duration = Duration::from_secs(10);
 /// all peers (chrony likewise answers only some of the requests it limits).
 const NOTICES_PER_SECOND: u32 = 100;
 
-/// The receive buffer asked of the kernel (it caps it at `net.core.rmem_max`).
-/// The default (~200 KiB) holds only a few hundred small datagrams, so a
-/// burst from a thousand peers overflows it and datagrams are lost.
+/// The receive buffer asked of the kernel for the seed protocol's socket
+/// (it caps it at `net.core.rmem_max`). The default (~200 KiB) holds only a
+/// few hundred small datagrams, so a burst of logins from a thousand peers
+/// overflows it and datagrams are lost; a session's client would resend
+/// only after a second.
 const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
+
+/// The receive buffer of the SNTP socket: small, as chronyd keeps its own.
+/// A request that waits in a deep queue gets a late answer whose delay the
+/// client can't use; a request dropped from a short one is retried by its
+/// client, which polls again anyway. 256 KiB holds a few hundred requests,
+/// under a millisecond of work (BENCHMARKS.md, "SNTP under a garbage flood at full speed").
+const SNTP_RECEIVE_BUFFER_BYTES: usize = 256 << 10;
 
 /// A bound socket, ready to serve.
 #[derive(Debug)]
@@ -87,14 +96,16 @@ pub struct BindError {
 impl Server {
     /// Binds the configured address. Nothing is served until [`Server::run`].
     pub async fn bind(config: &Config) -> Result<Server, BindError> {
-        let bind =
-            |addr: SocketAddr| bind_socket(addr).map_err(|source| BindError { addr, source });
+        let bind_with = |addr: SocketAddr, buffer: usize| {
+            bind_socket(addr, buffer).map_err(|source| BindError { addr, source })
+        };
+        let bind = |addr: SocketAddr| bind_with(addr, RECEIVE_BUFFER_BYTES);
         let socket = bind(config.bind)?;
         let mut standard = Vec::new();
         let mut clock = None;
         let mut clock_settings = None;
         if let (Some(addr), Some(settings)) = (config.sntp.bind, config.sntp.settings()) {
-            let socket = bind(addr)?;
+            let socket = bind_with(addr, SNTP_RECEIVE_BUFFER_BYTES)?;
             if let Err(error) = sys::enable_receive_timestamps(&socket) {
                 warn!(%error, "no kernel receive timestamps on the SNTP socket; the clock is read instead");
             }
@@ -432,12 +443,12 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(listener)
 }
 
-/// A non-blocking UDP socket on `addr` with a large receive buffer.
-fn bind_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// A non-blocking UDP socket on `addr` with a receive buffer of `buffer` bytes.
+fn bind_socket(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if let Err(error) = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES) {
-        warn!(%error, "cannot enlarge the receive buffer; bursts may be lost");
+    if let Err(error) = socket.set_recv_buffer_size(buffer) {
+        warn!(%error, "cannot size the receive buffer; bursts may be lost");
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
