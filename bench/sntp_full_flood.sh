@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
 printf "port 11123\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 10\ncmdport 0\npidfile $d/pid\ndriftfile $d/drift\n" > $d/c.conf
 for server in chronyd horad chronyd horad; do
   if [ $server = chronyd ]; then
@@ -21,5 +22,5 @@ for server in chronyd horad chronyd horad; do
   echo "[$server garbage at full speed] $(taskset -c 1 python3 bench/sntp_probe.py $port 500) | $(cat $d/flood.out)"
   wait $f
   echo "   flood: $(cat $d/flood.out)"
-  kill $pid; wait $pid 2>/dev/null
+  kill "$pid"; wait "$pid" 2>/dev/null || true
 done
