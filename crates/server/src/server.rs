@@ -280,7 +280,7 @@ impl Server {
                     sys::notify::status(&format!(
                         "sessions open: {}, requests served: {}",
                         now.sessions_open,
-                        now.requests_served()
+                        now.total_answered()
                     ));
                 }
                 received = inbox.receive(&self.socket) => match received {

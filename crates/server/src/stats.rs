@@ -204,11 +204,6 @@ impl Snapshot {
         self.events.get(event as usize).copied().unwrap_or(0)
     }
 
-    /// Requests served, for systemd's status line.
-    pub fn requests_served(&self) -> u64 {
-        self.total_answered()
-    }
-
     /// Every counter as `(name, value)`, in report order: the summary
     /// line's and `/status`'s list.
     pub fn fields(&self) -> Vec<(String, u64)> {

@@ -24,11 +24,7 @@ use common::Daemon;
 /// The defaults on an ephemeral port, without rate limiting: these tests
 /// send bursts from one address on purpose. The gate has tests of its own.
 fn config() -> Config {
-    let mut config = Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        stats_interval: Duration::ZERO,
-        ..Config::default()
-    };
+    let mut config = common::loopback_config();
     config.ratelimit.enabled = false;
     config
 }

@@ -29,12 +29,8 @@ use common::Daemon;
 
 /// A daemon serving the seed's protocol, Time and Daytime on loopback.
 async fn start(adjust: impl FnOnce(&mut Config)) -> Daemon {
-    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut config = Config {
-        bind: loopback,
-        stats_interval: Duration::ZERO,
-        ..Config::default()
-    };
+    let loopback = common::loopback();
+    let mut config = common::loopback_config();
     config.time = ServiceConfig {
         bind: Some(loopback),
     };

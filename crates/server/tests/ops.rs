@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use hora_proto::wire::{LOGIN_MENU, SESSION_CLOSED};
 use hora_server::ops::http::MAX_CONNECTIONS;
-use hora_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
@@ -19,12 +18,8 @@ use tokio::time::timeout;
 use common::Daemon;
 
 async fn start() -> Daemon {
-    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut config = Config {
-        bind: loopback,
-        stats_interval: Duration::ZERO,
-        ..Config::default()
-    };
+    let loopback = common::loopback();
+    let mut config = common::loopback_config();
     config.metrics.bind = Some(loopback);
     Daemon::start(config).await
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hora_proto::outcome::{DropReason, Service};
@@ -25,12 +24,8 @@ async fn start() -> Daemon {
 }
 
 async fn start_with(adjust: impl FnOnce(&mut Config)) -> Daemon {
-    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut config = Config {
-        bind: loopback,
-        stats_interval: Duration::ZERO,
-        ..Config::default()
-    };
+    let loopback = common::loopback();
+    let mut config = common::loopback_config();
     config.sntp.local_stratum = Some(10);
     adjust(&mut config);
     config.sntp.bind = Some(loopback);

@@ -9,7 +9,6 @@
 //! task on the daemon's runtime; a scrape only reads atomics.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,9 +150,4 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
-}
-
-/// The address a listener is bound to, for logs.
-pub fn bound(listener: &TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
 }

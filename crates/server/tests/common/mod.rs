@@ -12,6 +12,21 @@ use hora_server::{Config, Server};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// The defaults on an ephemeral loopback port, with no summary timer: what
+/// every test starts from.
+pub fn loopback_config() -> Config {
+    Config {
+        bind: loopback(),
+        stats_interval: std::time::Duration::ZERO,
+        ..Config::default()
+    }
+}
+
+/// 127.0.0.1, port 0: an address for any socket a test's daemon serves.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
 /// A running daemon and the handles a test needs.
 pub struct Daemon {
     /// The seed protocol's address.
