@@ -9,7 +9,10 @@
 //! ```
 //!
 //! The flood is paced (`--rate`, datagrams a second in all); `--rate 0`
-//! floods as fast as the generator can, which saturates this 2-core machine.
+//! floods as fast as the generator can on `--flood-threads` cores (1 by
+//! default, leaving the other core of this 2-core machine to the daemon).
+//! The good clients run on a thread of their own, so their latency is the
+//! daemon's, not the generator's.
 //!
 //! Each flood source is a fresh socket on its own address in 127.1.0.0 and
 //! up (so a distinct `SocketAddr`, as a forged source would be): it sends
@@ -50,6 +53,10 @@ struct Args {
     /// The daemon's pid, to sample its RSS
     #[arg(long)]
     pid: Option<u32>,
+    /// Threads sending the flood: 1, as fast as one core can, leaves the
+    /// other core to the daemon, as a forger's own machine would
+    #[arg(long, default_value_t = 1)]
+    flood_threads: usize,
     /// What each source sends: `mixed` (one in four only logs in, the others
     /// log in and send garbage), `logins` (one login each), `garbage` (no
     /// request at all: nothing is answered)
@@ -65,36 +72,98 @@ enum Mix {
     Garbage,
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !args.server.ip().is_loopback() {
         bail!("the flood only targets loopback addresses");
     }
-    let sources = args.sources.min(1_000_000);
     let flooding = Arc::new(AtomicBool::new(true));
-    let sent = Arc::new(AtomicU64::new(0));
+    // The good clients and the RSS sampler run on a thread and runtime of
+    // their own: on the flood's runtime their answers would wait behind
+    // hundreds of flood tasks, and their latency would be the generator's.
+    let observers = {
+        let (good, server, pid, flooding) =
+            (args.good, args.server, args.pid, Arc::clone(&flooding));
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|runtime| runtime.block_on(observe(good, server, pid, flooding)))
+        })
+    };
+    let flood = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.flood_threads.max(1))
+        .enable_all()
+        .build()?;
+    let (sent, flood_time) = flood.block_on(flood_all(&args, Arc::clone(&flooding)))?;
+    let Ok(observed) = observers.join() else {
+        bail!("the good clients' thread panicked");
+    };
+    let (mut latencies, asked, missed, lost, peak_rss) = observed??;
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "flood sources={} datagrams={sent} in {:.1}s ({:.0}/s); good clients={} asked={asked} \
+         missed={missed} lost_sessions={lost} p50_us={} p99_us={} max_us={} peak_rss_kb={peak_rss}",
+        args.sources.min(1_000_000),
+        flood_time.as_secs_f64(),
+        sent as f64 / flood_time.as_secs_f64(),
+        args.good,
+        pick(0.5),
+        pick(0.99),
+        latencies.last().copied().unwrap_or(0),
+    );
+    Ok(())
+}
 
-    let mut good = Vec::new();
-    for i in 0..args.good {
+/// What the good clients saw: every latency (µs), requests asked, answers
+/// missed, sessions lost, and the daemon's peak RSS (kB).
+type Observed = (Vec<u32>, u64, u64, u64, u64);
+
+/// Runs the good clients and the RSS sampler until the flood ends.
+async fn observe(
+    good: u8,
+    server: SocketAddr,
+    pid: Option<u32>,
+    flooding: Arc<AtomicBool>,
+) -> anyhow::Result<Observed> {
+    let mut clients = Vec::new();
+    for i in 0..good {
         let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + i));
-        let (server, flooding) = (args.server, Arc::clone(&flooding));
-        good.push(tokio::spawn(async move {
+        let flooding = Arc::clone(&flooding);
+        clients.push(tokio::spawn(async move {
             good_client(ip, server, flooding).await
         }));
     }
-    let peak_rss = Arc::new(AtomicU64::new(0));
-    let sampler = args.pid.map(|pid| {
-        let (flooding, peak) = (Arc::clone(&flooding), Arc::clone(&peak_rss));
-        tokio::spawn(async move {
-            while flooding.load(Ordering::Relaxed) {
-                if let Some(kb) = rss_kb(pid) {
-                    peak.fetch_max(kb, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    });
+    let mut peak_rss = 0;
+    while flooding.load(Ordering::Relaxed) {
+        if let Some(kb) = pid.and_then(rss_kb) {
+            peak_rss = peak_rss.max(kb);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut latencies = Vec::new();
+    let (mut asked, mut missed, mut lost) = (0u64, 0u64, 0u64);
+    for client in clients {
+        let report = client.await?;
+        latencies.extend(report.latencies_us);
+        asked += report.asked;
+        missed += report.missed;
+        lost += u64::from(report.lost_session);
+    }
+    Ok((latencies, asked, missed, lost, peak_rss))
+}
+
+/// Sends the whole flood; how many datagrams, in how long. Clears
+/// `flooding` when done.
+async fn flood_all(args: &Args, flooding: Arc<AtomicBool>) -> anyhow::Result<(u64, Duration)> {
+    let sources = args.sources.min(1_000_000);
+    let sent = Arc::new(AtomicU64::new(0));
 
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
@@ -141,40 +210,8 @@ async fn main() -> anyhow::Result<()> {
     for worker in workers {
         worker.await?;
     }
-    let flood_time = started.elapsed();
     flooding.store(false, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    let (mut asked, mut missed, mut lost) = (0u64, 0u64, 0u64);
-    for client in good {
-        let report = client.await?;
-        latencies.extend(report.latencies_us);
-        asked += report.asked;
-        missed += report.missed;
-        lost += u64::from(report.lost_session);
-    }
-    if let Some(sampler) = sampler {
-        sampler.await?;
-    }
-    latencies.sort_unstable();
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or(0)
-    };
-    println!(
-        "flood sources={sources} datagrams={} in {:.1}s ({:.0}/s); good clients={} asked={asked} \
-         missed={missed} lost_sessions={lost} p50_us={} p99_us={} max_us={} peak_rss_kb={}",
-        sent.load(Ordering::Relaxed),
-        flood_time.as_secs_f64(),
-        sent.load(Ordering::Relaxed) as f64 / flood_time.as_secs_f64(),
-        args.good,
-        pick(0.5),
-        pick(0.99),
-        latencies.last().copied().unwrap_or(0),
-        peak_rss.load(Ordering::Relaxed),
-    );
-    Ok(())
+    Ok((sent.load(Ordering::Relaxed), started.elapsed()))
 }
 
 #[derive(Default)]
