@@ -22,6 +22,7 @@
 //!   kernel's state and the admin's settings;
 //! - [`access`], [`ratelimit`]: who may be answered, and how often;
 //! - [`loop_guard`]: what is never answered, so two servers can't loop;
+//! - [`overload`]: what a server that has fallen behind still answers;
 //! - [`outcome`]: what became of each datagram, one outcome each.
 
 pub mod access;
@@ -31,6 +32,7 @@ pub mod host_clock;
 pub mod loop_guard;
 pub mod message;
 pub mod outcome;
+pub mod overload;
 pub mod ratelimit;
 pub mod request;
 pub mod rfc868;

@@ -53,16 +53,20 @@ pub enum DropReason {
     Loop,
     /// A refused login whose notice was over the notices' budget.
     Withheld,
+    /// A request from a peer without a session, shed while the server was
+    /// behind (see [`crate::overload`]).
+    Overloaded,
 }
 
 impl DropReason {
     /// Every reason, in the order reports list them.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::Denied,
         DropReason::RateLimited,
         DropReason::Invalid,
         DropReason::Loop,
         DropReason::Withheld,
+        DropReason::Overloaded,
     ];
 
     /// Its name in logs and metrics (`reason="denied"`).
@@ -73,6 +77,7 @@ impl DropReason {
             DropReason::Invalid => "invalid",
             DropReason::Loop => "loop",
             DropReason::Withheld => "withheld",
+            DropReason::Overloaded => "overloaded",
         }
     }
 }

@@ -77,6 +77,8 @@ pub enum LogKind {
     Denied,
     /// A source over its rate limit.
     RateLimited,
+    /// A stranger's request shed while the server was behind.
+    Shed,
     /// A datagram a standard protocol does not answer.
     Ignored,
     /// A receive that failed.

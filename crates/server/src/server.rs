@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use hora_proto::host_clock::ClockSettings;
 use hora_proto::outcome::{DropReason, Outcome, Service};
+use hora_proto::overload::Admission;
 use hora_proto::ratelimit::Verdict;
 use hora_proto::{parse, Effect, EndReason, Reply, Rules};
 use tokio::net::{TcpListener, UdpSocket};
@@ -25,7 +26,7 @@ use crate::gate::Gate;
 use crate::log_budget::{Budget, LogBudget, LogKind};
 use crate::logging;
 use crate::ops;
-use crate::sessions::{Limits, SessionId, Sessions, TimerCheck};
+use crate::sessions::{Known, Limits, SessionId, Sessions, TimerCheck, Unanswered};
 use crate::standard::{self, Protocol};
 use crate::stats::{log_summary, Event, Snapshot, Stats};
 use crate::sys;
@@ -101,6 +102,10 @@ impl Server {
         };
         let bind = |addr: SocketAddr| bind_with(addr, RECEIVE_BUFFER_BYTES);
         let socket = bind(config.bind)?;
+        // How long each datagram waited tells when the server is behind.
+        if let Err(error) = sys::enable_receive_timestamps(&socket) {
+            warn!(%error, "no kernel receive timestamps on the seed protocol's socket; it never counts as behind");
+        }
         let mut standard = Vec::new();
         let mut clock = None;
         let mut clock_settings = None;
@@ -243,6 +248,7 @@ impl Server {
             server: &self,
             time: TimeCache::new(),
             notices: Budget::new(NOTICES_PER_SECOND, Duration::from_secs(1), Instant::now()),
+            admission: Admission::default(),
             outbox: Outbox::default(),
         };
         let mut summary = (!self.stats_interval.is_zero()).then(|| {
@@ -285,9 +291,14 @@ impl Server {
                 }
                 received = inbox.receive(&self.socket) => match received {
                     Ok(count) => {
+                        let read_at = SystemTime::now();
                         for index in 0..count {
                             if let Some((datagram, received)) = inbox.get(index) {
-                                receiver.datagram(datagram, received.peer);
+                                // A clock stepped back reads as no wait.
+                                let waited = received.kernel_time.map_or(Duration::ZERO, |at| {
+                                    read_at.duration_since(at).unwrap_or_default()
+                                });
+                                receiver.datagram(datagram, received.peer, waited);
                             }
                         }
                         receiver.flush().await;
@@ -463,6 +474,9 @@ struct Receiver<'a> {
     /// Refusals and displacement notices sent this second: a flood of
     /// logins past the limits must not turn into a flood of replies.
     notices: Budget,
+    /// Which requests from peers without a session are answered while the
+    /// server is behind.
+    admission: Admission,
     /// The replies to the batch being handled, sent together.
     outbox: Outbox,
 }
@@ -470,8 +484,9 @@ struct Receiver<'a> {
 impl Receiver<'_> {
     /// One datagram in, at most one reply queued (and, when a login
     /// displaces a session, that session's notice); its outcome counted once.
-    fn datagram(&mut self, datagram: &[u8], peer: SocketAddr) {
-        let outcome = self.handle(datagram, peer);
+    /// `waited` is how long it waited in the socket's queue.
+    fn datagram(&mut self, datagram: &[u8], peer: SocketAddr, waited: Duration) {
+        let outcome = self.handle(datagram, peer, waited);
         self.server.stats.datagram(Service::Seed, outcome);
     }
 
@@ -487,7 +502,7 @@ impl Receiver<'_> {
     }
 
     /// What [`Receiver::datagram`] does, returning the datagram's outcome.
-    fn handle(&mut self, datagram: &[u8], peer: SocketAddr) -> Outcome {
+    fn handle(&mut self, datagram: &[u8], peer: SocketAddr, waited: Duration) -> Outcome {
         let server = self.server;
         let (stats, log, gate) = (&*server.stats, &*server.log, &*server.gate);
         let now = Instant::now();
@@ -495,15 +510,35 @@ impl Receiver<'_> {
             return Outcome::Dropped(DropReason::Denied);
         }
         let request = parse(datagram);
-        let answerable = || gate.within_rate(peer, now.into_std(), log) == Verdict::Allow;
+        let admission = &mut self.admission;
+        let answerable = |known| {
+            if known == Known::Stranger && !admission.admits(waited, now.into_std()) {
+                return Err(Unanswered::Shed);
+            }
+            match gate.within_rate(peer, now.into_std(), log) {
+                Verdict::Allow => Ok(()),
+                _ => Err(Unanswered::RateLimited),
+            }
+        };
         let handled =
             server
                 .sessions
                 .handle(peer, request, now.into_std(), server.rules(), answerable);
-        let Some(handled) = handled else {
-            // Over the rate limit. The seed's protocol has no way to say
-            // "slow down": drop.
-            return Outcome::Dropped(DropReason::RateLimited);
+        let handled = match handled {
+            Ok(handled) => handled,
+            // The seed's protocol has no way to say "slow down": drop.
+            Err(Unanswered::RateLimited) => return Outcome::Dropped(DropReason::RateLimited),
+            Err(Unanswered::Shed) => {
+                if let Some(suppressed) = log.allow(LogKind::Shed) {
+                    warn!(
+                        %peer,
+                        waited_ms = waited.as_secs_f64() * 1e3,
+                        suppressed,
+                        "behind: request from a peer without a session shed"
+                    );
+                }
+                return Outcome::Dropped(DropReason::Overloaded);
+            }
         };
         let session = handled.session;
 

@@ -124,6 +124,25 @@ pub struct Handled {
     pub displaced: Option<(SocketAddr, SessionId, Decision)>,
 }
 
+/// Whether the peer of a datagram has a session, for the checks that
+/// treat strangers differently (see `hora_proto::overload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// The peer has an open session.
+    Session,
+    /// The peer has none: its request would open one, or be told it has none.
+    Stranger,
+}
+
+/// Why a datagram the protocol would answer got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Its peer has no session and the server is behind.
+    Shed,
+    /// Its source is over its rate limit.
+    RateLimited,
+}
+
 /// What an idle timer finds when it wakes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimerCheck {
@@ -166,22 +185,27 @@ impl Sessions {
     /// session. A newly opened session has no timer yet: the caller spawns
     /// one and hands it over with [`Sessions::set_timer`].
     ///
-    /// `may_answer` is asked only when the decision has a reply (the rate
-    /// limit: a datagram that gets no answer costs nothing); if it says no,
-    /// nothing changes and `None` is returned.
+    /// `answerable` is asked only when the decision has a reply (a datagram
+    /// that gets no answer costs nothing), told whether the peer has a
+    /// session: the overload shedding and the rate limit. If it says no,
+    /// nothing changes and its reason is returned.
     pub fn handle(
         &self,
         peer: SocketAddr,
         request: Result<Request, ParseError>,
         now: Instant,
         rules: Rules,
-        may_answer: impl FnOnce() -> bool,
-    ) -> Option<Handled> {
+        answerable: impl FnOnce(Known) -> Result<(), Unanswered>,
+    ) -> Result<Handled, Unanswered> {
         let mut table = self.lock();
         let mut room = Room::Free;
-        let state = match table.by_peer.get(&peer) {
-            Some(_) => PeerState::LoggedIn,
-            None => {
+        let known = match table.by_peer.get(&peer) {
+            Some(_) => Known::Session,
+            None => Known::Stranger,
+        };
+        let state = match known {
+            Known::Session => PeerState::LoggedIn,
+            Known::Stranger => {
                 room = self.room(&mut table, peer.ip());
                 PeerState::NoSession {
                     may_open: room != Room::None,
@@ -189,8 +213,8 @@ impl Sessions {
             }
         };
         let decision = decide(state, request, now, rules);
-        if decision.reply.is_some() && !may_answer() {
-            return None;
+        if decision.reply.is_some() {
+            answerable(known)?;
         }
         let mut displaced = None;
         let session = match decision.effect {
@@ -222,7 +246,7 @@ impl Sessions {
             Effect::End(_) => remove(&mut table, peer).map(|entry| entry.id),
             Effect::Refuse | Effect::Nothing => None,
         };
-        Some(Handled {
+        Ok(Handled {
             decision,
             session,
             displaced,
@@ -427,7 +451,7 @@ mod tests {
         now: Instant,
     ) -> Handled {
         table
-            .handle(peer, request, now, RULES, || true)
+            .handle(peer, request, now, RULES, |_| Ok(()))
             .expect("not rate limited")
     }
 
@@ -573,21 +597,46 @@ mod tests {
     }
 
     #[test]
-    fn a_rate_limited_answer_changes_nothing() {
+    fn a_datagram_left_unanswered_changes_nothing() {
         let table = sessions(10, 10);
         let now = Instant::now();
         let a = peer([127, 0, 0, 1], 1);
-        assert_eq!(
-            table.handle(a, Ok(Request::Login), now, RULES, || false),
-            None
-        );
-        assert!(table.is_empty());
-        // Garbage from a peer without a session gets no answer: the rate
-        // limit is not even asked.
-        let garbage = table.handle(a, Err(ParseError::NotANumber), now, RULES, || {
-            panic!("asked the rate limit for a datagram that gets no answer")
+        for reason in [Unanswered::RateLimited, Unanswered::Shed] {
+            assert_eq!(
+                table.handle(a, Ok(Request::Login), now, RULES, |_| Err(reason)),
+                Err(reason)
+            );
+            assert!(table.is_empty());
+        }
+        // Garbage from a peer without a session gets no answer: the checks
+        // are not even asked.
+        let garbage = table.handle(a, Err(ParseError::NotANumber), now, RULES, |_| {
+            panic!("asked the checks for a datagram that gets no answer")
         });
-        assert_eq!(garbage.map(|h| h.decision.reply), Some(None));
+        assert_eq!(garbage.map(|h| h.decision.reply), Ok(None));
+    }
+
+    #[test]
+    fn the_checks_are_told_whether_the_peer_has_a_session() {
+        let table = sessions(10, 10);
+        let now = Instant::now();
+        let a = peer([127, 0, 0, 1], 1);
+        let mut told = Vec::new();
+        for request in [Ok(Request::Login), Ok(Request::Time)] {
+            table
+                .handle(a, request, now, RULES, |known| {
+                    told.push(known);
+                    Ok(())
+                })
+                .unwrap();
+        }
+        // A session's request goes on even when strangers are shed.
+        let time = table.handle(a, Ok(Request::Time), now, RULES, |known| match known {
+            Known::Session => Ok(()),
+            Known::Stranger => Err(Unanswered::Shed),
+        });
+        assert_eq!(time.map(|h| h.decision.reply), Ok(Some(Reply::Time)));
+        assert_eq!(told, [Known::Stranger, Known::Session]);
     }
 
     #[test]
