@@ -291,14 +291,16 @@ impl Server {
                 }
                 received = inbox.receive(&self.socket) => match received {
                     Ok(count) => {
-                        let read_at = SystemTime::now();
+                        // The clocks are read once a batch: its datagrams
+                        // are handled within microseconds of each other.
+                        let read_at = Clocks { wall: SystemTime::now(), monotonic: Instant::now() };
                         for index in 0..count {
                             if let Some((datagram, received)) = inbox.get(index) {
                                 // A clock stepped back reads as no wait.
                                 let waited = received.kernel_time.map_or(Duration::ZERO, |at| {
-                                    read_at.duration_since(at).unwrap_or_default()
+                                    read_at.wall.duration_since(at).unwrap_or_default()
                                 });
-                                receiver.datagram(datagram, received.peer, waited);
+                                receiver.datagram(datagram, received.peer, waited, read_at);
                             }
                         }
                         receiver.flush().await;
@@ -484,9 +486,10 @@ struct Receiver<'a> {
 impl Receiver<'_> {
     /// One datagram in, at most one reply queued (and, when a login
     /// displaces a session, that session's notice); its outcome counted once.
-    /// `waited` is how long it waited in the socket's queue.
-    fn datagram(&mut self, datagram: &[u8], peer: SocketAddr, waited: Duration) {
-        let outcome = self.handle(datagram, peer, waited);
+    /// `waited` is how long it waited in the socket's queue; `now`, when its
+    /// batch was read.
+    fn datagram(&mut self, datagram: &[u8], peer: SocketAddr, waited: Duration, now: Clocks) {
+        let outcome = self.handle(datagram, peer, waited, now);
         self.server.stats.datagram(Service::Seed, outcome);
     }
 
@@ -502,10 +505,16 @@ impl Receiver<'_> {
     }
 
     /// What [`Receiver::datagram`] does, returning the datagram's outcome.
-    fn handle(&mut self, datagram: &[u8], peer: SocketAddr, waited: Duration) -> Outcome {
+    fn handle(
+        &mut self,
+        datagram: &[u8],
+        peer: SocketAddr,
+        waited: Duration,
+        clocks: Clocks,
+    ) -> Outcome {
         let server = self.server;
         let (stats, log, gate) = (&*server.stats, &*server.log, &*server.gate);
-        let now = Instant::now();
+        let now = clocks.monotonic;
         if !gate.admits(peer, log) {
             return Outcome::Dropped(DropReason::Denied);
         }
@@ -608,11 +617,14 @@ impl Receiver<'_> {
             Some(reply) => {
                 if reply == Reply::Time {
                     stats.event(Event::TimeServed);
-                    if let Some(suppressed) = log.allow(LogKind::TimeServed) {
-                        debug!(session = %OptionalId(session), %peer, suppressed, "time served");
+                    // Its budget is asked only when the line would be written.
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        if let Some(suppressed) = log.allow(LogKind::TimeServed) {
+                            debug!(session = %OptionalId(session), %peer, suppressed, "time served");
+                        }
                     }
                 }
-                let bytes = reply.bytes(self.time.current());
+                let bytes = reply.bytes(self.time.at(clocks.wall));
                 self.outbox.push(bytes, peer, false);
                 Outcome::Answered
             }
@@ -681,6 +693,13 @@ impl Receiver<'_> {
             .sessions
             .set_timer(peer, id, timer.abort_handle());
     }
+}
+
+/// The wall clock and the monotonic clock, read together.
+#[derive(Debug, Clone, Copy)]
+struct Clocks {
+    wall: SystemTime,
+    monotonic: Instant,
 }
 
 /// The next tick of an optional interval; never, without one.

@@ -198,23 +198,40 @@ impl Sessions {
         answerable: impl FnOnce(Known) -> Result<(), Unanswered>,
     ) -> Result<Handled, Unanswered> {
         let mut table = self.lock();
-        let mut room = Room::Free;
-        let known = match table.by_peer.get(&peer) {
-            Some(_) => Known::Session,
-            None => Known::Stranger,
-        };
-        let state = match known {
-            Known::Session => PeerState::LoggedIn,
-            Known::Stranger => {
-                room = self.room(&mut table, peer.ip());
-                PeerState::NoSession {
-                    may_open: room != Room::None,
-                }
+        // A session's request: one look-up, and the common case (it keeps
+        // the session) is done under it.
+        if let Some(entry) = table.by_peer.get_mut(&peer) {
+            let decision = decide(PeerState::LoggedIn, request, now, rules);
+            if decision.reply.is_some() {
+                answerable(Known::Session)?;
             }
+            let session = match decision.effect {
+                Effect::Keep { idle_deadline } => {
+                    entry.idle_deadline = idle_deadline;
+                    entry.established |= establishes(&request);
+                    entry.id
+                }
+                _ => {
+                    let id = entry.id;
+                    if let Effect::End(_) = decision.effect {
+                        remove(&mut table, peer);
+                    }
+                    id
+                }
+            };
+            return Ok(Handled {
+                decision,
+                session: Some(session),
+                displaced: None,
+            });
+        }
+        let room = self.room(&mut table, peer.ip());
+        let state = PeerState::NoSession {
+            may_open: room != Room::None,
         };
         let decision = decide(state, request, now, rules);
         if decision.reply.is_some() {
-            answerable(known)?;
+            answerable(Known::Stranger)?;
         }
         let mut displaced = None;
         let session = match decision.effect {
@@ -238,12 +255,8 @@ impl Sessions {
                 table.queue_unestablished(peer, id);
                 Some(id)
             }
-            Effect::Keep { idle_deadline } => table.by_peer.get_mut(&peer).map(|entry| {
-                entry.idle_deadline = idle_deadline;
-                entry.established |= establishes(&request);
-                entry.id
-            }),
-            Effect::End(_) => remove(&mut table, peer).map(|entry| entry.id),
+            // A peer without a session neither keeps nor ends one.
+            Effect::Keep { .. } | Effect::End(_) => None,
             Effect::Refuse | Effect::Nothing => None,
         };
         Ok(Handled {

@@ -16,17 +16,19 @@ impl TimeCache {
     /// A cache holding the reply for now.
     pub fn new() -> Self {
         TimeCache {
-            unix_second: unix_second(),
+            unix_second: unix_second(SystemTime::now()),
             reply: TimeReply::render(chrono::Local::now().naive_local()),
         }
     }
 
-    /// The reply for the current second of the host's local time.
-    pub fn current(&mut self) -> &TimeReply {
-        let second = unix_second();
+    /// The reply for the second of `now`, the wall clock read a moment ago
+    /// (a batch of requests reads it once).
+    pub fn at(&mut self, now: SystemTime) -> &TimeReply {
+        let second = unix_second(now);
         if second != self.unix_second {
             self.unix_second = second;
-            self.reply = TimeReply::render(chrono::Local::now().naive_local());
+            self.reply =
+                TimeReply::render(chrono::DateTime::<chrono::Local>::from(now).naive_local());
         }
         &self.reply
     }
@@ -39,10 +41,8 @@ impl Default for TimeCache {
 }
 
 /// Seconds since the Unix epoch; a clock set before 1970 reads as 0.
-fn unix_second() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+fn unix_second(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -54,7 +54,7 @@ mod tests {
     fn serves_the_local_time_within_a_second() {
         let mut cache = TimeCache::new();
         let before = chrono::Local::now().naive_local();
-        let reply = cache.current().clone();
+        let reply = cache.at(SystemTime::now()).clone();
         let after = chrono::Local::now().naive_local();
         let ServerMessage::Time {
             server_time: Some(served),
@@ -67,6 +67,29 @@ mod tests {
         assert!(
             before - served < chrono::TimeDelta::seconds(2),
             "{served} vs {before}"
+        );
+    }
+
+    #[test]
+    fn renders_the_second_it_is_given_once() {
+        let mut cache = TimeCache::new();
+        let served = |reply: &TimeReply| match ServerMessage::read(reply.as_bytes()) {
+            ServerMessage::Time {
+                server_time: Some(served),
+                ..
+            } => served,
+            other => panic!("not a time reply: {other:?}"),
+        };
+        let then = UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        let expected = chrono::DateTime::<chrono::Local>::from(then).naive_local();
+        assert_eq!(served(cache.at(then)), expected);
+        // Within the same second, the same reply.
+        let later = then + std::time::Duration::from_millis(999);
+        assert_eq!(served(cache.at(later)), expected);
+        let next = then + std::time::Duration::from_secs(1);
+        assert_eq!(
+            served(cache.at(next)),
+            expected + chrono::TimeDelta::seconds(1)
         );
     }
 }

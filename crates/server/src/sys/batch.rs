@@ -269,6 +269,21 @@ impl Outbox {
         from: usize,
         upto: usize,
     ) -> io::Result<usize> {
+        if upto == from + 1 {
+            // One reply: `sendto`, the kernel's shortest path for it (tried
+            // at once; the socket is writable unless its buffer is full).
+            let reply = &self.replies[from];
+            let bytes = &reply.bytes[..reply.len];
+            match socket.try_send_to(bytes, reply.peer) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    socket.send_to(bytes, reply.peer).await?;
+                }
+                result => {
+                    result?;
+                }
+            }
+            return Ok(1);
+        }
         loop {
             socket.writable().await?;
             match socket.try_io(Interest::WRITABLE, || self.send_now(socket, from, upto)) {
