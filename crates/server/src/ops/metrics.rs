@@ -135,7 +135,7 @@ impl Collector for Scrape {
                 ));
             }
         }
-        counter(&mut encoder, "hora_dropped_total", "Datagrams not answered, by protocol and reason (denied, rate_limited, invalid, loop, withheld).", &dropped)?;
+        counter(&mut encoder, "hora_dropped_total", "Datagrams not answered, by protocol and reason (denied, rate_limited, invalid, loop, withheld, overloaded).", &dropped)?;
         // The events, one family per metric name, in the list's order.
         let mut done: Vec<&str> = Vec::new();
         for &event in Event::ALL {
