@@ -225,14 +225,20 @@ impl Sessions {
                 displaced: None,
             });
         }
+        // Whether a stranger is answered at all does not depend on the
+        // room for a session (a login gets the menu or a refusal): ask the
+        // checks before looking for room, so a shed login costs little.
+        let answered = decide(PeerState::NoSession { may_open: true }, request, now, rules)
+            .reply
+            .is_some();
+        if answered {
+            answerable(Known::Stranger)?;
+        }
         let room = self.room(&mut table, peer.ip());
         let state = PeerState::NoSession {
             may_open: room != Room::None,
         };
         let decision = decide(state, request, now, rules);
-        if decision.reply.is_some() {
-            answerable(Known::Stranger)?;
-        }
         let mut displaced = None;
         let session = match decision.effect {
             Effect::Open { idle_deadline } => {
@@ -627,6 +633,23 @@ mod tests {
             panic!("asked the checks for a datagram that gets no answer")
         });
         assert_eq!(garbage.map(|h| h.decision.reply), Ok(None));
+    }
+
+    #[test]
+    fn a_shed_login_at_the_limit_displaces_no_one() {
+        let table = sessions(1, 1);
+        let now = Instant::now();
+        let (a, b) = (peer([127, 0, 0, 1], 1), peer([127, 0, 0, 2], 2));
+        handle(&table, a, Ok(Request::Login), now);
+        assert_eq!(
+            table.handle(b, Ok(Request::Login), now, RULES, |_| Err(Unanswered::Shed)),
+            Err(Unanswered::Shed)
+        );
+        assert_eq!(table.len(), 1);
+        // The session that never asked is still there: a session's request
+        // from it is answered, not told it has none.
+        let time = handle(&table, a, Ok(Request::Time), now);
+        assert_eq!(time.decision.reply, Some(Reply::Time));
     }
 
     #[test]
