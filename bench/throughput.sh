@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Throughput and CPU per request against the issue's reference (BENCHMARKS.md):
+#   sntp: horad against chronyd (`local stratum 10`, no rate limit), 64
+#         closed-loop SNTP clients (`loadgen ntp`);
+#   seed: horad against the project's one-thread baseline, 64 closed-loop
+#         sessions (`loadgen load`).
+# Nothing pinned; the servers take turns for ROUNDS rounds of 5 s. CPU per
+# request is the server's utime+stime over the round (/proc/PID/stat) divided
+# by the requests answered. Extra horad binaries to compare (a build before a
+# change, say) go after ROUNDS. Loopback only; sntp needs chronyd (apt: chrony).
+#
+#   cargo build --release --bins --examples && bash bench/throughput.sh sntp|seed 8 [OTHER_HORAD...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:?sntp or seed}; rounds=${2:-4}; shift 2 || shift $#
+d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
+printf "port 11123\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 10\ncmdport 0\npidfile $d/pid\ndriftfile $d/drift\n" > "$d/c.conf"
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+start() { # server -> pid and port of the socket to load
+  case "$mode:$1" in
+    sntp:chronyd) chronyd -d -x -f "$d/c.conf" >/dev/null 2>&1 & pid=$!; port=11123 ;;
+    sntp:*) "$1" --config /dev/null --bind 127.0.0.1:0 --sntp-bind 127.0.0.1:11124 --sntp-local-stratum 10 \
+              --no-ratelimit --stats-interval 0s --log-level warn >/dev/null 2>&1 & pid=$!; port=11124 ;;
+    seed:baseline) target/release/examples/baseline 127.0.0.1:5106 2>/dev/null & pid=$!; port=5106 ;;
+    seed:*) "$1" --config /dev/null --bind 127.0.0.1:5106 --max-sessions 200000 --max-sessions-per-ip 200000 \
+              --no-ratelimit --stats-interval 0s --log-level warn >/dev/null 2>&1 & pid=$!; port=5106 ;;
+  esac
+}
+case "$mode" in
+  sntp) reference=chronyd; load=(ntp --clients 64) ;;
+  seed) reference=baseline; load=(load --sessions 64) ;;
+  *) echo "mode: sntp or seed" >&2; exit 2 ;;
+esac
+for round in $(seq "$rounds"); do
+  for server in "$reference" target/release/horad "$@"; do
+    start "$server"
+    sleep 1
+    before=$(cpu "$pid")
+    out=$(target/release/examples/loadgen --server 127.0.0.1:$port "${load[@]}" --duration 5s 2>/dev/null | grep mode=)
+    after=$(cpu "$pid")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    answered=$(echo "$out" | grep -o " requests=[0-9]*" | cut -d= -f2)
+    rate=$(echo "$out" | grep -o " rps=[0-9]*" | cut -d= -f2)
+    echo "round=$round server=$server req_per_s=$rate cpu_us_per_req=$(python3 -c "print(round(($after-$before)/$ticks*1e6/$answered, 2))") | $out"
+  done
+done
