@@ -18,6 +18,10 @@
 //! while the server is busy with real sessions (a closed-loop load keeps any
 //! queue deep), and its client resends (hora after a second).
 //!
+//! The wait is the wall clock's (the kernel stamps with it): a step of the
+//! clock between a datagram's arrival and its reading makes that batch look
+//! late or on time, and the budget keeps new peers admitted meanwhile.
+//!
 //! Shedding by age, not by count, is what the kernel's first-in first-out
 //! queue allows: no user-space policy can read a session's datagram before
 //! the flood queued ahead of it, but every datagram read can be cheap.
