@@ -44,6 +44,7 @@ pub use clock::TimeReply;
 pub use message::{ClosedReason, ServerMessage};
 pub use request::{parse, ParseError, Request};
 pub use session::{
-    decide, displace, establishes, expire, shut_down, Decision, Effect, EndReason, PeerState, Rules,
+    answers_stranger, decide, displace, establishes, expire, shut_down, Decision, Effect,
+    EndReason, PeerState, Rules,
 };
 pub use wire::Reply;

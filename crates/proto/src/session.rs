@@ -151,6 +151,16 @@ pub fn decide(
     }
 }
 
+/// Whether a peer without a session gets an answer to `request`, whatever the
+/// room for a session (a `login` gets the menu or a refusal): what a server
+/// may check before it looks for room, as the overload shedding does.
+pub fn answers_stranger(request: &Result<Request, ParseError>) -> bool {
+    !matches!(
+        request,
+        Err(ParseError::NotANumber | ParseError::TooLong(_) | ParseError::NotUtf8)
+    )
+}
+
 /// Decides whether a session whose deadline is `idle_deadline` has idled out
 /// at `now`: if so it ends, and the peer is sent the idle notice.
 pub fn expire(idle_deadline: Instant, now: Instant) -> Option<Decision> {
@@ -203,6 +213,32 @@ mod tests {
     fn rules() -> Rules {
         Rules {
             idle_timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn a_stranger_is_answered_exactly_when_decide_gives_it_a_reply() {
+        let now = Instant::now();
+        let datagrams: [&[u8]; 9] = [
+            b"login",
+            b"1",
+            b"2",
+            b"3",
+            b"-1",
+            b"oi",
+            b"",
+            b"\xff",
+            &[b'1'; 300],
+        ];
+        for datagram in datagrams {
+            let request = parse(datagram);
+            for state in [NEW, FULL] {
+                assert_eq!(
+                    answers_stranger(&request),
+                    decide(state, request, now, rules()).reply.is_some(),
+                    "{datagram:?} {state:?}"
+                );
+            }
         }
     }
 

@@ -19,8 +19,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use hora_proto::{
-    decide, displace, establishes, expire, shut_down, Decision, Effect, ParseError, PeerState,
-    Request, Rules,
+    answers_stranger, decide, displace, establishes, expire, shut_down, Decision, Effect,
+    ParseError, PeerState, Request, Rules,
 };
 use tokio::task::AbortHandle;
 
@@ -225,13 +225,9 @@ impl Sessions {
                 displaced: None,
             });
         }
-        // Whether a stranger is answered at all does not depend on the
-        // room for a session (a login gets the menu or a refusal): ask the
-        // checks before looking for room, so a shed login costs little.
-        let answered = decide(PeerState::NoSession { may_open: true }, request, now, rules)
-            .reply
-            .is_some();
-        if answered {
+        // The checks come before the look for room, so a shed login costs
+        // little.
+        if answers_stranger(&request) {
             answerable(Known::Stranger)?;
         }
         let room = self.room(&mut table, peer.ip());
@@ -262,8 +258,7 @@ impl Sessions {
                 Some(id)
             }
             // A peer without a session neither keeps nor ends one.
-            Effect::Keep { .. } | Effect::End(_) => None,
-            Effect::Refuse | Effect::Nothing => None,
+            Effect::Keep { .. } | Effect::End(_) | Effect::Refuse | Effect::Nothing => None,
         };
         Ok(Handled {
             decision,
