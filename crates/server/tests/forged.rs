@@ -25,7 +25,7 @@ use hora_server::Config;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
-use common::Daemon;
+use common::{ask, Daemon};
 
 /// A daemon serving the seed's protocol, Time and Daytime on loopback.
 async fn start(adjust: impl FnOnce(&mut Config)) -> Daemon {
@@ -74,16 +74,6 @@ async fn until(mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     panic!("the condition never held");
-}
-
-async fn ask(socket: &UdpSocket, server: SocketAddr, datagram: &[u8]) -> Vec<u8> {
-    socket.send_to(datagram, server).await.unwrap();
-    let mut buffer = [0u8; 2048];
-    let (len, _) = timeout(Duration::from_secs(5), socket.recv_from(&mut buffer))
-        .await
-        .expect("an answer")
-        .unwrap();
-    buffer[..len].to_vec()
 }
 
 /// Drains every socket of both daemons: a request to each, answered, means

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
 
-use common::Daemon;
+use common::{ask, Daemon};
 
 async fn start() -> Daemon {
     let loopback = common::loopback();
@@ -45,16 +45,6 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
         .parse()
         .unwrap()
-}
-
-async fn ask(socket: &UdpSocket, server: SocketAddr, datagram: &[u8]) -> Vec<u8> {
-    socket.send_to(datagram, server).await.unwrap();
-    let mut buffer = [0u8; 2048];
-    let (len, _) = timeout(Duration::from_secs(5), socket.recv_from(&mut buffer))
-        .await
-        .expect("an answer")
-        .unwrap();
-    buffer[..len].to_vec()
 }
 
 #[tokio::test]

@@ -5,16 +5,15 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hora_proto::outcome::{DropReason, Service};
 use hora_server::config::ServiceConfig;
 use hora_server::stats::Event;
 use hora_server::Config;
 use tokio::net::UdpSocket;
-use tokio::time::timeout;
 
-use common::Daemon;
+use common::{receive, Daemon};
 
 /// SNTP with `local_stratum = 10`, as chrony's `local stratum 10`: this
 /// machine's kernel may say its clock is unsynchronized, and these tests are
@@ -40,15 +39,6 @@ async fn start_with(adjust: impl FnOnce(&mut Config)) -> Daemon {
 
 async fn client() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").await.unwrap()
-}
-
-async fn receive(socket: &UdpSocket) -> Vec<u8> {
-    let mut buffer = [0u8; 2048];
-    let (len, _) = timeout(Duration::from_secs(5), socket.recv_from(&mut buffer))
-        .await
-        .expect("an answer")
-        .unwrap();
-    buffer[..len].to_vec()
 }
 
 fn ntp_request(version: u8, mode: u8, transmit: [u8; 8]) -> [u8; 48] {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use hora_server::sessions::Sessions;
 use hora_server::stats::{Snapshot, Stats};
 use hora_server::{Config, Server};
+use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -102,4 +103,23 @@ impl Daemon {
         }
         self.task.await.expect("the daemon's task ends")
     }
+}
+
+/// The next datagram `socket` receives, within five seconds.
+pub async fn receive(socket: &UdpSocket) -> Vec<u8> {
+    let mut buffer = [0u8; 2048];
+    let (len, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        socket.recv_from(&mut buffer),
+    )
+    .await
+    .expect("an answer")
+    .expect("a datagram");
+    buffer[..len].to_vec()
+}
+
+/// Sends `datagram` to `server` and returns its answer.
+pub async fn ask(socket: &UdpSocket, server: SocketAddr, datagram: &[u8]) -> Vec<u8> {
+    socket.send_to(datagram, server).await.expect("sent");
+    receive(socket).await
 }
