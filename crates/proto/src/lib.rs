@@ -23,7 +23,8 @@
 //! - [`access`], [`ratelimit`]: who may be answered, and how often;
 //! - [`loop_guard`]: what is never answered, so two servers can't loop;
 //! - [`overload`]: what a server that has fallen behind still answers;
-//! - [`outcome`]: what became of each datagram, one outcome each.
+//! - [`outcome`]: what became of each datagram, one outcome each;
+//! - [`transmit`]: when each SNTP reply of a batch leaves, for its stamp.
 
 pub mod access;
 pub mod clock;
@@ -38,6 +39,7 @@ pub mod request;
 pub mod rfc868;
 pub mod session;
 pub mod sntp;
+pub mod transmit;
 pub mod wire;
 
 pub use clock::TimeReply;

@@ -271,3 +271,47 @@ async fn every_sntp_receive_timestamp_is_the_kernels_and_precedes_the_transmit()
     );
     assert_eq!(stats.event(Event::ClockTimestamp), 0);
 }
+
+#[tokio::test]
+async fn sntp_replies_sent_together_are_stamped_in_order_and_never_after_they_leave() {
+    // Bursts of requests, read only once all are sent: the daemon reads them
+    // in batches and sends their replies together, each transmit timestamp
+    // estimated from the kernel's pace (`hora_proto::transmit`). On one
+    // host's clock, a reply can't leave after we read it. Enough bursts for
+    // the estimate to be learned (`hora_proto::transmit::WINDOW` batches).
+    const BURSTS: u8 = 20;
+    let daemon = start_with(|config| config.ratelimit.enabled = false).await;
+    let socket = client().await;
+    for burst in 0..BURSTS {
+        for serial in 0..32u8 {
+            socket
+                .send_to(
+                    &ntp_request(4, 3, [burst, serial, 0, 0, 0, 0, 0, 1]),
+                    daemon.sntp(),
+                )
+                .await
+                .unwrap();
+        }
+        let mut last_transmitted = 0.0;
+        for serial in 0..32u8 {
+            let reply = receive(&socket).await;
+            let read = unix_now();
+            assert_eq!(&reply[24..26], &[burst, serial], "replies in order");
+            let (received, transmitted) =
+                (ntp_to_unix(&reply[32..40]), ntp_to_unix(&reply[40..48]));
+            assert!(received <= transmitted, "{received} > {transmitted}");
+            assert!(
+                transmitted <= read + 1e-6,
+                "burst {burst}, reply {serial}: sent at {transmitted}, read at {read}"
+            );
+            assert!(
+                last_transmitted <= transmitted,
+                "burst {burst}, reply {serial}: stamped {transmitted}, before the one sent ahead of it ({last_transmitted})"
+            );
+            last_transmitted = transmitted;
+        }
+    }
+    let stats = daemon.stop().await;
+    assert_eq!(stats.answered(Service::Sntp), u64::from(BURSTS) * 32);
+    assert_eq!(stats.event(Event::Sent), u64::from(BURSTS) * 32);
+}

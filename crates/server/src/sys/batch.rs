@@ -9,6 +9,10 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use hora_proto::sntp::NtpTimestamp;
+use hora_proto::transmit::{TransmitPace, MOST_PER_BATCH};
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -85,7 +89,7 @@ impl Inbox {
     fn receive_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         use std::io::IoSliceMut;
         use std::os::fd::AsRawFd;
-        use std::time::{Duration, SystemTime};
+        use std::time::Duration;
 
         use nix::sys::socket::{recvmmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
 
@@ -176,6 +180,8 @@ struct Reply {
 /// The replies to one batch, sent together by [`Outbox::flush`].
 pub struct Outbox {
     replies: Vec<Reply>,
+    /// The kernel's time per SNTP reply, for their transmit timestamps.
+    pace: TransmitPace,
     /// The replies' addresses as the kernel takes them, reused.
     #[cfg(target_os = "linux")]
     addresses: Vec<Option<nix::sys::socket::SockaddrStorage>>,
@@ -193,6 +199,7 @@ impl Default for Outbox {
     fn default() -> Self {
         Outbox {
             replies: Vec::with_capacity(BATCH),
+            pace: TransmitPace::default(),
             #[cfg(target_os = "linux")]
             addresses: Vec::with_capacity(BATCH),
         }
@@ -222,28 +229,33 @@ impl Outbox {
         self.replies.push(reply);
     }
 
-    /// Sends every queued reply, in order. An SNTP reply goes out on its
-    /// own, its transmit timestamp written just before its own send: in a
-    /// batch, a reply leaves only after the kernel has delivered those before
-    /// it (microseconds each on loopback), and a transmit time taken for the
-    /// whole batch would be that much early. Other replies go out in
-    /// batches.
+    /// Sends every queued reply, in order, as few kernel crossings as it
+    /// takes. SNTP replies go out at most
+    /// [`MOST_PER_BATCH`](hora_proto::transmit::MOST_PER_BATCH) at a time,
+    /// their transmit timestamps written just before the send, each later
+    /// than the batch's clock reading by the kernel's work on the replies
+    /// before it ([`hora_proto::transmit`]).
     pub async fn flush(&mut self, socket: &UdpSocket) -> Flushed {
         let mut flushed = Flushed::default();
         let mut next = 0;
         while next < self.replies.len() {
-            let upto = if self.replies[next].stamp_transmit {
-                let transmit =
-                    hora_proto::sntp::NtpTimestamp::from_system_time(std::time::SystemTime::now());
-                let reply = &mut self.replies[next];
-                reply.bytes[40..44].copy_from_slice(&transmit.seconds.to_be_bytes());
-                reply.bytes[44..48].copy_from_slice(&transmit.fraction.to_be_bytes());
-                next + 1
+            let stamped = self.replies[next].stamp_transmit;
+            let run = self.replies[next..]
+                .iter()
+                .position(|r| r.stamp_transmit != stamped)
+                .map_or(self.replies.len(), |at| next + at);
+            let (upto, first) = if stamped {
+                let upto = run.min(next + MOST_PER_BATCH);
+                let first = SystemTime::now();
+                for (position, reply) in self.replies[next..upto].iter_mut().enumerate() {
+                    let transmit =
+                        NtpTimestamp::from_system_time(self.pace.transmit_time(first, position));
+                    reply.bytes[40..44].copy_from_slice(&transmit.seconds.to_be_bytes());
+                    reply.bytes[44..48].copy_from_slice(&transmit.fraction.to_be_bytes());
+                }
+                (upto, Some(first))
             } else {
-                self.replies[next..]
-                    .iter()
-                    .position(|r| r.stamp_transmit)
-                    .map_or(self.replies.len(), |at| next + at)
+                (run, None)
             };
             match self.send_range(socket, next, upto).await {
                 Ok(0) | Err(_) => {
@@ -253,6 +265,10 @@ impl Outbox {
                     next += 1;
                 }
                 Ok(sent) => {
+                    if let Some(first) = first {
+                        let elapsed = SystemTime::now().duration_since(first).unwrap_or_default();
+                        self.pace.observe(elapsed, sent);
+                    }
                     flushed.sent += sent as u64;
                     next += sent;
                 }
@@ -300,7 +316,9 @@ impl Outbox {
 
         use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, SockaddrStorage};
 
-        let Outbox { replies, addresses } = self;
+        let Outbox {
+            replies, addresses, ..
+        } = self;
         let pending = &replies[from..upto.min(from + BATCH)];
         // On the stack, and a reused vector: no allocation per batch.
         let mut each = pending.iter();
