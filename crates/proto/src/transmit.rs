@@ -23,6 +23,7 @@
 //! the last [`WINDOW`] batches, and zero until that many are measured: a
 //! batch the kernel was interrupted in, or the first ones of a cold start,
 //! read long and are not believed.
+
 use std::time::{Duration, SystemTime};
 
 /// The most SNTP replies sent in one batch: with a few microseconds each, a
@@ -56,7 +57,8 @@ impl TransmitPace {
     /// was read at `first`, just before the batch was sent.
     pub fn transmit_time(&self, first: SystemTime, position: usize) -> SystemTime {
         let position = u64::try_from(position).unwrap_or(u64::MAX);
-        first + Duration::from_nanos(self.per_reply_nanos.saturating_mul(position))
+        let later = Duration::from_nanos(self.per_reply_nanos.saturating_mul(position));
+        first.checked_add(later).unwrap_or(first)
     }
 
     /// Learns from a batch of `replies` that took `elapsed` from the clock
