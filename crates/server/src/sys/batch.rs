@@ -265,7 +265,8 @@ impl Outbox {
                     next += 1;
                 }
                 Ok(sent) => {
-                    if let Some(first) = first {
+                    // Only a batch of two or more tells the pace.
+                    if let (Some(first), true) = (first, sent > 1) {
                         let elapsed = SystemTime::now().duration_since(first).unwrap_or_default();
                         self.pace.observe(elapsed, sent);
                     }
