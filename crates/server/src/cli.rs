@@ -98,18 +98,48 @@ impl Args {
     }
 
     /// [`Args::config`], with `default_path` standing for
-    /// [`DEFAULT_CONFIG_PATH`] (tests point it elsewhere).
+    /// [`DEFAULT_CONFIG_PATH`] (tests point it elsewhere). Anything at the
+    /// default path is read, so a directory or a FIFO there is refused,
+    /// not taken for "no file".
     pub fn config_from(
         &self,
         default_path: &Path,
     ) -> Result<(Config, Option<PathBuf>), ConfigError> {
-        let (mut config, source) = match &self.config {
-            Some(path) => (Config::from_file(path)?, Some(path.clone())),
-            None if default_path.is_file() => (
-                Config::from_file(default_path)?,
-                Some(default_path.to_owned()),
-            ),
-            None => (Config::default(), None),
+        let path = match &self.config {
+            Some(path) => Some(path.clone()),
+            None if default_path.symlink_metadata().is_ok() => Some(default_path.to_owned()),
+            None => None,
+        };
+        let config = self.load(path.as_deref())?;
+        Ok((config, path))
+    }
+
+    /// The configuration again, for a reload on SIGHUP: from the file read
+    /// at start-up (`read_at_start`), which must still be there (a reload
+    /// never falls back to the built-in defaults because the file went
+    /// away); or, if horad started on the defaults, as at start-up.
+    pub fn reload(&self, read_at_start: Option<&Path>) -> Result<Config, ConfigError> {
+        self.reload_from(read_at_start, Path::new(DEFAULT_CONFIG_PATH))
+    }
+
+    /// [`Args::reload`], with `default_path` standing for
+    /// [`DEFAULT_CONFIG_PATH`].
+    pub fn reload_from(
+        &self,
+        read_at_start: Option<&Path>,
+        default_path: &Path,
+    ) -> Result<Config, ConfigError> {
+        match read_at_start {
+            Some(path) => self.load(Some(path)),
+            None => self.config_from(default_path).map(|(config, _)| config),
+        }
+    }
+
+    /// The file at `path` (or the defaults), then the flags on top, validated.
+    fn load(&self, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
         };
         self.apply(&mut config);
         // The file's values passed; anything out of range now came from a flag.
@@ -118,7 +148,7 @@ impl Args {
             key: flag_of(out.key),
             problem: out.problem,
         })?;
-        Ok((config, source))
+        Ok(config)
     }
 
     /// Overrides the file's values with the flags given.
@@ -286,5 +316,42 @@ mod tests {
         assert_eq!(config.max_sessions, 7);
         assert_eq!(source, Some(fixed));
         assert_eq!(DEFAULT_CONFIG_PATH, "/etc/hora/config.toml");
+    }
+
+    #[test]
+    fn a_directory_at_the_fixed_path_is_refused_not_taken_for_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = Args::try_parse_from(["horad"]).unwrap();
+        let error = args.config_from(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.ends_with("is a directory, not a regular file"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_reload_reads_the_file_read_at_start_and_never_falls_back_to_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixed = dir.path().join("config.toml");
+        std::fs::write(&fixed, "max_sessions = 7\n").unwrap();
+        let args = Args::try_parse_from(["horad"]).unwrap();
+        let (_, source) = args.config_from(&fixed).unwrap();
+        std::fs::write(&fixed, "max_sessions = 8\n").unwrap();
+        let again = args.reload_from(source.as_deref(), &fixed).unwrap();
+        assert_eq!(again.max_sessions, 8);
+        // Deleted, moved or replaced by a directory: an error, not defaults.
+        std::fs::remove_file(&fixed).unwrap();
+        let gone = args.reload_from(source.as_deref(), &fixed).unwrap_err();
+        assert!(gone.to_string().starts_with(&fixed.display().to_string()));
+        std::fs::create_dir(&fixed).unwrap();
+        let error = args.reload_from(source.as_deref(), &fixed).unwrap_err();
+        assert!(error
+            .to_string()
+            .ends_with("is a directory, not a regular file"));
+        // Started on the defaults: a file put there since is read.
+        std::fs::remove_dir(&fixed).unwrap();
+        assert_eq!(args.reload_from(None, &fixed).unwrap(), Config::default());
+        std::fs::write(&fixed, "max_sessions = 9\n").unwrap();
+        assert_eq!(args.reload_from(None, &fixed).unwrap().max_sessions, 9);
     }
 }

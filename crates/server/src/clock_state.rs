@@ -1,8 +1,9 @@
 //! The host clock's state as SNTP serves it: read from the kernel at
 //! start-up and then once a second (never per request), turned into reply
 //! fields by `hora_proto::host_clock::served_clock`, and handed to the SNTP
-//! loop through a `watch` channel. A change worth knowing (synchronized or
-//! not, a leap second pending) is logged.
+//! loop through a `watch` channel. The admin's settings come from the live
+//! view ([`crate::live`]), so a reload changes the fields at once. A change
+//! worth knowing (synchronized or not, a leap second pending) is logged.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use hora_proto::sntp::ServerClock;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::live::LiveView;
 use crate::sys;
 
 /// How often the kernel is asked.
@@ -20,20 +22,23 @@ const PERIOD: Duration = Duration::from_secs(1);
 /// every SNTP reply says of the clock.
 #[derive(Debug)]
 pub struct ClockState {
-    settings: watch::Receiver<ClockSettings>,
+    live: LiveView,
+    settings: ClockSettings,
     host: HostClock,
     served: watch::Sender<ServerClock>,
 }
 
 impl ClockState {
     /// Reads the kernel's state now and logs it: the first reply is right.
-    /// `settings` may change later (a reload); the fields follow at once.
-    pub fn start(mut settings: watch::Receiver<ClockSettings>) -> ClockState {
+    /// The settings are the live view's `[sntp]` ones (`fallback` if it has
+    /// none); a reload changes them, and the fields follow at once.
+    pub fn start(mut live: LiveView, fallback: ClockSettings) -> ClockState {
         let host = read_logging_failure(true);
-        let current = *settings.borrow_and_update();
-        log_state(&host, &current);
-        let (served, _) = watch::channel(served_clock(&host, &current));
+        let settings = live.borrow_and_update().clock.unwrap_or(fallback);
+        log_state(&host, &settings);
+        let (served, _) = watch::channel(served_clock(&host, &settings));
         ClockState {
+            live,
             settings,
             host,
             served,
@@ -50,15 +55,18 @@ impl ClockState {
         let mut tick = tokio::time::interval(PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        // Until the daemon drops the sender of the settings (it never does
+        // Until the daemon drops the sender of the live view (it never does
         // while it serves).
         let mut settable = true;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => return,
-                changed = self.settings.changed(), if settable => {
+                changed = self.live.changed(), if settable => {
                     settable = changed.is_ok();
+                    if let Some(settings) = self.live.borrow_and_update().clock {
+                        self.settings = settings;
+                    }
                     self.publish();
                 }
                 _ = tick.tick() => self.refresh(),
@@ -69,7 +77,7 @@ impl ClockState {
     fn refresh(&mut self) {
         let host = read_logging_failure(false);
         if host.differs_in_kind(&self.host) {
-            log_state(&host, &self.settings.borrow());
+            log_state(&host, &self.settings);
         }
         self.host = host;
         self.publish();
@@ -77,7 +85,7 @@ impl ClockState {
 
     /// Sends what replies should say now, if it changed.
     fn publish(&mut self) {
-        let fields = served_clock(&self.host, &self.settings.borrow_and_update());
+        let fields = served_clock(&self.host, &self.settings);
         self.served.send_if_modified(|served| {
             let changed = *served != fields;
             *served = fields;

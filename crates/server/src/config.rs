@@ -220,6 +220,23 @@ pub enum ConfigError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// Something other than a regular file is at the path (a FIFO, a
+    /// directory, a device): it is not read, so it can't block or flood.
+    #[error("{path}: is {kind}, not a regular file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is: "a directory", "a FIFO", ...
+        kind: &'static str,
+    },
+    /// The file is larger than any configuration horad reads.
+    #[error("{path}: {size} bytes, more than the {MAX_FILE_BYTES} a configuration may have")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
     /// The file is not valid TOML, or has an unknown key or a bad value.
     #[error("{path}:{line}:{column}: {message}")]
     Parse {
@@ -267,13 +284,82 @@ const MAX_RATE: f64 = 1e6;
 /// NTP's largest dispersion (RFC 5905's MAXDISP), a bound on the root fields.
 const MAX_ROOT: Duration = Duration::from_secs(16);
 
-impl Config {
-    /// Reads and validates a configuration file.
-    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+/// The largest configuration file read: 16 MiB holds an access list of
+/// several hundred thousand entries (100,000 deny entries take 1.7 MB).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// The text of the configuration file at `path`, if it is a regular file of
+/// at most [`MAX_FILE_BYTES`]. It is opened without blocking (a FIFO put
+/// there opens at once and is then refused, unread) and checked on the open
+/// file, so it can't change between the check and the read. `/dev/null`
+/// reads as an empty file (the defaults: `--config /dev/null` is the usual
+/// way to say "no file"). It still does file I/O: the daemon calls it off
+/// its serving thread.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+
+    let read_error = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NONBLOCK);
+    let file = options.open(path).map_err(read_error)?;
+    let metadata = file.metadata().map_err(read_error)?;
+    let kind = metadata.file_type();
+    if path == Path::new("/dev/null") {
+        return Ok(String::new());
+    }
+    if !kind.is_file() {
+        #[cfg(unix)]
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a file"
+        };
+        #[cfg(not(unix))]
+        let what = if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        };
+        return Err(ConfigError::NotAFile {
             path: path.to_owned(),
-            source,
-        })?;
+            kind: what,
+        });
+    }
+    let too_large = |size| ConfigError::TooLarge {
+        path: path.to_owned(),
+        size,
+    };
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(too_large(metadata.len()));
+    }
+    // It may still grow while read: read one byte past the cap to know.
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(read_error)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(text.len() as u64));
+    }
+    Ok(text)
+}
+
+impl Config {
+    /// Reads and validates a configuration file ([`read_file`]).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_file(path)?;
         let config = Config::from_toml(&text, path)?;
         config.check().map_err(|out| {
             let origin = match locate_key(&text, out.key) {
@@ -401,38 +487,98 @@ fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
 
 impl Config {
     /// The keys whose values differ in `new`, for a reload's log line (and
-    /// its refusal, when one is an address to bind).
+    /// its refusal, when one is an address to bind). Every field is named
+    /// here without `..`, so a key added to [`Config`] and forgotten here
+    /// does not compile, rather than reloading as "nothing changed".
     pub fn changes(&self, new: &Config) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        let mut differ = |key, changed: bool| {
-            if changed {
-                keys.push(key);
-            }
-        };
-        differ("bind", self.bind != new.bind);
-        differ("sntp.bind", self.sntp.bind != new.sntp.bind);
-        differ("time.bind", self.time.bind != new.time.bind);
-        differ("daytime.bind", self.daytime.bind != new.daytime.bind);
-        differ("metrics.bind", self.metrics.bind != new.metrics.bind);
-        differ("idle_timeout", self.idle_timeout != new.idle_timeout);
-        differ("max_sessions", self.max_sessions != new.max_sessions);
-        differ(
-            "max_sessions_per_ip",
-            self.max_sessions_per_ip != new.max_sessions_per_ip,
-        );
-        differ("stats_interval", self.stats_interval != new.stats_interval);
-        differ("log.level", self.log.level != new.log.level);
-        differ("log.format", self.log.format != new.log.format);
-        differ("access.allow", self.access.allow != new.access.allow);
-        differ("access.deny", self.access.deny != new.access.deny);
-        differ("ratelimit", self.ratelimit != new.ratelimit);
-        let sntp = |c: &Config| {
-            let mut s = c.sntp.clone();
-            s.bind = None;
-            s
-        };
-        differ("sntp", sntp(self) != sntp(new));
-        keys
+        let Config {
+            bind,
+            idle_timeout,
+            max_sessions,
+            max_sessions_per_ip,
+            stats_interval,
+            log: LogConfig { level, format },
+            sntp:
+                SntpConfig {
+                    bind: sntp_bind,
+                    stratum,
+                    reference_id,
+                    precision,
+                    root_delay,
+                    root_dispersion,
+                    local_stratum,
+                },
+            time: ServiceConfig { bind: time_bind },
+            daytime: ServiceConfig { bind: daytime_bind },
+            access: AccessConfig { allow, deny },
+            ratelimit:
+                RateLimitConfig {
+                    enabled,
+                    rate,
+                    burst,
+                    table_size,
+                },
+            metrics: ServiceConfig { bind: metrics_bind },
+        } = self;
+        let sntp = &new.sntp;
+        let limit = &new.ratelimit;
+        [
+            ("bind", *bind != new.bind),
+            ("sntp.bind", *sntp_bind != sntp.bind),
+            ("time.bind", *time_bind != new.time.bind),
+            ("daytime.bind", *daytime_bind != new.daytime.bind),
+            ("metrics.bind", *metrics_bind != new.metrics.bind),
+            ("idle_timeout", *idle_timeout != new.idle_timeout),
+            ("max_sessions", *max_sessions != new.max_sessions),
+            (
+                "max_sessions_per_ip",
+                *max_sessions_per_ip != new.max_sessions_per_ip,
+            ),
+            ("stats_interval", *stats_interval != new.stats_interval),
+            ("log.level", *level != new.log.level),
+            ("log.format", *format != new.log.format),
+            ("access.allow", *allow != new.access.allow),
+            ("access.deny", *deny != new.access.deny),
+            (
+                "ratelimit",
+                (*enabled, *rate, *burst, *table_size)
+                    != (limit.enabled, limit.rate, limit.burst, limit.table_size),
+            ),
+            (
+                "sntp",
+                (
+                    stratum,
+                    reference_id,
+                    precision,
+                    root_delay,
+                    root_dispersion,
+                    local_stratum,
+                ) != (
+                    &sntp.stratum,
+                    &sntp.reference_id,
+                    &sntp.precision,
+                    &sntp.root_delay,
+                    &sntp.root_dispersion,
+                    &sntp.local_stratum,
+                ),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+
+    /// The keys a reload applies only at restart (they shape what start-up
+    /// built: the summary timer, the log subscriber): a reload reports them
+    /// once as not applied and keeps them as they were.
+    pub const RESTART_ONLY: [&'static str; 2] = ["stats_interval", "log.format"];
+
+    /// `new`, with the keys that change only at restart
+    /// ([`Config::RESTART_ONLY`]) as they are in `self`.
+    pub fn keeping_restart_only(&self, mut new: Config) -> Config {
+        new.stats_interval = self.stats_interval;
+        new.log.format = self.log.format;
+        new
     }
 
     /// What this configuration serves, one line a part, for
@@ -684,6 +830,67 @@ mod tests {
         assert_eq!(locate_key(text, "sntp.stratum"), Some((3, 1)));
         assert_eq!(locate_key(text, "rate"), Some((1, 1)));
         assert_eq!(locate_key(text, "sntp.precision"), None);
+    }
+
+    #[test]
+    fn only_a_regular_file_of_a_sane_size_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Config::from_file(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.ends_with("is a directory, not a regular file"),
+            "{error}"
+        );
+        // A FIFO is refused at once: nothing blocks waiting for a writer.
+        let fifo = dir.path().join("fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let error = Config::from_file(&fifo).unwrap_err().to_string();
+        assert!(error.ends_with("is a FIFO, not a regular file"), "{error}");
+        let error = Config::from_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with("is a device, not a regular file"),
+            "{error}"
+        );
+        let large = dir.path().join("large.toml");
+        let file = std::fs::File::create(&large).unwrap();
+        file.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let error = Config::from_file(&large).unwrap_err().to_string();
+        assert!(
+            error.contains("16777217 bytes, more than the 16777216"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn changes_name_every_key_that_differs() {
+        let old = Config::default();
+        assert!(old.changes(&old).is_empty());
+        let mut new = old.clone();
+        new.idle_timeout = Duration::from_secs(30);
+        new.max_sessions = 15_000;
+        new.sntp.precision = -20;
+        new.ratelimit.table_size = 64;
+        new.metrics.bind = Some("127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            old.changes(&new),
+            [
+                "metrics.bind",
+                "idle_timeout",
+                "max_sessions",
+                "ratelimit",
+                "sntp"
+            ]
+        );
+        new.stats_interval = Duration::ZERO;
+        new.log.format = LogFormat::Json;
+        let kept = old.keeping_restart_only(new);
+        assert_eq!(kept.stats_interval, old.stats_interval);
+        assert_eq!(kept.log.format, old.log.format);
+        assert!(!old
+            .changes(&kept)
+            .iter()
+            .any(|key| Config::RESTART_ONLY.contains(key)));
     }
 
     #[test]

@@ -4,73 +4,70 @@
 //! order: deny, allow, rate limit, answer). A datagram that gets no answer
 //! (garbage, a forged reply) costs its source no token, so garbage forged
 //! from a client's address can't spend that client's budget.
+//!
+//! A gate is part of the live view ([`crate::live::Live`]): a reload builds
+//! a new one, keeping the rate limiter's buckets when its settings did not
+//! change.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use hora_proto::access::AccessList;
 use hora_proto::ratelimit::{RateLimit, RateLimiter, Verdict};
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{Config, RateLimitConfig};
 use crate::log_budget::{LogBudget, LogKind};
 
-/// The access lists and the rate limiter. A reload swaps either in place
-/// ([`Gate::reconfigure`]); every socket sees the new rules at its next
-/// datagram.
+/// The access lists and the rate limiter in force.
 #[derive(Debug)]
 pub struct Gate {
-    access: RwLock<AccessList>,
-    limiter: Mutex<Option<RateLimiter>>,
-}
-
-fn access_list(config: &Config) -> AccessList {
-    AccessList::new(config.access.allow.clone(), config.access.deny.clone())
-}
-
-fn rate_limiter(config: &Config, now: Instant) -> Option<RateLimiter> {
-    let limit = &config.ratelimit;
-    limit.enabled.then(|| {
-        let rate = RateLimit {
-            rate: limit.rate,
-            burst: limit.burst,
-        };
-        RateLimiter::new(rate, limit.table_size, now)
-    })
+    access: AccessList,
+    /// The buckets, shared by every protocol's loop (a source's rate is
+    /// over every protocol together); `None` with rate limiting off.
+    limiter: Option<Arc<Mutex<RateLimiter>>>,
+    /// The settings the limiter was made with, to know whether a reload
+    /// may keep its buckets.
+    limit: RateLimitConfig,
 }
 
 impl Gate {
-    /// The gate the configuration describes, its buckets full as of `now`.
-    pub fn new(config: &Config, now: Instant) -> Self {
+    /// The gate `config` describes. The rate limiter of `previous` is kept
+    /// (with its buckets) when its settings are the same; otherwise a new
+    /// one starts, every bucket full as of `now`.
+    pub fn new(config: &Config, previous: Option<&Gate>, now: Instant) -> Self {
+        let limit = config.ratelimit.clone();
+        let limiter = match previous {
+            Some(previous) if previous.limit == limit => previous.limiter.clone(),
+            _ => limit.enabled.then(|| {
+                let rate = RateLimit {
+                    rate: limit.rate,
+                    burst: limit.burst,
+                };
+                Arc::new(Mutex::new(RateLimiter::new(rate, limit.table_size, now)))
+            }),
+        };
         Gate {
-            access: RwLock::new(access_list(config)),
-            limiter: Mutex::new(rate_limiter(config, now)),
-        }
-    }
-
-    /// Applies a reloaded configuration: the access lists always, the rate
-    /// limiter only if its settings changed (a new table, every bucket full).
-    pub fn reconfigure(&self, old: &Config, new: &Config, now: Instant) {
-        *self.access.write().unwrap_or_else(PoisonError::into_inner) = access_list(new);
-        if old.ratelimit != new.ratelimit {
-            *self.limiter.lock().unwrap_or_else(PoisonError::into_inner) = rate_limiter(new, now);
+            access: AccessList::new(config.access.allow.clone(), config.access.deny.clone()),
+            limiter,
+            limit,
         }
     }
 
     /// Whether datagrams from `ip` may be answered at all.
     pub fn permits(&self, ip: IpAddr) -> bool {
-        self.access
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .permits(ip)
+        self.access.permits(ip)
     }
 
     /// Takes a token from `ip`'s bucket for an answer at `now`.
     pub fn take_token(&self, ip: IpAddr, now: Instant) -> Verdict {
-        match &mut *self.limiter.lock().unwrap_or_else(PoisonError::into_inner) {
+        match &self.limiter {
             None => Verdict::Allow,
-            Some(limiter) => limiter.check(ip, now),
+            Some(limiter) => limiter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .check(ip, now),
         }
     }
 
@@ -101,9 +98,33 @@ impl Gate {
 
     /// Whether rate limiting is on.
     pub fn limits_rate(&self) -> bool {
-        self.limiter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+        self.limiter.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_keeps_the_buckets_unless_their_settings_change() {
+        let now = Instant::now();
+        let mut config = Config::default();
+        config.ratelimit.burst = 2.0;
+        let first = Gate::new(&config, None, now);
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        for _ in 0..2 {
+            assert_eq!(first.take_token(ip, now), Verdict::Allow);
+        }
+        assert_ne!(first.take_token(ip, now), Verdict::Allow, "bucket empty");
+        // Another access list, the same rate limit: the bucket stays empty.
+        config.access.deny = vec!["10.0.0.0/8".parse().unwrap()];
+        let kept = Gate::new(&config, Some(&first), now);
+        assert_ne!(kept.take_token(ip, now), Verdict::Allow);
+        assert!(!kept.permits(IpAddr::from([10, 1, 2, 3])));
+        // A new burst: a new table, every bucket full.
+        config.ratelimit.burst = 3.0;
+        let fresh = Gate::new(&config, Some(&kept), now);
+        assert_eq!(fresh.take_token(ip, now), Verdict::Allow);
     }
 }

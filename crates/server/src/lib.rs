@@ -3,10 +3,15 @@
 //!
 //! - [`config`]: `config.toml`, with defaults and validation;
 //! - [`cli`]: the command line, which overrides the file;
+//! - [`live`]: the live view, everything the loops and `/status` read of
+//!   the configuration, published once per reload;
+//! - [`reload`]: what a reload (SIGHUP) applies, refuses and says;
 //! - [`gate`]: access lists and per-source rate limits, before any protocol;
-//! - [`server`]: the socket, the receive loop, idle timers and shutdown;
-//! - [`sessions`]: the session table keyed by peer address, with its limits;
-//! - [`standard`]: SNTP, RFC 868 Time and RFC 867 Daytime, each on its socket;
+//! - [`server`]: binds the sockets, starts the loops and tasks, shutdown;
+//! - [`engine`]: the one drive loop every protocol's socket runs;
+//! - [`protocols`]: each protocol's request path (seed, SNTP, Time and Daytime);
+//! - [`sessions`]: the session table keyed by peer address, with its limits
+//!   and idle deadlines;
 //! - [`clock_state`]: the host clock's state, read from the kernel once a
 //!   second, as every SNTP reply describes it;
 //! - [`stats`]: the counters;
@@ -20,13 +25,16 @@
 pub mod cli;
 pub mod clock_state;
 pub mod config;
+pub mod engine;
 pub mod gate;
+pub mod live;
 pub mod log_budget;
 pub mod logging;
 pub mod ops;
+pub mod protocols;
+pub mod reload;
 pub mod server;
 pub mod sessions;
-pub mod standard;
 pub mod stats;
 pub mod sys;
 pub mod time_cache;

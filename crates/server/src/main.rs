@@ -3,6 +3,7 @@
 //! bound, 2 for a bad configuration or command line. `--check-config` only
 //! validates the configuration and says what it would serve.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -11,7 +12,7 @@ use hora_server::cli::Args;
 use hora_server::config::ConfigError;
 use hora_server::{logging, sys, Config, Server};
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -22,19 +23,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let source = source.map_or_else(
+    let named = source.as_ref().map_or_else(
         || "built-in defaults".to_owned(),
         |p| p.display().to_string(),
     );
     if args.check_config {
-        print!("horad: configuration OK ({source})\n{}", config.describe());
+        print!("horad: configuration OK ({named})\n{}", config.describe());
         return ExitCode::SUCCESS;
     }
     if let Err(error) = logging::init(&config.log) {
         eprintln!("horad: {error:#}");
         return ExitCode::from(2);
     }
-    match serve(config, &source, args) {
+    match serve(config, &named, args, source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("horad: {error:#}");
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Config, source: &str, args: Args) -> anyhow::Result<()> {
+fn serve(config: Config, named: &str, args: Args, source: Option<PathBuf>) -> anyhow::Result<()> {
     // One thread: the receive loop is one task, and a work-stealing runtime
     // only adds cross-thread hand-offs to it (measured in BENCHMARKS.md).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -53,7 +54,7 @@ fn serve(config: Config, source: &str, args: Args) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Before anything is bound or announced: see shutdown_signal.
         let shutdown = shutdown_signal();
-        let reloads = reload_on_sighup(args);
+        let reloads = reload_on_sighup(args, source);
         let server = Server::bind(&config).await?;
         let addr = server
             .local_addr()
@@ -61,7 +62,7 @@ fn serve(config: Config, source: &str, args: Args) -> anyhow::Result<()> {
         if !server.limits_rate() {
             tracing::warn!("per-source rate limiting is off");
         }
-        info!(%addr, config = source, "listening on {addr}");
+        info!(%addr, config = named, "listening on {addr}");
         for (protocol, addr) in server
             .standard_addrs()
             .context("cannot read the bound addresses")?
@@ -87,10 +88,15 @@ fn serve(config: Config, source: &str, args: Args) -> anyhow::Result<()> {
 }
 
 /// On every SIGHUP (`systemctl reload horad`), reads the configuration
-/// again exactly as at start-up (the same file, the same flags on top, the
-/// same validation) and hands it to the server, which applies it or
-/// refuses it. The handler is installed now, before horad says it listens.
-fn reload_on_sighup(args: Args) -> mpsc::Receiver<Result<Config, ConfigError>> {
+/// again exactly as at start-up (the file read then, `source`, the same
+/// flags on top, the same validation) and hands it to the server, which
+/// applies it or refuses it. The file is read on a blocking thread, never
+/// the serving one. The handler is installed now, before horad says it
+/// listens.
+fn reload_on_sighup(
+    args: Args,
+    source: Option<PathBuf>,
+) -> mpsc::Receiver<Result<Config, ConfigError>> {
     let (sender, receiver) = mpsc::channel(4);
     #[cfg(unix)]
     {
@@ -100,18 +106,27 @@ fn reload_on_sighup(args: Args) -> mpsc::Receiver<Result<Config, ConfigError>> {
                 tokio::spawn(async move {
                     while hangup.recv().await.is_some() {
                         info!("SIGHUP received: reloading the configuration");
-                        let loaded = args.config().map(|(config, _)| config);
+                        let (args, source) = (args.clone(), source.clone());
+                        let read =
+                            tokio::task::spawn_blocking(move || args.reload(source.as_deref()));
+                        let loaded = match read.await {
+                            Ok(loaded) => loaded,
+                            Err(error) => {
+                                warn!(%error, "reload failed, the running configuration stays");
+                                continue;
+                            }
+                        };
                         if sender.send(loaded).await.is_err() {
                             return;
                         }
                     }
                 });
             }
-            Err(error) => tracing::warn!(%error, "cannot watch SIGHUP; reload by restarting"),
+            Err(error) => warn!(%error, "cannot watch SIGHUP; reload by restarting"),
         }
     }
     #[cfg(not(unix))]
-    drop((args, sender));
+    drop((args, source, sender));
     receiver
 }
 

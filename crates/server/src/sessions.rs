@@ -1,9 +1,15 @@
-//! The session table: one entry per peer `SocketAddr`, with the limits.
+//! The session table: one entry per peer `SocketAddr`, with the limits and
+//! every session's idle deadline.
 //!
-//! The table is shared by the receive loop and the idle timers, behind one
-//! mutex held only for a map operation. Every path that ends a session goes
-//! through [`remove`], which drops the map entry, the per-IP count and the
-//! idle timer together, so an ended session leaves nothing behind.
+//! The table belongs to the seed protocol's loop alone ([`crate::protocols::seed`]):
+//! no lock, no task per session. Idle deadlines wait in one min-heap; the
+//! loop sleeps until its earliest ([`Sessions::next_deadline`]) and then
+//! takes what is due ([`Sessions::expire_due`]). A session that spoke since
+//! its heap entry was made is pushed again at its real deadline when that
+//! entry comes up, so each session has one heap entry and activity costs
+//! nothing there. Every path that ends a session goes through [`remove`],
+//! which drops the map entry and the per-IP count together and records the
+//! session's duration, so an ended session leaves nothing behind.
 //!
 //! When a limit is reached, a new login may take the place of a session that
 //! has not asked for the time since its login (what a forged login leaves),
@@ -11,21 +17,26 @@
 //! order in two queues, one for the whole table and one per IP; an entry that
 //! has since asked or ended is skipped when met, and the queues are compacted
 //! when stale entries outnumber live ones, so each login costs O(1) amortized.
+//!
+//! Observers (tests, `/metrics`, `/status`, the summary line) read the
+//! number of open sessions and the duration histogram from
+//! [`SessionStats`]: atomics the table updates as it changes.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hora_proto::{
     answers_stranger, decide, displace, establishes, expire, shut_down, Decision, Effect,
     ParseError, PeerState, Request, Rules,
 };
-use tokio::task::AbortHandle;
 
 /// A short id for a session, for logs: peers come and go on the same address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(u64);
 
 impl fmt::Display for SessionId {
@@ -48,7 +59,6 @@ pub struct Limits {
 struct Entry {
     id: SessionId,
     idle_deadline: Instant,
-    timer: Option<AbortHandle>,
     /// Whether the peer has asked for the time ([`establishes`]): such a
     /// session is never displaced.
     established: bool,
@@ -60,29 +70,65 @@ struct Entry {
 /// last bucket, past them, is `+Inf`. The seed's idle timeout is 10 s.
 pub const DURATION_BUCKETS: [f64; 8] = [1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0];
 
+const BUCKETS: usize = DURATION_BUCKETS.len() + 1;
+
 /// How long ended sessions lasted: a count per bucket, and the sum.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Durations {
     /// Sessions per bucket of [`DURATION_BUCKETS`], then past the last.
-    pub counts: [u64; DURATION_BUCKETS.len() + 1],
+    pub counts: [u64; BUCKETS],
     /// The sum of the durations, in seconds.
     pub sum: f64,
 }
 
 impl Durations {
-    fn record(&mut self, lasted: std::time::Duration) {
+    /// Sessions ended.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// What observers read of the table while the loop owns it: the sessions
+/// open and how long the ended ones lasted, as atomics.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    open: AtomicU64,
+    counts: [AtomicU64; BUCKETS],
+    sum_nanos: AtomicU64,
+}
+
+impl SessionStats {
+    /// How many sessions are open.
+    pub fn len(&self) -> usize {
+        usize::try_from(self.open.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How long the sessions ended so far lasted.
+    pub fn durations(&self) -> Durations {
+        let mut counts = [0; BUCKETS];
+        for (count, atomic) in counts.iter_mut().zip(&self.counts) {
+            *count = atomic.load(Ordering::Relaxed);
+        }
+        Durations {
+            counts,
+            sum: Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)).as_secs_f64(),
+        }
+    }
+
+    fn record(&self, lasted: Duration) {
         let seconds = lasted.as_secs_f64();
         let bucket = DURATION_BUCKETS
             .iter()
             .position(|&bound| seconds <= bound)
             .unwrap_or(DURATION_BUCKETS.len());
-        self.counts[bucket] += 1;
-        self.sum += seconds;
-    }
-
-    /// Sessions ended.
-    pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(lasted.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 }
 
@@ -96,20 +142,18 @@ struct PerIp {
     unestablished: VecDeque<Candidate>,
 }
 
-#[derive(Debug, Default)]
-struct Table {
+/// The open sessions, the limits on them and their idle deadlines.
+#[derive(Debug)]
+pub struct Sessions {
     by_peer: HashMap<SocketAddr, Entry>,
     per_ip: HashMap<IpAddr, PerIp>,
     unestablished: VecDeque<Candidate>,
+    /// One entry per open session: a deadline it had (its real one is in
+    /// its [`Entry`], the same or later).
+    deadlines: BinaryHeap<Reverse<(Instant, Candidate)>>,
     next_id: u64,
-    durations: Durations,
-}
-
-/// The open sessions and the limits on them.
-#[derive(Debug)]
-pub struct Sessions {
-    table: Mutex<Table>,
-    limits: Mutex<Limits>,
+    limits: Limits,
+    observed: Arc<SessionStats>,
 }
 
 /// What a request did, for the receive loop to carry out and log.
@@ -143,85 +187,79 @@ pub enum Unanswered {
     RateLimited,
 }
 
-/// What an idle timer finds when it wakes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimerCheck {
-    /// The session idled out and was removed; send the peer this decision's reply.
-    Expired(Decision),
-    /// The peer spoke since; sleep again until this deadline.
-    Later(Instant),
-    /// The session already ended another way; the timer has nothing to do.
-    Gone,
-}
-
 impl Sessions {
     /// An empty table with these limits.
     pub fn new(limits: Limits) -> Self {
         Sessions {
-            table: Mutex::new(Table::default()),
-            limits: Mutex::new(limits),
+            by_peer: HashMap::new(),
+            per_ip: HashMap::new(),
+            unestablished: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
+            next_id: 0,
+            limits,
+            observed: Arc::default(),
         }
+    }
+
+    /// What observers read: the sessions open and their durations.
+    pub fn observer(&self) -> Arc<SessionStats> {
+        Arc::clone(&self.observed)
     }
 
     /// New limits (a reload): they apply to logins from now on; no open
     /// session is ended because a limit shrank.
-    pub fn set_limits(&self, limits: Limits) {
-        *self.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// How many sessions are open.
     pub fn len(&self) -> usize {
-        self.lock().by_peer.len()
+        self.by_peer.len()
     }
 
     /// Whether no session is open.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.by_peer.is_empty()
     }
 
     /// Runs a datagram from `peer` through the state machine and applies the
     /// decision to the table: opens (displacing an unestablished session if
     /// a limit is reached), moves the deadline of, or ends the peer's
-    /// session. A newly opened session has no timer yet: the caller spawns
-    /// one and hands it over with [`Sessions::set_timer`].
+    /// session.
     ///
     /// `answerable` is asked only when the decision has a reply (a datagram
     /// that gets no answer costs nothing), told whether the peer has a
     /// session: the overload shedding and the rate limit. If it says no,
     /// nothing changes and its reason is returned.
     pub fn handle(
-        &self,
+        &mut self,
         peer: SocketAddr,
         request: Result<Request, ParseError>,
         now: Instant,
         rules: Rules,
         answerable: impl FnOnce(Known) -> Result<(), Unanswered>,
     ) -> Result<Handled, Unanswered> {
-        let mut table = self.lock();
         // A session's request: one look-up, and the common case (it keeps
         // the session) is done under it.
-        if let Some(entry) = table.by_peer.get_mut(&peer) {
+        if let Some(entry) = self.by_peer.get_mut(&peer) {
             let decision = decide(PeerState::LoggedIn, request, now, rules);
             if decision.reply.is_some() {
                 answerable(Known::Session)?;
             }
-            let session = match decision.effect {
+            let id = entry.id;
+            match decision.effect {
                 Effect::Keep { idle_deadline } => {
                     entry.idle_deadline = idle_deadline;
                     entry.established |= establishes(&request);
-                    entry.id
                 }
-                _ => {
-                    let id = entry.id;
-                    if let Effect::End(_) = decision.effect {
-                        remove(&mut table, peer);
-                    }
-                    id
+                Effect::End(_) => {
+                    self.remove(peer, now);
                 }
-            };
+                Effect::Open { .. } | Effect::Refuse | Effect::Nothing => {}
+            }
             return Ok(Handled {
                 decision,
-                session: Some(session),
+                session: Some(id),
                 displaced: None,
             });
         }
@@ -230,133 +268,164 @@ impl Sessions {
         if answers_stranger(&request) {
             answerable(Known::Stranger)?;
         }
-        let room = self.room(&mut table, peer.ip());
+        let room = self.room(peer.ip());
         let state = PeerState::NoSession {
             may_open: room != Room::None,
         };
         let decision = decide(state, request, now, rules);
-        let mut displaced = None;
-        let session = match decision.effect {
-            Effect::Open { idle_deadline } => {
-                if let Room::Displacing(candidate) = room {
-                    remove(&mut table, candidate.0);
-                    displaced = Some((candidate.0, candidate.1, displace()));
-                }
-                table.next_id += 1;
-                let id = SessionId(table.next_id);
-                table.by_peer.insert(
-                    peer,
-                    Entry {
-                        id,
-                        idle_deadline,
-                        timer: None,
-                        established: false,
-                        opened: now,
-                    },
-                );
-                table.queue_unestablished(peer, id);
-                Some(id)
-            }
+        let Effect::Open { idle_deadline } = decision.effect else {
             // A peer without a session neither keeps nor ends one.
-            Effect::Keep { .. } | Effect::End(_) | Effect::Refuse | Effect::Nothing => None,
+            return Ok(Handled {
+                decision,
+                session: None,
+                displaced: None,
+            });
         };
+        let displaced = match room {
+            Room::Displacing((gone, gone_id)) => {
+                self.remove(gone, now);
+                Some((gone, gone_id, displace()))
+            }
+            Room::Free | Room::None => None,
+        };
+        let id = self.open(peer, idle_deadline, now);
         Ok(Handled {
             decision,
-            session,
+            session: Some(id),
             displaced,
         })
     }
 
-    /// Gives session `id` of `peer` its idle timer, so that ending the
-    /// session stops it. If the session is already gone, the timer is
-    /// stopped at once.
-    pub fn set_timer(&self, peer: SocketAddr, id: SessionId, timer: AbortHandle) {
-        let mut table = self.lock();
-        match table.by_peer.get_mut(&peer) {
-            Some(entry) if entry.id == id => entry.timer = Some(timer),
-            _ => timer.abort(),
-        }
+    /// The earliest idle deadline waiting, if any session is open: when the
+    /// loop must next call [`Sessions::expire_due`]. It may be early (the
+    /// session spoke since); never late.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines
+            .peek()
+            .map(|Reverse((deadline, _))| *deadline)
     }
 
-    /// Called by session `id`'s idle timer when it wakes at `now`: ends the
-    /// session if its deadline has passed.
-    pub fn check_idle(&self, peer: SocketAddr, id: SessionId, now: Instant) -> TimerCheck {
-        let mut table = self.lock();
-        let Some(entry) = table.by_peer.get_mut(&peer).filter(|entry| entry.id == id) else {
-            return TimerCheck::Gone;
-        };
-        match expire(entry.idle_deadline, now) {
-            None => TimerCheck::Later(entry.idle_deadline),
-            Some(decision) => {
-                // The timer is the caller itself: it must not be aborted here.
-                entry.timer = None;
-                remove(&mut table, peer);
-                TimerCheck::Expired(decision)
+    /// Ends one session whose idle deadline has passed at `now`, if there
+    /// is one: its peer, id and decision (the idle notice). Call it until
+    /// it returns `None`.
+    pub fn expire_due(&mut self, now: Instant) -> Option<(SocketAddr, SessionId, Decision)> {
+        while let Some(Reverse((deadline, (peer, id)))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                return None;
+            }
+            self.deadlines.pop();
+            let Some(entry) = self.by_peer.get(&peer).filter(|entry| entry.id == id) else {
+                // Ended another way since.
+                continue;
+            };
+            match expire(entry.idle_deadline, now) {
+                None => {
+                    let later = entry.idle_deadline;
+                    self.deadlines.push(Reverse((later, (peer, id))));
+                }
+                Some(decision) => {
+                    self.remove(peer, now);
+                    return Some((peer, id, decision));
+                }
             }
         }
+        None
     }
 
-    /// Ends every session for shutdown, stopping their timers. Returns each
-    /// peer with its session and the decision (the shutdown notice) to send.
-    pub fn close_all(&self) -> Vec<(SocketAddr, SessionId, Decision)> {
-        let mut table = self.lock();
-        let Table {
-            by_peer,
-            per_ip,
-            unestablished,
-            durations,
-            ..
-        } = &mut *table;
-        per_ip.clear();
-        unestablished.clear();
-        by_peer
+    /// Ends every session for shutdown at `now`. Returns each peer with its
+    /// session and the decision (the shutdown notice) to send.
+    pub fn close_all(&mut self, now: Instant) -> Vec<(SocketAddr, SessionId, Decision)> {
+        self.per_ip.clear();
+        self.unestablished.clear();
+        self.deadlines.clear();
+        let observed = &self.observed;
+        let closed = self
+            .by_peer
             .drain()
             .map(|(peer, entry)| {
-                if let Some(timer) = entry.timer {
-                    timer.abort();
-                }
-                durations.record(entry.opened.elapsed());
+                observed.record(now.saturating_duration_since(entry.opened));
                 (peer, entry.id, shut_down())
             })
-            .collect()
+            .collect();
+        self.observed.open.store(0, Ordering::Relaxed);
+        closed
     }
 
-    /// How long the sessions ended so far lasted.
-    pub fn durations(&self) -> Durations {
-        self.lock().durations.clone()
+    /// Opens a session for `peer`, queued as unestablished.
+    fn open(&mut self, peer: SocketAddr, idle_deadline: Instant, now: Instant) -> SessionId {
+        self.next_id += 1;
+        let id = SessionId(self.next_id);
+        self.by_peer.insert(
+            peer,
+            Entry {
+                id,
+                idle_deadline,
+                established: false,
+                opened: now,
+            },
+        );
+        self.deadlines.push(Reverse((idle_deadline, (peer, id))));
+        self.queue_unestablished(peer, id);
+        self.observed
+            .open
+            .store(self.by_peer.len() as u64, Ordering::Relaxed);
+        id
     }
 
     /// Whether a new session from `ip` fits in the limits, and if only by
     /// displacing one, which. The per-IP limit is looked at first: a session
     /// from the same IP frees a place under both limits.
-    fn room(&self, table: &mut Table, ip: IpAddr) -> Room {
-        let limits = *self.limits.lock().unwrap_or_else(PoisonError::into_inner);
-        let ip_full = table.per_ip.get(&ip).map_or(0, |p| p.count) >= limits.max_sessions_per_ip;
-        let table_full = table.by_peer.len() >= limits.max_sessions;
+    fn room(&mut self, ip: IpAddr) -> Room {
+        let limits = self.limits;
+        let ip_full = self.per_ip.get(&ip).map_or(0, |p| p.count) >= limits.max_sessions_per_ip;
+        let table_full = self.by_peer.len() >= limits.max_sessions;
+        let by_peer = &self.by_peer;
         let candidate = if ip_full {
-            let Table {
-                by_peer, per_ip, ..
-            } = table;
-            per_ip
+            self.per_ip
                 .get_mut(&ip)
                 .and_then(|p| oldest_unestablished(&mut p.unestablished, by_peer))
         } else if table_full {
-            let Table {
-                by_peer,
-                unestablished,
-                ..
-            } = table;
-            oldest_unestablished(unestablished, by_peer)
+            oldest_unestablished(&mut self.unestablished, by_peer)
         } else {
             return Room::Free;
         };
         candidate.map_or(Room::None, Room::Displacing)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        // A panic while holding the lock cannot leave the table half-updated
-        // in a way that matters more than stopping the daemon would.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Queues a new session as unestablished, in both queues, compacting
+    /// a queue whose stale entries outnumber its live ones.
+    fn queue_unestablished(&mut self, peer: SocketAddr, id: SessionId) {
+        let by_peer = &self.by_peer;
+        let ip = self.per_ip.entry(peer.ip()).or_default();
+        ip.count += 1;
+        ip.unestablished.push_back((peer, id));
+        if ip.unestablished.len() > 2 * ip.count + 8 {
+            ip.unestablished.retain(|c| is_unestablished(c, by_peer));
+        }
+        self.unestablished.push_back((peer, id));
+        if self.unestablished.len() > 2 * by_peer.len() + 64 {
+            self.unestablished.retain(|c| is_unestablished(c, by_peer));
+        }
+    }
+
+    /// Removes `peer`'s session: entry and per-IP count, and records how
+    /// long it lasted. Its places in the unestablished queues and the
+    /// deadline heap go stale and are dropped when met.
+    fn remove(&mut self, peer: SocketAddr, now: Instant) {
+        let Some(entry) = self.by_peer.remove(&peer) else {
+            return;
+        };
+        self.observed
+            .record(now.saturating_duration_since(entry.opened));
+        self.observed
+            .open
+            .store(self.by_peer.len() as u64, Ordering::Relaxed);
+        if let Some(ip) = self.per_ip.get_mut(&peer.ip()) {
+            ip.count = ip.count.saturating_sub(1);
+            if ip.count == 0 {
+                self.per_ip.remove(&peer.ip());
+            }
+        }
     }
 }
 
@@ -369,29 +438,6 @@ enum Room {
     Displacing(Candidate),
     /// At a limit, and every session in the way has asked for the time.
     None,
-}
-
-impl Table {
-    /// Queues a new session as unestablished, in both queues, compacting
-    /// a queue whose stale entries outnumber its live ones.
-    fn queue_unestablished(&mut self, peer: SocketAddr, id: SessionId) {
-        let Table {
-            by_peer,
-            per_ip,
-            unestablished,
-            ..
-        } = self;
-        let ip = per_ip.entry(peer.ip()).or_default();
-        ip.count += 1;
-        ip.unestablished.push_back((peer, id));
-        if ip.unestablished.len() > 2 * ip.count + 8 {
-            ip.unestablished.retain(|c| is_unestablished(c, by_peer));
-        }
-        unestablished.push_back((peer, id));
-        if unestablished.len() > 2 * by_peer.len() + 64 {
-            unestablished.retain(|c| is_unestablished(c, by_peer));
-        }
-    }
 }
 
 /// Whether `candidate` is still open and has not asked for the time.
@@ -414,24 +460,6 @@ fn oldest_unestablished(
         queue.pop_front();
     }
     None
-}
-
-/// Removes `peer`'s session: entry, per-IP count and timer, and records how
-/// long it lasted. Its place in the unestablished queues goes stale and is
-/// dropped when met.
-fn remove(table: &mut Table, peer: SocketAddr) -> Option<Entry> {
-    let entry = table.by_peer.remove(&peer)?;
-    table.durations.record(entry.opened.elapsed());
-    if let Some(ip) = table.per_ip.get_mut(&peer.ip()) {
-        ip.count = ip.count.saturating_sub(1);
-        if ip.count == 0 {
-            table.per_ip.remove(&peer.ip());
-        }
-    }
-    if let Some(timer) = &entry.timer {
-        timer.abort();
-    }
-    Some(entry)
 }
 
 #[cfg(test)]
@@ -459,7 +487,7 @@ mod tests {
 
     /// A datagram handled with the rate limit letting everything through.
     fn handle(
-        table: &Sessions,
+        table: &mut Sessions,
         peer: SocketAddr,
         request: Result<Request, ParseError>,
         now: Instant,
@@ -471,71 +499,75 @@ mod tests {
 
     #[test]
     fn login_opens_and_logout_removes_the_entry() {
-        let table = sessions(10, 10);
+        let mut table = sessions(10, 10);
         let now = Instant::now();
         let a = peer([127, 0, 0, 1], 1000);
-        let opened = handle(&table, a, Ok(Request::Login), now);
+        let opened = handle(&mut table, a, Ok(Request::Login), now);
         assert!(opened.session.is_some());
         assert_eq!(table.len(), 1);
-        let closed = handle(&table, a, Ok(Request::Logout), now);
+        let closed = handle(&mut table, a, Ok(Request::Logout), now);
         assert_eq!(closed.session, opened.session);
         assert_eq!(closed.decision.effect, Effect::End(EndReason::Logout));
         assert!(table.is_empty());
-        assert!(table.lock().per_ip.is_empty());
+        assert!(table.per_ip.is_empty());
     }
 
     #[test]
     fn invalid_option_ends_only_that_session() {
-        let table = sessions(10, 10);
+        let mut table = sessions(10, 10);
         let now = Instant::now();
         let (a, b) = (peer([127, 0, 0, 1], 1), peer([127, 0, 0, 1], 2));
-        handle(&table, a, Ok(Request::Login), now);
-        handle(&table, b, Ok(Request::Login), now);
-        let bad = handle(&table, a, Err(ParseError::UnknownOption), now);
+        handle(&mut table, a, Ok(Request::Login), now);
+        handle(&mut table, b, Ok(Request::Login), now);
+        let bad = handle(&mut table, a, Err(ParseError::UnknownOption), now);
         assert_eq!(bad.decision.reply, Some(Reply::InvalidOption));
         assert_eq!(table.len(), 1);
-        let time = handle(&table, b, Ok(Request::Time), now);
+        let time = handle(&mut table, b, Ok(Request::Time), now);
         assert_eq!(time.decision.reply, Some(Reply::Time));
     }
 
     #[test]
     fn limits_refuse_new_logins_when_every_session_has_asked() {
-        let table = sessions(3, 2);
+        let mut table = sessions(3, 2);
         let now = Instant::now();
         let one = [10, 0, 0, 1];
-        let login = |p| handle(&table, p, Ok(Request::Login), now).decision.effect;
-        let ask = |p| handle(&table, p, Ok(Request::Time), now);
-        assert!(matches!(login(peer(one, 1)), Effect::Open { .. }));
-        assert!(matches!(login(peer(one, 2)), Effect::Open { .. }));
-        ask(peer(one, 1));
-        ask(peer(one, 2));
-        assert_eq!(login(peer(one, 3)), Effect::Refuse, "per-IP limit");
-        assert!(matches!(login(peer([10, 0, 0, 2], 1)), Effect::Open { .. }));
-        ask(peer([10, 0, 0, 2], 1));
+        let login = |t: &mut Sessions, p| handle(t, p, Ok(Request::Login), now).decision.effect;
+        let ask = |t: &mut Sessions, p| handle(t, p, Ok(Request::Time), now);
+        let t = &mut table;
+        assert!(matches!(login(t, peer(one, 1)), Effect::Open { .. }));
+        assert!(matches!(login(t, peer(one, 2)), Effect::Open { .. }));
+        ask(t, peer(one, 1));
+        ask(t, peer(one, 2));
+        assert_eq!(login(t, peer(one, 3)), Effect::Refuse, "per-IP limit");
+        assert!(matches!(
+            login(t, peer([10, 0, 0, 2], 1)),
+            Effect::Open { .. }
+        ));
+        ask(t, peer([10, 0, 0, 2], 1));
         assert_eq!(
-            login(peer([10, 0, 0, 3], 1)),
+            login(t, peer([10, 0, 0, 3], 1)),
             Effect::Refuse,
             "global limit"
         );
         // A session already open may log in again (a resent login).
-        assert!(matches!(login(peer(one, 1)), Effect::Keep { .. }));
-        assert_eq!(table.len(), 3);
+        assert!(matches!(login(t, peer(one, 1)), Effect::Keep { .. }));
+        assert_eq!(t.len(), 3);
         // Ending one makes room again.
-        handle(&table, peer(one, 1), Ok(Request::Logout), now);
-        assert!(matches!(login(peer(one, 3)), Effect::Open { .. }));
+        handle(t, peer(one, 1), Ok(Request::Logout), now);
+        assert!(matches!(login(t, peer(one, 3)), Effect::Open { .. }));
     }
 
     #[test]
     fn at_the_per_ip_limit_the_oldest_session_that_never_asked_makes_room() {
-        let table = sessions(100, 3);
+        let mut table = sessions(100, 3);
         let now = Instant::now();
         let ip = [10, 0, 0, 1];
         let ids: Vec<_> = (1..=3)
-            .map(|port| handle(&table, peer(ip, port), Ok(Request::Login), now).session)
+            .map(|port| handle(&mut table, peer(ip, port), Ok(Request::Login), now).session)
             .collect();
         // The first one asks: it is someone's, and stays.
-        handle(&table, peer(ip, 1), Ok(Request::Time), now);
-        let fourth = handle(&table, peer(ip, 4), Ok(Request::Login), now);
+        handle(&mut table, peer(ip, 1), Ok(Request::Time), now);
+        let fourth = handle(&mut table, peer(ip, 4), Ok(Request::Login), now);
         assert!(matches!(fourth.decision.effect, Effect::Open { .. }));
         let (gone, gone_id, notice) = fourth.displaced.expect("one made room");
         assert_eq!((gone, Some(gone_id)), (peer(ip, 2), ids[1]));
@@ -543,20 +575,20 @@ mod tests {
         assert_eq!(notice.effect, Effect::End(EndReason::Displaced));
         assert_eq!(table.len(), 3);
         // Port 2's session is gone: its next option finds none.
-        let late = handle(&table, peer(ip, 2), Ok(Request::Time), now);
+        let late = handle(&mut table, peer(ip, 2), Ok(Request::Time), now);
         assert_eq!(late.decision.reply, Some(Reply::NoSession));
         // Ports 3 then 4 go next; port 1 never does.
         for (port, expected) in [(5, 3), (6, 4)] {
-            let handled = handle(&table, peer(ip, port), Ok(Request::Login), now);
+            let handled = handle(&mut table, peer(ip, port), Ok(Request::Login), now);
             assert_eq!(handled.displaced.map(|d| d.0), Some(peer(ip, expected)));
         }
-        handle(&table, peer(ip, 5), Ok(Request::Time), now);
-        handle(&table, peer(ip, 6), Ok(Request::Time), now);
-        let refused = handle(&table, peer(ip, 7), Ok(Request::Login), now);
+        handle(&mut table, peer(ip, 5), Ok(Request::Time), now);
+        handle(&mut table, peer(ip, 6), Ok(Request::Time), now);
+        let refused = handle(&mut table, peer(ip, 7), Ok(Request::Login), now);
         assert_eq!(refused.decision.effect, Effect::Refuse);
         assert_eq!(refused.displaced, None);
         assert_eq!(
-            handle(&table, peer(ip, 1), Ok(Request::Time), now)
+            handle(&mut table, peer(ip, 1), Ok(Request::Time), now)
                 .decision
                 .reply,
             Some(Reply::Time)
@@ -565,17 +597,17 @@ mod tests {
 
     #[test]
     fn at_the_global_limit_the_oldest_session_that_never_asked_makes_room() {
-        let table = sessions(3, 10);
+        let mut table = sessions(3, 10);
         let now = Instant::now();
         let real = peer([10, 0, 0, 1], 1);
-        handle(&table, real, Ok(Request::Login), now);
-        handle(&table, real, Ok(Request::Time), now);
-        handle(&table, peer([10, 0, 0, 2], 1), Ok(Request::Login), now);
-        handle(&table, peer([10, 0, 0, 3], 1), Ok(Request::Login), now);
+        handle(&mut table, real, Ok(Request::Login), now);
+        handle(&mut table, real, Ok(Request::Time), now);
+        handle(&mut table, peer([10, 0, 0, 2], 1), Ok(Request::Login), now);
+        handle(&mut table, peer([10, 0, 0, 3], 1), Ok(Request::Login), now);
         // A flood of forged logins from many addresses: each new one pushes
         // out the oldest forged one; the real session stays.
         for n in 4..=200u8 {
-            let handled = handle(&table, peer([10, 0, 1, n], 1), Ok(Request::Login), now);
+            let handled = handle(&mut table, peer([10, 0, 1, n], 1), Ok(Request::Login), now);
             assert!(
                 matches!(handled.decision.effect, Effect::Open { .. }),
                 "{n}"
@@ -583,24 +615,24 @@ mod tests {
             assert!(handled.displaced.is_some());
             assert_eq!(table.len(), 3);
         }
-        let time = handle(&table, real, Ok(Request::Time), now);
+        let time = handle(&mut table, real, Ok(Request::Time), now);
         assert_eq!(time.decision.reply, Some(Reply::Time));
         // The queues hold no more than a few stale entries.
-        let locked = table.lock();
+        let locked = &table;
         assert!(locked.unestablished.len() <= 2 * 3 + 64);
     }
 
     #[test]
     fn the_queues_stay_small_however_many_sessions_come_and_go() {
-        let table = sessions(1000, 1000);
+        let mut table = sessions(1000, 1000);
         let now = Instant::now();
         for round in 0..20_000u32 {
             let p = peer([10, 0, 0, 1], (round % 50) as u16 + 1);
-            handle(&table, p, Ok(Request::Login), now);
-            handle(&table, p, Ok(Request::Time), now);
-            handle(&table, p, Ok(Request::Logout), now);
+            handle(&mut table, p, Ok(Request::Login), now);
+            handle(&mut table, p, Ok(Request::Time), now);
+            handle(&mut table, p, Ok(Request::Logout), now);
         }
-        let locked = table.lock();
+        let locked = &table;
         assert!(locked.by_peer.is_empty());
         assert!(locked.per_ip.is_empty());
         assert!(
@@ -612,7 +644,7 @@ mod tests {
 
     #[test]
     fn a_datagram_left_unanswered_changes_nothing() {
-        let table = sessions(10, 10);
+        let mut table = sessions(10, 10);
         let now = Instant::now();
         let a = peer([127, 0, 0, 1], 1);
         for reason in [Unanswered::RateLimited, Unanswered::Shed] {
@@ -632,10 +664,10 @@ mod tests {
 
     #[test]
     fn a_shed_login_at_the_limit_displaces_no_one() {
-        let table = sessions(1, 1);
+        let mut table = sessions(1, 1);
         let now = Instant::now();
         let (a, b) = (peer([127, 0, 0, 1], 1), peer([127, 0, 0, 2], 2));
-        handle(&table, a, Ok(Request::Login), now);
+        handle(&mut table, a, Ok(Request::Login), now);
         assert_eq!(
             table.handle(b, Ok(Request::Login), now, RULES, |_| Err(Unanswered::Shed)),
             Err(Unanswered::Shed)
@@ -643,13 +675,13 @@ mod tests {
         assert_eq!(table.len(), 1);
         // The session that never asked is still there: a session's request
         // from it is answered, not told it has none.
-        let time = handle(&table, a, Ok(Request::Time), now);
+        let time = handle(&mut table, a, Ok(Request::Time), now);
         assert_eq!(time.decision.reply, Some(Reply::Time));
     }
 
     #[test]
     fn the_checks_are_told_whether_the_peer_has_a_session() {
-        let table = sessions(10, 10);
+        let mut table = sessions(10, 10);
         let now = Instant::now();
         let a = peer([127, 0, 0, 1], 1);
         let mut told = Vec::new();
@@ -671,65 +703,121 @@ mod tests {
     }
 
     #[test]
-    fn idle_check_expires_only_at_the_current_deadline() {
-        let table = sessions(10, 10);
+    fn a_session_expires_only_at_its_current_deadline() {
+        let mut table = sessions(10, 10);
         let start = Instant::now();
         let a = peer([127, 0, 0, 1], 1);
-        let id = handle(&table, a, Ok(Request::Login), start)
+        let id = handle(&mut table, a, Ok(Request::Login), start)
             .session
             .unwrap();
         let first_deadline = start + RULES.idle_timeout;
-        // Activity at +4s moves the deadline to +14s.
-        handle(&table, a, Ok(Request::Time), start + Duration::from_secs(4));
-        assert_eq!(
-            table.check_idle(a, id, first_deadline),
-            TimerCheck::Later(start + Duration::from_secs(14))
+        assert_eq!(table.next_deadline(), Some(first_deadline));
+        // Activity at +4s moves the deadline to +14s: at +10s nothing is
+        // due, and the loop is told to come back at +14s.
+        handle(
+            &mut table,
+            a,
+            Ok(Request::Time),
+            start + Duration::from_secs(4),
         );
-        let expired = table.check_idle(a, id, start + Duration::from_secs(14));
-        assert!(matches!(expired, TimerCheck::Expired(d) if d.reply == Some(Reply::IdleNotice)));
+        assert_eq!(table.expire_due(first_deadline), None);
+        assert_eq!(table.next_deadline(), Some(start + Duration::from_secs(14)));
+        let (peer, expired, decision) = table
+            .expire_due(start + Duration::from_secs(14))
+            .expect("due at +14s");
+        assert_eq!((peer, expired), (a, id));
+        assert_eq!(decision.reply, Some(Reply::IdleNotice));
         assert!(table.is_empty());
-        assert_eq!(
-            table.check_idle(a, id, start + Duration::from_secs(20)),
-            TimerCheck::Gone
-        );
+        assert_eq!(table.next_deadline(), None);
+        assert_eq!(table.expire_due(start + Duration::from_secs(20)), None);
     }
 
     #[test]
-    fn a_stale_timer_does_not_end_a_newer_session_on_the_same_address() {
-        let table = sessions(10, 10);
+    fn an_old_deadline_does_not_end_a_newer_session_on_the_same_address() {
+        let mut table = sessions(10, 10);
         let now = Instant::now();
         let a = peer([127, 0, 0, 1], 1);
-        let old = handle(&table, a, Ok(Request::Login), now).session.unwrap();
-        handle(&table, a, Ok(Request::Logout), now);
-        handle(&table, a, Ok(Request::Login), now);
-        assert_eq!(
-            table.check_idle(a, old, now + Duration::from_secs(60)),
-            TimerCheck::Gone
-        );
+        handle(&mut table, a, Ok(Request::Login), now);
+        handle(&mut table, a, Ok(Request::Logout), now);
+        let later = now + Duration::from_secs(5);
+        let newer = handle(&mut table, a, Ok(Request::Login), later).session;
+        // The first session's deadline (+10s) comes up and finds a newer
+        // session there, due only at +15s.
+        assert_eq!(table.expire_due(now + Duration::from_secs(10)), None);
         assert_eq!(table.len(), 1);
+        let expired = table.expire_due(later + RULES.idle_timeout);
+        assert_eq!(expired.map(|(_, id, _)| Some(id)), Some(newer));
+    }
+
+    #[test]
+    fn many_sessions_expire_in_deadline_order_each_once() {
+        let mut table = sessions(1000, 1000);
+        let start = Instant::now();
+        for port in 1..=100u16 {
+            let at = start + Duration::from_millis(u64::from(port));
+            handle(
+                &mut table,
+                peer([127, 0, 0, 1], port),
+                Ok(Request::Login),
+                at,
+            );
+        }
+        // The even ports speak at +5s: they are due 5 s later than the odd.
+        for port in (2..=100u16).step_by(2) {
+            let at = start + Duration::from_secs(5);
+            handle(
+                &mut table,
+                peer([127, 0, 0, 1], port),
+                Ok(Request::Time),
+                at,
+            );
+        }
+        let mut ended = Vec::new();
+        let end = start + Duration::from_secs(30);
+        while let Some(due) = table.next_deadline().filter(|due| *due <= end) {
+            while let Some((peer, _, _)) = table.expire_due(due) {
+                ended.push((peer.port(), due));
+            }
+        }
+        assert_eq!(ended.len(), 100);
+        let odd: Vec<u16> = ended.iter().take(50).map(|(port, _)| *port).collect();
+        assert_eq!(odd, (1..=100).step_by(2).collect::<Vec<u16>>());
+        assert!(ended.windows(2).all(|pair| pair[0].1 <= pair[1].1));
+        assert!(table.is_empty() && table.deadlines.is_empty());
     }
 
     #[test]
     fn every_ended_session_is_in_the_duration_histogram() {
-        let table = sessions(10, 10);
+        let mut table = sessions(10, 10);
         let now = Instant::now();
         for port in 1..=3 {
-            handle(&table, peer([127, 0, 0, 1], port), Ok(Request::Login), now);
+            handle(
+                &mut table,
+                peer([127, 0, 0, 1], port),
+                Ok(Request::Login),
+                now,
+            );
         }
-        handle(&table, peer([127, 0, 0, 1], 1), Ok(Request::Logout), now);
         handle(
-            &table,
+            &mut table,
+            peer([127, 0, 0, 1], 1),
+            Ok(Request::Logout),
+            now,
+        );
+        handle(
+            &mut table,
             peer([127, 0, 0, 1], 2),
             Err(ParseError::UnknownOption),
             now,
         );
-        assert_eq!(table.durations().count(), 2);
-        table.close_all();
-        let durations = table.durations();
+        assert_eq!(table.observer().durations().count(), 2);
+        table.close_all(Instant::now());
+        let durations = table.observer().durations();
         assert_eq!(durations.count(), 3);
         assert_eq!(durations.counts[0], 3, "all under a second");
-        let mut long = Durations::default();
-        long.record(std::time::Duration::from_secs(7_200));
+        let long = SessionStats::default();
+        long.record(Duration::from_secs(7_200));
+        let long = long.durations();
         assert_eq!(
             long.counts[DURATION_BUCKETS.len()],
             1,
@@ -740,17 +828,22 @@ mod tests {
 
     #[test]
     fn close_all_empties_the_table() {
-        let table = sessions(10, 10);
+        let mut table = sessions(10, 10);
         let now = Instant::now();
         for port in 1..=5 {
-            handle(&table, peer([127, 0, 0, 1], port), Ok(Request::Login), now);
+            handle(
+                &mut table,
+                peer([127, 0, 0, 1], port),
+                Ok(Request::Login),
+                now,
+            );
         }
-        let closed = table.close_all();
+        let closed = table.close_all(Instant::now());
         assert_eq!(closed.len(), 5);
         assert!(closed
             .iter()
             .all(|(_, _, d)| d.reply == Some(Reply::ShutdownNotice)));
         assert!(table.is_empty());
-        assert!(table.lock().per_ip.is_empty());
+        assert!(table.per_ip.is_empty());
     }
 }

@@ -48,7 +48,6 @@ macro_rules! events {
         pub fn log_summary(message: &'static str, s: &Snapshot) {
             tracing::info!(
                 sessions_open = s.sessions_open,
-                tasks = s.tasks,
                 received = s.total_received(),
                 answered = s.total_answered(),
                 dropped = s.total_dropped(),
@@ -141,7 +140,6 @@ impl Stats {
         }
         Snapshot {
             sessions_open,
-            tasks: 0,
             datagrams,
             events: self
                 .events
@@ -157,8 +155,6 @@ impl Stats {
 pub struct Snapshot {
     /// Sessions open.
     pub sessions_open: usize,
-    /// Tasks alive in the daemon's runtime (receive loops and idle timers).
-    pub tasks: usize,
     datagrams: [[u64; OUTCOMES]; SERVICES],
     events: Vec<u64>,
 }
@@ -207,10 +203,7 @@ impl Snapshot {
     /// Every counter as `(name, value)`, in report order: the summary
     /// line's and `/status`'s list.
     pub fn fields(&self) -> Vec<(String, u64)> {
-        let mut fields = vec![
-            ("sessions_open".to_owned(), self.sessions_open as u64),
-            ("tasks".to_owned(), self.tasks as u64),
-        ];
+        let mut fields = vec![("sessions_open".to_owned(), self.sessions_open as u64)];
         for service in Service::ALL {
             let name = service.name();
             fields.push((format!("{name}_received"), self.received(service)));
@@ -264,7 +257,7 @@ mod tests {
         assert_eq!(now.event(Event::Login), 1);
         let line = now.to_string();
         assert!(
-            line.starts_with("sessions_open=1 tasks=0 seed_received=2 seed_answered=1 "),
+            line.starts_with("sessions_open=1 seed_received=2 seed_answered=1 "),
             "{line}"
         );
         assert!(

@@ -228,7 +228,7 @@ async fn activity_moves_the_idle_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn ended_sessions_leave_no_task_behind() {
+async fn sessions_cost_no_task_and_ended_ones_leave_nothing_behind() {
     let daemon = Daemon::start(config()).await;
     let baseline = settled_task_count(usize::MAX).await;
     let peers = [
@@ -239,16 +239,19 @@ async fn ended_sessions_leave_no_task_behind() {
     for peer in &peers {
         peer.ask(b"login").await;
     }
+    // The seed loop owns the idle deadlines: a login spawns nothing.
+    assert_eq!(daemon.sessions.len(), 3);
     assert_eq!(
-        settled_task_count(baseline + 3).await,
-        baseline + 3,
-        "one timer each"
+        settled_task_count(baseline).await,
+        baseline,
+        "no task per session"
     );
     peers[0].ask(b"2").await; // logout
     peers[1].ask(b"9").await; // invalid option
     peers[2].receive().await; // idle expiry
     assert_eq!(settled_task_count(baseline).await, baseline);
     assert_eq!(daemon.sessions.len(), 0);
+    assert_eq!(daemon.sessions.durations().count(), 3);
     daemon.stop().await;
 }
 

@@ -5,8 +5,11 @@
 //! at most [`MAX_CONNECTIONS`] at once (a connection over that is closed at
 //! once, not queued), a deadline for the request's headers and one for the
 //! whole connection, a cap on the header size, and the daemon's access lists
-//! (a source they deny is closed before a byte is read). It runs as its own
-//! task on the daemon's runtime; a scrape only reads atomics.
+//! (a source they deny is closed before a byte is read). It runs on a
+//! thread of its own with its own runtime ([`spawn`]), so neither a burst
+//! of pipelined scrapes nor the encoding of a large exposition can delay a
+//! datagram on the serving thread; a scrape only reads atomics and the
+//! live view.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,7 +26,6 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::{metrics, status, Observed};
-use crate::gate::Gate;
 use crate::log_budget::{LogBudget, LogKind};
 
 /// Connections served at once; one more is closed at once.
@@ -39,11 +41,33 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// is refused.
 pub const MAX_HEAD_BYTES: usize = 8192;
 
+/// Serves `listener` on a new thread, with a runtime of its own, until
+/// `shutdown` turns true; join the thread to know it has stopped.
+pub fn spawn(
+    listener: std::net::TcpListener,
+    observed: Observed,
+    log: Arc<LogBudget>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("horad-ops".to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener, observed, log, shutdown).await,
+                    Err(error) => warn!(%error, "metrics listener: cannot serve"),
+                }
+            });
+        })
+}
+
 /// Serves `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     observed: Observed,
-    gate: Arc<Gate>,
     log: Arc<LogBudget>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -66,7 +90,7 @@ pub async fn serve(
         };
         // Reap the connections that are done.
         while connections.try_join_next().is_some() {}
-        if !gate.permits(peer.ip()) {
+        if !observed.live.borrow().gate.permits(peer.ip()) {
             if let Some(suppressed) = log.allow(LogKind::Denied) {
                 debug!(%peer, suppressed, "metrics listener: source not allowed");
             }

@@ -4,53 +4,42 @@
 //!
 //! - [`http`]: the listener: bounded connections, timeouts, access lists;
 //! - [`metrics`]: the Prometheus exposition of a snapshot;
-//! - [`status`]: the JSON document.
+//! - [`status`]: the JSON document;
+//! - [`report`]: the summary log line and systemd's status line.
 
 pub mod http;
 pub mod metrics;
+pub mod report;
 pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use hora_proto::sntp::ServerClock;
 use tokio::sync::watch;
 
-use crate::sessions::Sessions;
+use crate::live::LiveView;
+use crate::sessions::SessionStats;
 use crate::stats::{Snapshot, Stats};
 
 /// A read-only view of the daemon for observers. Copies are read at
-/// request time; nothing here is ever locked for long by a reader.
+/// request time; nothing here is ever locked for long by a reader, and
+/// nothing a serving loop needs is held while a reply is encoded.
 #[derive(Debug, Clone)]
 pub struct Observed {
     /// The counters.
     pub stats: Arc<Stats>,
-    /// The session table (its size).
-    pub sessions: Arc<Sessions>,
+    /// The session table's size and durations.
+    pub sessions: Arc<SessionStats>,
     /// What SNTP replies say of the clock, when SNTP is served.
     pub clock: Option<watch::Receiver<ServerClock>>,
+    /// The configuration in force (the live view the loops read).
+    pub live: LiveView,
     /// When the daemon started.
     pub started: SystemTime,
     /// Every address served, by protocol name.
     pub addresses: Vec<(&'static str, SocketAddr)>,
-    /// The limits in force.
-    pub limits: Limits,
-}
-
-/// The limits in force, as `/status` reports them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
-    /// A silent session ends after this.
-    pub idle_timeout: Duration,
-    /// The most sessions at once.
-    pub max_sessions: usize,
-    /// The most sessions at once from one IP.
-    pub max_sessions_per_ip: usize,
-    /// Answers a second per source, or `None` without rate limiting.
-    pub rate: Option<f64>,
-    /// Burst per source.
-    pub burst: f64,
 }
 
 impl Observed {

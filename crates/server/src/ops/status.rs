@@ -1,5 +1,6 @@
 //! `/status`: one JSON document for people and scripts: version, uptime,
-//! the addresses served, the limits, sessions open, every counter, and the
+//! the addresses served, the limits and access lists in force (the live
+//! view, so a reload shows at once), sessions open, every counter, and the
 //! clock state SNTP serves.
 
 use std::time::SystemTime;
@@ -45,7 +46,9 @@ pub fn document(observed: &Observed) -> Value {
         .into_iter()
         .map(|(name, value)| (name, json!(value)))
         .collect();
-    let limits = &observed.limits;
+    let live = std::sync::Arc::clone(&observed.live.borrow());
+    let config = &live.config;
+    let limit = &config.ratelimit;
     let clock = observed.clock().map(|clock| {
         json!({
             "synchronized": clock.leap_indicator != 3,
@@ -62,12 +65,18 @@ pub fn document(observed: &Observed) -> Value {
         "uptime_s": (uptime * 1000.0).round() / 1000.0,
         "addresses": addresses,
         "limits": {
-            "idle_timeout_s": limits.idle_timeout.as_secs_f64(),
-            "max_sessions": limits.max_sessions,
-            "max_sessions_per_ip": limits.max_sessions_per_ip,
-            "rate_per_source": limits.rate,
-            "burst_per_source": limits.burst,
+            "idle_timeout_s": config.idle_timeout.as_secs_f64(),
+            "max_sessions": config.max_sessions,
+            "max_sessions_per_ip": config.max_sessions_per_ip,
+            "rate_per_source": limit.enabled.then_some(limit.rate),
+            "burst_per_source": limit.burst,
+            "ratelimit_table_size": limit.table_size,
         },
+        "access": {
+            "allow": config.access.allow.len(),
+            "deny": config.access.deny.len(),
+        },
+        "log_level": config.log.level,
         "sessions_open": now.sessions_open,
         "datagrams": datagrams,
         "counters": counters,

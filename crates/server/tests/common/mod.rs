@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hora_server::sessions::Sessions;
+use hora_server::sessions::SessionStats;
 use hora_server::stats::{Snapshot, Stats};
 use hora_server::{Config, Server};
 use tokio::net::UdpSocket;
@@ -33,7 +33,7 @@ pub struct Daemon {
     /// The seed protocol's address.
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
-    pub sessions: Arc<Sessions>,
+    pub sessions: Arc<SessionStats>,
     standard: Vec<(&'static str, SocketAddr)>,
     metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
@@ -43,7 +43,12 @@ pub struct Daemon {
 impl Daemon {
     /// Binds `config` and serves it until [`Daemon::stop`].
     pub async fn start(config: Config) -> Daemon {
-        let server = Server::bind(&config).await.expect("the daemon binds");
+        // On the test's runtime, so a paused clock drives the HTTP
+        // listener's deadlines too.
+        let server = Server::bind(&config)
+            .await
+            .expect("the daemon binds")
+            .ops_on_the_serving_runtime();
         let addr = server.local_addr().expect("a bound address");
         let standard = server.standard_addrs().expect("bound addresses");
         let metrics = server.metrics_addr();

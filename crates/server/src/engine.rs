@@ -1,0 +1,233 @@
+//! The one drive loop every protocol's socket runs ([`drive`]): receive a
+//! batch with its kernel timestamps, read the loop's clocks once, let the
+//! protocol decide each datagram (exactly one [`Outcome`] each, counted
+//! here), send the replies together, and yield. Between batches it picks up
+//! a new live view, and it wakes at the protocol's own deadlines (the seed
+//! protocol's idle sessions) without a datagram. At shutdown the protocol
+//! says goodbye through the same outbox.
+//!
+//! What a protocol decides is [`Protocol`]'s, one file each in
+//! [`crate::protocols`]; what is decided is `hora_proto`'s.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use hora_proto::outcome::{Outcome, Service};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::live::{Live, LiveView};
+use crate::log_budget::{LogBudget, LogKind};
+use crate::stats::{Event, Stats};
+use crate::sys::batch::{Inbox, Outbox, BATCH};
+use crate::sys::Received;
+
+/// The wall clock and the monotonic clock, read together once a batch: the
+/// one clock a loop's decisions see.
+#[derive(Debug, Clone, Copy)]
+pub struct Clocks {
+    /// The wall clock (time replies, how long a datagram waited).
+    pub wall: SystemTime,
+    /// The monotonic clock (deadlines, rate limits), tokio's so that tests
+    /// on paused time drive it.
+    pub monotonic: Instant,
+}
+
+impl Clocks {
+    /// Both clocks, now.
+    pub fn now() -> Clocks {
+        Clocks {
+            wall: SystemTime::now(),
+            monotonic: Instant::now(),
+        }
+    }
+
+    /// The monotonic reading as `std`'s, as `hora_proto` takes it.
+    pub fn instant(&self) -> std::time::Instant {
+        self.monotonic.into_std()
+    }
+}
+
+/// What a protocol's decisions may read: the live view, the counters, the
+/// log budgets and the batch's clocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The configuration in force.
+    pub live: &'a Live,
+    /// The counters, for the events a protocol counts beside outcomes.
+    pub stats: &'a Stats,
+    /// The log budgets.
+    pub log: &'a LogBudget,
+    /// When the batch was read.
+    pub now: Clocks,
+}
+
+/// One protocol's request path: what [`drive`] asks of it.
+pub trait Protocol {
+    /// Whose counters its datagrams count in.
+    fn service(&self) -> Service;
+
+    /// Decides one datagram: queues its answer (and any notice it causes)
+    /// in `out`, and returns its outcome. Nothing is sent or counted here.
+    fn datagram(
+        &mut self,
+        ctx: &Context<'_>,
+        datagram: &[u8],
+        received: Received,
+        out: &mut Outbox,
+    ) -> Outcome;
+
+    /// When it next needs the loop without a datagram, if ever.
+    fn next_deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// What has fallen due by `ctx.now`: queues at most about a batch of
+    /// notices in `out` (the loop comes back at once for the rest, so a
+    /// million deadlines at once don't stall the socket).
+    fn due(&mut self, ctx: &Context<'_>, out: &mut Outbox) {
+        let _ = (ctx, out);
+    }
+
+    /// A new live view is in force.
+    fn reconfigure(&mut self, live: &Live) {
+        let _ = live;
+    }
+
+    /// Shutdown: queues at most about a batch of goodbyes in `out`; whether
+    /// more remain (the loop sends these and asks again).
+    fn shut_down(&mut self, ctx: &Context<'_>, out: &mut Outbox) -> bool {
+        let _ = (ctx, out);
+        false
+    }
+}
+
+/// What every loop shares with the rest of the daemon.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The counters.
+    pub stats: Arc<Stats>,
+    /// The log budgets.
+    pub log: Arc<LogBudget>,
+}
+
+/// Serves `protocol` on `socket` until `shutdown` turns true, then lets it
+/// say goodbye. Each time the socket is readable, every datagram queued is
+/// read at once, decided in order, and the replies sent at once
+/// ([`crate::sys::batch`]).
+pub async fn drive<P: Protocol>(
+    socket: Arc<UdpSocket>,
+    mut protocol: P,
+    shared: Shared,
+    mut live: LiveView,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut current = Arc::clone(&live.borrow_and_update());
+    protocol.reconfigure(&current);
+    let mut inbox = Inbox::default();
+    let mut outbox = Outbox::default();
+    let sleep = tokio::time::sleep(std::time::Duration::ZERO);
+    tokio::pin!(sleep);
+    let mut armed = None;
+    loop {
+        let deadline = protocol.next_deadline();
+        if deadline != armed {
+            if let Some(at) = deadline {
+                sleep.as_mut().reset(Instant::from_std(at));
+            }
+            armed = deadline;
+        }
+        tokio::select! {
+            biased;
+            () = stopping(&mut shutdown) => break,
+            Ok(()) = live.changed() => {
+                current = Arc::clone(&live.borrow_and_update());
+                protocol.reconfigure(&current);
+            }
+            () = &mut sleep, if armed.is_some() => {
+                let ctx = context(&current, &shared, Clocks::now());
+                protocol.due(&ctx, &mut outbox);
+                flush(&socket, &mut outbox, &shared, protocol.service()).await;
+                // Re-armed at the next turn, even at the same instant.
+                armed = None;
+            }
+            received = inbox.receive(&socket) => match received {
+                Ok(count) => {
+                    let ctx = context(&current, &shared, Clocks::now());
+                    for index in 0..count {
+                        if let Some((datagram, received)) = inbox.get(index) {
+                            let outcome = protocol.datagram(&ctx, datagram, received, &mut outbox);
+                            shared.stats.datagram(protocol.service(), outcome);
+                        }
+                    }
+                    flush(&socket, &mut outbox, &shared, protocol.service()).await;
+                    // Two units of the runtime's cooperative budget per
+                    // datagram, as its receive and its send each took one
+                    // before batching: a flood on one socket yields to the
+                    // other loops as often as before.
+                    for _ in 0..(2 * count) {
+                        tokio::task::consume_budget().await;
+                    }
+                }
+                Err(error) => {
+                    shared.stats.event(Event::ReceiveError);
+                    if let Some(suppressed) = shared.log.allow(LogKind::ReceiveError) {
+                        warn!(protocol = protocol.service().name(), %error, suppressed, "receive failed");
+                    }
+                }
+            },
+        }
+    }
+    loop {
+        let ctx = context(&current, &shared, Clocks::now());
+        let more = protocol.shut_down(&ctx, &mut outbox);
+        flush(&socket, &mut outbox, &shared, protocol.service()).await;
+        if !more {
+            break;
+        }
+    }
+}
+
+/// Completes when `shutdown` turns true (or its sender is gone).
+pub async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, not held by the caller
+    // across its later awaits.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn context<'a>(live: &'a Live, shared: &'a Shared, now: Clocks) -> Context<'a> {
+    Context {
+        live,
+        stats: &shared.stats,
+        log: &shared.log,
+        now,
+    }
+}
+
+/// Sends what the outbox holds, counting what was sent and what the OS
+/// refused (logged within its budget).
+async fn flush(socket: &UdpSocket, outbox: &mut Outbox, shared: &Shared, service: Service) {
+    let flushed = outbox.flush(socket).await;
+    for _ in 0..flushed.sent {
+        shared.stats.event(Event::Sent);
+    }
+    for _ in 0..flushed.failed {
+        shared.stats.event(Event::SendError);
+    }
+    if flushed.failed > 0 {
+        if let Some(suppressed) = shared.log.allow(LogKind::SendError) {
+            debug!(
+                protocol = service.name(),
+                failed = flushed.failed,
+                suppressed,
+                "replies not sent"
+            );
+        }
+    }
+}
+
+/// How many notices a protocol queues per call of [`Protocol::due`] or
+/// [`Protocol::shut_down`]: a few batches' worth.
+pub const NOTICES_PER_TURN: usize = 4 * BATCH;

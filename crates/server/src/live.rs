@@ -1,0 +1,70 @@
+//! The live view: everything the serving loops and the observers read of
+//! the configuration, built from a [`Config`] by one function
+//! ([`Live::new`]) and published through one `tokio::sync::watch` channel
+//! ([`publish`], [`LiveView`]). A reload builds a new view and publishes it;
+//! each loop picks it up between two batches and keeps its own `Arc` of it,
+//! so the request path reads plain fields, with no lock and no copy of a
+//! setting that could go stale. `/status` reads the same view, so it shows
+//! what is in force.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hora_proto::host_clock::ClockSettings;
+use hora_proto::Rules;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::gate::Gate;
+use crate::sessions::Limits;
+
+/// The configuration in force and what is built from it.
+#[derive(Debug)]
+pub struct Live {
+    /// The configuration as applied: keys that change only at restart keep
+    /// their values from start-up.
+    pub config: Config,
+    /// The access lists and the rate limiter.
+    pub gate: Gate,
+    /// How SNTP replies describe the clock, when SNTP is served.
+    pub clock: Option<ClockSettings>,
+}
+
+/// Where the loops and the observers read the live view.
+pub type LiveView = watch::Receiver<Arc<Live>>;
+
+impl Live {
+    /// The view of `config`. `previous` (the view it replaces, on a reload)
+    /// lends what must survive a reload: the rate limiter's buckets, when
+    /// their settings did not change.
+    pub fn new(config: Config, previous: Option<&Live>, now: Instant) -> Live {
+        let gate = Gate::new(&config, previous.map(|live| &live.gate), now);
+        let clock = config.sntp.bind.and(config.sntp.settings());
+        Live {
+            config,
+            gate,
+            clock,
+        }
+    }
+
+    /// The seed protocol's rules in force.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            idle_timeout: self.config.idle_timeout,
+        }
+    }
+
+    /// The session limits in force.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_sessions: self.config.max_sessions,
+            max_sessions_per_ip: self.config.max_sessions_per_ip,
+        }
+    }
+}
+
+/// A channel publishing `live`: the sender for reloads, a receiver for
+/// everyone else (more with [`watch::Sender::subscribe`]).
+pub fn publish(live: Live) -> (watch::Sender<Arc<Live>>, LiveView) {
+    watch::channel(Arc::new(live))
+}

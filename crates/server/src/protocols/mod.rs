@@ -1,0 +1,10 @@
+//! Each protocol's request path, one file each, as the drive loop
+//! ([`crate::engine`]) runs it:
+//!
+//! - [`seed`]: the seed's login/menu protocol and its sessions;
+//! - [`sntp`]: SNTP server mode;
+//! - [`time`]: RFC 868 Time and RFC 867 Daytime.
+
+pub mod seed;
+pub mod sntp;
+pub mod time;
