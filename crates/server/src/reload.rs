@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::config::{Config, ConfigError};
 use crate::live::Live;
 use crate::logging;
+use crate::stats::{Event, Stats};
 use crate::sys;
 
 /// What a reloaded configuration leads to.
@@ -87,6 +88,7 @@ pub fn plan(current: &Live, loaded: Result<Config, ConfigError>, now: Instant) -
 pub async fn serve(
     live: watch::Sender<Arc<Live>>,
     mut reloads: mpsc::Receiver<Result<Config, ConfigError>>,
+    stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -103,19 +105,23 @@ pub async fn serve(
         let planned =
             tokio::task::spawn_blocking(move || plan(&current, loaded, Instant::now())).await;
         match planned {
-            Ok(plan) => apply(&live, plan),
-            Err(error) => warn!(%error, "reload failed, the running configuration stays"),
+            Ok(plan) => stats.event(apply(&live, plan)),
+            Err(error) => {
+                stats.event(Event::ReloadRefused);
+                warn!(%error, "reload failed, the running configuration stays");
+            }
         }
         sys::notify::ready();
     }
 }
 
-/// Carries out a plan: publishes the view, logs what it did, once.
-fn apply(live: &watch::Sender<Arc<Live>>, plan: Plan) {
+/// Carries out a plan: publishes the view, logs what it did, once; what
+/// to count.
+fn apply(live: &watch::Sender<Arc<Live>>, plan: Plan) -> Event {
     let (new, changed, restart_only, log_level) = match plan {
         Plan::Refused(why) => {
             warn!("reload refused, the running configuration stays: {why}");
-            return;
+            return Event::ReloadRefused;
         }
         Plan::Apply {
             live,
@@ -132,7 +138,7 @@ fn apply(live: &watch::Sender<Arc<Live>>, plan: Plan) {
     }
     if changed.is_empty() {
         info!("configuration reloaded: nothing changed");
-        return;
+        return Event::ReloadUnchanged;
     }
     if log_level {
         match logging::set_level(&new.config.log.level) {
@@ -143,6 +149,7 @@ fn apply(live: &watch::Sender<Arc<Live>>, plan: Plan) {
     }
     live.send_replace(Arc::from(new));
     info!(changed = changed.join(", "), "configuration reloaded");
+    Event::ReloadApplied
 }
 
 #[cfg(test)]

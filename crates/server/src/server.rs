@@ -224,7 +224,12 @@ impl Server {
             log: Arc::clone(&log),
         };
         let mut tasks = JoinSet::new();
-        tasks.spawn(reload::serve(publisher, reloads, stopped.clone()));
+        tasks.spawn(reload::serve(
+            publisher,
+            reloads,
+            Arc::clone(&stats),
+            stopped.clone(),
+        ));
         tasks.spawn(ops::report::serve(
             observed.clone(),
             live.borrow().config.stats_interval,

@@ -91,6 +91,12 @@ events! {
     SendError => send_errors, "hora_send_errors_total", [], "Replies the OS would not send.";
     /// A receive that failed.
     ReceiveError => receive_errors, "hora_receive_errors_total", [], "Receives that failed.";
+    /// A reload (SIGHUP) that applied a changed configuration.
+    ReloadApplied => reloads_applied, "hora_reloads_total", ["result" = "applied"], "Reloads (SIGHUP), by result: applied, unchanged, refused.";
+    /// A reload whose configuration changed nothing that applies live.
+    ReloadUnchanged => reloads_unchanged, "hora_reloads_total", ["result" = "unchanged"], "Reloads (SIGHUP), by result: applied, unchanged, refused.";
+    /// A reload refused: the running configuration stays.
+    ReloadRefused => reloads_refused, "hora_reloads_total", ["result" = "refused"], "Reloads (SIGHUP), by result: applied, unchanged, refused.";
 }
 
 /// The counters, from start-up. Shared by every task, so atomics; relaxed

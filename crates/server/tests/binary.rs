@@ -506,3 +506,116 @@ fn sighup_applies_an_edited_config_and_refuses_a_broken_one() {
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// A client asking the time every few milliseconds from its own thread
+/// until told to stop: how many requests it sent, how many got an answer,
+/// and the slowest round trip.
+fn paced_client(
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u32, u32, Duration)> {
+    std::thread::spawn(move || {
+        let socket = UdpSocket::bind("127.0.0.4:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buffer = [0u8; 2048];
+        socket.send_to(b"login", addr).unwrap();
+        socket.recv_from(&mut buffer).unwrap();
+        let (mut sent, mut answered, mut slowest) = (0, 0, Duration::ZERO);
+        // Bounded: at most 10,000 requests (50 s), whatever the test does.
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 10_000 {
+            let asked = Instant::now();
+            socket.send_to(b"1", addr).unwrap();
+            sent += 1;
+            if socket.recv_from(&mut buffer).is_ok() {
+                answered += 1;
+                slowest = slowest.max(asked.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (sent, answered, slowest)
+    })
+}
+
+/// Puts something at a path.
+type PutAtPath = dyn Fn(&std::path::Path);
+
+#[test]
+fn a_fifo_directory_deleted_or_oversized_config_at_reload_is_refused_and_serving_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hora.toml");
+    let base = "bind = \"127.0.0.1:0\"\nstats_interval = \"0s\"\n";
+    std::fs::write(&path, base).unwrap();
+    let mut child = horad()
+        .arg("--config")
+        .arg(&path)
+        .env_remove("HORAD_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let started = read_until(&mut lines, "listening on");
+    let addr: SocketAddr = started
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = paced_client(addr, std::sync::Arc::clone(&stop));
+    let hup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let cases: [(&str, &PutAtPath); 4] = [
+        ("is a FIFO, not a regular file", &|p| {
+            nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        }),
+        ("is a directory, not a regular file", &|p| {
+            std::fs::create_dir(p).unwrap();
+        }),
+        ("No such file or directory", &|_| {}),
+        ("more than the 16777216 a configuration may have", &|p| {
+            std::fs::File::create(p)
+                .unwrap()
+                .set_len(16 * 1024 * 1024 + 1)
+                .unwrap();
+        }),
+    ];
+    for (expected, put) in cases {
+        std::fs::remove_file(&path).unwrap();
+        put(&path);
+        hup();
+        let refused = read_until(&mut lines, "reload refused");
+        let line = refused.lines().last().unwrap();
+        assert!(line.contains(expected), "{line}");
+        assert!(line.contains(&path.display().to_string()), "{line}");
+        // Back to the file: the next reload reads it again.
+        if path.is_dir() {
+            std::fs::remove_dir(&path).unwrap();
+        } else if path.symlink_metadata().is_ok() {
+            std::fs::remove_file(&path).unwrap();
+        }
+        std::fs::write(&path, base).unwrap();
+        hup();
+        read_until(&mut lines, "configuration reloaded: nothing changed");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, answered, slowest) = client.join().unwrap();
+    assert!(sent > 0);
+    assert_eq!(answered, sent, "every paced request answered");
+    assert!(slowest < Duration::from_millis(500), "slowest {slowest:?}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

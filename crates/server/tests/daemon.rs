@@ -467,3 +467,32 @@ async fn a_flood_from_many_sources_leaves_good_sessions_alone() {
         "every good request answered"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_applies_the_idle_timeout_and_limits_to_the_next_datagram() {
+    let mut daemon = Daemon::start(config()).await;
+    let before = Peer::new(daemon.addr).await;
+    before.ask(b"login").await;
+    before.ask(b"1").await;
+    let mut reloaded = config();
+    reloaded.idle_timeout = Duration::from_secs(30);
+    reloaded.max_sessions = 2;
+    daemon.reload(reloaded).await;
+    // A new session idles out at 30 s, not 10.
+    let after = Peer::new(daemon.addr).await;
+    after.ask(b"login").await;
+    after.ask(b"1").await;
+    let asked = Instant::now();
+    // The limit of two holds now: both sessions have asked.
+    let third = Peer::new(daemon.addr).await;
+    assert_eq!(third.ask(b"login").await, REFUSED.as_bytes());
+    // The session opened before the reload keeps the deadline it had.
+    assert_eq!(before.receive().await, IDLE_NOTICE.as_bytes());
+    assert_eq!(after.receive().await, IDLE_NOTICE.as_bytes());
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited <= Duration::from_millis(30_001),
+        "expired after {waited:?}"
+    );
+    daemon.stop().await;
+}

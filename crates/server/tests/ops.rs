@@ -244,3 +244,56 @@ async fn a_slow_drip_is_cut_off_by_the_header_deadline() {
     );
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn after_a_reload_status_and_metrics_show_every_value_in_force() {
+    let mut daemon = start().await;
+    let mut config = common::loopback_config();
+    config.metrics.bind = Some(common::loopback());
+    let before = get(daemon.metrics(), "/status").await;
+    assert!(before.contains("\"idle_timeout_s\": 10.0"), "{before}");
+    // What the issue tried: idle_timeout 10 s -> 30 s, max_sessions 20000 -> 15000;
+    // and more keys, each of which /status or /metrics reports.
+    config.idle_timeout = Duration::from_secs(30);
+    config.max_sessions = 15_000;
+    config.max_sessions_per_ip = 7;
+    config.ratelimit.rate = 5.0;
+    config.ratelimit.burst = 9.0;
+    config.access.deny = vec![
+        "10.9.0.0/16".parse().unwrap(),
+        "10.8.0.0/16".parse().unwrap(),
+    ];
+    config.log.level = "warn".to_owned();
+    daemon.reload(config).await;
+    let status = get(daemon.metrics(), "/status").await;
+    let body = status.split("\r\n\r\n").nth(1).unwrap();
+    let document: serde_json::Value = serde_json::from_str(body).unwrap();
+    let limits = &document["limits"];
+    assert_eq!(limits["idle_timeout_s"], 30.0);
+    assert_eq!(limits["max_sessions"], 15_000);
+    assert_eq!(limits["max_sessions_per_ip"], 7);
+    assert_eq!(limits["rate_per_source"], 5.0);
+    assert_eq!(limits["burst_per_source"], 9.0);
+    assert_eq!(document["access"]["deny"], 2);
+    assert_eq!(document["log_level"], "warn");
+    assert!(
+        document["counters"].get("tasks").is_none(),
+        "no tasks counter"
+    );
+    assert_eq!(document["counters"]["reloads_applied"], 1);
+    let metrics = get(daemon.metrics(), "/metrics").await;
+    assert_eq!(sample(&metrics, "hora_config_idle_timeout_seconds"), 30.0);
+    assert_eq!(sample(&metrics, "hora_config_max_sessions"), 15_000.0);
+    assert_eq!(sample(&metrics, "hora_config_max_sessions_per_ip"), 7.0);
+    assert_eq!(sample(&metrics, "hora_config_rate_per_source"), 5.0);
+    assert_eq!(sample(&metrics, "hora_config_burst_per_source"), 9.0);
+    assert_eq!(
+        sample(&metrics, "hora_config_access_networks{list=\"deny\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(&metrics, "hora_reloads_total{result=\"applied\"}"),
+        1.0
+    );
+    daemon.stop().await;
+}

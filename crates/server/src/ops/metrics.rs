@@ -78,6 +78,59 @@ fn gauge(
     ConstGauge::new(value).encode(metric.encode_family(&labels)?)
 }
 
+impl Scrape {
+    /// The settings in force (the live view), so a reload shows at once.
+    fn encode_config(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let live = std::sync::Arc::clone(&self.observed.live.borrow());
+        let config = &live.config;
+        let limit = &config.ratelimit;
+        let rows: [(&str, &str, f64); 5] = [
+            (
+                "hora_config_idle_timeout_seconds",
+                "The idle timeout in force.",
+                config.idle_timeout.as_secs_f64(),
+            ),
+            (
+                "hora_config_max_sessions",
+                "The most sessions open at once, in force.",
+                config.max_sessions as f64,
+            ),
+            (
+                "hora_config_max_sessions_per_ip",
+                "The most sessions open at once from one IP, in force.",
+                config.max_sessions_per_ip as f64,
+            ),
+            (
+                "hora_config_rate_per_source",
+                "Answers a second per source in force (0: rate limiting off).",
+                if limit.enabled { limit.rate } else { 0.0 },
+            ),
+            (
+                "hora_config_burst_per_source",
+                "The burst per source in force.",
+                limit.burst,
+            ),
+        ];
+        for (name, help, value) in rows {
+            gauge(encoder, name, help, &[], value)?;
+        }
+        let mut metric = encoder.encode_descriptor(
+            "hora_config_access_networks",
+            "Networks in the access lists in force, by list.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (list, networks) in [
+            ("allow", &config.access.allow),
+            ("deny", &config.access.deny),
+        ] {
+            ConstGauge::new(networks.len() as f64)
+                .encode(metric.encode_family(&[("list", list)])?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now: Snapshot = self.observed.snapshot();
@@ -171,6 +224,7 @@ impl Collector for Scrape {
         )?;
         let mut metric = metric;
         metric.encode_histogram::<NoLabels>(durations.sum, durations.count(), &buckets, None)?;
+        self.encode_config(&mut encoder)?;
         if let Some(clock) = self.observed.clock() {
             gauge(
                 &mut encoder,

@@ -6,11 +6,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hora_server::config::ConfigError;
+use hora_server::live::LiveView;
 use hora_server::sessions::SessionStats;
 use hora_server::stats::{Snapshot, Stats};
 use hora_server::{Config, Server};
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// The defaults on an ephemeral loopback port, with no summary timer: what
@@ -34,6 +36,10 @@ pub struct Daemon {
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
     pub sessions: Arc<SessionStats>,
+    /// The live view the daemon serves with.
+    pub live: LiveView,
+    /// Where a test hands the daemon a reloaded configuration, as SIGHUP does.
+    pub reloads: mpsc::Sender<Result<Config, ConfigError>>,
     standard: Vec<(&'static str, SocketAddr)>,
     metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
@@ -52,15 +58,19 @@ impl Daemon {
         let addr = server.local_addr().expect("a bound address");
         let standard = server.standard_addrs().expect("bound addresses");
         let metrics = server.metrics_addr();
-        let (stats, sessions) = (server.stats(), server.sessions());
+        let (stats, sessions, live) = (server.stats(), server.sessions(), server.live());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
+        let (reloads, reloaded) = mpsc::channel(4);
+        let shutdown = async move {
             let _ = stopped.await;
-        }));
+        };
+        let task = tokio::spawn(server.run_reloading(shutdown, reloaded));
         Daemon {
             addr,
             stats,
             sessions,
+            live,
+            reloads,
             standard,
             metrics,
             stop: Some(stop),
@@ -94,6 +104,21 @@ impl Daemon {
     /// The metrics listener's address.
     pub fn metrics(&self) -> SocketAddr {
         self.metrics.expect("metrics are served")
+    }
+
+    /// Hands the daemon `config` as a reload and waits until the new live
+    /// view is published (a reload refused or changing nothing fails the
+    /// test after five seconds).
+    pub async fn reload(&mut self, config: Config) {
+        self.live.borrow_and_update();
+        self.reloads
+            .send(Ok(config))
+            .await
+            .expect("the daemon runs");
+        tokio::time::timeout(std::time::Duration::from_secs(5), self.live.changed())
+            .await
+            .expect("the reload applies")
+            .expect("a new live view");
     }
 
     /// The counters now.
