@@ -96,6 +96,16 @@ enum Mode {
         #[arg(long, default_value = "127.0.0.1")]
         ip: IpAddr,
     },
+    /// A herd: N clients, each on its own loopback address (127.1.0.1,
+    /// 127.1.0.2, ...), each sending `login` once, as the seed's Python
+    /// client does (it never resends), all at once at full speed from one
+    /// thread; then counts the menus that came back within `--wait`
+    Herd {
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
     /// Log in and stay silent until the server idles the sessions out
     Hold {
         #[arg(long, default_value_t = 10_000)]
@@ -173,8 +183,55 @@ fn main() -> anyhow::Result<()> {
                 resend,
                 ip,
             } => hold(args.server, check(sessions, ip)?, idle_timeout, resend, ip).await,
+            Mode::Herd { clients, wait } => herd(
+                args.server,
+                check(clients, IpAddr::from([127, 1, 0, 1]))?,
+                wait,
+            ),
         }
     })
+}
+
+/// The herd (see [`Mode::Herd`]): plain non-blocking sockets, one send each
+/// in one tight loop, then every socket read until all have their menu or
+/// `wait` is over.
+fn herd(server: SocketAddr, clients: usize, wait: Duration) -> anyhow::Result<()> {
+    let sockets = (0..clients)
+        .map(|n| {
+            let ip = [127, 1, (n / 250) as u8, (n % 250 + 1) as u8];
+            let socket = std::net::UdpSocket::bind(SocketAddr::from((ip, 0)))
+                .with_context(|| format!("cannot bind {ip:?}"))?;
+            socket.set_nonblocking(true)?;
+            Ok(socket)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let started = std::time::Instant::now();
+    for socket in &sockets {
+        socket.send_to(b"login", server)?;
+    }
+    let sent_in = started.elapsed();
+    let mut menus = vec![false; clients];
+    let (mut got, mut other) = (0usize, 0u64);
+    let mut buffer = [0u8; 2048];
+    while got < clients && started.elapsed() < wait {
+        for (socket, menu) in sockets.iter().zip(menus.iter_mut()) {
+            while let Ok(len) = socket.recv(&mut buffer) {
+                if &buffer[..len] == LOGIN_MENU.as_bytes() && !*menu {
+                    *menu = true;
+                    got += 1;
+                } else {
+                    other += 1;
+                }
+            }
+        }
+    }
+    println!(
+        "mode=herd clients={clients} sent_in_ms={:.1} send_rate={:.0} menus={got} other_replies={other} done_in_ms={:.1}",
+        sent_in.as_secs_f64() * 1e3,
+        clients as f64 / sent_in.as_secs_f64(),
+        started.elapsed().as_secs_f64() * 1e3,
+    );
+    Ok(())
 }
 
 fn check(sessions: usize, ip: IpAddr) -> anyhow::Result<usize> {

@@ -22,6 +22,16 @@
 //! clock between a datagram's arrival and its reading makes that batch look
 //! late or on time, and the budget keeps new peers admitted meanwhile.
 //!
+//! A herd is not a flood. A LAN's clients often start together (a classroom
+//! logging in at once, hosts booting after a power cut): 10,000 logins from
+//! 10,000 addresses inside 50 ms look, to the queue, like the first 50 ms of
+//! a flood, and each such client sends its login once (the seed's Python
+//! client never resends). So the budget is a token bucket: a reserve of
+//! [`STRANGERS_BURST`] admissions that a herd spends at once, refilled at
+//! [`STRANGERS_PER_SECOND`]. A flood spends the reserve in its first tens of
+//! milliseconds and is then held to the rate; the sessions' answers wait
+//! behind the reserve's logins once, not for the flood's whole length.
+//!
 //! Shedding by age, not by count, is what the kernel's first-in first-out
 //! queue allows: no user-space policy can read a session's datagram before
 //! the flood queued ahead of it, but every datagram read can be cheap.
@@ -34,36 +44,51 @@ use std::time::{Duration, Instant};
 pub const LATE_AFTER: Duration = Duration::from_millis(2);
 
 /// How many requests from peers without a session are still answered each
-/// second while the server is behind: more than a LAN's people log in, and
-/// about 1% of a core (a login costs ~12 µs).
+/// second while the server is behind, once the reserve is spent: more than
+/// a LAN's people log in, and about 1% of a core.
 pub const STRANGERS_PER_SECOND: u32 = 1_000;
 
-/// The admission of requests from peers without a session: a budget per
-/// second, with `now` passed in. A second's window opens with the first late
-/// request after the last one closed.
-#[derive(Debug, Clone, Default)]
+/// The reserve of late strangers' requests answered at once: a herd of
+/// 10,000 clients logging in together (the default `max_sessions`). At
+/// ~4 µs a login it is ~40 ms of work, spent once per flood.
+pub const STRANGERS_BURST: u32 = 10_000;
+
+/// The admission of requests from peers without a session: a token bucket
+/// ([`STRANGERS_BURST`], refilled at [`STRANGERS_PER_SECOND`]), with `now`
+/// passed in. Only late requests take a token; on time, all are answered.
+#[derive(Debug, Clone)]
 pub struct Admission {
-    window: Option<Instant>,
-    admitted: u32,
+    tokens: f64,
+    /// When the tokens were last counted.
+    counted: Option<Instant>,
+}
+
+impl Default for Admission {
+    /// The reserve full.
+    fn default() -> Self {
+        Admission {
+            tokens: f64::from(STRANGERS_BURST),
+            counted: None,
+        }
+    }
 }
 
 impl Admission {
     /// Whether a request from a peer without a session, one the protocol
     /// would answer, that waited `waited` in the socket's queue, is answered
-    /// at `now`: always when on time; when late, within the budget.
+    /// at `now`: always when on time; when late, while tokens last.
     pub fn admits(&mut self, waited: Duration, now: Instant) -> bool {
         if waited <= LATE_AFTER {
             return true;
         }
-        let open = self
-            .window
-            .is_some_and(|start| now.saturating_duration_since(start) < Duration::from_secs(1));
-        if !open {
-            self.window = Some(now);
-            self.admitted = 0;
+        if let Some(counted) = self.counted {
+            let refill = now.saturating_duration_since(counted).as_secs_f64()
+                * f64::from(STRANGERS_PER_SECOND);
+            self.tokens = (self.tokens + refill).min(f64::from(STRANGERS_BURST));
         }
-        if self.admitted < STRANGERS_PER_SECOND {
-            self.admitted += 1;
+        self.counted = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
             true
         } else {
             false
@@ -77,39 +102,50 @@ mod tests {
 
     const LATE: Duration = Duration::from_millis(3);
 
-    #[test]
-    fn on_time_is_always_admitted() {
-        let now = Instant::now();
-        let mut admission = Admission::default();
-        let admitted = (0..10 * STRANGERS_PER_SECOND)
-            .filter(|_| admission.admits(LATE_AFTER, now))
-            .count();
-        assert_eq!(admitted, 10 * STRANGERS_PER_SECOND as usize);
+    fn admitted(admission: &mut Admission, asked: u32, now: Instant) -> usize {
+        (0..asked).filter(|_| admission.admits(LATE, now)).count()
     }
 
     #[test]
-    fn late_is_admitted_within_the_budget_each_second() {
+    fn on_time_is_always_admitted_and_spends_nothing() {
+        let now = Instant::now();
+        let mut admission = Admission::default();
+        let on_time = (0..10 * STRANGERS_BURST)
+            .filter(|_| admission.admits(LATE_AFTER, now))
+            .count();
+        assert_eq!(on_time, 10 * STRANGERS_BURST as usize);
+        assert_eq!(
+            admitted(&mut admission, STRANGERS_BURST + 1, now),
+            STRANGERS_BURST as usize
+        );
+    }
+
+    #[test]
+    fn a_herd_is_admitted_whole_then_a_flood_is_held_to_the_rate() {
         let start = Instant::now();
         let mut admission = Admission::default();
-        let admitted = |admission: &mut Admission, now| {
-            (0..3 * STRANGERS_PER_SECOND)
-                .filter(|_| admission.admits(LATE, now))
-                .count()
-        };
+        // The herd: the whole reserve, late, at once.
         assert_eq!(
-            admitted(&mut admission, start),
+            admitted(&mut admission, STRANGERS_BURST, start),
+            STRANGERS_BURST as usize
+        );
+        // A flood going on: nothing more at once...
+        assert_eq!(admitted(&mut admission, 100, start), 0);
+        // ...then the rate: a second brings a second's worth, no more.
+        let later = start + Duration::from_secs(1);
+        assert_eq!(
+            admitted(&mut admission, 3 * STRANGERS_PER_SECOND, later),
             STRANGERS_PER_SECOND as usize
         );
-        let almost = start + Duration::from_millis(999);
-        assert_eq!(admitted(&mut admission, almost), 0);
         assert!(
-            admission.admits(Duration::ZERO, almost),
+            admission.admits(Duration::ZERO, later),
             "on time is never shed"
         );
-        let next = start + Duration::from_secs(1);
+        // A long quiet spell refills the reserve, never past it.
+        let quiet = later + Duration::from_secs(3_600);
         assert_eq!(
-            admitted(&mut admission, next),
-            STRANGERS_PER_SECOND as usize
+            admitted(&mut admission, 2 * STRANGERS_BURST, quiet),
+            STRANGERS_BURST as usize
         );
     }
 }
