@@ -22,15 +22,22 @@
 //! clock between a datagram's arrival and its reading makes that batch look
 //! late or on time, and the budget keeps new peers admitted meanwhile.
 //!
-//! A herd is not a flood. A LAN's clients often start together (a classroom
-//! logging in at once, hosts booting after a power cut): 10,000 logins from
-//! 10,000 addresses inside 50 ms look, to the queue, like the first 50 ms of
-//! a flood, and each such client sends its login once (the seed's Python
-//! client never resends). So the budget is a token bucket: a reserve of
-//! [`STRANGERS_BURST`] admissions that a herd spends at once, refilled at
-//! [`STRANGERS_PER_SECOND`]. A flood spends the reserve in its first tens of
-//! milliseconds and is then held to the rate; the sessions' answers wait
-//! behind the reserve's logins once, not for the flood's whole length.
+//! A herd is not a flood, but the queue can't tell them apart. A LAN's
+//! clients often start together (a classroom logging in at once, hosts
+//! booting after a power cut): 10,000 logins from 10,000 addresses inside
+//! 50 ms look, to the queue, like the first 50 ms of a flood, and each such
+//! client sends its login once (the seed's Python client never resends).
+//! Answering them all at once would make the sessions' answers wait behind
+//! them (tens of milliseconds); shedding them loses clients that never try
+//! again. So a late stranger's request beyond the budget is neither answered
+//! nor lost at once: it waits in a [`Backlog`] in user space (at most
+//! [`BACKLOG`] of them, each for at most [`BACKLOG_AGE`]), and the server
+//! answers it when the socket's queue is empty. Reading a datagram into the
+//! backlog costs about what shedding it did, so the queue drains as fast as
+//! before and the sessions wait behind no login; the herd is served in the
+//! time the server has to spare, moments later. Only what overflows the
+//! backlog, or waits in it too long (a flood that never lets the queue
+//! empty), is shed.
 //!
 //! Shedding by age, not by count, is what the kernel's first-in first-out
 //! queue allows: no user-space policy can read a session's datagram before
@@ -43,19 +50,28 @@ use std::time::{Duration, Instant};
 /// server reads within microseconds.
 pub const LATE_AFTER: Duration = Duration::from_millis(2);
 
-/// How many requests from peers without a session are still answered each
-/// second while the server is behind, once the reserve is spent: more than
-/// a LAN's people log in, and about 1% of a core.
+/// How many requests from peers without a session are still answered at
+/// once each second while the server is behind: more than a LAN's people
+/// log in, and about 1% of a core.
 pub const STRANGERS_PER_SECOND: u32 = 1_000;
 
-/// The reserve of late strangers' requests answered at once: a herd of
-/// 10,000 clients logging in together (the default `max_sessions`). At
-/// ~4 µs a login it is ~40 ms of work, spent once per flood.
-pub const STRANGERS_BURST: u32 = 10_000;
+/// The most late strangers' requests answered at once in a burst: a
+/// second's budget.
+pub const STRANGERS_BURST: u32 = STRANGERS_PER_SECOND;
+
+/// The most late strangers' requests waiting in the [`Backlog`]: a herd of
+/// 10,000 clients logging in together (the default `max_sessions`), about
+/// 560 KB.
+pub const BACKLOG: usize = 10_000;
+
+/// The longest a request waits in the [`Backlog`]: past it, the server has
+/// had no spare moment for a second, and hora has resent its login anyway.
+pub const BACKLOG_AGE: Duration = Duration::from_secs(1);
 
 /// The admission of requests from peers without a session: a token bucket
 /// ([`STRANGERS_BURST`], refilled at [`STRANGERS_PER_SECOND`]), with `now`
 /// passed in. Only late requests take a token; on time, all are answered.
+/// A late request it turns away goes to the [`Backlog`].
 #[derive(Debug, Clone)]
 pub struct Admission {
     tokens: f64,
@@ -96,6 +112,64 @@ impl Admission {
     }
 }
 
+/// Late strangers' requests waiting for a moment the socket's queue is
+/// empty, oldest first: at most [`BACKLOG`], each for at most
+/// [`BACKLOG_AGE`]. `T` is what the server keeps of a request.
+#[derive(Debug, Clone)]
+pub struct Backlog<T> {
+    waiting: std::collections::VecDeque<(Instant, T)>,
+}
+
+impl<T> Default for Backlog<T> {
+    fn default() -> Self {
+        Backlog {
+            waiting: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Backlog<T> {
+    /// Queues `request`, read at `now`; `false` (the caller sheds it) if
+    /// the backlog is full.
+    pub fn push(&mut self, request: T, now: Instant) -> bool {
+        if self.waiting.len() >= BACKLOG {
+            return false;
+        }
+        self.waiting.push_back((now, request));
+        true
+    }
+
+    /// The oldest request still young enough at `now`, if any, and how many
+    /// older ones were dropped to reach it (the caller sheds them).
+    pub fn pop(&mut self, now: Instant) -> (Option<T>, usize) {
+        let mut aged = 0;
+        while let Some((read, request)) = self.waiting.pop_front() {
+            if now.saturating_duration_since(read) <= BACKLOG_AGE {
+                return (Some(request), aged);
+            }
+            aged += 1;
+        }
+        (None, aged)
+    }
+
+    /// Empties it (shutdown); how many were waiting.
+    pub fn clear(&mut self) -> usize {
+        let waiting = self.waiting.len();
+        self.waiting.clear();
+        waiting
+    }
+
+    /// How many wait.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,17 +195,14 @@ mod tests {
     }
 
     #[test]
-    fn a_herd_is_admitted_whole_then_a_flood_is_held_to_the_rate() {
+    fn late_strangers_are_admitted_within_the_budget_then_held_to_the_rate() {
         let start = Instant::now();
         let mut admission = Admission::default();
-        // The herd: the whole reserve, late, at once.
         assert_eq!(
-            admitted(&mut admission, STRANGERS_BURST, start),
+            admitted(&mut admission, 3 * STRANGERS_BURST, start),
             STRANGERS_BURST as usize
         );
-        // A flood going on: nothing more at once...
-        assert_eq!(admitted(&mut admission, 100, start), 0);
-        // ...then the rate: a second brings a second's worth, no more.
+        // A second brings a second's worth, no more.
         let later = start + Duration::from_secs(1);
         assert_eq!(
             admitted(&mut admission, 3 * STRANGERS_PER_SECOND, later),
@@ -141,11 +212,38 @@ mod tests {
             admission.admits(Duration::ZERO, later),
             "on time is never shed"
         );
-        // A long quiet spell refills the reserve, never past it.
+        // A long quiet spell refills the budget, never past it.
         let quiet = later + Duration::from_secs(3_600);
         assert_eq!(
             admitted(&mut admission, 2 * STRANGERS_BURST, quiet),
             STRANGERS_BURST as usize
         );
+    }
+
+    #[test]
+    fn the_backlog_holds_a_herd_in_order_and_no_more() {
+        let now = Instant::now();
+        let mut backlog = Backlog::default();
+        for n in 0..BACKLOG {
+            assert!(backlog.push(n, now));
+        }
+        assert!(!backlog.push(BACKLOG, now), "full: the caller sheds it");
+        assert_eq!(backlog.pop(now), (Some(0), 0));
+        assert_eq!(backlog.pop(now + BACKLOG_AGE), (Some(1), 0));
+        assert_eq!(backlog.len(), BACKLOG - 2);
+        assert_eq!(backlog.clear(), BACKLOG - 2);
+        assert!(backlog.is_empty());
+    }
+
+    #[test]
+    fn requests_that_waited_too_long_in_the_backlog_are_dropped_and_counted() {
+        let start = Instant::now();
+        let mut backlog = Backlog::default();
+        backlog.push("old", start);
+        backlog.push("older too", start + Duration::from_millis(10));
+        backlog.push("young", start + BACKLOG_AGE);
+        let late = start + BACKLOG_AGE + Duration::from_millis(11);
+        assert_eq!(backlog.pop(late), (Some("young"), 2));
+        assert_eq!(backlog.pop(late), (None, 0));
     }
 }

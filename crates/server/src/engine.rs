@@ -70,14 +70,28 @@ pub trait Protocol {
     fn service(&self) -> Service;
 
     /// Decides one datagram: queues its answer (and any notice it causes)
-    /// in `out`, and returns its outcome. Nothing is sent or counted here.
+    /// in `out`, and returns its outcome, which the loop counts. `None`: it
+    /// was deferred ([`Protocol::deferred`]), and the protocol counts its
+    /// outcome when it is decided.
     fn datagram(
         &mut self,
         ctx: &Context<'_>,
         datagram: &[u8],
         received: Received,
         out: &mut Outbox,
-    ) -> Outcome;
+    ) -> Option<Outcome>;
+
+    /// Whether requests wait to be decided when the socket's queue is empty.
+    fn has_deferred(&self) -> bool {
+        false
+    }
+
+    /// Decides about a batch of the deferred requests, queuing their
+    /// answers in `out` and counting their outcomes: called only when the
+    /// socket has nothing to read and no deadline is due.
+    fn deferred(&mut self, ctx: &Context<'_>, out: &mut Outbox) {
+        let _ = (ctx, out);
+    }
 
     /// When it next needs the loop without a datagram, if ever.
     fn next_deadline(&self) -> Option<std::time::Instant> {
@@ -158,8 +172,9 @@ pub async fn drive<P: Protocol>(
                     let ctx = context(&current, &shared, Clocks::now());
                     for index in 0..count {
                         if let Some((datagram, received)) = inbox.get(index) {
-                            let outcome = protocol.datagram(&ctx, datagram, received, &mut outbox);
-                            shared.stats.datagram(protocol.service(), outcome);
+                            if let Some(outcome) = protocol.datagram(&ctx, datagram, received, &mut outbox) {
+                                shared.stats.datagram(protocol.service(), outcome);
+                            }
                         }
                     }
                     flush(&socket, &mut outbox, &shared, protocol.service()).await;
@@ -178,6 +193,12 @@ pub async fn drive<P: Protocol>(
                     }
                 }
             },
+            // Last: only when nothing else is ready, the socket's queue empty.
+            () = std::future::ready(()), if protocol.has_deferred() => {
+                let ctx = context(&current, &shared, Clocks::now());
+                protocol.deferred(&ctx, &mut outbox);
+                flush(&socket, &mut outbox, &shared, protocol.service()).await;
+            }
         }
     }
     loop {

@@ -88,13 +88,23 @@ impl Durations {
     }
 }
 
+/// Upper bounds (seconds) of the buckets of how late idle sessions were
+/// ended after their deadline (then `+Inf`): the loop's own delay, which the
+/// timer structure must keep far below the seed's 10 s.
+pub const LATENESS_BUCKETS: [f64; 4] = [0.001, 0.01, 0.1, 1.0];
+
+const LATENESS: usize = LATENESS_BUCKETS.len() + 1;
+
 /// What observers read of the table while the loop owns it: the sessions
-/// open and how long the ended ones lasted, as atomics.
+/// open, how long the ended ones lasted, and how late idle ones were ended,
+/// as atomics.
 #[derive(Debug, Default)]
 pub struct SessionStats {
     open: AtomicU64,
     counts: [AtomicU64; BUCKETS],
     sum_nanos: AtomicU64,
+    late: [AtomicU64; LATENESS],
+    late_sum_nanos: AtomicU64,
 }
 
 impl SessionStats {
@@ -118,6 +128,29 @@ impl SessionStats {
             counts,
             sum: Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)).as_secs_f64(),
         }
+    }
+
+    /// How late after their deadlines idle sessions were ended: a count
+    /// per bucket of [`LATENESS_BUCKETS`] (then past the last), and the sum
+    /// in seconds.
+    pub fn lateness(&self) -> ([u64; LATENESS], f64) {
+        let mut counts = [0; LATENESS];
+        for (count, atomic) in counts.iter_mut().zip(&self.late) {
+            *count = atomic.load(Ordering::Relaxed);
+        }
+        let sum = Duration::from_nanos(self.late_sum_nanos.load(Ordering::Relaxed));
+        (counts, sum.as_secs_f64())
+    }
+
+    fn record_late(&self, late: Duration) {
+        let seconds = late.as_secs_f64();
+        let bucket = LATENESS_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(LATENESS_BUCKETS.len());
+        self.late[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(late.as_nanos()).unwrap_or(u64::MAX);
+        self.late_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     fn record(&self, lasted: Duration) {
@@ -324,6 +357,8 @@ impl Sessions {
                     self.deadlines.push(Reverse((later, (peer, id))));
                 }
                 Some(decision) => {
+                    let late = now.saturating_duration_since(entry.idle_deadline);
+                    self.observed.record_late(late);
                     self.remove(peer, now);
                     return Some((peer, id, decision));
                 }
@@ -729,6 +764,7 @@ mod tests {
         assert_eq!(decision.reply, Some(Reply::IdleNotice));
         assert!(table.is_empty());
         assert_eq!(table.next_deadline(), None);
+        assert_eq!(table.observer().lateness(), ([1, 0, 0, 0, 0], 0.0));
         assert_eq!(table.expire_due(start + Duration::from_secs(20)), None);
     }
 

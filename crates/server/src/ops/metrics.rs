@@ -15,7 +15,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::Observed;
-use crate::sessions::DURATION_BUCKETS;
+use crate::sessions::{DURATION_BUCKETS, LATENESS_BUCKETS};
 
 /// A histogram's exemplars carry no labels here.
 type NoLabels = Vec<(String, String)>;
@@ -224,6 +224,16 @@ impl Collector for Scrape {
         )?;
         let mut metric = metric;
         metric.encode_histogram::<NoLabels>(durations.sum, durations.count(), &buckets, None)?;
+        let (late, late_sum) = self.observed.sessions.lateness();
+        let mut buckets: Vec<(f64, u64)> = LATENESS_BUCKETS.iter().copied().zip(late).collect();
+        buckets.push((f64::INFINITY, late[LATENESS_BUCKETS.len()]));
+        let mut metric = encoder.encode_descriptor(
+            "hora_idle_notice_lateness_seconds",
+            "How long after its idle deadline each idle session was ended and told so: the daemon's own delay.",
+            None,
+            MetricType::Histogram,
+        )?;
+        metric.encode_histogram::<NoLabels>(late_sum, late.iter().sum(), &buckets, None)?;
         self.encode_config(&mut encoder)?;
         if let Some(clock) = self.observed.clock() {
             gauge(

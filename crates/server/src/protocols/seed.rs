@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hora_proto::outcome::{DropReason, Outcome, Service};
-use hora_proto::overload::Admission;
+use hora_proto::overload::{Admission, Backlog};
 use hora_proto::ratelimit::Verdict;
 use hora_proto::{parse, Decision, Effect, EndReason, ParseError, Reply, Request};
 use tracing::{debug, info, warn};
@@ -18,7 +18,7 @@ use crate::live::Live;
 use crate::log_budget::{Budget, LogKind};
 use crate::sessions::{Handled, Known, SessionId, Sessions, Unanswered};
 use crate::stats::Event;
-use crate::sys::batch::Outbox;
+use crate::sys::batch::{Outbox, BATCH};
 use crate::sys::Received;
 use crate::time_cache::TimeCache;
 
@@ -34,9 +34,11 @@ pub struct Seed {
     /// Refusals and displacement notices sent this second: a flood of
     /// logins past the limits must not turn into a flood of replies.
     notices: Budget,
-    /// Which requests from peers without a session are answered while the
-    /// server is behind.
+    /// Which requests from peers without a session are answered at once
+    /// while the server is behind.
     admission: Admission,
+    /// The late logins past that, waiting for the socket's queue to empty.
+    backlog: Backlog<SocketAddr>,
     /// The sessions still to be told of the shutdown, once it began.
     closing: Option<Vec<(SocketAddr, SessionId, Decision)>>,
 }
@@ -53,6 +55,7 @@ impl Seed {
                 tokio::time::Instant::now(),
             ),
             admission: Admission::default(),
+            backlog: Backlog::default(),
             closing: None,
         }
     }
@@ -62,18 +65,21 @@ impl Seed {
         &self.sessions
     }
 
-    /// Runs the datagram through the gate, the checks and the table.
+    /// Runs the request through the checks and the table. `waited` is how
+    /// long it waited in the socket's queue; `None` for a request from the
+    /// backlog, which is never shed again.
     fn admit(
         &mut self,
         ctx: &Context<'_>,
         request: Result<Request, ParseError>,
         peer: SocketAddr,
-        waited: Duration,
+        waited: Option<Duration>,
     ) -> Result<Handled, Unanswered> {
         let now = ctx.now.instant();
         let (gate, log, admission) = (&ctx.live.gate, ctx.log, &mut self.admission);
         let answerable = |known| {
-            if known == Known::Stranger && !admission.admits(waited, now) {
+            let late = waited.is_some_and(|waited| !admission.admits(waited, now));
+            if known == Known::Stranger && late {
                 return Err(Unanswered::Shed);
             }
             match gate.within_rate(peer, now, log) {
@@ -102,6 +108,40 @@ impl Seed {
         }
         out.push(bytes, peer, false);
         true
+    }
+
+    /// Counts, logs and answers what the table decided; the outcome.
+    fn carry_out(
+        &mut self,
+        ctx: &Context<'_>,
+        handled: &Handled,
+        request: Result<Request, ParseError>,
+        datagram: &[u8],
+        peer: SocketAddr,
+        out: &mut Outbox,
+    ) -> Outcome {
+        if let Err(error) = request {
+            ctx.stats.event(Event::InvalidDatagram);
+            if let Some(suppressed) = ctx.log.allow(LogKind::InvalidDatagram) {
+                warn!(
+                    session = %OptionalId(handled.session),
+                    %peer,
+                    len = datagram.len(),
+                    start = %Preview(datagram),
+                    suppressed,
+                    "invalid datagram: {error}"
+                );
+            }
+        }
+        log_effect(ctx, handled, peer);
+        if let Some((displaced, id, notice)) = handled.displaced {
+            ctx.stats.event(Event::EndDisplaced);
+            if let Some(suppressed) = ctx.log.allow(LogKind::Displaced) {
+                info!(session = %id, peer = %displaced, by = %peer, suppressed, "session that never asked made room for a login");
+            }
+            self.notify(ctx, notice.reply, displaced, out);
+        }
+        self.answer(ctx, handled, peer, out)
     }
 
     /// Queues the answer the decision names; the datagram's outcome.
@@ -151,10 +191,10 @@ impl Protocol for Seed {
         datagram: &[u8],
         received: Received,
         out: &mut Outbox,
-    ) -> Outcome {
+    ) -> Option<Outcome> {
         let peer = received.peer;
         if !ctx.live.gate.admits(peer, ctx.log) {
-            return Outcome::Dropped(DropReason::Denied);
+            return Some(Outcome::Dropped(DropReason::Denied));
         }
         // How long it waited in the socket's queue; a clock stepped back
         // reads as no wait.
@@ -162,44 +202,46 @@ impl Protocol for Seed {
             ctx.now.wall.duration_since(at).unwrap_or_default()
         });
         let request = parse(datagram);
-        let handled = match self.admit(ctx, request, peer, waited) {
+        let handled = match self.admit(ctx, request, peer, Some(waited)) {
             Ok(handled) => handled,
             // The seed's protocol has no way to say "slow down": drop.
-            Err(Unanswered::RateLimited) => return Outcome::Dropped(DropReason::RateLimited),
+            Err(Unanswered::RateLimited) => return Some(Outcome::Dropped(DropReason::RateLimited)),
+            // A late login waits for a moment the queue is empty.
+            Err(Unanswered::Shed)
+                if request == Ok(Request::Login) && self.backlog.push(peer, ctx.now.instant()) =>
+            {
+                return None;
+            }
             Err(Unanswered::Shed) => {
-                if let Some(suppressed) = ctx.log.allow(LogKind::Shed) {
-                    warn!(
-                        %peer,
-                        waited_ms = waited.as_secs_f64() * 1e3,
-                        suppressed,
-                        "behind: request from a peer without a session shed"
-                    );
-                }
-                return Outcome::Dropped(DropReason::Overloaded);
+                log_shed(ctx, peer, waited);
+                return Some(Outcome::Dropped(DropReason::Overloaded));
             }
         };
-        if let Err(error) = request {
-            ctx.stats.event(Event::InvalidDatagram);
-            if let Some(suppressed) = ctx.log.allow(LogKind::InvalidDatagram) {
-                warn!(
-                    session = %OptionalId(handled.session),
-                    %peer,
-                    len = datagram.len(),
-                    start = %Preview(datagram),
-                    suppressed,
-                    "invalid datagram: {error}"
-                );
+        Some(self.carry_out(ctx, &handled, request, datagram, peer, out))
+    }
+
+    fn has_deferred(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Answers a batch of the logins that waited in the backlog.
+    fn deferred(&mut self, ctx: &Context<'_>, out: &mut Outbox) {
+        for _ in 0..BATCH {
+            let (peer, aged) = self.backlog.pop(ctx.now.instant());
+            for _ in 0..aged {
+                ctx.stats
+                    .datagram(Service::Seed, Outcome::Dropped(DropReason::Overloaded));
             }
+            let Some(peer) = peer else {
+                return;
+            };
+            let login = Ok(Request::Login);
+            let outcome = match self.admit(ctx, login, peer, None) {
+                Ok(handled) => self.carry_out(ctx, &handled, login, b"login", peer, out),
+                Err(_) => Outcome::Dropped(DropReason::RateLimited),
+            };
+            ctx.stats.datagram(Service::Seed, outcome);
         }
-        log_effect(ctx, &handled, peer);
-        if let Some((displaced, id, notice)) = handled.displaced {
-            ctx.stats.event(Event::EndDisplaced);
-            if let Some(suppressed) = ctx.log.allow(LogKind::Displaced) {
-                info!(session = %id, peer = %displaced, by = %peer, suppressed, "session that never asked made room for a login");
-            }
-            self.notify(ctx, notice.reply, displaced, out);
-        }
-        self.answer(ctx, &handled, peer, out)
     }
 
     fn next_deadline(&self) -> Option<std::time::Instant> {
@@ -228,6 +270,10 @@ impl Protocol for Seed {
 
     /// Ends every session, each told the server is going away.
     fn shut_down(&mut self, ctx: &Context<'_>, out: &mut Outbox) -> bool {
+        for _ in 0..self.backlog.clear() {
+            ctx.stats
+                .datagram(Service::Seed, Outcome::Dropped(DropReason::Overloaded));
+        }
         let sessions = &mut self.sessions;
         let closing = self.closing.get_or_insert_with(|| {
             let closing = sessions.close_all(ctx.now.instant());
@@ -248,6 +294,18 @@ impl Protocol for Seed {
             debug!(%session, %peer, "session closed by shutdown");
         }
         !closing.is_empty()
+    }
+}
+
+/// Logs (within its budget) a stranger's request shed while behind.
+fn log_shed(ctx: &Context<'_>, peer: SocketAddr, waited: Duration) {
+    if let Some(suppressed) = ctx.log.allow(LogKind::Shed) {
+        warn!(
+            %peer,
+            waited_ms = waited.as_secs_f64() * 1e3,
+            suppressed,
+            "behind: request from a peer without a session shed"
+        );
     }
 }
 
@@ -315,5 +373,128 @@ impl std::fmt::Display for Preview<'_> {
             f.write_str("...")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::time::Instant as StdInstant;
+
+    use hora_proto::overload::{BACKLOG, BACKLOG_AGE, STRANGERS_BURST};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::Clocks;
+    use crate::log_budget::LogBudget;
+    use crate::stats::Stats;
+
+    fn live() -> Live {
+        let mut config = Config::default();
+        config.ratelimit.enabled = false;
+        config.max_sessions = 100_000;
+        config.max_sessions_per_ip = 100_000;
+        Live::new(config, None, StdInstant::now())
+    }
+
+    fn peer(n: usize) -> SocketAddr {
+        SocketAddr::from((
+            Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8),
+            1000,
+        ))
+    }
+
+    /// A login from `peer` that waited 3 ms in the queue: late.
+    fn late_login(
+        seed: &mut Seed,
+        ctx: &Context<'_>,
+        peer: SocketAddr,
+        out: &mut Outbox,
+    ) -> Option<Outcome> {
+        let received = Received {
+            len: 5,
+            peer,
+            kernel_time: Some(ctx.now.wall - Duration::from_millis(3)),
+        };
+        seed.datagram(ctx, b"login", received, out)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_herd_past_the_budget_waits_in_the_backlog_and_only_its_overflow_is_shed() {
+        let (live, stats, log) = (
+            live(),
+            Stats::default(),
+            LogBudget::new(tokio::time::Instant::now()),
+        );
+        let ctx = Context {
+            live: &live,
+            stats: &stats,
+            log: &log,
+            now: Clocks::now(),
+        };
+        let mut seed = Seed::new(&live);
+        let mut out = Outbox::default();
+        let herd = STRANGERS_BURST as usize + BACKLOG + 5;
+        let outcomes: Vec<_> = (0..herd)
+            .map(|n| late_login(&mut seed, &ctx, peer(n), &mut out))
+            .collect();
+        let burst = STRANGERS_BURST as usize;
+        assert!(outcomes[..burst]
+            .iter()
+            .all(|o| *o == Some(Outcome::Answered)));
+        assert!(
+            outcomes[burst..burst + BACKLOG].iter().all(Option::is_none),
+            "deferred"
+        );
+        assert!(outcomes[burst + BACKLOG..]
+            .iter()
+            .all(|o| *o == Some(Outcome::Dropped(DropReason::Overloaded))));
+        assert!(seed.has_deferred());
+        // The queue is empty now: the backlog is answered a batch a call.
+        out = Outbox::default();
+        seed.deferred(&ctx, &mut out);
+        assert_eq!(seed.backlog.len(), BACKLOG - BATCH);
+        while seed.has_deferred() {
+            seed.deferred(&ctx, &mut out);
+        }
+        assert_eq!(seed.sessions.len(), burst + BACKLOG);
+        // The deferred ones are counted by the protocol when decided; the
+        // others were returned for the loop to count.
+        let now = stats.snapshot(seed.sessions.len());
+        assert_eq!(now.answered(Service::Seed), BACKLOG as u64);
+        assert_eq!(now.dropped(Service::Seed, DropReason::Overloaded), 0);
+        assert_eq!(now.event(Event::Login), (burst + BACKLOG) as u64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_that_waited_too_long_in_the_backlog_is_shed_and_counted() {
+        let (live, stats, log) = (
+            live(),
+            Stats::default(),
+            LogBudget::new(tokio::time::Instant::now()),
+        );
+        let mut seed = Seed::new(&live);
+        let mut out = Outbox::default();
+        let ctx = Context {
+            live: &live,
+            stats: &stats,
+            log: &log,
+            now: Clocks::now(),
+        };
+        for n in 0..STRANGERS_BURST as usize + 3 {
+            late_login(&mut seed, &ctx, peer(n), &mut out);
+        }
+        assert_eq!(seed.backlog.len(), 3);
+        // The socket never emptied for longer than a backlog entry may wait.
+        tokio::time::advance(BACKLOG_AGE + Duration::from_millis(1)).await;
+        let later = Context {
+            now: Clocks::now(),
+            ..ctx
+        };
+        seed.deferred(&later, &mut out);
+        assert!(!seed.has_deferred());
+        let now = stats.snapshot(seed.sessions.len());
+        assert_eq!(now.dropped(Service::Seed, DropReason::Overloaded), 3);
+        assert_eq!(seed.sessions.len(), STRANGERS_BURST as usize);
     }
 }

@@ -63,6 +63,19 @@ impl Protocol for Sntp {
         datagram: &[u8],
         received: Received,
         out: &mut Outbox,
+    ) -> Option<Outcome> {
+        Some(self.decide(ctx, datagram, received, out))
+    }
+}
+
+impl Sntp {
+    /// What [`Protocol::datagram`] decides: never deferred.
+    fn decide(
+        &mut self,
+        ctx: &Context<'_>,
+        datagram: &[u8],
+        received: Received,
+        out: &mut Outbox,
     ) -> Outcome {
         let peer = received.peer;
         if !ctx.live.gate.admits(peer, ctx.log) {
