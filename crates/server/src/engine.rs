@@ -81,14 +81,23 @@ pub trait Protocol {
         out: &mut Outbox,
     ) -> Option<Outcome>;
 
-    /// Whether requests wait to be decided when the socket's queue is empty.
-    fn has_deferred(&self) -> bool {
+    /// Whether deferred requests may be decided at `now`, the socket's
+    /// queue permitting.
+    fn has_deferred(&self, now: std::time::Instant) -> bool {
+        let _ = now;
         false
     }
 
+    /// When deferred requests that may not be decided yet may be: the loop
+    /// wakes then to ask [`Protocol::has_deferred`] again.
+    fn deferred_at(&self) -> Option<std::time::Instant> {
+        None
+    }
+
     /// Decides about a batch of the deferred requests, queuing their
-    /// answers in `out` and counting their outcomes: called only when the
-    /// socket has nothing to read and no deadline is due.
+    /// answers in `out` and counting their outcomes: called only when
+    /// [`Protocol::has_deferred`] says so, the socket has nothing to read
+    /// and no deadline is due.
     fn deferred(&mut self, ctx: &Context<'_>, out: &mut Outbox) {
         let _ = (ctx, out);
     }
@@ -146,7 +155,13 @@ pub async fn drive<P: Protocol>(
     tokio::pin!(sleep);
     let mut armed = None;
     loop {
-        let deadline = protocol.next_deadline();
+        let now = Instant::now().into_std();
+        let deferred = protocol.has_deferred(now);
+        let later = if deferred { None } else { protocol.deferred_at() };
+        let deadline = match (protocol.next_deadline(), later) {
+            (Some(due), Some(later)) => Some(due.min(later)),
+            (due, later) => due.or(later),
+        };
         if deadline != armed {
             if let Some(at) = deadline {
                 sleep.as_mut().reset(Instant::from_std(at));
@@ -194,7 +209,7 @@ pub async fn drive<P: Protocol>(
                 }
             },
             // Last: only when nothing else is ready, the socket's queue empty.
-            () = std::future::ready(()), if protocol.has_deferred() => {
+            () = std::future::ready(()), if deferred => {
                 let ctx = context(&current, &shared, Clocks::now());
                 protocol.deferred(&ctx, &mut outbox);
                 flush(&socket, &mut outbox, &shared, protocol.service()).await;

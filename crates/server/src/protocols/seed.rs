@@ -201,6 +201,7 @@ impl Protocol for Seed {
         let waited = received.kernel_time.map_or(Duration::ZERO, |at| {
             ctx.now.wall.duration_since(at).unwrap_or_default()
         });
+        self.backlog.note_wait(waited, ctx.now.instant());
         let request = parse(datagram);
         let handled = match self.admit(ctx, request, peer, Some(waited)) {
             Ok(handled) => handled,
@@ -220,8 +221,8 @@ impl Protocol for Seed {
         Some(self.carry_out(ctx, &handled, request, datagram, peer, out))
     }
 
-    fn has_deferred(&self) -> bool {
-        !self.backlog.is_empty()
+    fn has_deferred(&self, now: std::time::Instant) -> bool {
+        self.backlog.is_ready(now)
     }
 
     /// Answers a batch of the logins that waited in the backlog.
@@ -246,6 +247,10 @@ impl Protocol for Seed {
 
     fn next_deadline(&self) -> Option<std::time::Instant> {
         self.sessions.next_deadline()
+    }
+
+    fn deferred_at(&self) -> Option<std::time::Instant> {
+        self.backlog.ready_at()
     }
 
     /// Ends the sessions that idled out, each told so.
@@ -381,7 +386,7 @@ mod tests {
     use std::net::Ipv4Addr;
     use std::time::Instant as StdInstant;
 
-    use hora_proto::overload::{BACKLOG, BACKLOG_AGE, STRANGERS_BURST};
+    use hora_proto::overload::{BACKLOG, BACKLOG_AGE, QUIET, STRANGERS_BURST};
 
     use super::*;
     use crate::config::Config;
@@ -449,12 +454,19 @@ mod tests {
         assert!(outcomes[burst + BACKLOG..]
             .iter()
             .all(|o| *o == Some(Outcome::Dropped(DropReason::Overloaded))));
-        assert!(seed.has_deferred());
+        // Not while the server is behind: only once nothing was late a while.
+        assert!(!seed.has_deferred(ctx.now.instant()));
+        tokio::time::advance(QUIET).await;
+        let ctx = Context {
+            now: Clocks::now(),
+            ..ctx
+        };
+        assert!(seed.has_deferred(ctx.now.instant()));
         // The queue is empty now: the backlog is answered a batch a call.
         out = Outbox::default();
         seed.deferred(&ctx, &mut out);
         assert_eq!(seed.backlog.len(), BACKLOG - BATCH);
-        while seed.has_deferred() {
+        while seed.has_deferred(ctx.now.instant()) {
             seed.deferred(&ctx, &mut out);
         }
         assert_eq!(seed.sessions.len(), burst + BACKLOG);
@@ -492,7 +504,7 @@ mod tests {
             ..ctx
         };
         seed.deferred(&later, &mut out);
-        assert!(!seed.has_deferred());
+        assert!(!seed.has_deferred(later.now.instant()));
         let now = stats.snapshot(seed.sessions.len());
         assert_eq!(now.dropped(Service::Seed, DropReason::Overloaded), 3);
         assert_eq!(seed.sessions.len(), STRANGERS_BURST as usize);
