@@ -32,14 +32,14 @@
 //! again. So a late stranger's request beyond the budget is neither answered
 //! nor lost at once: it waits in a [`Backlog`] in user space (at most
 //! [`BACKLOG`] of them, each for at most [`BACKLOG_AGE`]), and the server
-//! answers it once it is back on time: the socket's queue empty and no
-//! datagram late for [`QUIET`]. Reading a datagram into the backlog costs
-//! about what shedding it did, so the queue drains as fast as before and
-//! the sessions wait behind no login; the herd is served in the time the
-//! server has to spare, moments later. Only what overflows the backlog, or
-//! waits in it too long (a flood that keeps the server behind), is shed:
-//! a server that is behind because it is short of CPU (a flood from other
-//! cores) must not spend what it has on logins.
+//! answers it, [`BACKLOG_CHUNK`] at a time, when its socket has stayed
+//! empty for [`BACKLOG_AFTER_IDLE`]: when it has time to spare. Reading a
+//! datagram into the backlog costs about what shedding it did, so the queue
+//! drains as fast as before and the sessions wait behind no login; the
+//! herd is served moments later. Only what overflows the backlog, or waits
+//! in it too long (a flood that never leaves the socket idle), is shed: a
+//! server kept behind by a shortage of CPU (a flood from other cores) is
+//! never idle, and must not spend what it has on logins.
 //!
 //! Shedding by age, not by count, is what the kernel's first-in first-out
 //! queue allows: no user-space policy can read a session's datagram before
@@ -114,56 +114,32 @@ impl Admission {
     }
 }
 
-/// How long no datagram may have been late before the [`Backlog`] is
-/// served: a few scheduler time slices, so that a server kept behind by a
-/// shortage of CPU, on time only in the moments it runs, does not count as
-/// back on time.
-pub const QUIET: Duration = Duration::from_millis(5);
+/// How long the socket must stay empty before the [`Backlog`] is served:
+/// the server has time to spare. A flood of a thousand datagrams a second
+/// or more never leaves it so long.
+pub const BACKLOG_AFTER_IDLE: Duration = Duration::from_millis(1);
 
-/// Late strangers' requests waiting for the server to be back on time,
+/// How many backlog requests are answered per idle moment: about a
+/// millisecond of work, all a session's request can wait behind.
+pub const BACKLOG_CHUNK: usize = 256;
+
+/// Late strangers' requests waiting for the server to have time to spare,
 /// oldest first: at most [`BACKLOG`], each for at most [`BACKLOG_AGE`].
 /// `T` is what the server keeps of a request.
 #[derive(Debug, Clone)]
 pub struct Backlog<T> {
     waiting: std::collections::VecDeque<(Instant, T)>,
-    /// When a datagram (any) was last read late.
-    late_at: Option<Instant>,
 }
 
 impl<T> Default for Backlog<T> {
     fn default() -> Self {
         Backlog {
             waiting: std::collections::VecDeque::new(),
-            late_at: None,
         }
     }
 }
 
 impl<T> Backlog<T> {
-    /// Notes that a datagram read at `now` had waited `waited`: a late one
-    /// puts the backlog off for [`QUIET`].
-    pub fn note_wait(&mut self, waited: Duration, now: Instant) {
-        if waited > LATE_AFTER {
-            self.late_at = Some(now);
-        }
-    }
-
-    /// When the backlog may next be served (the socket's queue permitting),
-    /// if anything waits in it.
-    pub fn ready_at(&self) -> Option<Instant> {
-        let (read, _) = self.waiting.front()?;
-        Some(self.late_at.map_or(*read, |late| late + QUIET))
-    }
-
-    /// Whether it may be served at `now`: something waits, and nothing was
-    /// late for [`QUIET`].
-    pub fn is_ready(&self, now: Instant) -> bool {
-        !self.waiting.is_empty()
-            && self
-                .late_at
-                .is_none_or(|late| now.saturating_duration_since(late) >= QUIET)
-    }
-
     /// Queues `request`, read at `now`; `false` (the caller sheds it) if
     /// the backlog is full.
     pub fn push(&mut self, request: T, now: Instant) -> bool {
@@ -268,22 +244,6 @@ mod tests {
         assert_eq!(backlog.len(), BACKLOG - 2);
         assert_eq!(backlog.clear(), BACKLOG - 2);
         assert!(backlog.is_empty());
-    }
-
-    #[test]
-    fn the_backlog_is_served_only_once_nothing_was_late_for_a_while() {
-        let start = Instant::now();
-        let mut backlog = Backlog::default();
-        assert!(!backlog.is_ready(start), "empty");
-        backlog.note_wait(LATE, start);
-        backlog.push("herd", start);
-        assert_eq!(backlog.ready_at(), Some(start + QUIET));
-        assert!(!backlog.is_ready(start + QUIET / 2));
-        // A datagram on time changes nothing; another late one puts it off.
-        backlog.note_wait(Duration::ZERO, start + QUIET / 2);
-        backlog.note_wait(LATE, start + QUIET / 2);
-        assert!(!backlog.is_ready(start + QUIET));
-        assert!(backlog.is_ready(start + QUIET / 2 + QUIET));
     }
 
     #[test]

@@ -81,23 +81,16 @@ pub trait Protocol {
         out: &mut Outbox,
     ) -> Option<Outcome>;
 
-    /// Whether deferred requests may be decided at `now`, the socket's
-    /// queue permitting.
-    fn has_deferred(&self, now: std::time::Instant) -> bool {
-        let _ = now;
-        false
-    }
-
-    /// When deferred requests that may not be decided yet may be: the loop
-    /// wakes then to ask [`Protocol::has_deferred`] again.
-    fn deferred_at(&self) -> Option<std::time::Instant> {
+    /// Whether requests wait to be decided, and if so how long the socket
+    /// must stay empty before they are ([`Protocol::deferred`]).
+    fn deferred_after_idle(&self) -> Option<std::time::Duration> {
         None
     }
 
-    /// Decides about a batch of the deferred requests, queuing their
-    /// answers in `out` and counting their outcomes: called only when
-    /// [`Protocol::has_deferred`] says so, the socket has nothing to read
-    /// and no deadline is due.
+    /// Decides about a chunk of the deferred requests, queuing their
+    /// answers in `out` and counting their outcomes: called only once the
+    /// socket has stayed empty as long as [`Protocol::deferred_after_idle`]
+    /// says, and no deadline is due.
     fn deferred(&mut self, ctx: &Context<'_>, out: &mut Outbox) {
         let _ = (ctx, out);
     }
@@ -155,13 +148,8 @@ pub async fn drive<P: Protocol>(
     tokio::pin!(sleep);
     let mut armed = None;
     loop {
-        let now = Instant::now().into_std();
-        let deferred = protocol.has_deferred(now);
-        let later = if deferred { None } else { protocol.deferred_at() };
-        let deadline = match (protocol.next_deadline(), later) {
-            (Some(due), Some(later)) => Some(due.min(later)),
-            (due, later) => due.or(later),
-        };
+        let deadline = protocol.next_deadline();
+        let idle = protocol.deferred_after_idle();
         if deadline != armed {
             if let Some(at) = deadline {
                 sleep.as_mut().reset(Instant::from_std(at));
@@ -208,8 +196,9 @@ pub async fn drive<P: Protocol>(
                     }
                 }
             },
-            // Last: only when nothing else is ready, the socket's queue empty.
-            () = std::future::ready(()), if deferred => {
+            // Last: only once the socket has stayed empty that long (the
+            // timer starts anew at every turn of the loop).
+            () = tokio::time::sleep(idle.unwrap_or_default()), if idle.is_some() => {
                 let ctx = context(&current, &shared, Clocks::now());
                 protocol.deferred(&ctx, &mut outbox);
                 flush(&socket, &mut outbox, &shared, protocol.service()).await;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hora_proto::outcome::{DropReason, Outcome, Service};
-use hora_proto::overload::{Admission, Backlog};
+use hora_proto::overload::{Admission, Backlog, BACKLOG_AFTER_IDLE, BACKLOG_CHUNK};
 use hora_proto::ratelimit::Verdict;
 use hora_proto::{parse, Decision, Effect, EndReason, ParseError, Reply, Request};
 use tracing::{debug, info, warn};
@@ -18,7 +18,7 @@ use crate::live::Live;
 use crate::log_budget::{Budget, LogKind};
 use crate::sessions::{Handled, Known, SessionId, Sessions, Unanswered};
 use crate::stats::Event;
-use crate::sys::batch::{Outbox, BATCH};
+use crate::sys::batch::Outbox;
 use crate::sys::Received;
 use crate::time_cache::TimeCache;
 
@@ -201,7 +201,6 @@ impl Protocol for Seed {
         let waited = received.kernel_time.map_or(Duration::ZERO, |at| {
             ctx.now.wall.duration_since(at).unwrap_or_default()
         });
-        self.backlog.note_wait(waited, ctx.now.instant());
         let request = parse(datagram);
         let handled = match self.admit(ctx, request, peer, Some(waited)) {
             Ok(handled) => handled,
@@ -221,13 +220,13 @@ impl Protocol for Seed {
         Some(self.carry_out(ctx, &handled, request, datagram, peer, out))
     }
 
-    fn has_deferred(&self, now: std::time::Instant) -> bool {
-        self.backlog.is_ready(now)
+    fn deferred_after_idle(&self) -> Option<Duration> {
+        (!self.backlog.is_empty()).then_some(BACKLOG_AFTER_IDLE)
     }
 
-    /// Answers a batch of the logins that waited in the backlog.
+    /// Answers a chunk of the logins that waited in the backlog.
     fn deferred(&mut self, ctx: &Context<'_>, out: &mut Outbox) {
-        for _ in 0..BATCH {
+        for _ in 0..BACKLOG_CHUNK {
             let (peer, aged) = self.backlog.pop(ctx.now.instant());
             for _ in 0..aged {
                 ctx.stats
@@ -247,10 +246,6 @@ impl Protocol for Seed {
 
     fn next_deadline(&self) -> Option<std::time::Instant> {
         self.sessions.next_deadline()
-    }
-
-    fn deferred_at(&self) -> Option<std::time::Instant> {
-        self.backlog.ready_at()
     }
 
     /// Ends the sessions that idled out, each told so.
@@ -386,7 +381,7 @@ mod tests {
     use std::net::Ipv4Addr;
     use std::time::Instant as StdInstant;
 
-    use hora_proto::overload::{BACKLOG, BACKLOG_AGE, QUIET, STRANGERS_BURST};
+    use hora_proto::overload::{BACKLOG, BACKLOG_AGE, STRANGERS_BURST};
 
     use super::*;
     use crate::config::Config;
@@ -454,19 +449,12 @@ mod tests {
         assert!(outcomes[burst + BACKLOG..]
             .iter()
             .all(|o| *o == Some(Outcome::Dropped(DropReason::Overloaded))));
-        // Not while the server is behind: only once nothing was late a while.
-        assert!(!seed.has_deferred(ctx.now.instant()));
-        tokio::time::advance(QUIET).await;
-        let ctx = Context {
-            now: Clocks::now(),
-            ..ctx
-        };
-        assert!(seed.has_deferred(ctx.now.instant()));
-        // The queue is empty now: the backlog is answered a batch a call.
+        assert_eq!(seed.deferred_after_idle(), Some(BACKLOG_AFTER_IDLE));
+        // The socket stayed idle: the backlog is answered a chunk a call.
         out = Outbox::default();
         seed.deferred(&ctx, &mut out);
-        assert_eq!(seed.backlog.len(), BACKLOG - BATCH);
-        while seed.has_deferred(ctx.now.instant()) {
+        assert_eq!(seed.backlog.len(), BACKLOG - BACKLOG_CHUNK);
+        while seed.deferred_after_idle().is_some() {
             seed.deferred(&ctx, &mut out);
         }
         assert_eq!(seed.sessions.len(), burst + BACKLOG);
@@ -504,7 +492,7 @@ mod tests {
             ..ctx
         };
         seed.deferred(&later, &mut out);
-        assert!(!seed.has_deferred(later.now.instant()));
+        assert_eq!(seed.deferred_after_idle(), None);
         let now = stats.snapshot(seed.sessions.len());
         assert_eq!(now.dropped(Service::Seed, DropReason::Overloaded), 3);
         assert_eq!(seed.sessions.len(), STRANGERS_BURST as usize);
