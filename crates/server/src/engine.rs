@@ -1,7 +1,7 @@
 //! The one drive loop every protocol's socket runs ([`drive`]): receive a
-//! batch with its kernel timestamps, read the loop's clocks once, let the
-//! protocol decide each datagram (exactly one [`Outcome`] each, counted
-//! here), send the replies together, and yield. Between batches it picks up
+//! batch with its kernel timestamps, read the loop's clocks once, turn away
+//! what the access lists deny, let the protocol decide each other datagram
+//! (exactly one [`Outcome`] each, counted here), send the replies together, and yield. Between batches it picks up
 //! a new live view, and it wakes at the protocol's own deadlines (the seed
 //! protocol's idle sessions) without a datagram. At shutdown the protocol
 //! says goodbye through the same outbox.
@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use hora_proto::outcome::{Outcome, Service};
+use hora_proto::outcome::{DropReason, Outcome, Service};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -69,8 +69,9 @@ pub trait Protocol {
     /// Whose counters its datagrams count in.
     fn service(&self) -> Service;
 
-    /// Decides one datagram: queues its answer (and any notice it causes)
-    /// in `out`, and returns its outcome, which the loop counts. `None`: it
+    /// Decides one datagram from a source the access lists admit: queues
+    /// its answer (and any notice it causes) in `out`, and returns its
+    /// outcome, which the loop counts. `None`: it
     /// was deferred ([`Protocol::deferred`]), and the protocol counts its
     /// outcome when it is decided.
     fn datagram(
@@ -173,13 +174,7 @@ pub async fn drive<P: Protocol>(
             received = inbox.receive(&socket) => match received {
                 Ok(count) => {
                     let ctx = context(&current, &shared, Clocks::now());
-                    for index in 0..count {
-                        if let Some((datagram, received)) = inbox.get(index) {
-                            if let Some(outcome) = protocol.datagram(&ctx, datagram, received, &mut outbox) {
-                                shared.stats.datagram(protocol.service(), outcome);
-                            }
-                        }
-                    }
+                    decide_batch(&mut protocol, &ctx, &inbox, count, &mut outbox);
                     flush(&socket, &mut outbox, &shared, protocol.service()).await;
                     // Two units of the runtime's cooperative budget per
                     // datagram, as its receive and its send each took one
@@ -220,6 +215,31 @@ pub async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped here, not held by the caller
     // across its later awaits.
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Decides the `count` datagrams of the batch in `inbox`, in order, and
+/// counts each outcome once; what the access lists deny never reaches the
+/// protocol.
+fn decide_batch<P: Protocol>(
+    protocol: &mut P,
+    ctx: &Context<'_>,
+    inbox: &Inbox,
+    count: usize,
+    outbox: &mut Outbox,
+) {
+    for index in 0..count {
+        let Some((datagram, received)) = inbox.get(index) else {
+            continue;
+        };
+        let outcome = if ctx.live.gate.admits(received.peer, ctx.log) {
+            protocol.datagram(ctx, datagram, received, outbox)
+        } else {
+            Some(Outcome::Dropped(DropReason::Denied))
+        };
+        if let Some(outcome) = outcome {
+            ctx.stats.datagram(protocol.service(), outcome);
+        }
+    }
 }
 
 fn context<'a>(live: &'a Live, shared: &'a Shared, now: Clocks) -> Context<'a> {

@@ -235,28 +235,10 @@ impl Server {
             live.borrow().config.stats_interval,
             stopped.clone(),
         ));
-        let ops = match metrics {
-            Some(listener) if ops_thread => {
-                ops::http::spawn(listener, observed, Arc::clone(&log), stopped.clone())
-                    .map_err(|error| warn!(%error, "metrics listener: cannot start its thread"))
-                    .ok()
-            }
-            Some(listener) => {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => {
-                        tasks.spawn(ops::http::serve(
-                            listener,
-                            observed,
-                            Arc::clone(&log),
-                            stopped.clone(),
-                        ));
-                    }
-                    Err(error) => warn!(%error, "metrics listener: cannot serve"),
-                }
-                None
-            }
-            None => None,
-        };
+        let ops = metrics.and_then(|listener| {
+            let log = Arc::clone(&log);
+            spawn_ops(listener, observed, log, ops_thread, &mut tasks, &stopped)
+        });
         for (socket, standard) in standard {
             let (shared, live, stopped) = (shared.clone(), live.clone(), stopped.clone());
             match standard {
@@ -315,6 +297,30 @@ impl Server {
             addresses,
         }
     }
+}
+
+/// Starts the operators' HTTP listener: on a thread of its own (its handle
+/// returned, to be joined at shutdown) or, for tests, as one of `tasks`.
+fn spawn_ops(
+    listener: std::net::TcpListener,
+    observed: ops::Observed,
+    log: Arc<LogBudget>,
+    own_thread: bool,
+    tasks: &mut JoinSet<()>,
+    stopped: &watch::Receiver<bool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    if own_thread {
+        return ops::http::spawn(listener, observed, log, stopped.clone())
+            .map_err(|error| warn!(%error, "metrics listener: cannot start its thread"))
+            .ok();
+    }
+    match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => {
+            tasks.spawn(ops::http::serve(listener, observed, log, stopped.clone()));
+        }
+        Err(error) => warn!(%error, "metrics listener: cannot serve"),
+    }
+    None
 }
 
 /// The ports of every socket the daemon serves: a datagram from one of

@@ -415,15 +415,11 @@ fn read_until(lines: &mut impl Iterator<Item = String>, needle: &str) -> String 
     panic!("no line with {needle:?} in:\n{seen}");
 }
 
-#[test]
-fn sighup_applies_an_edited_config_and_refuses_a_broken_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hora.toml");
-    let base = "bind = \"127.0.0.1:0\"\nstats_interval = \"0s\"\n";
-    std::fs::write(&path, base).unwrap();
+/// horad on the file at `path`, its log lines, and the address it serves.
+fn spawn_with_config(path: &std::path::Path) -> (Child, impl Iterator<Item = String>, SocketAddr) {
     let mut child = horad()
         .arg("--config")
-        .arg(&path)
+        .arg(path)
         .env_remove("HORAD_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -440,6 +436,16 @@ fn sighup_applies_an_edited_config_and_refuses_a_broken_one() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|a| a.parse().ok())
         .unwrap();
+    (child, lines, addr)
+}
+
+#[test]
+fn sighup_applies_an_edited_config_and_refuses_a_broken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hora.toml");
+    let base = "bind = \"127.0.0.1:0\"\nstats_interval = \"0s\"\n";
+    std::fs::write(&path, base).unwrap();
+    let (mut child, mut lines, addr) = spawn_with_config(&path);
     let ask = |socket: &UdpSocket, datagram: &[u8]| -> Option<Vec<u8>> {
         socket.send_to(datagram, addr).unwrap();
         let mut buffer = [0u8; 2048];
@@ -547,25 +553,7 @@ fn a_fifo_directory_deleted_or_oversized_config_at_reload_is_refused_and_serving
     let path = dir.path().join("hora.toml");
     let base = "bind = \"127.0.0.1:0\"\nstats_interval = \"0s\"\n";
     std::fs::write(&path, base).unwrap();
-    let mut child = horad()
-        .arg("--config")
-        .arg(&path)
-        .env_remove("HORAD_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok);
-    let started = read_until(&mut lines, "listening on");
-    let addr: SocketAddr = started
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap();
+    let (mut child, mut lines, addr) = spawn_with_config(&path);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let client = paced_client(addr, std::sync::Arc::clone(&stop));
     let hup = || {

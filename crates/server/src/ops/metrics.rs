@@ -78,7 +78,48 @@ fn gauge(
     ConstGauge::new(value).encode(metric.encode_family(&labels)?)
 }
 
+/// A histogram from per-bucket counts (the last past every bound).
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    counts: &[u64],
+    sum: f64,
+) -> Result<(), std::fmt::Error> {
+    let mut buckets: Vec<(f64, u64)> = bounds.iter().copied().zip(counts.iter().copied()).collect();
+    buckets.push((
+        f64::INFINITY,
+        counts.get(bounds.len()).copied().unwrap_or(0),
+    ));
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    metric.encode_histogram::<NoLabels>(sum, counts.iter().sum(), &buckets, None)
+}
+
 impl Scrape {
+    /// The seed sessions' histograms: how long they lasted, how late the
+    /// idle ones were ended.
+    fn encode_histograms(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let durations = self.observed.sessions.durations();
+        histogram(
+            encoder,
+            "hora_session_duration_seconds",
+            "How long sessions of the seed's protocol lasted, from login to their end.",
+            &DURATION_BUCKETS,
+            &durations.counts,
+            durations.sum,
+        )?;
+        let (late, late_sum) = self.observed.sessions.lateness();
+        histogram(
+            encoder,
+            "hora_idle_notice_lateness_seconds",
+            "How long after its idle deadline each idle session was ended and told so: the daemon's own delay.",
+            &LATENESS_BUCKETS,
+            &late,
+            late_sum,
+        )
+    }
+
     /// The settings in force (the live view), so a reload shows at once.
     fn encode_config(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let live = std::sync::Arc::clone(&self.observed.live.borrow());
@@ -209,31 +250,7 @@ impl Collector for Scrape {
                 .collect();
             counter(&mut encoder, name, help, &rows)?;
         }
-        let durations = self.observed.sessions.durations();
-        let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS
-            .iter()
-            .zip(durations.counts)
-            .map(|(&bound, count)| (bound, count))
-            .collect();
-        buckets.push((f64::INFINITY, durations.counts[DURATION_BUCKETS.len()]));
-        let metric = encoder.encode_descriptor(
-            "hora_session_duration_seconds",
-            "How long sessions of the seed's protocol lasted, from login to their end.",
-            None,
-            MetricType::Histogram,
-        )?;
-        let mut metric = metric;
-        metric.encode_histogram::<NoLabels>(durations.sum, durations.count(), &buckets, None)?;
-        let (late, late_sum) = self.observed.sessions.lateness();
-        let mut buckets: Vec<(f64, u64)> = LATENESS_BUCKETS.iter().copied().zip(late).collect();
-        buckets.push((f64::INFINITY, late[LATENESS_BUCKETS.len()]));
-        let mut metric = encoder.encode_descriptor(
-            "hora_idle_notice_lateness_seconds",
-            "How long after its idle deadline each idle session was ended and told so: the daemon's own delay.",
-            None,
-            MetricType::Histogram,
-        )?;
-        metric.encode_histogram::<NoLabels>(late_sum, late.iter().sum(), &buckets, None)?;
+        self.encode_histograms(&mut encoder)?;
         self.encode_config(&mut encoder)?;
         if let Some(clock) = self.observed.clock() {
             gauge(

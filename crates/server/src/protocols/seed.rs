@@ -193,9 +193,6 @@ impl Protocol for Seed {
         out: &mut Outbox,
     ) -> Option<Outcome> {
         let peer = received.peer;
-        if !ctx.live.gate.admits(peer, ctx.log) {
-            return Some(Outcome::Dropped(DropReason::Denied));
-        }
         // How long it waited in the socket's queue; a clock stepped back
         // reads as no wait.
         let waited = received.kernel_time.map_or(Duration::ZERO, |at| {

@@ -78,9 +78,6 @@ impl Sntp {
         out: &mut Outbox,
     ) -> Outcome {
         let peer = received.peer;
-        if !ctx.live.gate.admits(peer, ctx.log) {
-            return Outcome::Dropped(DropReason::Denied);
-        }
         // Decide first whether the datagram would be answered: only then
         // does it cost its source a token.
         let request = match sntp::parse_request(datagram) {

@@ -66,9 +66,6 @@ impl Stateless {
         out: &mut Outbox,
     ) -> Outcome {
         let peer = received.peer;
-        if !ctx.live.gate.admits(peer, ctx.log) {
-            return Outcome::Dropped(DropReason::Denied);
-        }
         if !stateless_may_answer(peer.port(), &self.own_ports, datagram) {
             if let Some(suppressed) = ctx.log.allow(LogKind::Ignored) {
                 warn!(
