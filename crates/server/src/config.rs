@@ -275,7 +275,7 @@ pub struct OutOfRange {
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// The most sessions, and the most rate-limit buckets: bounds on memory
-/// (about 700 B a session, 48 B a bucket).
+/// (about 400 B a session at the most, 48 B a bucket: BENCHMARKS.md).
 const MAX_SESSIONS: usize = 1_000_000;
 const MAX_TABLE_SIZE: usize = 1 << 20;
 /// The largest rate and burst: a million datagrams a second is beyond what

@@ -7,7 +7,8 @@
 //! takes what is due ([`Sessions::expire_due`]). A session that spoke since
 //! its heap entry was made is pushed again at its real deadline when that
 //! entry comes up, so each session has one heap entry and activity costs
-//! nothing there. Every path that ends a session goes through [`remove`],
+//! nothing there; an ended session's entry stays until it comes up, and the
+//! heap is rebuilt from the table when such entries outnumber live ones. Every path that ends a session goes through [`remove`],
 //! which drops the map entry and the per-IP count together and records the
 //! session's duration, so an ended session leaves nothing behind.
 //!
@@ -400,6 +401,16 @@ impl Sessions {
             },
         );
         self.deadlines.push(Reverse((idle_deadline, (peer, id))));
+        if self.deadlines.len() > 2 * self.by_peer.len() + 64 {
+            // Ended sessions' entries outnumber the live ones (a flood of
+            // logins displacing each other): rebuild from the live ones, so
+            // the heap stays within twice the table.
+            self.deadlines = self
+                .by_peer
+                .iter()
+                .map(|(peer, entry)| Reverse((entry.idle_deadline, (*peer, entry.id))))
+                .collect();
+        }
         self.queue_unestablished(peer, id);
         self.observed
             .open
@@ -652,9 +663,14 @@ mod tests {
         }
         let time = handle(&mut table, real, Ok(Request::Time), now);
         assert_eq!(time.decision.reply, Some(Reply::Time));
-        // The queues hold no more than a few stale entries.
+        // The queues and the heap hold no more than a few stale entries.
         let locked = &table;
         assert!(locked.unestablished.len() <= 2 * 3 + 64);
+        assert!(
+            locked.deadlines.len() <= 2 * 3 + 64,
+            "{}",
+            locked.deadlines.len()
+        );
     }
 
     #[test]
