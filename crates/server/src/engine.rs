@@ -192,8 +192,9 @@ pub async fn drive<P: Protocol>(
                 }
             },
             // Last: only once the socket has stayed empty that long (the
-            // timer starts anew at every turn of the loop).
-            () = tokio::time::sleep(idle.unwrap_or_default()), if idle.is_some() => {
+            // timer starts anew at every turn of the loop; the async block
+            // makes none while nothing is deferred).
+            () = async { tokio::time::sleep(idle.unwrap_or_default()).await }, if idle.is_some() => {
                 let ctx = context(&current, &shared, Clocks::now());
                 protocol.deferred(&ctx, &mut outbox);
                 flush(&socket, &mut outbox, &shared, protocol.service()).await;

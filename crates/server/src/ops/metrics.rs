@@ -78,6 +78,61 @@ fn gauge(
     ConstGauge::new(value).encode(metric.encode_family(&labels)?)
 }
 
+/// The counters of a snapshot: datagrams by protocol and outcome, then
+/// every event, one family per metric name, in the list's order.
+fn encode_counters(encoder: &mut DescriptorEncoder, now: &Snapshot) -> Result<(), std::fmt::Error> {
+    let services = || {
+        Service::ALL
+            .iter()
+            .map(|&s| (vec![("protocol", s.name())], s))
+    };
+    let received: Vec<_> = services().map(|(l, s)| (l, now.received(s))).collect();
+    counter(
+        encoder,
+        "hora_datagrams_received_total",
+        "Datagrams received, by protocol: answered plus dropped.",
+        &received,
+    )?;
+    let answered: Vec<_> = services().map(|(l, s)| (l, now.answered(s))).collect();
+    counter(
+        encoder,
+        "hora_requests_total",
+        "Datagrams answered, by protocol.",
+        &answered,
+    )?;
+    let mut dropped = Vec::new();
+    for service in Service::ALL {
+        for reason in DropReason::ALL {
+            dropped.push((
+                vec![("protocol", service.name()), ("reason", reason.name())],
+                now.dropped(service, reason),
+            ));
+        }
+    }
+    counter(encoder, "hora_dropped_total", "Datagrams not answered, by protocol and reason (denied, rate_limited, invalid, loop, withheld, overloaded).", &dropped)?;
+    // The events, one family per metric name, in the list's order.
+    let mut done: Vec<&str> = Vec::new();
+    for &event in Event::ALL {
+        let (name, _, help) = event.metric();
+        if done.contains(&name) {
+            continue;
+        }
+        done.push(name);
+        let rows: Vec<_> = Event::ALL
+            .iter()
+            .filter(|e| e.metric().0 == name)
+            .map(|&e| {
+                (
+                    e.metric().1.map(|l| vec![l]).unwrap_or_default(),
+                    now.event(e),
+                )
+            })
+            .collect();
+        counter(encoder, name, help, &rows)?;
+    }
+    Ok(())
+}
+
 /// A histogram from per-bucket counts (the last past every bound).
 fn histogram(
     encoder: &mut DescriptorEncoder,
@@ -201,55 +256,7 @@ impl Collector for Scrape {
             &[],
             started,
         )?;
-        let services = || {
-            Service::ALL
-                .iter()
-                .map(|&s| (vec![("protocol", s.name())], s))
-        };
-        let received: Vec<_> = services().map(|(l, s)| (l, now.received(s))).collect();
-        counter(
-            &mut encoder,
-            "hora_datagrams_received_total",
-            "Datagrams received, by protocol: answered plus dropped.",
-            &received,
-        )?;
-        let answered: Vec<_> = services().map(|(l, s)| (l, now.answered(s))).collect();
-        counter(
-            &mut encoder,
-            "hora_requests_total",
-            "Datagrams answered, by protocol.",
-            &answered,
-        )?;
-        let mut dropped = Vec::new();
-        for service in Service::ALL {
-            for reason in DropReason::ALL {
-                dropped.push((
-                    vec![("protocol", service.name()), ("reason", reason.name())],
-                    now.dropped(service, reason),
-                ));
-            }
-        }
-        counter(&mut encoder, "hora_dropped_total", "Datagrams not answered, by protocol and reason (denied, rate_limited, invalid, loop, withheld, overloaded).", &dropped)?;
-        // The events, one family per metric name, in the list's order.
-        let mut done: Vec<&str> = Vec::new();
-        for &event in Event::ALL {
-            let (name, _, help) = event.metric();
-            if done.contains(&name) {
-                continue;
-            }
-            done.push(name);
-            let rows: Vec<_> = Event::ALL
-                .iter()
-                .filter(|e| e.metric().0 == name)
-                .map(|&e| {
-                    (
-                        e.metric().1.map(|l| vec![l]).unwrap_or_default(),
-                        now.event(e),
-                    )
-                })
-                .collect();
-            counter(&mut encoder, name, help, &rows)?;
-        }
+        encode_counters(&mut encoder, &now)?;
         self.encode_histograms(&mut encoder)?;
         self.encode_config(&mut encoder)?;
         if let Some(clock) = self.observed.clock() {
