@@ -96,16 +96,53 @@ pub const LATENESS_BUCKETS: [f64; 4] = [0.001, 0.01, 0.1, 1.0];
 
 const LATENESS: usize = LATENESS_BUCKETS.len() + 1;
 
+/// A histogram of durations as atomics: a count per bucket (the last past
+/// every bound) and the sum, written by the loop, read by observers.
+#[derive(Debug)]
+struct AtomicHistogram<const N: usize> {
+    counts: [AtomicU64; N],
+    sum_nanos: AtomicU64,
+}
+
+impl<const N: usize> Default for AtomicHistogram<N> {
+    fn default() -> Self {
+        AtomicHistogram {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<const N: usize> AtomicHistogram<N> {
+    /// Counts `value` in the first bucket of `bounds` (seconds) it fits.
+    fn observe(&self, bounds: &[f64], value: Duration) {
+        let seconds = value.as_secs_f64();
+        let bucket = bounds
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(bounds.len())
+            .min(N - 1);
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The counts per bucket and the sum in seconds, now.
+    fn read(&self) -> ([u64; N], f64) {
+        let counts = std::array::from_fn(|bucket| self.counts[bucket].load(Ordering::Relaxed));
+        let sum = Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed));
+        (counts, sum.as_secs_f64())
+    }
+}
+
 /// What observers read of the table while the loop owns it: the sessions
 /// open, how long the ended ones lasted, and how late idle ones were ended,
 /// as atomics.
 #[derive(Debug, Default)]
 pub struct SessionStats {
     open: AtomicU64,
-    counts: [AtomicU64; BUCKETS],
-    sum_nanos: AtomicU64,
-    late: [AtomicU64; LATENESS],
-    late_sum_nanos: AtomicU64,
+    durations: AtomicHistogram<BUCKETS>,
+    late: AtomicHistogram<LATENESS>,
 }
 
 impl SessionStats {
@@ -121,48 +158,23 @@ impl SessionStats {
 
     /// How long the sessions ended so far lasted.
     pub fn durations(&self) -> Durations {
-        let mut counts = [0; BUCKETS];
-        for (count, atomic) in counts.iter_mut().zip(&self.counts) {
-            *count = atomic.load(Ordering::Relaxed);
-        }
-        Durations {
-            counts,
-            sum: Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)).as_secs_f64(),
-        }
+        let (counts, sum) = self.durations.read();
+        Durations { counts, sum }
     }
 
     /// How late after their deadlines idle sessions were ended: a count
     /// per bucket of [`LATENESS_BUCKETS`] (then past the last), and the sum
     /// in seconds.
     pub fn lateness(&self) -> ([u64; LATENESS], f64) {
-        let mut counts = [0; LATENESS];
-        for (count, atomic) in counts.iter_mut().zip(&self.late) {
-            *count = atomic.load(Ordering::Relaxed);
-        }
-        let sum = Duration::from_nanos(self.late_sum_nanos.load(Ordering::Relaxed));
-        (counts, sum.as_secs_f64())
+        self.late.read()
     }
 
     fn record_late(&self, late: Duration) {
-        let seconds = late.as_secs_f64();
-        let bucket = LATENESS_BUCKETS
-            .iter()
-            .position(|&bound| seconds <= bound)
-            .unwrap_or(LATENESS_BUCKETS.len());
-        self.late[bucket].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(late.as_nanos()).unwrap_or(u64::MAX);
-        self.late_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.late.observe(&LATENESS_BUCKETS, late);
     }
 
     fn record(&self, lasted: Duration) {
-        let seconds = lasted.as_secs_f64();
-        let bucket = DURATION_BUCKETS
-            .iter()
-            .position(|&bound| seconds <= bound)
-            .unwrap_or(DURATION_BUCKETS.len());
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(lasted.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.durations.observe(&DURATION_BUCKETS, lasted);
     }
 }
 

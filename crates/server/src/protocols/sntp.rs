@@ -64,19 +64,6 @@ impl Protocol for Sntp {
         received: Received,
         out: &mut Outbox,
     ) -> Option<Outcome> {
-        Some(self.decide(ctx, datagram, received, out))
-    }
-}
-
-impl Sntp {
-    /// What [`Protocol::datagram`] decides: never deferred.
-    fn decide(
-        &mut self,
-        ctx: &Context<'_>,
-        datagram: &[u8],
-        received: Received,
-        out: &mut Outbox,
-    ) -> Outcome {
         let peer = received.peer;
         // Decide first whether the datagram would be answered: only then
         // does it cost its source a token.
@@ -86,7 +73,7 @@ impl Sntp {
                 if let Some(suppressed) = ctx.log.allow(LogKind::Ignored) {
                     warn!(protocol = "sntp", %peer, len = received.len, suppressed, "ignored: {error}");
                 }
-                return Outcome::Dropped(DropReason::Invalid);
+                return Some(Outcome::Dropped(DropReason::Invalid));
             }
         };
         let verdict = ctx.live.gate.within_rate(peer, ctx.now.instant(), ctx.log);
@@ -100,7 +87,7 @@ impl Sntp {
                 ctx.stats.event(Event::KissOfDeath);
                 out.push(&reply, peer, false);
             }
-            return Outcome::Dropped(DropReason::RateLimited);
+            return Some(Outcome::Dropped(DropReason::RateLimited));
         }
         let stamp = NtpTimestamp::from_system_time(self.receive_time(ctx, &received));
         let fields = *self.clock.borrow_and_update();
@@ -109,6 +96,6 @@ impl Sntp {
         // batch is sent: as late as possible.
         sntp::write_reply(&request, &fields, stamp, stamp, &mut reply);
         out.push(&reply, peer, true);
-        Outcome::Answered
+        Some(Outcome::Answered)
     }
 }

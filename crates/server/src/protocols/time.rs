@@ -52,19 +52,6 @@ impl Protocol for Stateless {
         received: Received,
         out: &mut Outbox,
     ) -> Option<Outcome> {
-        Some(self.decide(ctx, datagram, received, out))
-    }
-}
-
-impl Stateless {
-    /// What [`Protocol::datagram`] decides: never deferred.
-    fn decide(
-        &mut self,
-        ctx: &Context<'_>,
-        datagram: &[u8],
-        received: Received,
-        out: &mut Outbox,
-    ) -> Outcome {
         let peer = received.peer;
         if !stateless_may_answer(peer.port(), &self.own_ports, datagram) {
             if let Some(suppressed) = ctx.log.allow(LogKind::Ignored) {
@@ -76,10 +63,10 @@ impl Stateless {
                     "ignored: a server's reply, or from a port that answers unasked"
                 );
             }
-            return Outcome::Dropped(DropReason::Loop);
+            return Some(Outcome::Dropped(DropReason::Loop));
         }
         if ctx.live.gate.within_rate(peer, ctx.now.instant(), ctx.log) != Verdict::Allow {
-            return Outcome::Dropped(DropReason::RateLimited);
+            return Some(Outcome::Dropped(DropReason::RateLimited));
         }
         match self.kind {
             Kind::Time => out.push(&rfc868::reply(ctx.now.wall), peer, false),
@@ -88,6 +75,6 @@ impl Stateless {
                 out.push(line.as_bytes(), peer, false);
             }
         }
-        Outcome::Answered
+        Some(Outcome::Answered)
     }
 }
