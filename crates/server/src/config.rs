@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hora_proto::access::{IpNet, LAN_NETWORKS};
+use hora_proto::access::{has_host_bits, IpNet, LAN_NETWORKS};
 use hora_proto::host_clock::ClockSettings;
 use hora_proto::sntp::{parse_reference_id, ServerClock};
 use serde::Deserialize;
@@ -453,6 +453,26 @@ impl Config {
         if !(1..=MAX_TABLE_SIZE).contains(&limit.table_size) {
             return out("ratelimit.table_size", "must be 1 to 1048576");
         }
+        // Refused, not warned about: a typo in an access list silently
+        // changes who is answered, and --check-config and a reload catch it
+        // before it serves.
+        if self.access.allow.is_empty() {
+            return out(
+                "access.allow",
+                "is empty: it would answer no one (to serve no one, stop horad)",
+            );
+        }
+        for (key, list) in [
+            ("access.allow", &self.access.allow),
+            ("access.deny", &self.access.deny),
+        ] {
+            if list.iter().any(has_host_bits) {
+                return out(
+                    key,
+                    "has an entry with host bits set: write its network address (10.0.0.0/8, not 10.0.0.1/8) or a host as /32",
+                );
+            }
+        }
         if crate::logging::check_filter(&self.log.level).is_err() {
             return out(
                 "log.level",
@@ -800,6 +820,9 @@ mod tests {
             ("[ratelimit]\nburst = 1e9", "ratelimit.burst"),
             ("[sntp]\nprecision = 5", "sntp.precision"),
             ("[sntp]\nroot_dispersion = \"17s\"", "sntp.root_dispersion"),
+            ("[access]\nallow = []", "access.allow"),
+            ("[access]\nallow = [\"10.0.0.1/8\"]", "access.allow"),
+            ("[access]\ndeny = [\"192.168.1.1/24\"]", "access.deny"),
         ] {
             let error = parse(toml).unwrap().validate("config.toml").unwrap_err();
             assert!(error.to_string().contains(key), "{error}");
