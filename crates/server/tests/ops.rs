@@ -297,3 +297,34 @@ async fn after_a_reload_status_and_metrics_show_every_value_in_force() {
     );
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn one_address_holding_connections_leaves_room_for_the_others() {
+    let daemon = start().await;
+    // Eight idle connections from 127.0.0.1, as many as the listener serves.
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        held.push(socket.connect(daemon.metrics()).await.unwrap());
+    }
+    // Twenty scrapes from 127.0.0.2, one after another.
+    let mut served = 0;
+    for _ in 0..20 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut stream = socket.connect(daemon.metrics()).await.unwrap();
+        stream
+            .write_all(b"GET /status HTTP/1.1\r\nHost: hora\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+        if response.starts_with(b"HTTP/1.1 200") {
+            served += 1;
+        }
+    }
+    assert!(served >= 18, "{served} of 20 scrapes served");
+    drop(held);
+    daemon.stop().await;
+}

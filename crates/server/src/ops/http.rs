@@ -2,8 +2,9 @@
 //! `GET /status`; 404 for another path, 405 for another method.
 //!
 //! It must never cost the time service anything, whatever a client sends:
-//! at most [`MAX_CONNECTIONS`] at once (a connection over that is closed at
-//! once, not queued), a deadline for the request's headers and one for the
+//! at most [`MAX_CONNECTIONS`] at once and [`MAX_CONNECTIONS_PER_SOURCE`]
+//! from one address (a connection over either is closed at once, not
+//! queued), a deadline for the request's headers and one for the
 //! whole connection, a cap on the header size, and the daemon's access lists
 //! (a source they deny is closed before a byte is read). It runs on a
 //! thread of its own with its own runtime ([`spawn`]), so neither a burst
@@ -11,8 +12,10 @@
 //! datagram on the serving thread; a scrape only reads atomics and the
 //! live view.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -30,6 +33,11 @@ use crate::log_budget::{LogBudget, LogKind};
 
 /// Connections served at once; one more is closed at once.
 pub const MAX_CONNECTIONS: usize = 8;
+
+/// Connections one source address may hold at once: half the listener, so
+/// that one address (a stuck scraper, or someone holding connections open)
+/// can't take every slot from the others.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = MAX_CONNECTIONS / 2;
 
 /// How long a client may take to send its request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,6 +80,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let sources = Arc::new(Mutex::new(HashMap::new()));
     let observed = Arc::new(observed);
     let mut connections = JoinSet::new();
     loop {
@@ -96,6 +105,12 @@ pub async fn serve(
             }
             continue;
         }
+        let Some(source) = SourceSlot::take(&sources, peer.ip()) else {
+            if let Some(suppressed) = log.allow(LogKind::RateLimited) {
+                warn!(%peer, suppressed, "metrics listener: {MAX_CONNECTIONS_PER_SOURCE} connections open from this address; closing a new one");
+            }
+            continue;
+        };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             if let Some(suppressed) = log.allow(LogKind::RateLimited) {
                 warn!(%peer, suppressed, "metrics listener: {MAX_CONNECTIONS} connections open; closing a new one");
@@ -104,7 +119,7 @@ pub async fn serve(
         };
         let observed = Arc::clone(&observed);
         connections.spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, source);
             let service = hyper::service::service_fn(move |request| {
                 let response = respond(&observed, &request);
                 async move { Ok::<_, Infallible>(response) }
@@ -123,6 +138,40 @@ pub async fn serve(
     }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+}
+
+/// One of a source address's connection slots, given back when dropped.
+struct SourceSlot {
+    sources: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl SourceSlot {
+    /// A slot for `ip`, if it holds fewer than [`MAX_CONNECTIONS_PER_SOURCE`].
+    fn take(sources: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<SourceSlot> {
+        let mut open = sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(ip).or_insert(0);
+        if *count >= MAX_CONNECTIONS_PER_SOURCE {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            sources: Arc::clone(sources),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut open = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// The answer to one request.
