@@ -23,6 +23,8 @@
 //! - [`access`], [`ratelimit`]: who may be answered, and how often;
 //! - [`loop_guard`]: what is never answered, so two servers can't loop;
 //! - [`overload`]: what a server that has fallen behind still answers;
+//! - [`nts`]: Network Time Security (RFC 8915): key exchange records,
+//!   cookies, and authenticated SNTP;
 //! - [`outcome`]: what became of each datagram, one outcome each;
 //! - [`transmit`]: when each SNTP reply of a batch leaves, for its stamp.
 
@@ -32,6 +34,7 @@ pub mod daytime;
 pub mod host_clock;
 pub mod loop_guard;
 pub mod message;
+pub mod nts;
 pub mod outcome;
 pub mod overload;
 pub mod ratelimit;
