@@ -11,6 +11,9 @@ pub const DEFAULT_PORT: u16 = 5005;
 /// NTP's port, for `hora sntp` when `--server` names only a host.
 pub const NTP_PORT: u16 = 123;
 
+/// The NTS key exchange's port, for `hora sntp --nts`.
+pub const NTS_KE_PORT: u16 = 4460;
+
 /// The server asked when `--server` is not given.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 
@@ -52,7 +55,7 @@ pub struct Args {
 }
 
 /// `hora`'s one-shot commands.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Print the server's time on one line (ISO 8601, server's local time) and exit
     Time {
@@ -71,6 +74,15 @@ pub enum Command {
         /// Samples to take; the one with the least delay is reported
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
         count: u32,
+        /// Authenticate with NTS (RFC 8915): the key exchange at --server
+        /// (port 4460 unless given; its certificate must name the host),
+        /// then authenticated requests to the NTP server it names. Only
+        /// an authenticated reply is taken
+        #[arg(long)]
+        nts: bool,
+        /// With --nts: trust this CA (PEM) instead of the system's
+        #[arg(long, value_name = "FILE", requires = "nts")]
+        ca: Option<std::path::PathBuf>,
     },
 }
 
@@ -78,6 +90,7 @@ impl Args {
     /// The port `--server` means when it names only a host.
     pub fn default_port(&self) -> u16 {
         match self.command {
+            Some(Command::Sntp { nts: true, .. }) => NTS_KE_PORT,
             Some(Command::Sntp { .. }) => NTP_PORT,
             _ => DEFAULT_PORT,
         }
@@ -124,6 +137,26 @@ pub async fn resolve_servers(
         return Err(error("the name has no address".to_owned()));
     }
     Ok(found)
+}
+
+/// The host part of `--server` (what a TLS certificate must name): the
+/// address or name without its port and brackets.
+pub fn host_of(given: Option<&str>) -> String {
+    let given = given.unwrap_or(DEFAULT_HOST);
+    if let Ok(addr) = given.parse::<SocketAddr>() {
+        return addr.ip().to_string();
+    }
+    if given.parse::<IpAddr>().is_ok() {
+        return given.to_owned();
+    }
+    let bare = given.trim_start_matches('[');
+    if let Some((host, _)) = bare.split_once(']') {
+        return host.to_owned();
+    }
+    match given.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host.to_owned(),
+        _ => given.to_owned(),
+    }
 }
 
 /// The default local address: any address of the server's family, any port.
@@ -218,7 +251,9 @@ mod tests {
             sntp.command,
             Some(Command::Sntp {
                 json: false,
-                count: 4
+                count: 4,
+                nts: false,
+                ca: None,
             })
         ));
         assert_eq!(sntp.default_port(), NTP_PORT);

@@ -6,11 +6,13 @@
 //! - [`interactive`]: the menu conversation with a person;
 //! - [`one_shot`]: `hora time`, for scripts;
 //! - [`sntp`]: `hora sntp`, any NTP server's offset, as `ntpdate -q`;
+//! - [`nts`]: `hora sntp --nts`: the key exchange, then authenticated SNTP;
 //! - [`cli`]: the command line.
 
 pub mod cli;
 pub mod exchange;
 pub mod interactive;
+pub mod nts;
 pub mod one_shot;
 pub mod sntp;
 

@@ -12,7 +12,7 @@ use clap::Parser as _;
 use hora_client::cli::{resolve_servers, Args, Command};
 use hora_client::exchange::{Exchange, ExchangeError};
 use hora_client::interactive::{self, Ending, GREETING, SERVER_SILENT};
-use hora_client::{one_shot, sntp};
+use hora_client::{nts, one_shot, sntp};
 use hora_proto::ClosedReason;
 use tokio::io::AsyncWriteExt as _;
 
@@ -52,8 +52,28 @@ async fn run(args: Args) -> ExitCode {
 }
 
 async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
-    match args.command {
-        Some(Command::Sntp { json, count }) => {
+    match &args.command {
+        Some(Command::Sntp {
+            json,
+            count,
+            nts: true,
+            ca,
+        }) => {
+            let host = hora_client::cli::host_of(args.server.as_deref());
+            let session = nts::key_exchange(&host, servers, ca.as_deref(), args.timeout).await?;
+            let ntp = session.ntp.clone();
+            let mut authenticated = nts::Authenticated::new(session);
+            let measured =
+                sntp::query_with(&mut authenticated, &ntp, args.bind, args.timeout, *count).await?;
+            if *json {
+                println!("{}", measured.json());
+            } else {
+                print!("{}", measured.lines());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Sntp { json, count, .. }) => {
+            let (json, count) = (*json, *count);
             let measured = sntp::query(servers, args.bind, args.timeout, count).await?;
             say_which_answered(servers, measured.server);
             if json {
@@ -64,6 +84,7 @@ async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Time { json }) => {
+            let json = *json;
             let (exchange, login) =
                 Exchange::open(servers, args.bind, args.timeout, b"login").await?;
             say_which_answered(servers, exchange.server());

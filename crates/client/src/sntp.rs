@@ -7,7 +7,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hora_proto::sntp::{self, NtpTimestamp, ReplyError, Sample};
+use hora_proto::nts::Algorithm;
+use hora_proto::sntp::{self, NtpTimestamp, ReplyError, Sample, PACKET_LEN};
 use tokio::net::UdpSocket;
 use tokio::time::{timeout_at, Instant};
 
@@ -29,6 +30,40 @@ pub struct Measurement {
     pub best: Sample,
     /// How many samples were taken.
     pub samples: u32,
+    /// The AEAD that authenticated every sample, when asked with NTS.
+    pub authenticated: Option<Algorithm>,
+}
+
+/// How a sample's request is made and its reply read: plain SNTP, or NTS
+/// ([`crate::nts::Authenticated`]).
+pub trait Dialect {
+    /// The request to send, its transmit timestamp `sent`.
+    fn request(&mut self, sent: NtpTimestamp) -> Result<Vec<u8>, SntpError>;
+
+    /// The 48-byte header to read as the reply, if `datagram` is the reply
+    /// to the last request (`Ok(None)`: not ours, keep waiting).
+    fn accept(&mut self, datagram: &[u8]) -> Result<Option<[u8; PACKET_LEN]>, SntpError>;
+
+    /// The AEAD that authenticates, if any.
+    fn authenticated(&self) -> Option<Algorithm> {
+        None
+    }
+}
+
+/// Plain SNTP: no authentication.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain;
+
+impl Dialect for Plain {
+    fn request(&mut self, sent: NtpTimestamp) -> Result<Vec<u8>, SntpError> {
+        Ok(sntp::client_request(sent).to_vec())
+    }
+
+    fn accept(&mut self, datagram: &[u8]) -> Result<Option<[u8; PACKET_LEN]>, SntpError> {
+        Ok(datagram
+            .get(..PACKET_LEN)
+            .and_then(|header| header.try_into().ok()))
+    }
 }
 
 /// Why no time was obtained.
@@ -57,6 +92,9 @@ pub enum SntpError {
     /// The server's name gave no address.
     #[error("the server's name has no address")]
     NoAddress,
+    /// The NTS key exchange or an authenticated reply failed.
+    #[error(transparent)]
+    Nts(#[from] crate::nts::NtsError),
     /// The socket failed.
     #[error("network error talking to {server}: {source}")]
     Io {
@@ -76,9 +114,20 @@ pub async fn query(
     timeout: Duration,
     count: u32,
 ) -> Result<Measurement, SntpError> {
+    query_with(&mut Plain, servers, bind, timeout, count).await
+}
+
+/// [`query`], each request made and each reply read by `dialect`.
+pub async fn query_with(
+    dialect: &mut dyn Dialect,
+    servers: &[SocketAddr],
+    bind: Option<SocketAddr>,
+    timeout: Duration,
+    count: u32,
+) -> Result<Measurement, SntpError> {
     let mut refused = None;
     for &server in servers {
-        match query_one(server, bind, timeout, count).await {
+        match query_one(dialect, server, bind, timeout, count).await {
             Err(SntpError::Refused(server)) => refused = Some(server),
             other => return other,
         }
@@ -87,6 +136,7 @@ pub async fn query(
 }
 
 async fn query_one(
+    dialect: &mut dyn Dialect,
     server: SocketAddr,
     bind: Option<SocketAddr>,
     timeout: Duration,
@@ -102,7 +152,7 @@ async fn query_one(
         if index > 0 {
             tokio::time::sleep(SAMPLE_GAP).await;
         }
-        let sample = sample(&socket, server, timeout).await?;
+        let sample = sample(dialect, &socket, server, timeout).await?;
         if best.is_none_or(|b| sample.delay < b.delay) {
             best = Some(sample);
         }
@@ -111,12 +161,14 @@ async fn query_one(
         server,
         best,
         samples: count,
+        authenticated: dialect.authenticated(),
     })
     .ok_or(SntpError::Timeout { server, timeout })
 }
 
 /// One request and its reply, sent again every second until `timeout`.
 async fn sample(
+    dialect: &mut dyn Dialect,
     socket: &UdpSocket,
     server: SocketAddr,
     timeout: Duration,
@@ -125,7 +177,8 @@ async fn sample(
     let mut buffer = [0u8; 1024];
     loop {
         let sent = NtpTimestamp::from_system_time(SystemTime::now());
-        match socket.send(&sntp::client_request(sent)).await {
+        let request = dialect.request(sent)?;
+        match socket.send(&request).await {
             Ok(_) => {}
             Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
                 return Err(SntpError::Refused(server))
@@ -146,7 +199,10 @@ async fn sample(
                 Ok(Ok(len)) => len,
             };
             let now = unix_seconds(SystemTime::now());
-            match sntp::read_reply(&buffer[..received], sent, now) {
+            let Some(header) = dialect.accept(&buffer[..received])? else {
+                continue;
+            };
+            match sntp::read_reply(&header, sent, now) {
                 Ok(sample) => return Ok(sample),
                 // Stale or not a reply: keep waiting for ours.
                 Err(ReplyError::NotOurs | ReplyError::NotAReply) => {}
@@ -171,12 +227,19 @@ impl Measurement {
         )
     }
 
-    /// What `ntpdate -q` prints, and a line more.
+    /// What `ntpdate -q` prints, and a line more (two with NTS).
     pub fn lines(&self) -> String {
         let best = &self.best;
+        let authenticated = match self.authenticated {
+            Some(algorithm) => format!(
+                "authenticated: NTS, {}\n",
+                crate::nts::algorithm_name(algorithm)
+            ),
+            None => String::new(),
+        };
         format!(
             "server {}, stratum {}, offset {:+.6}, delay {:.6}\n\
-             {}  leap {} ({})  reference {}\n",
+             {}  leap {} ({})  reference {}\n{authenticated}",
             self.server,
             best.stratum,
             best.offset,
@@ -204,6 +267,7 @@ impl Measurement {
             "leap": best.leap,
             "reference_id": sntp::reference_id_text(best.reference_id, best.stratum),
             "samples": self.samples,
+            "nts": self.authenticated.map(crate::nts::algorithm_name),
         })
     }
 }

@@ -56,17 +56,22 @@ pub enum DropReason {
     /// A request from a peer without a session, shed while the server was
     /// behind (see [`crate::overload`]).
     Overloaded,
+    /// A request that is not authenticated where only authenticated ones
+    /// are answered (`[nts] require`), or an NTS request that can't be
+    /// read: either answered would be unauthenticated time.
+    Unauthenticated,
 }
 
 impl DropReason {
     /// Every reason, in the order reports list them.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::Denied,
         DropReason::RateLimited,
         DropReason::Invalid,
         DropReason::Loop,
         DropReason::Withheld,
         DropReason::Overloaded,
+        DropReason::Unauthenticated,
     ];
 
     /// Its name in logs and metrics (`reason="denied"`).
@@ -78,6 +83,7 @@ impl DropReason {
             DropReason::Loop => "loop",
             DropReason::Withheld => "withheld",
             DropReason::Overloaded => "overloaded",
+            DropReason::Unauthenticated => "unauthenticated",
         }
     }
 }

@@ -71,6 +71,42 @@ pub struct Args {
     #[arg(long, env = "HORAD_METRICS_BIND", value_name = "ADDR")]
     pub metrics_bind: Option<SocketAddr>,
 
+    /// Serve the NTS key exchange (RFC 8915, TLS 1.3) on this TCP address,
+    /// e.g. 0.0.0.0:4460; needs the certificate, its key and the cookie
+    /// keys [default: off]
+    #[arg(long, env = "HORAD_NTS_BIND", value_name = "ADDR")]
+    pub nts_bind: Option<SocketAddr>,
+
+    /// The NTS-KE certificate chain, PEM, leaf first
+    #[arg(long, env = "HORAD_NTS_CERTIFICATE_CHAIN", value_name = "PATH")]
+    pub nts_certificate_chain: Option<PathBuf>,
+
+    /// The NTS-KE certificate's private key, PEM
+    #[arg(long, env = "HORAD_NTS_PRIVATE_KEY", value_name = "PATH")]
+    pub nts_private_key: Option<PathBuf>,
+
+    /// The NTS cookie keys' file; with it the SNTP socket answers NTS
+    /// requests [default: off]
+    #[arg(long, env = "HORAD_NTS_KEYS", value_name = "PATH")]
+    pub nts_keys: Option<PathBuf>,
+
+    /// The NTP server the key exchange sends clients to, if another host
+    #[arg(long, env = "HORAD_NTS_NTP_SERVER", value_name = "HOST")]
+    pub nts_ntp_server: Option<String>,
+
+    /// The NTP port the key exchange sends clients to
+    #[arg(long, env = "HORAD_NTS_NTP_PORT", value_name = "PORT")]
+    pub nts_ntp_port: Option<u16>,
+
+    /// Answer only NTS-authenticated SNTP requests [default: off]
+    #[arg(
+        long,
+        env = "HORAD_NTS_REQUIRE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub nts_require: bool,
+
     /// Turn per-source rate limiting off (for benchmarks) [default: on]
     #[arg(
         long,
@@ -192,6 +228,28 @@ impl Args {
         if let Some(bind) = self.metrics_bind {
             config.metrics.bind = Some(bind);
         }
+        let nts = &mut config.nts;
+        if let Some(bind) = self.nts_bind {
+            nts.bind = Some(bind);
+        }
+        for (flag, key) in [
+            (&self.nts_certificate_chain, &mut nts.certificate_chain),
+            (&self.nts_private_key, &mut nts.private_key),
+            (&self.nts_keys, &mut nts.keys),
+        ] {
+            if let Some(path) = flag {
+                *key = Some(path.clone());
+            }
+        }
+        if let Some(server) = &self.nts_ntp_server {
+            nts.ntp_server = Some(server.clone());
+        }
+        if let Some(port) = self.nts_ntp_port {
+            nts.ntp_port = Some(port);
+        }
+        if self.nts_require {
+            nts.require = true;
+        }
     }
 }
 
@@ -204,6 +262,12 @@ fn flag_of(key: &'static str) -> &'static str {
         "stats_interval" => "--stats-interval",
         "log.level" => "--log-level",
         "sntp.local_stratum" => "--sntp-local-stratum",
+        "nts.certificate_chain" => "--nts-certificate-chain",
+        "nts.private_key" => "--nts-private-key",
+        "nts.keys" => "--nts-keys",
+        "nts.ntp_server" => "--nts-ntp-server",
+        "nts.ntp_port" => "--nts-ntp-port",
+        "nts.require" => "--nts-require",
         other => other,
     }
 }

@@ -44,6 +44,62 @@ pub struct Config {
     /// The HTTP listener for operators (`/metrics`, `/status`); off unless
     /// `bind` is set.
     pub metrics: ServiceConfig,
+    /// Network Time Security (RFC 8915): the key exchange listener, and
+    /// authenticated SNTP on the `[sntp]` socket; off unless `keys` is set.
+    pub nts: NtsConfig,
+}
+
+/// The `[nts]` table. With `keys` alone, the SNTP socket answers NTS
+/// requests whose cookies those keys open (an NTP host of a fleet); with
+/// `bind`, `certificate_chain` and `private_key` too, horad also runs the
+/// key exchange, and rotates the keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NtsConfig {
+    /// The NTS-KE listener (TCP, TLS 1.3); absent means off. Its standard
+    /// port is 4460.
+    pub bind: Option<SocketAddr>,
+    /// The server's certificate chain, PEM, leaf first. Re-read on SIGHUP.
+    pub certificate_chain: Option<PathBuf>,
+    /// The certificate's private key, PEM. Re-read on SIGHUP.
+    pub private_key: Option<PathBuf>,
+    /// The cookie keys' file (mode 0600). The KE host writes it; every
+    /// host reads it at start and re-reads it as it changes.
+    pub keys: Option<PathBuf>,
+    /// The NTP server named in the key exchange's answer, when it is
+    /// another host (a KE host in front of NTP hosts).
+    pub ntp_server: Option<String>,
+    /// The NTP port named in the key exchange's answer.
+    pub ntp_port: Option<u16>,
+    /// Answer only NTS requests on the SNTP socket (ntpd-rs's
+    /// `require-nts`): plain ones are dropped and counted.
+    pub require: bool,
+    /// How often the KE host makes a new cookie key; the last 7 are kept.
+    #[serde(with = "humantime_serde")]
+    pub key_rotation: Duration,
+}
+
+impl Default for NtsConfig {
+    /// Off; keys rotate daily once it is on.
+    fn default() -> Self {
+        NtsConfig {
+            bind: None,
+            certificate_chain: None,
+            private_key: None,
+            keys: None,
+            ntp_server: None,
+            ntp_port: None,
+            require: false,
+            key_rotation: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl NtsConfig {
+    /// Whether the SNTP socket answers NTS requests.
+    pub fn serves(&self) -> bool {
+        self.keys.is_some()
+    }
 }
 
 /// The `[access]` table: networks answered, as chrony's `allow`/`deny`.
@@ -195,6 +251,7 @@ impl Default for Config {
             access: AccessConfig::default(),
             ratelimit: RateLimitConfig::default(),
             metrics: ServiceConfig::default(),
+            nts: NtsConfig::default(),
         }
     }
 }
@@ -473,11 +530,59 @@ impl Config {
                 );
             }
         }
+        self.check_nts()?;
         if crate::logging::check_filter(&self.log.level).is_err() {
             return out(
                 "log.level",
                 "is not a level (error, warn, info, debug, trace, off) or TARGET=LEVEL for one of horad's targets (horad, hora_server, hora_proto)",
             );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The `[nts]` table's rules: the key exchange needs its certificate,
+    /// key and cookie keys; NTS needs the SNTP socket it is served on.
+    fn check_nts(&self) -> Result<(), OutOfRange> {
+        let out = |key, problem| Err(OutOfRange { key, problem });
+        let nts = &self.nts;
+        if nts.bind.is_some() {
+            if nts.certificate_chain.is_none() {
+                return out("nts.certificate_chain", "must be set when nts.bind is");
+            }
+            if nts.private_key.is_none() {
+                return out("nts.private_key", "must be set when nts.bind is");
+            }
+            if nts.keys.is_none() {
+                return out("nts.keys", "must be set when nts.bind is");
+            }
+        }
+        if nts.require && nts.keys.is_none() {
+            return out("nts.require", "needs nts.keys: it would answer no one");
+        }
+        if nts.keys.is_some() && nts.bind.is_none() && self.sntp.bind.is_none() {
+            return out(
+                "nts.keys",
+                "needs sntp.bind or nts.bind: nothing would use it",
+            );
+        }
+        if nts.ntp_server.as_ref().is_some_and(|name| {
+            name.is_empty()
+                || name.len() > 255
+                || !name.is_ascii()
+                || name.contains(char::is_whitespace)
+        }) {
+            return out(
+                "nts.ntp_server",
+                "must be a host name or address of 1 to 255 ASCII characters",
+            );
+        }
+        if nts.ntp_port == Some(0) {
+            return out("nts.ntp_port", "must be 1 to 65535");
+        }
+        if nts.key_rotation < Duration::from_secs(120) || nts.key_rotation > 30 * MAX_DURATION {
+            return out("nts.key_rotation", "must be 2min to 30days");
         }
         Ok(())
     }
@@ -539,7 +644,19 @@ impl Config {
                     table_size,
                 },
             metrics: ServiceConfig { bind: metrics_bind },
+            nts:
+                NtsConfig {
+                    bind: nts_bind,
+                    certificate_chain,
+                    private_key,
+                    keys,
+                    ntp_server,
+                    ntp_port,
+                    require,
+                    key_rotation,
+                },
         } = self;
+        let nts = &new.nts;
         let sntp = &new.sntp;
         let limit = &new.ratelimit;
         [
@@ -548,6 +665,17 @@ impl Config {
             ("time.bind", *time_bind != new.time.bind),
             ("daytime.bind", *daytime_bind != new.daytime.bind),
             ("metrics.bind", *metrics_bind != new.metrics.bind),
+            ("nts.bind", *nts_bind != nts.bind),
+            (
+                "nts.certificate_chain",
+                *certificate_chain != nts.certificate_chain,
+            ),
+            ("nts.private_key", *private_key != nts.private_key),
+            ("nts.keys", *keys != nts.keys),
+            ("nts.ntp_server", *ntp_server != nts.ntp_server),
+            ("nts.ntp_port", *ntp_port != nts.ntp_port),
+            ("nts.require", *require != nts.require),
+            ("nts.key_rotation", *key_rotation != nts.key_rotation),
             ("idle_timeout", *idle_timeout != new.idle_timeout),
             ("max_sessions", *max_sessions != new.max_sessions),
             (
@@ -591,13 +719,20 @@ impl Config {
     /// The keys a reload applies only at restart (they shape what start-up
     /// built: the summary timer, the log subscriber): a reload reports them
     /// once as not applied and keeps them as they were.
-    pub const RESTART_ONLY: [&'static str; 2] = ["stats_interval", "log.format"];
+    pub const RESTART_ONLY: [&'static str; 4] = [
+        "stats_interval",
+        "log.format",
+        "nts.keys",
+        "nts.key_rotation",
+    ];
 
     /// `new`, with the keys that change only at restart
     /// ([`Config::RESTART_ONLY`]) as they are in `self`.
     pub fn keeping_restart_only(&self, mut new: Config) -> Config {
         new.stats_interval = self.stats_interval;
         new.log.format = self.log.format;
+        new.nts.keys.clone_from(&self.nts.keys);
+        new.nts.key_rotation = self.nts.key_rotation;
         new
     }
 

@@ -16,6 +16,9 @@
 //!   second, as every SNTP reply describes it;
 //! - [`stats`]: the counters;
 //! - [`ops`]: what operators see: `/metrics` and `/status` over HTTP;
+//! - [`nts`]: Network Time Security's I/O: the key exchange listener, its
+//!   certificate, the cookie keys' file;
+//! - [`slots`]: bounded TCP connections, in all and per source address;
 //! - [`sys`]: the calls to the OS (`ntp_adjtime`, receive timestamps,
 //!   systemd notification), behind safe functions;
 //! - [`time_cache`]: the time reply, rendered once a second;
@@ -30,14 +33,16 @@ pub mod gate;
 pub mod live;
 pub mod log_budget;
 pub mod logging;
+pub mod nts;
 pub mod ops;
 pub mod protocols;
 pub mod reload;
 pub mod server;
 pub mod sessions;
+pub mod slots;
 pub mod stats;
 pub mod sys;
 pub mod time_cache;
 
 pub use config::Config;
-pub use server::{BindError, Server};
+pub use server::{BindError, Server, StartError};

@@ -16,6 +16,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::gate::Gate;
+use crate::nts::tls::TlsError;
+use crate::nts::NtsLive;
 use crate::sessions::Limits;
 
 /// The configuration in force and what is built from it.
@@ -28,6 +30,9 @@ pub struct Live {
     pub gate: Gate,
     /// How SNTP replies describe the clock, when SNTP is served.
     pub clock: Option<ClockSettings>,
+    /// NTS's live settings (the key exchange's certificate among them),
+    /// when NTS is on.
+    pub nts: Option<NtsLive>,
 }
 
 /// Where the loops and the observers read the live view.
@@ -36,15 +41,19 @@ pub type LiveView = watch::Receiver<Arc<Live>>;
 impl Live {
     /// The view of `config`. `previous` (the view it replaces, on a reload)
     /// lends what must survive a reload: the rate limiter's buckets, when
-    /// their settings did not change.
-    pub fn new(config: Config, previous: Option<&Live>, now: Instant) -> Live {
+    /// their settings did not change. Reads the key exchange's certificate
+    /// and key when NTS-KE is on (file I/O: off the serving thread), and
+    /// fails if they can't serve.
+    pub fn new(config: Config, previous: Option<&Live>, now: Instant) -> Result<Live, TlsError> {
+        let nts = NtsLive::new(&config.nts)?;
         let gate = Gate::new(&config, previous.map(|live| &live.gate), now);
         let clock = config.sntp.bind.and(config.sntp.settings());
-        Live {
+        Ok(Live {
             config,
             gate,
             clock,
-        }
+            nts,
+        })
     }
 
     /// The seed protocol's rules in force.

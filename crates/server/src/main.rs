@@ -72,6 +72,9 @@ fn serve(config: Config, named: &str, args: Args, source: Option<PathBuf>) -> an
         if let Some(addr) = server.metrics_addr() {
             info!(%addr, "metrics listening on http://{addr}/metrics and /status");
         }
+        if let Some(addr) = server.nts_ke_addr() {
+            info!(%addr, protocol = "nts-ke", "nts-ke listening on {}", hora_server::nts::ke::describe(addr));
+        }
         // Every socket is bound: tell systemd (Type=notify) we are up.
         sys::notify::ready();
         server

@@ -50,6 +50,10 @@ pub enum Refusal {
     /// It moves a socket: addresses are bound only at start-up.
     #[error("addresses to bind change only at restart ({})", .0.join(", "))]
     Moves(Vec<&'static str>),
+    /// The key exchange's certificate or key can't serve: the pair in
+    /// force keeps serving.
+    #[error("NTS-KE certificate: {0}")]
+    Certificate(#[from] crate::nts::tls::TlsError),
 }
 
 /// Decides what `loaded` does to the view in force, `current`, and builds
@@ -74,8 +78,23 @@ pub fn plan(current: &Live, loaded: Result<Config, ConfigError>, now: Instant) -
         .partition(|key| Config::RESTART_ONLY.contains(key));
     let log_level = changed.contains(&"log.level");
     let new = old.keeping_restart_only(new);
+    let live = match Live::new(new, Some(current), now) {
+        Ok(live) => live,
+        Err(error) => return Plan::Refused(error.into()),
+    };
+    // The same paths may hold a renewed certificate (certbot's deploy
+    // hook, then SIGHUP): that is a change too.
+    let digest = |live: &Live| live.nts.as_ref().and_then(|nts| nts.certificate_digest);
+    let mut changed = changed;
+    if digest(&live) != digest(current)
+        && !changed
+            .iter()
+            .any(|key| key.starts_with("nts.certificate") || *key == "nts.private_key")
+    {
+        changed.push("nts certificate files");
+    }
     Plan::Apply {
-        live: Box::new(Live::new(new, Some(current), now)),
+        live: Box::new(live),
         changed,
         restart_only,
         log_level,
@@ -159,7 +178,7 @@ mod tests {
     use super::*;
 
     fn current() -> Live {
-        Live::new(Config::default(), None, Instant::now())
+        Live::new(Config::default(), None, Instant::now()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::config::{Config, ConfigError};
 use crate::engine::{self, Shared};
 use crate::live::{self, Live, LiveView};
 use crate::log_budget::LogBudget;
+use crate::nts::{self, keys::KeyFile, keys::KeyFileError, tls::TlsError};
 use crate::ops;
 use crate::protocols::seed::Seed;
 use crate::protocols::sntp::Sntp;
@@ -28,6 +29,7 @@ use crate::reload;
 use crate::sessions::SessionStats;
 use crate::stats::{log_summary, Snapshot, Stats};
 use crate::sys;
+use hora_proto::nts::ring::KeyRing;
 
 /// The receive buffer asked of the kernel for the seed protocol's socket
 /// (it caps it at `net.core.rmem_max`). The default (~200 KiB) holds only a
@@ -52,9 +54,20 @@ enum Standard {
     Stateless(Kind),
 }
 
+/// NTS's parts, when it is on: the cookie keys (their file and where they
+/// are published) and the key exchange's listener, if this host runs it.
+#[derive(Debug)]
+struct Nts {
+    file: KeyFile,
+    keys: watch::Sender<Arc<KeyRing>>,
+    listener: Option<std::net::TcpListener>,
+}
+
 /// Every socket bound, ready to serve.
 #[derive(Debug)]
 pub struct Server {
+    /// NTS, when on.
+    nts: Option<Nts>,
     seed: (Arc<UdpSocket>, Seed),
     standard: Vec<(Arc<UdpSocket>, Standard)>,
     /// The operators' HTTP listener, when configured.
@@ -68,6 +81,20 @@ pub struct Server {
     /// Whether the HTTP listener gets a thread of its own (always, but in
     /// tests on paused time: see [`Server::ops_on_the_serving_runtime`]).
     ops_thread: bool,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A socket could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The NTS-KE certificate or key can't serve.
+    #[error("NTS-KE certificate: {0}")]
+    Certificate(#[from] TlsError),
+    /// The NTS cookie keys can't be had.
+    #[error("NTS cookie keys: {0}")]
+    Keys(#[from] KeyFileError),
 }
 
 /// The socket could not be bound.
@@ -84,13 +111,37 @@ pub struct BindError {
 
 impl Server {
     /// Binds every configured address. Nothing is served until [`Server::run`].
-    pub async fn bind(config: &Config) -> Result<Server, BindError> {
+    pub async fn bind(config: &Config) -> Result<Server, StartError> {
         let bind = |addr: SocketAddr, buffer: usize| {
             bind_socket(addr, buffer)
                 .map(Arc::new)
                 .map_err(|source| BindError { addr, source })
         };
-        let live = live::publish(Live::new(config.clone(), None, Instant::now()));
+        let live = live::publish(Live::new(config.clone(), None, Instant::now())?);
+        let nts = match &config.nts.keys {
+            Some(path) => {
+                let file = KeyFile {
+                    path: path.clone(),
+                    rotates: config.nts.bind.is_some(),
+                    rotation: config.nts.key_rotation,
+                };
+                // Read once before anything serves: a restart keeps every
+                // client's cookies good.
+                let ring = file.load()?;
+                let listener = match config.nts.bind {
+                    Some(addr) => {
+                        Some(bind_listener(addr).map_err(|source| BindError { addr, source })?)
+                    }
+                    None => None,
+                };
+                Some(Nts {
+                    file,
+                    keys: watch::channel(Arc::new(ring)).0,
+                    listener,
+                })
+            }
+            None => None,
+        };
         let socket = bind(config.bind, RECEIVE_BUFFER_BYTES)?;
         // How long each datagram waited tells when the server is behind.
         if let Err(error) = sys::enable_receive_timestamps(&socket) {
@@ -119,6 +170,7 @@ impl Server {
         }
         let seed = Seed::new(&live.1.borrow());
         Ok(Server {
+            nts,
             sessions: seed.sessions().observer(),
             seed: (socket, seed),
             standard,
@@ -158,6 +210,14 @@ impl Server {
                 Ok((name, socket.local_addr()?))
             })
             .collect()
+    }
+
+    /// The NTS key exchange's address, when it is served.
+    pub fn nts_ke_addr(&self) -> Option<SocketAddr> {
+        self.nts
+            .as_ref()
+            .and_then(|nts| nts.listener.as_ref())
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The operators' HTTP address, when configured.
@@ -208,6 +268,7 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
         let observed = self.observed();
         let Server {
+            nts,
             seed,
             standard,
             metrics,
@@ -239,11 +300,36 @@ impl Server {
             let log = Arc::clone(&log);
             spawn_ops(listener, observed, log, ops_thread, &mut tasks, &stopped)
         });
+        let keys = nts.as_ref().map(|nts| nts.keys.subscribe());
+        let sntp_port = standard
+            .iter()
+            .find_map(|(socket, standard)| match standard {
+                Standard::Sntp(_) => socket.local_addr().ok().map(|addr| addr.port()),
+                Standard::Stateless(_) => None,
+            });
+        let ke = nts.and_then(|nts| {
+            tasks.spawn(nts::keys::serve(
+                nts.file,
+                nts.keys.clone(),
+                stopped.clone(),
+            ));
+            let exchange = nts::ke::Exchange {
+                live: live.clone(),
+                keys: nts.keys.subscribe(),
+                stats: Arc::clone(&stats),
+                log: Arc::clone(&log),
+                sntp_port,
+            };
+            let listener = nts.listener?;
+            nts::ke::spawn(listener, exchange, stopped.clone())
+                .map_err(|error| warn!(%error, "NTS-KE listener: cannot start its thread"))
+                .ok()
+        });
         for (socket, standard) in standard {
             let (shared, live, stopped) = (shared.clone(), live.clone(), stopped.clone());
             match standard {
                 Standard::Sntp(clock) => {
-                    let sntp = Sntp::new(clock.subscribe());
+                    let sntp = Sntp::new(clock.subscribe(), keys.clone());
                     tasks.spawn(clock.run(stopped.clone()));
                     tasks.spawn(engine::drive(socket, sntp, shared, live, stopped));
                 }
@@ -258,12 +344,12 @@ impl Server {
         shutdown.await;
         let _ = stop.send(true);
         while tasks.join_next().await.is_some() {}
-        if let Some(thread) = ops {
+        for thread in ops.into_iter().chain(ke) {
             if tokio::task::spawn_blocking(move || thread.join())
                 .await
                 .is_err()
             {
-                debug!("metrics listener's thread ended abnormally");
+                debug!("a listener's thread ended abnormally");
             }
         }
         let snapshot = stats.snapshot(sessions.len());
@@ -280,6 +366,9 @@ impl Server {
         addresses.extend(self.standard_addrs().unwrap_or_default());
         if let Some(addr) = self.metrics_addr() {
             addresses.push(("metrics", addr));
+        }
+        if let Some(addr) = self.nts_ke_addr() {
+            addresses.push(("nts-ke", addr));
         }
         let clock = self
             .standard

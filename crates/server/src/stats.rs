@@ -97,6 +97,32 @@ events! {
     ReloadUnchanged => reloads_unchanged, "hora_reloads_total", ["result" = "unchanged"], "Reloads (SIGHUP), by result: applied, unchanged, refused.";
     /// A reload refused: the running configuration stays.
     ReloadRefused => reloads_refused, "hora_reloads_total", ["result" = "refused"], "Reloads (SIGHUP), by result: applied, unchanged, refused.";
+    /// A key exchange that gave a client its keys and cookies.
+    NtsKeOk => nts_ke_ok, "hora_nts_ke_total", ["result" = "ok"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// A key exchange whose TLS handshake failed (not TLS 1.3, garbage).
+    NtsKeTls => nts_ke_tls_failed, "hora_nts_ke_total", ["result" = "tls_failed"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// A key exchange whose client did not ask for ALPN `ntske/1`.
+    NtsKeAlpn => nts_ke_no_alpn, "hora_nts_ke_total", ["result" = "no_alpn"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// A key exchange request that broke RFC 8915 (an Error record sent).
+    NtsKeBadRequest => nts_ke_bad_request, "hora_nts_ke_total", ["result" = "bad_request"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// A key exchange that agreed on no protocol or algorithm.
+    NtsKeNoAgreement => nts_ke_no_agreement, "hora_nts_ke_total", ["result" = "no_agreement"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// A key exchange cut at its deadline (a slow or idle client).
+    NtsKeTimeout => nts_ke_timeout, "hora_nts_ke_total", ["result" = "timeout"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// A connection closed at once: too many open (from its address).
+    NtsKeBusy => nts_ke_busy, "hora_nts_ke_total", ["result" = "busy"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// A connection from outside the access lists, closed at once.
+    NtsKeDenied => nts_ke_denied, "hora_nts_ke_total", ["result" = "denied"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// A key exchange the server could not finish (no cookie key, I/O).
+    NtsKeInternal => nts_ke_internal_error, "hora_nts_ke_total", ["result" = "internal_error"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// An NTS request answered with authenticated time.
+    NtsAnswered => nts_answered, "hora_nts_requests_total", ["result" = "answered"], "NTS-authenticated SNTP requests, by result: answered, nak (a NTSN kiss: the cookie did not open or the request did not authenticate), malformed (dropped).";
+    /// An NTS request answered with a NTSN kiss-o'-death.
+    NtsNak => nts_naks, "hora_nts_requests_total", ["result" = "nak"], "NTS-authenticated SNTP requests, by result: answered, nak (a NTSN kiss: the cookie did not open or the request did not authenticate), malformed (dropped).";
+    /// An NTS request that could not be read, dropped.
+    NtsMalformed => nts_malformed, "hora_nts_requests_total", ["result" = "malformed"], "NTS-authenticated SNTP requests, by result: answered, nak (a NTSN kiss: the cookie did not open or the request did not authenticate), malformed (dropped).";
+    /// A cookie sealed for a client, by the key exchange or in a reply.
+    NtsCookie => nts_cookies_issued, "hora_nts_cookies_issued_total", [], "NTS cookies issued, by the key exchange and in NTS replies.";
 }
 
 /// The counters, from start-up. Shared by every task, so atomics; relaxed
@@ -127,6 +153,13 @@ impl Stats {
     /// Counts what became of one datagram: call it once per datagram.
     pub fn datagram(&self, service: Service, outcome: Outcome) {
         self.datagrams[service as usize][outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `n` of one event.
+    pub fn add(&self, event: Event, n: u64) {
+        if let Some(counter) = self.events.get(event as usize) {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Counts one event.

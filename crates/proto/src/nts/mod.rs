@@ -1,7 +1,8 @@
 //! Network Time Security for NTPv4 (RFC 8915), with no I/O: what the key
 //! exchange's records mean ([`ke`]), how a cookie carries a client's keys
 //! inside itself ([`cookie`]), and how an SNTP request and its reply are
-//! authenticated with them ([`packet`]). The AEADs are in [`aead`].
+//! authenticated with them ([`packet`]). The AEADs are in [`aead`]; the
+//! server's rotating cookie keys in [`ring`].
 //!
 //! Randomness is the caller's, as time is: every nonce and key is passed
 //! in, so each function here is a pure function of its arguments and tests
@@ -12,6 +13,7 @@ pub mod aead;
 pub mod cookie;
 pub mod ke;
 pub mod packet;
+pub mod ring;
 
 pub use aead::Algorithm;
 

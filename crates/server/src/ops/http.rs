@@ -12,10 +12,8 @@
 //! datagram on the serving thread; a scrape only reads atomics and the
 //! live view.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -24,12 +22,13 @@ use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::{metrics, status, Observed};
 use crate::log_budget::{LogBudget, LogKind};
+use crate::slots::{NoSlot, Slots};
 
 /// Connections served at once; one more is closed at once.
 pub const MAX_CONNECTIONS: usize = 8;
@@ -79,8 +78,7 @@ pub async fn serve(
     log: Arc<LogBudget>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let sources = Arc::new(Mutex::new(HashMap::new()));
+    let slots = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE);
     let observed = Arc::new(observed);
     let mut connections = JoinSet::new();
     loop {
@@ -105,21 +103,25 @@ pub async fn serve(
             }
             continue;
         }
-        let Some(source) = SourceSlot::take(&sources, peer.ip()) else {
-            if let Some(suppressed) = log.allow(LogKind::RateLimited) {
-                warn!(%peer, suppressed, "metrics listener: {MAX_CONNECTIONS_PER_SOURCE} connections open from this address; closing a new one");
+        let slot = match slots.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                if let Some(suppressed) = log.allow(LogKind::RateLimited) {
+                    match full {
+                        NoSlot::Source => {
+                            warn!(%peer, suppressed, "metrics listener: {MAX_CONNECTIONS_PER_SOURCE} connections open from this address; closing a new one")
+                        }
+                        NoSlot::Listener => {
+                            warn!(%peer, suppressed, "metrics listener: {MAX_CONNECTIONS} connections open; closing a new one")
+                        }
+                    }
+                }
+                continue;
             }
-            continue;
-        };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            if let Some(suppressed) = log.allow(LogKind::RateLimited) {
-                warn!(%peer, suppressed, "metrics listener: {MAX_CONNECTIONS} connections open; closing a new one");
-            }
-            continue;
         };
         let observed = Arc::clone(&observed);
         connections.spawn(async move {
-            let _permit = (permit, source);
+            let _slot = slot;
             let service = hyper::service::service_fn(move |request| {
                 let response = respond(&observed, &request);
                 async move { Ok::<_, Infallible>(response) }
@@ -138,40 +140,6 @@ pub async fn serve(
     }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
-}
-
-/// One of a source address's connection slots, given back when dropped.
-struct SourceSlot {
-    sources: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl SourceSlot {
-    /// A slot for `ip`, if it holds fewer than [`MAX_CONNECTIONS_PER_SOURCE`].
-    fn take(sources: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<SourceSlot> {
-        let mut open = sources.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(ip).or_insert(0);
-        if *count >= MAX_CONNECTIONS_PER_SOURCE {
-            return None;
-        }
-        *count += 1;
-        Some(SourceSlot {
-            sources: Arc::clone(sources),
-            ip,
-        })
-    }
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut open = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&self.ip) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// The answer to one request.

@@ -3,8 +3,10 @@
 //!
 //! - [`seed`]: the seed's login/menu protocol and its sessions;
 //! - [`sntp`]: SNTP server mode;
+//! - [`nts`]: SNTP authenticated with NTS, on the same socket;
 //! - [`time`]: RFC 868 Time and RFC 867 Daytime.
 
+pub mod nts;
 pub mod seed;
 pub mod sntp;
 pub mod time;

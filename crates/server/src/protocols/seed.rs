@@ -391,7 +391,7 @@ mod tests {
         config.ratelimit.enabled = false;
         config.max_sessions = 100_000;
         config.max_sessions_per_ip = 100_000;
-        Live::new(config, None, StdInstant::now())
+        Live::new(config, None, StdInstant::now()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn peer(n: usize) -> SocketAddr {

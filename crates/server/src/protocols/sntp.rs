@@ -1,11 +1,16 @@
 //! SNTP server mode (RFC 4330) on its socket: each request answered with
 //! the kernel's receive timestamp and the clock's state, its transmit
 //! timestamp written by the outbox just before the reply leaves; a source
-//! over its rate limit now and then gets a `RATE` kiss-o'-death. What to
-//! answer is `hora_proto::sntp`'s.
+//! over its rate limit now and then gets a `RATE` kiss-o'-death. With NTS
+//! on, an NTS request goes to [`crate::protocols::nts`] (and, with `[nts]
+//! require`, a plain one is dropped). What to answer is `hora_proto::sntp`'s
+//! and `hora_proto::nts`'s.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use hora_proto::nts::packet::{self, PacketError, Parsed};
+use hora_proto::nts::ring::KeyRing;
 use hora_proto::outcome::{DropReason, Outcome, Service};
 use hora_proto::ratelimit::Verdict;
 use hora_proto::sntp::{self, NtpTimestamp, ServerClock, PACKET_LEN};
@@ -14,6 +19,7 @@ use tracing::warn;
 
 use crate::engine::{Context, Protocol};
 use crate::log_budget::LogKind;
+use crate::protocols::nts::{self, HeldKeys};
 use crate::stats::Event;
 use crate::sys::batch::Outbox;
 use crate::sys::Received;
@@ -25,14 +31,60 @@ pub struct Sntp {
     clock: watch::Receiver<ServerClock>,
     /// Whether a missing kernel timestamp was already said (once).
     warned_no_timestamp: bool,
+    /// The cookie keys, when NTS is on.
+    nts: Option<HeldKeys>,
 }
 
 impl Sntp {
-    /// Serves the clock as `clock` describes it.
-    pub fn new(clock: watch::Receiver<ServerClock>) -> Sntp {
+    /// Serves the clock as `clock` describes it; NTS too when `keys` are
+    /// given.
+    pub fn new(
+        clock: watch::Receiver<ServerClock>,
+        keys: Option<watch::Receiver<Arc<KeyRing>>>,
+    ) -> Sntp {
         Sntp {
             clock,
             warned_no_timestamp: false,
+            nts: keys.map(HeldKeys::new),
+        }
+    }
+
+    /// Reads a datagram: a plain request, an NTS one (only when NTS is on;
+    /// else its fields are ignored and it is answered plain, as before), or
+    /// neither (the outcome to count).
+    fn read<'a>(
+        &self,
+        ctx: &Context<'_>,
+        datagram: &'a [u8],
+        received: &Received,
+    ) -> Result<Parsed<'a>, Outcome> {
+        let ignored = |error: &dyn std::fmt::Display| {
+            if let Some(suppressed) = ctx.log.allow(LogKind::Ignored) {
+                warn!(protocol = "sntp", peer = %received.peer, len = received.len, suppressed, "ignored: {error}");
+            }
+        };
+        if self.nts.is_none() {
+            return sntp::parse_request(datagram)
+                .map(Parsed::Plain)
+                .map_err(|error| {
+                    ignored(&error);
+                    Outcome::Dropped(DropReason::Invalid)
+                });
+        }
+        match packet::read_request(datagram) {
+            Ok(Parsed::Plain(_)) if ctx.live.nts.as_ref().is_some_and(|nts| nts.require) => {
+                Err(Outcome::Dropped(DropReason::Unauthenticated))
+            }
+            Ok(parsed) => Ok(parsed),
+            Err(PacketError::Sntp(error)) => {
+                ignored(&error);
+                Err(Outcome::Dropped(DropReason::Invalid))
+            }
+            Err(error @ PacketError::Malformed(_)) => {
+                ignored(&error);
+                ctx.stats.event(Event::NtsMalformed);
+                Err(Outcome::Dropped(DropReason::Unauthenticated))
+            }
         }
     }
 
@@ -67,16 +119,20 @@ impl Protocol for Sntp {
         let peer = received.peer;
         // Decide first whether the datagram would be answered: only then
         // does it cost its source a token.
-        let request = match sntp::parse_request(datagram) {
-            Ok(request) => request,
-            Err(error) => {
-                if let Some(suppressed) = ctx.log.allow(LogKind::Ignored) {
-                    warn!(protocol = "sntp", %peer, len = received.len, suppressed, "ignored: {error}");
-                }
-                return Some(Outcome::Dropped(DropReason::Invalid));
-            }
+        let parsed = match self.read(ctx, datagram, &received) {
+            Ok(parsed) => parsed,
+            Err(outcome) => return Some(outcome),
+        };
+        let request = match &parsed {
+            Parsed::Plain(request) => *request,
+            Parsed::Nts(request) => request.header,
         };
         let verdict = ctx.live.gate.within_rate(peer, ctx.now.instant(), ctx.log);
+        if verdict != Verdict::Allow && matches!(parsed, Parsed::Nts(_)) {
+            // An unauthenticated RATE kiss means nothing to an NTS client
+            // (RFC 8915, 5.7): silence.
+            return Some(Outcome::Dropped(DropReason::RateLimited));
+        }
         if verdict != Verdict::Allow {
             // SNTP can tell a client to slow down; do so now and then, as
             // chrony does, and otherwise stay silent. Either way the
@@ -89,8 +145,20 @@ impl Protocol for Sntp {
             }
             return Some(Outcome::Dropped(DropReason::RateLimited));
         }
-        let stamp = NtpTimestamp::from_system_time(self.receive_time(ctx, &received));
+        let received_at = self.receive_time(ctx, &received);
         let fields = *self.clock.borrow_and_update();
+        if let (Parsed::Nts(request), Some(keys)) = (&parsed, &mut self.nts) {
+            return Some(nts::answer(
+                keys,
+                ctx,
+                request,
+                &fields,
+                received_at,
+                &received,
+                out,
+            ));
+        }
+        let stamp = NtpTimestamp::from_system_time(received_at);
         let mut reply = [0u8; PACKET_LEN];
         // The transmit timestamp is written by the outbox just before the
         // batch is sent: as late as possible.

@@ -27,8 +27,9 @@ pub const BATCH: usize = 32;
 const DATAGRAM: usize = 1500;
 
 /// The most bytes of one reply: the seed's time reply is 147 (148 past the
-/// year 9999), an SNTP reply 48, a daytime line 33.
-pub const REPLY: usize = 160;
+/// year 9999), an SNTP reply 48, a daytime line 33, an NTS reply up to its
+/// request's length (at most a datagram).
+pub const REPLY: usize = DATAGRAM;
 
 // nix's message headers hold raw pointers, so they can't live in a task's
 // state (which must be Send); each thread keeps one set, used only inside a
@@ -169,7 +170,8 @@ impl Inbox {
 /// One reply waiting in the [`Outbox`].
 #[derive(Debug, Clone, Copy)]
 struct Reply {
-    bytes: [u8; REPLY],
+    /// Where its bytes start in the outbox's `bytes`.
+    start: usize,
     len: usize,
     peer: SocketAddr,
     /// An SNTP reply whose transmit timestamp (bytes 40..48) is written at
@@ -180,6 +182,9 @@ struct Reply {
 /// The replies to one batch, sent together by [`Outbox::flush`].
 pub struct Outbox {
     replies: Vec<Reply>,
+    /// Every queued reply's bytes, one after another: a reply costs its
+    /// own length, not the longest one's.
+    bytes: Vec<u8>,
     /// The kernel's time per SNTP reply, for their transmit timestamps.
     pace: TransmitPace,
     /// The replies' addresses as the kernel takes them, reused.
@@ -199,6 +204,7 @@ impl Default for Outbox {
     fn default() -> Self {
         Outbox {
             replies: Vec::with_capacity(BATCH),
+            bytes: Vec::with_capacity(BATCH * 256),
             pace: TransmitPace::default(),
             #[cfg(target_os = "linux")]
             addresses: Vec::with_capacity(BATCH),
@@ -219,14 +225,14 @@ impl Outbox {
     /// Queues `bytes` (at most [`REPLY`]) for `peer`. With `stamp_transmit`,
     /// bytes 40..48 are overwritten with the NTP time just before sending.
     pub fn push(&mut self, bytes: &[u8], peer: SocketAddr, stamp_transmit: bool) {
-        let mut reply = Reply {
-            bytes: [0; REPLY],
-            len: bytes.len().min(REPLY),
+        let len = bytes.len().min(REPLY);
+        self.replies.push(Reply {
+            start: self.bytes.len(),
+            len,
             peer,
             stamp_transmit,
-        };
-        reply.bytes[..reply.len].copy_from_slice(&bytes[..reply.len]);
-        self.replies.push(reply);
+        });
+        self.bytes.extend_from_slice(&bytes[..len]);
     }
 
     /// Sends every queued reply, in order, as few kernel crossings as it
@@ -247,11 +253,13 @@ impl Outbox {
             let (upto, first) = if stamped {
                 let upto = run.min(next + MOST_PER_BATCH);
                 let first = SystemTime::now();
-                for (position, reply) in self.replies[next..upto].iter_mut().enumerate() {
+                for (position, reply) in self.replies[next..upto].iter().enumerate() {
                     let transmit =
                         NtpTimestamp::from_system_time(self.pace.transmit_time(first, position));
-                    reply.bytes[40..44].copy_from_slice(&transmit.seconds.to_be_bytes());
-                    reply.bytes[44..48].copy_from_slice(&transmit.fraction.to_be_bytes());
+                    if let Some(field) = self.bytes.get_mut(reply.start + 40..reply.start + 48) {
+                        field[..4].copy_from_slice(&transmit.seconds.to_be_bytes());
+                        field[4..].copy_from_slice(&transmit.fraction.to_be_bytes());
+                    }
                 }
                 (upto, Some(first))
             } else {
@@ -276,6 +284,7 @@ impl Outbox {
             }
         }
         self.replies.clear();
+        self.bytes.clear();
         flushed
     }
 
@@ -290,7 +299,7 @@ impl Outbox {
             // One reply: `sendto`, the kernel's shortest path for it (tried
             // at once; the socket is writable unless its buffer is full).
             let reply = &self.replies[from];
-            let bytes = &reply.bytes[..reply.len];
+            let bytes = &self.bytes[reply.start..reply.start + reply.len];
             match socket.try_send_to(bytes, reply.peer) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     socket.send_to(bytes, reply.peer).await?;
@@ -318,14 +327,18 @@ impl Outbox {
         use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, SockaddrStorage};
 
         let Outbox {
-            replies, addresses, ..
+            replies,
+            addresses,
+            bytes,
+            ..
         } = self;
         let pending = &replies[from..upto.min(from + BATCH)];
         // On the stack, and a reused vector: no allocation per batch.
         let mut each = pending.iter();
         let slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|_| {
             [IoSlice::new(
-                each.next().map_or(&[][..], |r| &r.bytes[..r.len]),
+                each.next()
+                    .map_or(&[][..], |r| &bytes[r.start..r.start + r.len]),
             )]
         });
         addresses.clear();
@@ -351,7 +364,10 @@ impl Outbox {
     #[cfg(not(target_os = "linux"))]
     fn send_now(&mut self, socket: &UdpSocket, from: usize, _upto: usize) -> io::Result<usize> {
         let reply = &self.replies[from];
-        socket.try_send_to(&reply.bytes[..reply.len], reply.peer)?;
+        socket.try_send_to(
+            &self.bytes[reply.start..reply.start + reply.len],
+            reply.peer,
+        )?;
         Ok(1)
     }
 }

@@ -1,0 +1,294 @@
+//! `hora sntp --nts`: the key exchange over TLS 1.3 (RFC 8915, section 4),
+//! then SNTP requests authenticated with the keys and cookies it gave
+//! ([`Authenticated`], a [`Dialect`]). Every byte's meaning is
+//! `hora_proto::nts`'s, the code horad serves with, so the two halves test
+//! each other; this module owns the TCP and TLS connection, the trusted
+//! certificates and the randomness.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hora_proto::nts::ke::{self, AnswerError, Progress, ALPN};
+use hora_proto::nts::packet::{self, ReplyError};
+use hora_proto::nts::{exporter_context, Algorithm, Direction, Keys, EXPORTER_LABEL, MAX_KEY_LEN};
+use hora_proto::sntp::{NtpTimestamp, PACKET_LEN};
+use rand::RngCore as _;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::sntp::{Dialect, SntpError};
+
+/// NTP's port, where the key exchange names none.
+const NTP_PORT: u16 = 123;
+
+/// Why NTS gave no authenticated time.
+#[derive(Debug, thiserror::Error)]
+pub enum NtsError {
+    /// The trusted certificates could not be read.
+    #[error("{path}: {what}")]
+    Trust {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        what: String,
+    },
+    /// No trusted certificate at all (no `--ca`, and the system has none).
+    #[error("no trusted certificates: give the server's CA with --ca FILE")]
+    NoTrust,
+    /// The host name is no TLS server name.
+    #[error("`{0}` is not a host name or address TLS can verify")]
+    Name(String),
+    /// TCP or TLS failed (the certificate not trusted, among others).
+    #[error("key exchange with {server}: {what}")]
+    Exchange {
+        /// The key exchange server.
+        server: SocketAddr,
+        /// What failed.
+        what: String,
+    },
+    /// The server's answer can't be used.
+    #[error("key exchange with {server}: {source}")]
+    Answer {
+        /// The key exchange server.
+        server: SocketAddr,
+        /// What was wrong with it.
+        source: AnswerError,
+    },
+    /// The NTP server named by the key exchange has no address.
+    #[error("the NTP server `{0}` the key exchange named has no address")]
+    NtpServer(String),
+    /// A reply that failed to authenticate, or a NTSN kiss.
+    #[error("NTS: {0}")]
+    Reply(ReplyError),
+    /// Every cookie is spent.
+    #[error("NTS: no cookie left")]
+    NoCookie,
+}
+
+/// The AEAD's name as the RFC registry writes it.
+pub fn algorithm_name(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::AesSivCmac256 => "AEAD_AES_SIV_CMAC_256",
+        Algorithm::Aes128GcmSiv => "AEAD_AES_128_GCM_SIV",
+    }
+}
+
+/// What a key exchange gave: the keys, the cookies, and where to ask.
+#[derive(Debug)]
+pub struct Session {
+    /// The keys.
+    pub keys: Keys,
+    /// The cookies, one spent per request.
+    pub cookies: Vec<Vec<u8>>,
+    /// The NTP server's addresses.
+    pub ntp: Vec<SocketAddr>,
+}
+
+/// The TLS settings: TLS 1.3, ALPN `ntske/1`, trusting `ca` (PEM) or,
+/// without it, the system's CAs.
+fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, NtsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let trust = |what: String| NtsError::Trust {
+                path: path.to_owned(),
+                what,
+            };
+            let pem = std::fs::read(path).map_err(|e| trust(e.to_string()))?;
+            for certificate in CertificateDer::pem_slice_iter(&pem) {
+                let certificate = certificate.map_err(|e| trust(e.to_string()))?;
+                roots.add(certificate).map_err(|e| trust(e.to_string()))?;
+            }
+        }
+        None => {
+            for certificate in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(certificate);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(NtsError::NoTrust);
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|e| NtsError::Name(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The key exchange with `host` (the name its certificate must carry) at
+/// the first of `addrs` that takes the connection, within `timeout`.
+pub async fn key_exchange(
+    host: &str,
+    addrs: &[SocketAddr],
+    ca: Option<&Path>,
+    timeout: Duration,
+) -> Result<Session, SntpError> {
+    let config = client_config(ca)?;
+    let name =
+        ServerName::try_from(host.to_owned()).map_err(|_| NtsError::Name(host.to_owned()))?;
+    let mut last = None;
+    for &server in addrs {
+        let attempt = tokio::time::timeout(
+            timeout,
+            exchange(Arc::clone(&config), name.clone(), host, server),
+        );
+        match attempt.await {
+            Ok(Ok(session)) => return Ok(session),
+            Ok(Err(error)) => last = Some(error),
+            Err(_) => {
+                last = Some(NtsError::Exchange {
+                    server,
+                    what: format!("no answer within {timeout:?}"),
+                })
+            }
+        }
+    }
+    Err(last.map_or(SntpError::NoAddress, SntpError::from))
+}
+
+async fn exchange(
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+    host: &str,
+    server: SocketAddr,
+) -> Result<Session, NtsError> {
+    let failed = |what: String| NtsError::Exchange { server, what };
+    let tcp = TcpStream::connect(server)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut request = Vec::new();
+    ke::write_request(&Algorithm::PREFERRED, &mut request);
+    tls.write_all(&request)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    tls.flush().await.map_err(|e| failed(e.to_string()))?;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let answer = loop {
+        match ke::read_response(&bytes).map_err(|source| NtsError::Answer { server, source })? {
+            Progress::Complete(answer) => break answer,
+            Progress::Incomplete => {}
+        }
+        let read = tls
+            .read(&mut chunk)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if read == 0 {
+            return Err(failed(
+                "the server closed before its answer ended".to_owned(),
+            ));
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+    };
+    let connection = tls.get_ref().1;
+    let algorithm = answer.algorithm;
+    let len = algorithm.key_len();
+    let export = |direction| -> Result<[u8; MAX_KEY_LEN], NtsError> {
+        let mut key = [0u8; MAX_KEY_LEN];
+        connection
+            .export_keying_material(
+                &mut key[..len],
+                EXPORTER_LABEL,
+                Some(&exporter_context(algorithm, direction)),
+            )
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(key)
+    };
+    let c2s = export(Direction::ClientToServer)?;
+    let s2c = export(Direction::ServerToClient)?;
+    let keys =
+        Keys::new(algorithm, &c2s[..len], &s2c[..len]).ok_or_else(|| failed("keys".to_owned()))?;
+    let _ = tls.shutdown().await;
+    let ntp_host = answer.server.clone().unwrap_or_else(|| host.to_owned());
+    let port = answer.port.unwrap_or(NTP_PORT);
+    let ntp = match (answer.server.as_deref(), server) {
+        // No Server record: the key exchange's own address.
+        (None, server) => vec![SocketAddr::new(server.ip(), port)],
+        (Some(_), _) => {
+            tokio::net::lookup_host((ntp_host.trim_start_matches('[').trim_end_matches(']'), port))
+                .await
+                .map(Iterator::collect)
+                .map_err(|_| NtsError::NtpServer(ntp_host.clone()))?
+        }
+    };
+    if ntp.is_empty() {
+        return Err(NtsError::NtpServer(ntp_host));
+    }
+    Ok(Session {
+        keys,
+        cookies: answer.cookies,
+        ntp,
+    })
+}
+
+/// NTS-authenticated requests: each spends a cookie and asks for as many
+/// back, so the jar never runs dry; only a reply that authenticates with
+/// the session's key is read.
+#[derive(Debug)]
+pub struct Authenticated {
+    session: Session,
+    unique_id: [u8; 32],
+}
+
+impl Authenticated {
+    /// Requests with `session`'s keys and cookies.
+    pub fn new(session: Session) -> Authenticated {
+        Authenticated {
+            session,
+            unique_id: [0; 32],
+        }
+    }
+}
+
+impl Dialect for Authenticated {
+    fn request(&mut self, sent: NtpTimestamp) -> Result<Vec<u8>, SntpError> {
+        let cookie = self.session.cookies.pop().ok_or(NtsError::NoCookie)?;
+        let mut rng = rand::rng();
+        rng.fill_bytes(&mut self.unique_id);
+        let algorithm = self.session.keys.algorithm;
+        let mut nonce = vec![0u8; algorithm.nonce_len()];
+        rng.fill_bytes(&mut nonce);
+        // Keep the jar at 8: ask for one more per cookie missing.
+        let placeholders = 7usize.saturating_sub(self.session.cookies.len()).min(2);
+        let header = hora_proto::sntp::client_request(sent);
+        packet::write_request(
+            &header,
+            &self.session.keys,
+            &cookie,
+            placeholders,
+            &self.unique_id,
+            &nonce,
+        )
+        .ok_or_else(|| SntpError::from(NtsError::Reply(ReplyError::Unauthenticated)))
+    }
+
+    fn accept(&mut self, datagram: &[u8]) -> Result<Option<[u8; PACKET_LEN]>, SntpError> {
+        match packet::read_reply(datagram, &self.session.keys, &self.unique_id) {
+            Ok(reply) => {
+                self.session.cookies.extend(reply.cookies);
+                Ok(Some(reply.header))
+            }
+            // A stale reply, or a forgery: keep waiting for ours.
+            Err(ReplyError::NotOurs | ReplyError::Unauthenticated) => Ok(None),
+            Err(error @ ReplyError::Nak) => Err(NtsError::Reply(error).into()),
+        }
+    }
+
+    fn authenticated(&self) -> Option<Algorithm> {
+        Some(self.session.keys.algorithm)
+    }
+}

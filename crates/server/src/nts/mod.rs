@@ -1,0 +1,60 @@
+//! Network Time Security's I/O (RFC 8915): the key exchange listener
+//! ([`ke`]), its certificate ([`tls`]) and the cookie keys' file
+//! ([`keys`]). What the records, cookies and extension fields mean is
+//! `hora_proto::nts`'s; the authenticated SNTP request path is
+//! [`crate::protocols::sntp`]'s.
+
+/// The key exchange listener.
+pub mod ke;
+/// The cookie keys' file.
+pub mod keys;
+/// The key exchange's certificate.
+pub mod tls;
+
+use std::sync::Arc;
+
+use crate::config::NtsConfig;
+
+/// What the live view holds of NTS: built from `[nts]` by [`NtsLive::new`]
+/// (which reads the certificate and its key: a reload re-reads them, so a
+/// renewed certificate serves new connections without a restart).
+#[derive(Debug, Clone)]
+pub struct NtsLive {
+    /// The key exchange's TLS settings, when it is served. Each connection
+    /// takes its own `Arc`, so one in flight finishes on the certificate
+    /// it started with.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// A digest of the certificate and key files as read: a reload that
+    /// finds it changed says so, and serves the new pair.
+    pub certificate_digest: Option<u64>,
+    /// Whether plain SNTP requests are dropped.
+    pub require: bool,
+    /// The Server record of the key exchange's answers.
+    pub ntp_server: Option<String>,
+    /// The Port record of the key exchange's answers.
+    pub ntp_port: Option<u16>,
+}
+
+impl NtsLive {
+    /// The live NTS settings of `config`; `None` when NTS is off.
+    pub fn new(config: &NtsConfig) -> Result<Option<NtsLive>, tls::TlsError> {
+        if !config.serves() {
+            return Ok(None);
+        }
+        let (tls, certificate_digest) =
+            match (config.bind, &config.certificate_chain, &config.private_key) {
+                (Some(_), Some(chain), Some(key)) => {
+                    let (tls, digest) = tls::server_config(chain, key)?;
+                    (Some(tls), Some(digest))
+                }
+                _ => (None, None),
+            };
+        Ok(Some(NtsLive {
+            tls,
+            certificate_digest,
+            require: config.require,
+            ntp_server: config.ntp_server.clone(),
+            ntp_port: config.ntp_port,
+        }))
+    }
+}

@@ -1,0 +1,122 @@
+//! NTS-authenticated SNTP (RFC 8915, section 5) on the SNTP socket: an
+//! NTS request's cookie opened with the keys held, its authenticator
+//! checked, and the reply sealed with fresh cookies; a cookie that does
+//! not open, or a request that does not authenticate, gets a NTSN
+//! kiss-o'-death and never the time. What each field means is
+//! `hora_proto::nts::packet`'s; [`crate::protocols::sntp`] sends NTS
+//! requests here.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hora_proto::nts::cookie::{self, NONCE_LEN};
+use hora_proto::nts::packet::{self, Request, MAX_PACKET};
+use hora_proto::nts::ring::KeyRing;
+use hora_proto::outcome::{DropReason, Outcome};
+use hora_proto::sntp::{self, NtpTimestamp, ServerClock, PACKET_LEN};
+use rand::RngCore as _;
+use tokio::sync::watch;
+use tracing::debug;
+
+use crate::engine::Context;
+use crate::log_budget::LogKind;
+use crate::stats::Event;
+use crate::sys::batch::Outbox;
+use crate::sys::Received;
+
+/// The cookie keys as the SNTP loop holds them: its own `Arc`, swapped
+/// when the key file's task publishes new ones.
+#[derive(Debug)]
+pub struct HeldKeys {
+    published: watch::Receiver<Arc<KeyRing>>,
+    held: Arc<KeyRing>,
+}
+
+impl HeldKeys {
+    /// Holds what `published` publishes.
+    pub fn new(mut published: watch::Receiver<Arc<KeyRing>>) -> HeldKeys {
+        let held = Arc::clone(&published.borrow_and_update());
+        HeldKeys { published, held }
+    }
+
+    /// The keys now (an atomic load unless they changed).
+    fn current(&mut self) -> Arc<KeyRing> {
+        if self.published.has_changed().unwrap_or(false) {
+            self.held = Arc::clone(&self.published.borrow_and_update());
+        }
+        Arc::clone(&self.held)
+    }
+}
+
+/// Answers the NTS `request` from `received.peer`, received at
+/// `received_at`: authenticated time, or a NTSN kiss.
+pub fn answer(
+    keys: &mut HeldKeys,
+    ctx: &Context<'_>,
+    request: &Request<'_>,
+    clock: &ServerClock,
+    received_at: SystemTime,
+    received: &Received,
+    out: &mut Outbox,
+) -> Outcome {
+    let peer = received.peer;
+    let ring = keys.current();
+    let mut reply = [0u8; MAX_PACKET];
+    let authenticated = match packet::authenticate(request, ring.opening()) {
+        Ok(authenticated) => authenticated,
+        Err(reject) => {
+            if let Some(suppressed) = ctx.log.allow(LogKind::Ignored) {
+                debug!(protocol = "nts", %peer, suppressed, "NTSN: {reject}");
+            }
+            let len = packet::write_nak(request, &mut reply);
+            out.push(&reply[..len], peer, false);
+            ctx.stats.event(Event::NtsNak);
+            return Outcome::Answered;
+        }
+    };
+    let now = ctx
+        .now
+        .wall
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let Some(key) = ring.sealing(now) else {
+        return Outcome::Dropped(DropReason::Unauthenticated);
+    };
+    // The transmit timestamp is authenticated, so it is written before
+    // sealing, not by the outbox as the batch leaves.
+    let mut header = [0u8; PACKET_LEN];
+    let received_stamp = NtpTimestamp::from_system_time(received_at);
+    let transmit = NtpTimestamp::from_system_time(SystemTime::now());
+    sntp::write_reply(
+        &request.header,
+        clock,
+        received_stamp,
+        transmit,
+        &mut header,
+    );
+    let mut rng = rand::rng();
+    let mut nonce = [0u8; 16];
+    let nonce = &mut nonce[..authenticated.keys.algorithm.nonce_len()];
+    rng.fill_bytes(nonce);
+    let sealed = packet::write_reply(
+        request,
+        &authenticated,
+        &header,
+        nonce,
+        |keys, room| {
+            let mut cookie_nonce = [0u8; NONCE_LEN];
+            rng.fill_bytes(&mut cookie_nonce);
+            cookie::seal(key, keys, &cookie_nonce, room)
+        },
+        &mut reply,
+    );
+    match sealed {
+        Some((len, cookies)) => {
+            out.push(&reply[..len], peer, false);
+            ctx.stats.event(Event::NtsAnswered);
+            ctx.stats.add(Event::NtsCookie, cookies as u64);
+            Outcome::Answered
+        }
+        None => Outcome::Dropped(DropReason::Unauthenticated),
+    }
+}
