@@ -29,6 +29,8 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct Horad {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Its log lines after start-up, as they come.
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Horad {
@@ -80,8 +82,36 @@ impl Horad {
                 .expect("horad reports the protocol's address");
             found.push(at);
         }
-        std::thread::spawn(move || lines.for_each(drop));
-        (Horad { child, addr }, found)
+        // Drained always (horad must never block on a full pipe), kept
+        // for `wait_for_line`.
+        let (sender, kept) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        (
+            Horad {
+                child,
+                addr,
+                lines: kept,
+            },
+            found,
+        )
+    }
+
+    /// Waits (at most ten seconds) for a log line containing `needle`;
+    /// the line.
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {needle:?}"),
+            }
+        }
     }
 }
 

@@ -73,7 +73,7 @@ fn serve(config: Config, named: &str, args: Args, source: Option<PathBuf>) -> an
             info!(%addr, "metrics listening on http://{addr}/metrics and /status");
         }
         if let Some(addr) = server.nts_ke_addr() {
-            info!(%addr, protocol = "nts-ke", "nts-ke listening on {}", hora_server::nts::ke::describe(addr));
+            info!(%addr, protocol = "nts-ke", "nts-ke listening on {addr} (TCP, TLS 1.3, ALPN ntske/1)");
         }
         // Every socket is bound: tell systemd (Type=notify) we are up.
         sys::notify::ready();

@@ -25,7 +25,7 @@ use hora_server::Config;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
-use common::{ask, Daemon};
+use common::{ask, until, Daemon};
 
 /// A daemon serving the seed's protocol, Time and Daytime on loopback.
 async fn start(adjust: impl FnOnce(&mut Config)) -> Daemon {
@@ -63,17 +63,6 @@ fn forge(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Option<()> {
         .send_to(&packet, &SocketAddr::new(to.ip(), 0).into())
         .expect("send the forged datagram");
     Some(())
-}
-
-/// Polls `condition` until it holds, for at most five seconds.
-async fn until(mut condition: impl FnMut() -> bool) {
-    for _ in 0..5_000 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("the condition never held");
 }
 
 /// Drains every socket of both daemons: a request to each, answered, means

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test file uses a different part.
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -42,6 +44,7 @@ pub struct Daemon {
     pub reloads: mpsc::Sender<Result<Config, ConfigError>>,
     standard: Vec<(&'static str, SocketAddr)>,
     metrics: Option<SocketAddr>,
+    nts_ke: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Snapshot>,
 }
@@ -58,6 +61,7 @@ impl Daemon {
         let addr = server.local_addr().expect("a bound address");
         let standard = server.standard_addrs().expect("bound addresses");
         let metrics = server.metrics_addr();
+        let nts_ke = server.nts_ke_addr();
         let (stats, sessions, live) = (server.stats(), server.sessions(), server.live());
         let (stop, stopped) = oneshot::channel::<()>();
         let (reloads, reloaded) = mpsc::channel(4);
@@ -73,6 +77,7 @@ impl Daemon {
             reloads,
             standard,
             metrics,
+            nts_ke,
             stop: Some(stop),
             task,
         }
@@ -104,6 +109,11 @@ impl Daemon {
     /// The metrics listener's address.
     pub fn metrics(&self) -> SocketAddr {
         self.metrics.expect("metrics are served")
+    }
+
+    /// The NTS key exchange's address.
+    pub fn nts_ke(&self) -> SocketAddr {
+        self.nts_ke.expect("NTS-KE is served")
     }
 
     /// Hands the daemon `config` as a reload and waits until the new live
@@ -152,4 +162,17 @@ pub async fn receive(socket: &UdpSocket) -> Vec<u8> {
 pub async fn ask(socket: &UdpSocket, server: SocketAddr, datagram: &[u8]) -> Vec<u8> {
     socket.send_to(datagram, server).await.expect("sent");
     receive(socket).await
+}
+
+/// Polls `condition` until it holds, for at most five seconds: for what
+/// another thread (the key exchange's, the HTTP listener's) counts after
+/// its client has seen the end.
+pub async fn until(mut condition: impl FnMut() -> bool) {
+    for _ in 0..5_000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!("the condition never held");
 }

@@ -1,0 +1,440 @@
+//! NTS (RFC 8915) against the in-process daemon: the key exchange over
+//! real TLS on loopback, authenticated SNTP with hora's client half, and
+//! every bad input a client can send, each ending in its counted outcome
+//! with the UDP service unaffected.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hora_client::nts::{key_exchange, Authenticated, Session};
+use hora_client::sntp::query_with;
+use hora_proto::nts::ke::ALPN;
+use hora_proto::nts::packet::{self, ReplyError};
+use hora_proto::outcome::{DropReason, Service};
+use hora_proto::sntp::{self, NtpTimestamp};
+use hora_proto::wire::LOGIN_MENU;
+use hora_server::stats::Event;
+use hora_server::Config;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpStream, UdpSocket};
+
+use common::pki::{self, Pki};
+use common::{ask, until, Daemon};
+
+/// NTS on: the key exchange and SNTP on loopback, serving this clock
+/// (`local_stratum`), cookie keys in `dir`.
+fn nts_config(dir: &Path, pki: &Pki) -> Config {
+    let mut config = common::loopback_config();
+    config.sntp.bind = Some(common::loopback());
+    config.sntp.local_stratum = Some(10);
+    config.nts.bind = Some(common::loopback());
+    config.nts.certificate_chain = Some(pki.chain.clone());
+    config.nts.private_key = Some(pki.key.clone());
+    config.nts.keys = Some(dir.join("nts-keys"));
+    // The tests send many requests from one address.
+    config.ratelimit.enabled = false;
+    config
+}
+
+async fn start(dir: &Path) -> (Daemon, Pki) {
+    let pki = pki::make(dir, "a");
+    let daemon = Daemon::start(nts_config(dir, &pki)).await;
+    (daemon, pki)
+}
+
+/// The key exchange with hora's client half, trusting `ca`.
+async fn exchange(daemon: &Daemon, ca: &Path) -> Result<Session, hora_client::sntp::SntpError> {
+    key_exchange(
+        "127.0.0.1",
+        &[daemon.nts_ke()],
+        Some(ca),
+        Duration::from_secs(5),
+    )
+    .await
+}
+
+/// An NTS request with `session`'s first cookie; its unique identifier.
+fn request(session: &mut Session) -> (Vec<u8>, [u8; 32], NtpTimestamp) {
+    let sent = NtpTimestamp::from_system_time(SystemTime::now());
+    let unique_id = [0x5A; 32];
+    let nonce = vec![7u8; session.keys.algorithm.nonce_len()];
+    let cookie = session.cookies.pop().unwrap();
+    let bytes = packet::write_request(
+        &sntp::client_request(sent),
+        &session.keys,
+        &cookie,
+        0,
+        &unique_id,
+        &nonce,
+    )
+    .unwrap();
+    (bytes, unique_id, sent)
+}
+
+#[tokio::test]
+async fn a_key_exchange_gives_eight_cookies_and_they_authenticate_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, pki) = start(dir.path()).await;
+    let session = exchange(&daemon, &pki.ca).await.unwrap();
+    assert_eq!(session.cookies.len(), 8);
+    assert_eq!(
+        session.ntp,
+        vec![daemon.sntp()],
+        "the answer names the SNTP port"
+    );
+    let ntp = session.ntp.clone();
+    let mut dialect = Authenticated::new(session);
+    let measured = query_with(&mut dialect, &ntp, None, Duration::from_secs(5), 3)
+        .await
+        .unwrap();
+    assert!(measured.authenticated.is_some());
+    assert!(measured.best.offset.abs() < 0.01, "{measured:?}");
+    let now = daemon.now();
+    assert_eq!(now.event(Event::NtsKeOk), 1);
+    assert_eq!(now.event(Event::NtsAnswered), 3);
+    assert!(now.event(Event::NtsCookie) >= 8 + 3);
+    // Plain SNTP keeps working beside it.
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let plain = ask(
+        &client,
+        daemon.sntp(),
+        &sntp::client_request(NtpTimestamp::default()),
+    )
+    .await;
+    assert_eq!(plain.len(), 48);
+}
+
+#[tokio::test]
+async fn a_client_trusting_another_ca_gets_no_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, _) = start(dir.path()).await;
+    let other = pki::make(dir.path(), "other");
+    let refused = exchange(&daemon, &other.ca).await;
+    assert!(refused.is_err());
+    until(|| daemon.now().event(Event::NtsKeTls) == 1).await;
+    assert_eq!(daemon.now().event(Event::NtsKeOk), 0);
+}
+
+#[tokio::test]
+async fn forged_or_unknown_cookie_requests_get_a_nak_or_nothing_never_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, pki) = start(dir.path()).await;
+    let mut session = exchange(&daemon, &pki.ca).await.unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // A flipped bit in the authenticator's tag: a NAK, no time.
+    let (mut forged, unique_id, _) = request(&mut session);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let nak = ask(&client, daemon.sntp(), &forged).await;
+    assert_eq!(
+        packet::read_reply(&nak, &session.keys, &unique_id),
+        Err(ReplyError::Nak)
+    );
+    assert_eq!(&nak[16..24], &[0; 8], "no reference time");
+    assert_eq!(&nak[32..48], &[0; 16], "no receive or transmit time");
+    // A cookie no key of the server's opens: a NAK.
+    let (mut unknown, unique_id, _) = request(&mut session);
+    let cookie_at = 48 + 36 + 4;
+    unknown[cookie_at] ^= 0xFF; // The key id.
+    let nak = ask(&client, daemon.sntp(), &unknown).await;
+    assert_eq!(
+        packet::read_reply(&nak, &session.keys, &unique_id),
+        Err(ReplyError::Nak)
+    );
+    // Cut inside the authenticator: nothing at all. The next request is
+    // answered first, so nothing came for the cut one (same socket, in order).
+    let (whole, _, _) = request(&mut session);
+    client
+        .send_to(&whole[..whole.len() - 6], daemon.sntp())
+        .await
+        .unwrap();
+    let (next, next_id, _) = request(&mut session);
+    let reply = ask(&client, daemon.sntp(), &next).await;
+    assert!(
+        packet::read_reply(&reply, &session.keys, &next_id).is_ok(),
+        "the next is answered"
+    );
+    let now = daemon.now();
+    assert_eq!(now.event(Event::NtsNak), 2);
+    assert_eq!(now.event(Event::NtsMalformed), 1);
+    assert_eq!(now.event(Event::NtsAnswered), 1);
+    assert_eq!(now.dropped(Service::Sntp, DropReason::Unauthenticated), 1);
+}
+
+#[tokio::test]
+async fn with_require_a_plain_request_is_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::make(dir.path(), "a");
+    let mut config = nts_config(dir.path(), &pki);
+    config.nts.require = true;
+    let daemon = Daemon::start(config).await;
+    let mut session = exchange(&daemon, &pki.ca).await.unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client
+        .send_to(
+            &sntp::client_request(NtpTimestamp::default()),
+            daemon.sntp(),
+        )
+        .await
+        .unwrap();
+    let (bytes, unique_id, _) = request(&mut session);
+    let reply = ask(&client, daemon.sntp(), &bytes).await;
+    assert!(
+        packet::read_reply(&reply, &session.keys, &unique_id).is_ok(),
+        "the first answer is the NTS one's"
+    );
+    assert_eq!(
+        daemon
+            .now()
+            .dropped(Service::Sntp, DropReason::Unauthenticated),
+        1
+    );
+}
+
+#[tokio::test]
+async fn cookies_from_before_a_restart_authenticate_after_it_and_on_a_host_sharing_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, pki) = start(dir.path()).await;
+    let mut session = exchange(&daemon, &pki.ca).await.unwrap();
+    let config = nts_config(dir.path(), &pki);
+    daemon.stop().await;
+    // The same host restarted, and an NTP-only host of the fleet (no key
+    // exchange, the same key file): no new key exchange with either.
+    let mut fleet_host = config.clone();
+    fleet_host.nts.bind = None;
+    for config in [config, fleet_host] {
+        let daemon = Daemon::start(config).await;
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (bytes, unique_id, sent) = request(&mut session);
+        let reply = ask(&client, daemon.sntp(), &bytes).await;
+        let reply = packet::read_reply(&reply, &session.keys, &unique_id).unwrap();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let sample = sntp::read_reply(&reply.header, sent, now).unwrap();
+        assert!(sample.offset.abs() < 0.01);
+        assert_eq!(reply.cookies.len(), 1);
+        assert_eq!(daemon.now().event(Event::NtsKeOk), 0);
+        daemon.stop().await;
+    }
+}
+
+/// A TLS client trusting `ca`, offering `alpn`, with TLS 1.2 only if asked.
+fn tls_client(ca: &Path, alpn: &[&[u8]], tls12_only: bool) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Sends `request` over TLS (ALPN `ntske/1`) and reads the answer to its end.
+async fn raw_exchange(addr: SocketAddr, ca: &Path, request: &[u8]) -> Vec<u8> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tls_client(ca, &[ALPN], false)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(request).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    answer
+}
+
+fn record(kind: u16, body: &[u8]) -> Vec<u8> {
+    let mut out = kind.to_be_bytes().to_vec();
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// `start`, then a record claiming 20,000 bytes: the message reaches the
+/// 16 KiB limit (exactly, so the server reads every byte sent) unfinished.
+fn oversized(start: &[u8]) -> Vec<u8> {
+    let mut bytes = start.to_vec();
+    bytes.extend_from_slice(&[0x03, 0xE8, 0x4E, 0x20]);
+    bytes.resize(hora_proto::nts::ke::MAX_MESSAGE, 0);
+    bytes
+}
+
+const NEXT_PROTOCOL: u16 = 0x8001;
+const AEAD: u16 = 0x8004;
+const END: u16 = 0x8000;
+
+#[tokio::test]
+async fn every_bad_key_exchange_ends_in_its_counted_outcome_and_udp_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, pki) = start(dir.path()).await;
+    let ke = daemon.nts_ke();
+    let seed = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        ask(&seed, daemon.addr, b"login").await,
+        LOGIN_MENU.as_bytes()
+    );
+
+    // Garbage where a TLS ClientHello belongs.
+    let mut tcp = TcpStream::connect(ke).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let _ = tcp.read_to_end(&mut Vec::new()).await;
+    until(|| daemon.now().event(Event::NtsKeTls) == 1).await;
+
+    // TLS 1.2 only, another ALPN, and no ALPN at all.
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    for (alpn, tls12, event, count) in [
+        (&[ALPN][..], true, Event::NtsKeTls, 2),
+        (&[&b"http/1.1"[..]][..], false, Event::NtsKeTls, 3),
+        (&[][..], false, Event::NtsKeAlpn, 1),
+    ] {
+        let tcp = TcpStream::connect(ke).await.unwrap();
+        if let Ok(mut tls) = tls_client(&pki.ca, alpn, tls12)
+            .connect(name.clone(), tcp)
+            .await
+        {
+            let _ = tls.read_to_end(&mut Vec::new()).await;
+        }
+        until(|| daemon.now().event(event) == count).await;
+    }
+
+    // Records: each malformed request gets its Error record and is counted.
+    let np = record(NEXT_PROTOCOL, &[0, 0]);
+    let aead = record(AEAD, &[0, 15]);
+    let end = record(END, &[]);
+    let error = |code: u8| [record(0x8002, &[0, code]), record(END, &[])].concat();
+    let rows: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+        (
+            "duplicate next protocol",
+            [np.clone(), np.clone(), aead.clone(), end.clone()].concat(),
+            error(1),
+        ),
+        (
+            "unknown critical record",
+            [np.clone(), aead.clone(), record(0x8077, &[]), end.clone()].concat(),
+            error(0),
+        ),
+        (
+            "oversized",
+            oversized(&[np.clone(), aead.clone()].concat()),
+            error(1),
+        ),
+    ];
+    for (n, (name, request, expected)) in rows.into_iter().enumerate() {
+        let answer = raw_exchange(ke, &pki.ca, &request).await;
+        assert_eq!(answer, expected, "{name}");
+        until(|| daemon.now().event(Event::NtsKeBadRequest) == n as u64 + 1).await;
+    }
+    // Truncated: the client stops before End of Message.
+    let tcp = TcpStream::connect(ke).await.unwrap();
+    let mut tls = tls_client(&pki.ca, &[ALPN], false)
+        .connect(name.clone(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(&np).await.unwrap();
+    tls.shutdown().await.unwrap();
+    let _ = tls.read_to_end(&mut Vec::new()).await;
+    until(|| daemon.now().event(Event::NtsKeBadRequest) == 4).await;
+    // No protocol horad speaks: an empty Next Protocol record.
+    let answer = raw_exchange(
+        ke,
+        &pki.ca,
+        &[record(NEXT_PROTOCOL, &[0, 9]), aead.clone(), end.clone()].concat(),
+    )
+    .await;
+    assert_eq!(answer, [record(NEXT_PROTOCOL, &[]), end.clone()].concat());
+    until(|| daemon.now().event(Event::NtsKeNoAgreement) == 1).await;
+
+    // The UDP service never noticed.
+    assert_eq!(
+        ask(&seed, daemon.addr, b"2").await,
+        hora_proto::wire::SESSION_CLOSED.as_bytes()
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        ask(
+            &client,
+            daemon.sntp(),
+            &sntp::client_request(NtpTimestamp::default())
+        )
+        .await
+        .len(),
+        48
+    );
+    assert_eq!(daemon.now().event(Event::NtsKeOk), 0);
+}
+
+#[tokio::test]
+async fn a_thousand_idle_connections_are_bounded_and_cut_while_another_address_gets_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, pki) = start(dir.path()).await;
+    let ke = daemon.nts_ke();
+    let mut idle = Vec::new();
+    for _ in 0..1_000 {
+        idle.push(TcpStream::connect(ke).await.unwrap());
+    }
+    let per_source = hora_server::nts::ke::MAX_CONNECTIONS_PER_SOURCE as u64;
+    until(|| daemon.now().event(Event::NtsKeBusy) == 1_000 - per_source).await;
+    // Another address exchanges keys meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(ke).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tls_client(&pki.ca, &[ALPN], false)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        &[
+            record(NEXT_PROTOCOL, &[0, 0]),
+            record(AEAD, &[0, 15]),
+            record(END, &[]),
+        ]
+        .concat(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    assert!(
+        answer.len() > 8 * 104,
+        "cookies came: {} bytes",
+        answer.len()
+    );
+    until(|| daemon.now().event(Event::NtsKeOk) == 1).await;
+    // The idle ones are cut at the deadline, each counted once.
+    until(|| daemon.now().event(Event::NtsKeTimeout) == per_source).await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        ask(
+            &client,
+            daemon.sntp(),
+            &sntp::client_request(NtpTimestamp::default())
+        )
+        .await
+        .len(),
+        48
+    );
+    drop(idle);
+}
