@@ -4,7 +4,8 @@
 Starts horad (the binary given as the first argument) with SNTP, RFC 868 Time
 and RFC 867 Daytime on ephemeral loopback ports, then asks it the time with
 Python's ntplib, Debian's rdate (SNTP and RFC 868 over UDP), chronyd -Q (which
-only measures and sets nothing) and socat. Every answer must agree with this
+only measures and sets nothing; over plain NTP and over NTS) and socat; and
+`hora sntp --nts` against chronyd's own NTS server. Every answer must agree with this
 host's clock. That horad runs with --sntp-local-stratum 10 (chrony's `local
 stratum 10`), since a CI machine's kernel may say its clock is unsynchronized;
 a second horad without it must tell the truth about the clock as the kernel
@@ -257,6 +258,131 @@ def agree_with_ntpdate(name, start, stop):
     return run
 
 
+def make_pki(scratch, name):
+    """A CA and a server certificate for IP 127.0.0.1 (SAN), made with openssl."""
+    ca_key, ca = f"{scratch}/{name}-ca.key", f"{scratch}/{name}-ca.pem"
+    key, csr, cert = f"{scratch}/{name}.key", f"{scratch}/{name}.csr", f"{scratch}/{name}.pem"
+    ext = f"{scratch}/{name}.ext"
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    quiet = dict(check=True, capture_output=True, timeout=60)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", f"/CN=hora test CA {name}"], **quiet)
+    subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"], **quiet)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+                    "-out", cert, "-days", "2", "-extfile", ext], **quiet)
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+def start_horad_nts(scratch, pki):
+    horad = subprocess.Popen(
+        [HORAD, "--config", "/dev/null", "--bind", f"{LOOPBACK}:0", "--sntp-bind", f"{LOOPBACK}:0",
+         "--sntp-local-stratum", "10", "--nts-bind", f"{LOOPBACK}:0",
+         "--nts-certificate-chain", pki["cert"], "--nts-private-key", pki["key"],
+         "--nts-keys", f"{scratch}/nts-keys", "--log-format", "text", "--stats-interval", "0s"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
+    ports = {}
+    deadline = time.monotonic() + 10
+    while len(ports) < 2 and time.monotonic() < deadline:
+        line = horad.stderr.readline()
+        if not line:
+            break
+        found = re.search(r"(sntp|nts-ke) listening on 127\.0\.0\.1:(\d+)", line)
+        if found:
+            ports[found.group(1)] = int(found.group(2))
+    if len(ports) < 2:
+        horad.kill()
+        raise AssertionError(f"horad did not start SNTP and NTS-KE: {ports}")
+    return horad, ports
+
+
+def run_chronyd_q_nts(sntp_port, ke_port, trusted_ca):
+    """chronyd -Q as an NTS client (-u root: its files are in a temp dir)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        conf = os.path.join(scratch, "client.conf")
+        with open(conf, "w") as f:
+            f.write(f"server {LOOPBACK} port {sntp_port} nts ntsport {ke_port} iburst maxsamples 1\n"
+                    f"ntstrustedcerts {trusted_ca}\nntsdumpdir {scratch}\n"
+                    f"cmdport 0\npidfile {scratch}/chronyd.pid\n")
+        done = subprocess.run(["chronyd", "-Q", "-u", "root", "-f", conf, "-t", "10"],
+                              capture_output=True, text=True, timeout=30)
+    return done.stdout + done.stderr
+
+
+def chronyd_nts_check():
+    """chronyd -Q takes an NTS-authenticated sample from horad when it trusts
+    horad's CA, and none when it trusts another."""
+    def run():
+        with tempfile.TemporaryDirectory() as scratch:
+            pki = make_pki(scratch, "horad")
+            other = make_pki(scratch, "other")
+            horad, ports = start_horad_nts(scratch, pki)
+            try:
+                trusted = run_chronyd_q_nts(ports["sntp"], ports["nts-ke"], pki["ca"])
+                untrusted = run_chronyd_q_nts(ports["sntp"], ports["nts-ke"], other["ca"])
+            finally:
+                horad.terminate()
+                horad.wait(timeout=5)
+        found = re.search(r"System clock wrong by (-?[0-9.]+) seconds \(ignored\)", trusted)
+        if not found:
+            raise AssertionError(f"no NTS sample in chronyd's output: {trusted!r}")
+        if "System clock wrong by" in untrusted:
+            raise AssertionError(f"chronyd took a sample trusting another CA: {untrusted!r}")
+        return within(float(found.group(1)), 0.05, "chronyd -Q over NTS") + "; none trusting another CA"
+    return run
+
+
+def free_port():
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def hora_nts_vs_chronyd_check():
+    """hora sntp --nts against chronyd's own NTS server agrees with hora sntp
+    (plain) against the same chronyd, and says it was authenticated."""
+    def run():
+        import json
+        with tempfile.TemporaryDirectory() as scratch:
+            pki = make_pki(scratch, "chronyd")
+            ntp_port, ke_port = free_port(), free_port()
+            conf = os.path.join(scratch, "chrony.conf")
+            with open(conf, "w") as f:
+                f.write(f"port {ntp_port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 10\n"
+                        f"ntsserverkey {pki['key']}\nntsservercert {pki['cert']}\nntsport {ke_port}\n"
+                        f"ntsdumpdir {scratch}\ncmdport 0\npidfile {scratch}/chronyd.pid\n"
+                        f"driftfile {scratch}/drift\n")
+            chronyd = subprocess.Popen(["chronyd", "-d", "-x", "-u", "root", "-f", conf],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                out = None
+                for _ in range(50):  # until chronyd listens (bounded: 5 s)
+                    out = subprocess.run([HORA, "sntp", "--nts", "--ca", pki["ca"], "--server",
+                                          f"{LOOPBACK}:{ke_port}", "--json", "--count", "4", "--timeout", "2s"],
+                                         capture_output=True, text=True, timeout=60)
+                    if out.returncode == 0 or "refused" not in out.stderr:
+                        break
+                    time.sleep(0.1)
+                plain = subprocess.run([HORA, "sntp", "--server", f"{LOOPBACK}:{ntp_port}", "--json", "--count", "4"],
+                                       capture_output=True, text=True, timeout=60)
+            finally:
+                chronyd.terminate()
+                chronyd.wait(timeout=10)
+        if out is None or out.returncode != 0:
+            raise AssertionError(f"hora sntp --nts failed: {out.stderr if out else ''!r}")
+        nts = json.loads(out.stdout)
+        plain = json.loads(plain.stdout)
+        assert nts["nts"] in ("AEAD_AES_SIV_CMAC_256", "AEAD_AES_128_GCM_SIV"), nts
+        assert nts["stratum"] == plain["stratum"] == 10, (nts, plain)
+        assert abs(nts["offset_s"] - plain["offset_s"]) < 0.001, (nts, plain)
+        return (f"chronyd's NTS server: {nts['nts']}, offset NTS {nts['offset_s']:+.6f}, "
+                f"plain {plain['offset_s']:+.6f}")
+    return run
+
+
 def start_chronyd_123():
     scratch = tempfile.mkdtemp()
     conf = os.path.join(scratch, "chrony.conf")
@@ -297,6 +423,8 @@ def main():
     finally:
         horad.terminate()
         horad.wait(timeout=5)
+    check("chronyd -Q over NTS (horad's key exchange and SNTP)", chronyd_nts_check())
+    check("hora sntp --nts vs chronyd's NTS server", hora_nts_vs_chronyd_check())
     check("hora sntp vs ntpdate -q (chronyd, local stratum 10)",
           agree_with_ntpdate("chronyd", start_chronyd_123, stop))
     check("hora sntp vs ntpdate -q (horad, local_stratum 10)",
