@@ -132,6 +132,18 @@ pub async fn key_exchange(
     ca: Option<&Path>,
     timeout: Duration,
 ) -> Result<Session, SntpError> {
+    key_exchange_offering(host, addrs, ca, timeout, &Algorithm::PREFERRED).await
+}
+
+/// [`key_exchange`], offering only `algorithms` (in that order): for
+/// benchmarks and tests of one AEAD.
+pub async fn key_exchange_offering(
+    host: &str,
+    addrs: &[SocketAddr],
+    ca: Option<&Path>,
+    timeout: Duration,
+    algorithms: &[Algorithm],
+) -> Result<Session, SntpError> {
     let config = client_config(ca)?;
     let name =
         ServerName::try_from(host.to_owned()).map_err(|_| NtsError::Name(host.to_owned()))?;
@@ -139,7 +151,7 @@ pub async fn key_exchange(
     for &server in addrs {
         let attempt = tokio::time::timeout(
             timeout,
-            exchange(Arc::clone(&config), name.clone(), host, server),
+            exchange(Arc::clone(&config), name.clone(), host, server, algorithms),
         );
         match attempt.await {
             Ok(Ok(session)) => return Ok(session),
@@ -160,6 +172,7 @@ async fn exchange(
     name: ServerName<'static>,
     host: &str,
     server: SocketAddr,
+    algorithms: &[Algorithm],
 ) -> Result<Session, NtsError> {
     let failed = |what: String| NtsError::Exchange { server, what };
     let tcp = TcpStream::connect(server)
@@ -171,7 +184,7 @@ async fn exchange(
         .await
         .map_err(|e| failed(e.to_string()))?;
     let mut request = Vec::new();
-    ke::write_request(&Algorithm::PREFERRED, &mut request);
+    ke::write_request(algorithms, &mut request);
     tls.write_all(&request)
         .await
         .map_err(|e| failed(e.to_string()))?;

@@ -8,7 +8,7 @@
 //! AEAD_AES_SIV_CMAC_256 with the key id as associated data: 104 bytes for
 //! AES-SIV keys, 72 for AES-GCM-SIV's, a multiple of 4 either way.
 
-use super::aead::{Algorithm, TAG_LEN};
+use super::aead::{Algorithm, Cipher, TAG_LEN};
 use super::{Keys, MAX_KEY_LEN};
 
 /// The length of a cookie key.
@@ -57,10 +57,33 @@ pub fn cookie_len(algorithm: Algorithm) -> usize {
     HEADER_LEN + TAG_LEN + 4 + 2 * algorithm.key_len()
 }
 
+/// A cookie key ready to use: its AEAD keyed once, not per cookie.
+#[derive(Debug)]
+pub struct CookieCipher {
+    /// The key's id.
+    pub id: u32,
+    cipher: Cipher,
+}
+
+impl CookieCipher {
+    /// `key`, keyed; `None` never happens for a [`KEY_LEN`] key.
+    pub fn new(key: &CookieKey) -> Option<CookieCipher> {
+        Some(CookieCipher {
+            id: key.id,
+            cipher: Cipher::new(Algorithm::AesSivCmac256, &key.key).ok()?,
+        })
+    }
+}
+
 /// Seals `keys` into a cookie with `key` and a fresh `nonce`, written at
 /// the start of `out`; its length, or `None` if `out` is too short.
-pub fn seal(
-    key: &CookieKey,
+pub fn seal(key: &CookieKey, keys: &Keys, nonce: &[u8; NONCE_LEN], out: &mut [u8]) -> Option<usize> {
+    seal_with(&mut CookieCipher::new(key)?, keys, nonce, out)
+}
+
+/// [`seal`] with a key set up already.
+pub fn seal_with(
+    key: &mut CookieCipher,
     keys: &Keys,
     nonce: &[u8; NONCE_LEN],
     out: &mut [u8],
@@ -78,28 +101,32 @@ pub fn seal(
     let key_len = algorithm.key_len();
     plaintext[4..4 + key_len].copy_from_slice(keys.c2s());
     plaintext[4 + key_len..].copy_from_slice(keys.s2c());
-    Algorithm::AesSivCmac256
-        .seal(&key.key, nonce, &id, sealed)
-        .ok()?;
+    key.cipher.seal(nonce, &id, sealed).ok()?;
     Some(len)
 }
 
 /// Opens `cookie` with whichever of `keys` sealed it.
 pub fn open(keys: &[CookieKey], cookie: &[u8]) -> Result<Keys, CookieError> {
+    let mut ciphers: Vec<CookieCipher> = keys.iter().filter_map(CookieCipher::new).collect();
+    open_with(&mut ciphers, cookie)
+}
+
+/// [`open`] with keys set up already.
+pub fn open_with(keys: &mut [CookieCipher], cookie: &[u8]) -> Result<Keys, CookieError> {
     if cookie.len() < HEADER_LEN + TAG_LEN + 4 || cookie.len() > MAX_COOKIE_LEN {
         return Err(CookieError::Length(cookie.len()));
     }
     let id_bytes: [u8; 4] = cookie[..4].try_into().map_err(|_| CookieError::Forged)?;
     let id = u32::from_be_bytes(id_bytes);
     let key = keys
-        .iter()
+        .iter_mut()
         .find(|key| key.id == id)
         .ok_or(CookieError::UnknownKey(id))?;
     let mut buffer = [0u8; MAX_COOKIE_LEN];
     let sealed = &mut buffer[..cookie.len() - HEADER_LEN];
     sealed.copy_from_slice(&cookie[HEADER_LEN..]);
-    Algorithm::AesSivCmac256
-        .open(&key.key, &cookie[4..HEADER_LEN], &id_bytes, sealed)
+    key.cipher
+        .open(&cookie[4..HEADER_LEN], &id_bytes, sealed)
         .map_err(|_| CookieError::Forged)?;
     let plaintext = &sealed[TAG_LEN..];
     let algorithm = Algorithm::from_id(u16::from_be_bytes([plaintext[0], plaintext[1]]))

@@ -11,7 +11,7 @@
 //! [`write_request`] and [`read_reply`].
 
 use super::aead::{Algorithm, TAG_LEN};
-use super::cookie::{self, CookieError, CookieKey, MAX_COOKIE_LEN};
+use super::cookie::{self, CookieCipher, CookieError, CookieKey, MAX_COOKIE_LEN};
 use super::Keys;
 use crate::sntp::{self, ClientRequest, PACKET_LEN};
 
@@ -222,7 +222,17 @@ pub struct Authenticated {
 /// Opens `request`'s cookie with one of `keys` and checks its
 /// authenticator with the client's key.
 pub fn authenticate(request: &Request<'_>, keys: &[CookieKey]) -> Result<Authenticated, Reject> {
-    let client = cookie::open(keys, request.cookie)?;
+    let mut ciphers: Vec<CookieCipher> = keys.iter().filter_map(CookieCipher::new).collect();
+    authenticate_with(request, &mut ciphers)
+}
+
+/// [`authenticate`] with the cookie keys set up already (a server's
+/// request path).
+pub fn authenticate_with(
+    request: &Request<'_>,
+    keys: &mut [CookieCipher],
+) -> Result<Authenticated, Reject> {
+    let client = cookie::open_with(keys, request.cookie)?;
     if !nonce_fits(client.algorithm, request.nonce) {
         return Err(Reject::Authenticator);
     }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hora_proto::nts::cookie::{self, NONCE_LEN};
+use hora_proto::nts::cookie::{self, CookieCipher, NONCE_LEN};
 use hora_proto::nts::packet::{self, Request, MAX_PACKET};
 use hora_proto::nts::ring::KeyRing;
 use hora_proto::outcome::{DropReason, Outcome};
@@ -24,28 +24,38 @@ use crate::stats::Event;
 use crate::sys::batch::Outbox;
 use crate::sys::Received;
 
-/// The cookie keys as the SNTP loop holds them: its own `Arc`, swapped
-/// when the key file's task publishes new ones.
+/// The cookie keys as the SNTP loop holds them: each keyed once (not per
+/// request), set up anew when the key file's task publishes new ones.
 #[derive(Debug)]
 pub struct HeldKeys {
     published: watch::Receiver<Arc<KeyRing>>,
     held: Arc<KeyRing>,
+    ciphers: Vec<CookieCipher>,
 }
 
 impl HeldKeys {
     /// Holds what `published` publishes.
     pub fn new(mut published: watch::Receiver<Arc<KeyRing>>) -> HeldKeys {
         let held = Arc::clone(&published.borrow_and_update());
-        HeldKeys { published, held }
+        let ciphers = ciphers(&held);
+        HeldKeys {
+            published,
+            held,
+            ciphers,
+        }
     }
 
-    /// The keys now (an atomic load unless they changed).
-    fn current(&mut self) -> Arc<KeyRing> {
+    /// Takes up new keys if any were published (an atomic load if not).
+    fn refresh(&mut self) {
         if self.published.has_changed().unwrap_or(false) {
             self.held = Arc::clone(&self.published.borrow_and_update());
+            self.ciphers = ciphers(&self.held);
         }
-        Arc::clone(&self.held)
     }
+}
+
+fn ciphers(ring: &KeyRing) -> Vec<CookieCipher> {
+    ring.opening().iter().filter_map(CookieCipher::new).collect()
 }
 
 /// Answers the NTS `request` from `received.peer`, received at
@@ -60,9 +70,9 @@ pub fn answer(
     out: &mut Outbox,
 ) -> Outcome {
     let peer = received.peer;
-    let ring = keys.current();
+    keys.refresh();
     let mut reply = [0u8; MAX_PACKET];
-    let authenticated = match packet::authenticate(request, ring.opening()) {
+    let authenticated = match packet::authenticate_with(request, &mut keys.ciphers) {
         Ok(authenticated) => authenticated,
         Err(reject) => {
             if let Some(suppressed) = ctx.log.allow(LogKind::Ignored) {
@@ -79,7 +89,8 @@ pub fn answer(
         .wall
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let Some(key) = ring.sealing(now) else {
+    let sealing = keys.held.sealing(now).map(|key| key.id);
+    let Some(key) = keys.ciphers.iter_mut().find(|cipher| Some(cipher.id) == sealing) else {
         return Outcome::Dropped(DropReason::Unauthenticated);
     };
     // The transmit timestamp is authenticated, so it is written before
@@ -106,7 +117,7 @@ pub fn answer(
         |keys, room| {
             let mut cookie_nonce = [0u8; NONCE_LEN];
             rng.fill_bytes(&mut cookie_nonce);
-            cookie::seal(key, keys, &cookie_nonce, room)
+            cookie::seal_with(key, keys, &cookie_nonce, room)
         },
         &mut reply,
     );

@@ -1,0 +1,215 @@
+//! A closed-loop load generator for NTS (RFC 8915), loopback only, for
+//! comparing horad with chronyd's NTS server (`bench/nts.sh`).
+//!
+//! `requests`: N clients each do one key exchange (not timed), then each
+//! keeps one NTS-authenticated request outstanding for the duration; a
+//! reply counts only if it authenticates with the client's key and echoes
+//! its request (every reply's cookie goes back into the client's jar).
+//! `ke`: N clients do key exchanges back to back for the duration; counts
+//! the ones that gave cookies.
+//!
+//! ```sh
+//! cargo run --release --example nts_load -- --ke 127.0.0.1:4460 --ca ca.pem requests --clients 64
+//! cargo run --release --example nts_load -- --ke 127.0.0.1:4460 --ca ca.pem ke --clients 8
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use hora_client::nts::{key_exchange_offering, Session};
+use hora_proto::nts::Algorithm;
+use hora_proto::nts::packet;
+use hora_proto::sntp::{self, NtpTimestamp};
+use tokio::net::UdpSocket;
+use tokio::sync::Barrier;
+use tokio::time::{timeout, Instant};
+
+#[derive(Debug, Parser)]
+#[command(about = "NTS load generator (loopback only)")]
+struct Args {
+    /// The key exchange server (a loopback address)
+    #[arg(long)]
+    ke: SocketAddr,
+    /// The CA that signed its certificate (PEM)
+    #[arg(long)]
+    ca: PathBuf,
+    /// The name its certificate carries
+    #[arg(long, default_value = "127.0.0.1")]
+    name: String,
+    /// The AEAD to offer: 15 (AES-SIV-CMAC-256, what chrony 4.3 clients
+    /// use) or 30 (AES-128-GCM-SIV)
+    #[arg(long, default_value_t = 15)]
+    aead: u16,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Closed loop of authenticated requests after one key exchange each
+    Requests {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        resend: Duration,
+    },
+    /// Key exchanges back to back
+    Ke {
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.ke.ip().is_loopback() {
+        bail!("the load generator only targets loopback addresses");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match args.mode {
+            Mode::Requests { clients, duration, resend } => requests(&args, clients, duration, resend).await,
+            Mode::Ke { clients, duration } => exchanges(&args, clients, duration).await,
+        }
+    })
+}
+
+async fn exchange(args: &Args) -> anyhow::Result<Session> {
+    let algorithm = Algorithm::from_id(args.aead).context("--aead: 15 or 30")?;
+    key_exchange_offering(&args.name, &[args.ke], Some(&args.ca), Duration::from_secs(5), &[algorithm])
+        .await
+        .context("key exchange")
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    losses: u64,
+    bad: u64,
+}
+
+async fn requests(args: &Args, clients: usize, duration: Duration, resend: Duration) -> anyhow::Result<()> {
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let mut tasks = Vec::new();
+    let mut server = None;
+    for _ in 0..clients {
+        let session = exchange(args).await?;
+        let ntp = *session.ntp.first().context("no NTP server")?;
+        server = Some(ntp);
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        socket.connect(ntp).await?;
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(client(session, socket, barrier, duration, resend)));
+    }
+    barrier.wait().await;
+    let mut tally = Tally::default();
+    for task in tasks {
+        let one = task.await??;
+        tally.latencies_us.extend(one.latencies_us);
+        tally.losses += one.losses;
+        tally.bad += one.bad;
+    }
+    tally.latencies_us.sort_unstable();
+    let n = tally.latencies_us.len();
+    let at = |q: f64| tally.latencies_us.get(((n as f64 * q) as usize).min(n.saturating_sub(1))).copied().unwrap_or(0);
+    println!(
+        "mode=nts aead={} server={} clients={clients} duration={duration:?} requests={n} rps={:.0} p50_us={} p99_us={} losses={} bad_replies={}",
+        args.aead,
+        server.map(|s| s.to_string()).unwrap_or_default(),
+        n as f64 / duration.as_secs_f64(),
+        at(0.5),
+        at(0.99),
+        tally.losses,
+        tally.bad
+    );
+    Ok(())
+}
+
+async fn client(
+    mut session: Session,
+    socket: UdpSocket,
+    barrier: Arc<Barrier>,
+    duration: Duration,
+    resend: Duration,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut buffer = [0u8; 2048];
+    let nonce = vec![0x42u8; session.keys.algorithm.nonce_len()];
+    barrier.wait().await;
+    let end = Instant::now() + duration;
+    let mut serial: u64 = 0;
+    'requests: while Instant::now() < end {
+        serial += 1;
+        let mut unique_id = [0u8; 32];
+        unique_id[..8].copy_from_slice(&serial.to_be_bytes());
+        let Some(cookie) = session.cookies.pop() else { bail!("no cookie left") };
+        let sent = NtpTimestamp::from_system_time(SystemTime::now());
+        let request = packet::write_request(&sntp::client_request(sent), &session.keys, &cookie, 0, &unique_id, &nonce)
+            .context("sealing")?;
+        let started = Instant::now();
+        for _ in 0..50 {
+            socket.send(&request).await?;
+            match timeout(resend, socket.recv(&mut buffer)).await {
+                Ok(Ok(len)) => match packet::read_reply(&buffer[..len], &session.keys, &unique_id) {
+                    Ok(reply) => {
+                        session.cookies.extend(reply.cookies);
+                        if session.cookies.is_empty() {
+                            session.cookies.push(cookie.clone());
+                        }
+                        let micros = started.elapsed().as_micros();
+                        tally.latencies_us.push(u32::try_from(micros).unwrap_or(u32::MAX));
+                        continue 'requests;
+                    }
+                    Err(_) => {
+                        tally.bad += 1;
+                        continue 'requests;
+                    }
+                },
+                Ok(Err(error)) => return Err(error.into()),
+                Err(_) => tally.losses += 1,
+            }
+        }
+        bail!("a client gave up");
+    }
+    Ok(tally)
+}
+
+async fn exchanges(args: &Args, clients: usize, duration: Duration) -> anyhow::Result<()> {
+    let end = Instant::now() + duration;
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let algorithm = Algorithm::from_id(args.aead).context("--aead: 15 or 30")?;
+    let args = Arc::new((args.name.clone(), args.ke, args.ca.clone()));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (done, failed, args) = (Arc::clone(&done), Arc::clone(&failed), Arc::clone(&args));
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < end {
+                let (name, ke, ca) = &*args;
+                match key_exchange_offering(name, &[*ke], Some(ca), Duration::from_secs(5), &[algorithm]).await {
+                    Ok(session) if !session.cookies.is_empty() => done.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    _ => failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let done = done.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "mode=ke server={} clients={clients} duration={duration:?} exchanges={done} per_s={:.0} failed={}",
+        args.1,
+        done as f64 / duration.as_secs_f64(),
+        failed.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    Ok(())
+}
