@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use hora_client::nts::{key_exchange_offering, Session};
-use hora_proto::nts::Algorithm;
 use hora_proto::nts::packet;
+use hora_proto::nts::Algorithm;
 use hora_proto::sntp::{self, NtpTimestamp};
 use tokio::net::UdpSocket;
 use tokio::sync::Barrier;
@@ -59,6 +59,20 @@ enum Mode {
         #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
         resend: Duration,
     },
+    /// Offset and delay, one request every `gap` (after one key exchange):
+    /// median and p99 of |offset| and of delay, in microseconds. With
+    /// `--plain`, plain SNTP to `--ntp` instead, by the same code
+    Probe {
+        #[arg(long, default_value_t = 500)]
+        count: usize,
+        #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+        gap: Duration,
+        #[arg(long)]
+        plain: bool,
+        /// The NTP server for `--plain` (NTS asks where the key exchange says)
+        #[arg(long)]
+        ntp: Option<SocketAddr>,
+    },
     /// Key exchanges back to back
     Ke {
         #[arg(long, default_value_t = 8)]
@@ -73,20 +87,38 @@ fn main() -> anyhow::Result<()> {
     if !args.ke.ip().is_loopback() {
         bail!("the load generator only targets loopback addresses");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         match args.mode {
-            Mode::Requests { clients, duration, resend } => requests(&args, clients, duration, resend).await,
+            Mode::Requests {
+                clients,
+                duration,
+                resend,
+            } => requests(&args, clients, duration, resend).await,
             Mode::Ke { clients, duration } => exchanges(&args, clients, duration).await,
+            Mode::Probe {
+                count,
+                gap,
+                plain,
+                ntp,
+            } => probe(&args, count, gap, plain, ntp).await,
         }
     })
 }
 
 async fn exchange(args: &Args) -> anyhow::Result<Session> {
     let algorithm = Algorithm::from_id(args.aead).context("--aead: 15 or 30")?;
-    key_exchange_offering(&args.name, &[args.ke], Some(&args.ca), Duration::from_secs(5), &[algorithm])
-        .await
-        .context("key exchange")
+    key_exchange_offering(
+        &args.name,
+        &[args.ke],
+        Some(&args.ca),
+        Duration::from_secs(5),
+        &[algorithm],
+    )
+    .await
+    .context("key exchange")
 }
 
 #[derive(Debug, Default)]
@@ -96,7 +128,12 @@ struct Tally {
     bad: u64,
 }
 
-async fn requests(args: &Args, clients: usize, duration: Duration, resend: Duration) -> anyhow::Result<()> {
+async fn requests(
+    args: &Args,
+    clients: usize,
+    duration: Duration,
+    resend: Duration,
+) -> anyhow::Result<()> {
     let barrier = Arc::new(Barrier::new(clients + 1));
     let mut tasks = Vec::new();
     let mut server = None;
@@ -107,7 +144,9 @@ async fn requests(args: &Args, clients: usize, duration: Duration, resend: Durat
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
         socket.connect(ntp).await?;
         let barrier = Arc::clone(&barrier);
-        tasks.push(tokio::spawn(client(session, socket, barrier, duration, resend)));
+        tasks.push(tokio::spawn(client(
+            session, socket, barrier, duration, resend,
+        )));
     }
     barrier.wait().await;
     let mut tally = Tally::default();
@@ -119,7 +158,13 @@ async fn requests(args: &Args, clients: usize, duration: Duration, resend: Durat
     }
     tally.latencies_us.sort_unstable();
     let n = tally.latencies_us.len();
-    let at = |q: f64| tally.latencies_us.get(((n as f64 * q) as usize).min(n.saturating_sub(1))).copied().unwrap_or(0);
+    let at = |q: f64| {
+        tally
+            .latencies_us
+            .get(((n as f64 * q) as usize).min(n.saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     println!(
         "mode=nts aead={} server={} clients={clients} duration={duration:?} requests={n} rps={:.0} p50_us={} p99_us={} losses={} bad_replies={}",
         args.aead,
@@ -150,29 +195,42 @@ async fn client(
         serial += 1;
         let mut unique_id = [0u8; 32];
         unique_id[..8].copy_from_slice(&serial.to_be_bytes());
-        let Some(cookie) = session.cookies.pop() else { bail!("no cookie left") };
+        let Some(cookie) = session.cookies.pop() else {
+            bail!("no cookie left")
+        };
         let sent = NtpTimestamp::from_system_time(SystemTime::now());
-        let request = packet::write_request(&sntp::client_request(sent), &session.keys, &cookie, 0, &unique_id, &nonce)
-            .context("sealing")?;
+        let request = packet::write_request(
+            &sntp::client_request(sent),
+            &session.keys,
+            &cookie,
+            0,
+            &unique_id,
+            &nonce,
+        )
+        .context("sealing")?;
         let started = Instant::now();
         for _ in 0..50 {
             socket.send(&request).await?;
             match timeout(resend, socket.recv(&mut buffer)).await {
-                Ok(Ok(len)) => match packet::read_reply(&buffer[..len], &session.keys, &unique_id) {
-                    Ok(reply) => {
-                        session.cookies.extend(reply.cookies);
-                        if session.cookies.is_empty() {
-                            session.cookies.push(cookie.clone());
+                Ok(Ok(len)) => {
+                    match packet::read_reply(&buffer[..len], &session.keys, &unique_id) {
+                        Ok(reply) => {
+                            session.cookies.extend(reply.cookies);
+                            if session.cookies.is_empty() {
+                                session.cookies.push(cookie.clone());
+                            }
+                            let micros = started.elapsed().as_micros();
+                            tally
+                                .latencies_us
+                                .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                            continue 'requests;
                         }
-                        let micros = started.elapsed().as_micros();
-                        tally.latencies_us.push(u32::try_from(micros).unwrap_or(u32::MAX));
-                        continue 'requests;
+                        Err(_) => {
+                            tally.bad += 1;
+                            continue 'requests;
+                        }
                     }
-                    Err(_) => {
-                        tally.bad += 1;
-                        continue 'requests;
-                    }
-                },
+                }
                 Ok(Err(error)) => return Err(error.into()),
                 Err(_) => tally.losses += 1,
             }
@@ -194,8 +252,18 @@ async fn exchanges(args: &Args, clients: usize, duration: Duration) -> anyhow::R
         tasks.push(tokio::spawn(async move {
             while Instant::now() < end {
                 let (name, ke, ca) = &*args;
-                match key_exchange_offering(name, &[*ke], Some(ca), Duration::from_secs(5), &[algorithm]).await {
-                    Ok(session) if !session.cookies.is_empty() => done.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                match key_exchange_offering(
+                    name,
+                    &[*ke],
+                    Some(ca),
+                    Duration::from_secs(5),
+                    &[algorithm],
+                )
+                .await
+                {
+                    Ok(session) if !session.cookies.is_empty() => {
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    }
                     _ => failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 };
             }
@@ -210,6 +278,82 @@ async fn exchanges(args: &Args, clients: usize, duration: Duration) -> anyhow::R
         args.1,
         done as f64 / duration.as_secs_f64(),
         failed.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+async fn probe(
+    args: &Args,
+    count: usize,
+    gap: Duration,
+    plain: bool,
+    ntp: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let mut session = exchange(args).await?;
+    let server = match (plain, ntp) {
+        (true, Some(ntp)) => ntp,
+        (true, None) => bail!("--plain needs --ntp"),
+        (false, _) => *session.ntp.first().context("no NTP server")?,
+    };
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    socket.connect(server).await?;
+    let nonce = vec![0x42u8; session.keys.algorithm.nonce_len()];
+    let (mut offsets, mut delays, mut lost) = (Vec::new(), Vec::new(), 0);
+    let mut buffer = [0u8; 2048];
+    for n in 0..count {
+        tokio::time::sleep(gap).await;
+        let sent = NtpTimestamp::from_system_time(SystemTime::now());
+        let mut unique_id = [0u8; 32];
+        unique_id[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        let request = if plain {
+            sntp::client_request(sent).to_vec()
+        } else {
+            let cookie = session.cookies.pop().context("no cookie left")?;
+            packet::write_request(
+                &sntp::client_request(sent),
+                &session.keys,
+                &cookie,
+                0,
+                &unique_id,
+                &nonce,
+            )
+            .context("sealing")?
+        };
+        socket.send(&request).await?;
+        let Ok(Ok(len)) = timeout(Duration::from_secs(1), socket.recv(&mut buffer)).await else {
+            lost += 1;
+            continue;
+        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)?
+            .as_secs_f64();
+        let header = if plain {
+            buffer[..len].to_vec()
+        } else {
+            let reply = packet::read_reply(&buffer[..len], &session.keys, &unique_id)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            session.cookies.extend(reply.cookies);
+            reply.header.to_vec()
+        };
+        let sample = sntp::read_reply(&header, sent, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+        offsets.push(sample.offset.abs() * 1e6);
+        delays.push(sample.delay * 1e6);
+    }
+    let stats = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            values
+                .get(((values.len() as f64 * q) as usize).min(values.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        (at(0.5), at(0.99))
+    };
+    let (offset_50, offset_99) = stats(&mut offsets);
+    let (delay_50, delay_99) = stats(&mut delays);
+    println!(
+        "mode=probe {} server={server} median_abs_offset_us={offset_50:.0} median_delay_us={delay_50:.0} p99_abs_offset_us={offset_99:.0} p99_delay_us={delay_99:.0} lost={lost}",
+        if plain { "plain" } else { "nts" }
     );
     Ok(())
 }

@@ -762,6 +762,31 @@ impl Config {
                     ))
             ),
         };
+        let nts = &self.nts;
+        let nts = match (&nts.keys, nts.bind) {
+            (None, _) => "off".to_owned(),
+            (Some(keys), bind) => format!(
+                "{}; cookie keys {} ({}){}",
+                bind.map_or(
+                    "authenticated SNTP only (no key exchange here)".to_owned(),
+                    |a| { format!("key exchange tcp {a} (TLS 1.3), authenticated SNTP") }
+                ),
+                keys.display(),
+                if bind.is_some() {
+                    format!(
+                        "rotated every {}",
+                        humantime::format_duration(nts.key_rotation)
+                    )
+                } else {
+                    "read only".to_owned()
+                },
+                if nts.require {
+                    "; plain SNTP dropped"
+                } else {
+                    ""
+                },
+            ),
+        };
         let metrics = match self.metrics.bind {
             None => "off".to_owned(),
             Some(addr) => format!("http://{addr}/metrics and /status"),
@@ -783,6 +808,7 @@ impl Config {
         format!(
             "seed protocol: udp {}, idle timeout {}, {} sessions ({} per IP)\n\
              sntp: {sntp}\n\
+             nts: {nts}\n\
              time (RFC 868): {}\n\
              daytime (RFC 867): {}\n\
              access: allow {}; deny {}\n\

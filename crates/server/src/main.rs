@@ -28,6 +28,12 @@ fn main() -> ExitCode {
         |p| p.display().to_string(),
     );
     if args.check_config {
+        // The files NTS reads are part of the configuration: a broken
+        // certificate fails `systemctl reload` here, before SIGHUP.
+        if let Err(error) = hora_server::nts::check(&config.nts) {
+            eprintln!("horad: {error}");
+            return ExitCode::from(2);
+        }
         print!("horad: configuration OK ({named})\n{}", config.describe());
         return ExitCode::SUCCESS;
     }

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
+#[path = "common/pki.rs"]
+mod pki;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
@@ -606,4 +609,48 @@ fn a_fifo_directory_deleted_or_oversized_config_at_reload_is_refused_and_serving
         .status()
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn check_config_reads_the_nts_files_and_refuses_a_mismatched_pair_or_missing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = pki::make(dir.path(), "first");
+    let second = pki::make(dir.path(), "second");
+    let keys = dir.path().join("nts-keys");
+    let check = |chain: &std::path::Path, key: &std::path::Path, bind: bool| {
+        let mut command = horad();
+        command.args([
+            "--check-config",
+            "--config",
+            "/dev/null",
+            "--sntp-bind",
+            "127.0.0.1:0",
+        ]);
+        command.arg("--nts-keys").arg(&keys);
+        if bind {
+            command.args(["--nts-bind", "127.0.0.1:0"]);
+            command.arg("--nts-certificate-chain").arg(chain);
+            command.arg("--nts-private-key").arg(key);
+        }
+        run(&mut command)
+    };
+    let good = check(&first.chain, &first.key, true);
+    assert!(good.status.success(), "{}", stderr_of(&good));
+    assert!(String::from_utf8_lossy(&good.stdout).contains("nts: key exchange tcp 127.0.0.1:0"));
+    assert!(!keys.exists(), "--check-config writes nothing");
+    let mismatched = check(&first.chain, &second.key, true);
+    assert_eq!(mismatched.status.code(), Some(2));
+    assert!(
+        stderr_of(&mismatched).contains("NTS-KE certificate"),
+        "{}",
+        stderr_of(&mismatched)
+    );
+    // A host that only reads the keys needs the file.
+    let missing = check(&first.chain, &first.key, false);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr_of(&missing).contains("NTS cookie keys"),
+        "{}",
+        stderr_of(&missing)
+    );
 }

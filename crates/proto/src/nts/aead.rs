@@ -5,8 +5,16 @@
 //! nothing.
 
 use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
-use aes_gcm_siv::Aes128GcmSiv;
-use aes_siv::siv::Aes128Siv;
+use aes_gcm_siv::AesGcmSiv;
+use aes_siv::siv::Siv;
+
+/// AEAD_AES_SIV_CMAC_256 on the encryption-only AES: SIV never decrypts a
+/// block (CTR mode both ways), so the decryption key schedule the full
+/// `Aes128` builds is work thrown away on every message.
+type Aes128Siv = Siv<aes::Aes128Enc, cmac::Cmac<aes::Aes128Enc>>;
+/// AEAD_AES_128_GCM_SIV on the encryption-only AES, likewise; it derives a
+/// new key (and its schedule) for every message.
+type Aes128GcmSiv = AesGcmSiv<aes::Aes128Enc>;
 
 /// The length of both AEADs' tag.
 pub const TAG_LEN: usize = 16;
@@ -64,74 +72,32 @@ impl Algorithm {
 
     /// Seals `buffer[TAG_LEN..]` in place with `key`: on success `buffer`
     /// holds the ciphertext with its tag, as the wire carries it. `buffer`
-    /// must have `TAG_LEN` bytes of room at its start.
-    pub fn seal(self, key: &[u8], nonce: &[u8], aad: &[u8], buffer: &mut [u8]) -> Result<(), AeadError> {
-        Cipher::new(self, key)?.seal(nonce, aad, buffer)
-    }
-
-    /// Opens `buffer` (ciphertext with its tag) in place with `key`; on
-    /// success the plaintext is `buffer[TAG_LEN..]`. A forgery is an
-    /// error, and the buffer then holds nothing to trust.
-    pub fn open(self, key: &[u8], nonce: &[u8], aad: &[u8], buffer: &mut [u8]) -> Result<(), AeadError> {
-        Cipher::new(self, key)?.open(nonce, aad, buffer)
-    }
-}
-
-/// An AEAD with its key set up once: for a key that seals and opens many
-/// times (a cookie key), so each use skips the key schedule.
-pub struct Cipher(Keyed);
-
-enum Keyed {
-    Siv(Box<Aes128Siv>),
-    GcmSiv(Box<Aes128GcmSiv>),
-}
-
-impl std::fmt::Debug for Cipher {
-    /// The algorithm, never the key.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Cipher").field(&self.algorithm()).finish()
-    }
-}
-
-impl Cipher {
-    /// `algorithm` keyed with `key` (of its [`Algorithm::key_len`]).
-    pub fn new(algorithm: Algorithm, key: &[u8]) -> Result<Cipher, AeadError> {
-        if key.len() != algorithm.key_len() {
+    /// must have `TAG_LEN` bytes of room at its start. The cipher is keyed
+    /// on the stack, per call: a client's keys serve one request.
+    pub fn seal(
+        self,
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        buffer: &mut [u8],
+    ) -> Result<(), AeadError> {
+        if buffer.len() < TAG_LEN || key.len() != self.key_len() {
             return Err(AeadError);
         }
-        Ok(Cipher(match algorithm {
-            Algorithm::AesSivCmac256 => Keyed::Siv(Box::new(Aes128Siv::new_from_slice(key).map_err(|_| AeadError)?)),
-            Algorithm::Aes128GcmSiv => {
-                Keyed::GcmSiv(Box::new(Aes128GcmSiv::new_from_slice(key).map_err(|_| AeadError)?))
-            }
-        }))
-    }
-
-    /// Its algorithm.
-    pub fn algorithm(&self) -> Algorithm {
-        match self.0 {
-            Keyed::Siv(_) => Algorithm::AesSivCmac256,
-            Keyed::GcmSiv(_) => Algorithm::Aes128GcmSiv,
-        }
-    }
-
-    /// [`Algorithm::seal`] with this key.
-    pub fn seal(&mut self, nonce: &[u8], aad: &[u8], buffer: &mut [u8]) -> Result<(), AeadError> {
-        if buffer.len() < TAG_LEN {
-            return Err(AeadError);
-        }
-        match &mut self.0 {
-            Keyed::Siv(siv) => {
+        match self {
+            Algorithm::AesSivCmac256 => {
+                let mut siv = Aes128Siv::new_from_slice(key).map_err(|_| AeadError)?;
                 let (tag_room, plaintext) = buffer.split_at_mut(TAG_LEN);
                 let tag = siv
                     .encrypt_in_place_detached([aad, nonce], plaintext)
                     .map_err(|_| AeadError)?;
                 tag_room.copy_from_slice(&tag);
             }
-            Keyed::GcmSiv(cipher) => {
+            Algorithm::Aes128GcmSiv => {
                 if nonce.len() != 12 {
                     return Err(AeadError);
                 }
+                let cipher = Aes128GcmSiv::new_from_slice(key).map_err(|_| AeadError)?;
                 // The plaintext moves to the front; the tag goes last.
                 buffer.copy_within(TAG_LEN.., 0);
                 let end = buffer.len() - TAG_LEN;
@@ -145,22 +111,32 @@ impl Cipher {
         Ok(())
     }
 
-    /// [`Algorithm::open`] with this key.
-    pub fn open(&mut self, nonce: &[u8], aad: &[u8], buffer: &mut [u8]) -> Result<(), AeadError> {
-        if buffer.len() < TAG_LEN {
+    /// Opens `buffer` (ciphertext with its tag) in place with `key`; on
+    /// success the plaintext is `buffer[TAG_LEN..]`. A forgery is an
+    /// error, and the buffer then holds nothing to trust.
+    pub fn open(
+        self,
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        buffer: &mut [u8],
+    ) -> Result<(), AeadError> {
+        if buffer.len() < TAG_LEN || key.len() != self.key_len() {
             return Err(AeadError);
         }
-        match &mut self.0 {
-            Keyed::Siv(siv) => {
+        match self {
+            Algorithm::AesSivCmac256 => {
+                let mut siv = Aes128Siv::new_from_slice(key).map_err(|_| AeadError)?;
                 let (tag, ciphertext) = buffer.split_at_mut(TAG_LEN);
                 let tag = aes_siv::Tag::clone_from_slice(tag);
                 siv.decrypt_in_place_detached([aad, nonce], ciphertext, &tag)
                     .map_err(|_| AeadError)
             }
-            Keyed::GcmSiv(cipher) => {
+            Algorithm::Aes128GcmSiv => {
                 if nonce.len() != 12 {
                     return Err(AeadError);
                 }
+                let cipher = Aes128GcmSiv::new_from_slice(key).map_err(|_| AeadError)?;
                 let end = buffer.len() - TAG_LEN;
                 let (ciphertext, tag) = buffer.split_at_mut(end);
                 let tag = aes_gcm_siv::Tag::clone_from_slice(tag);

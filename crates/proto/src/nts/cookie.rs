@@ -3,28 +3,37 @@
 //! server (or its fleet) holds, and names that key, so keys can rotate and
 //! a few old ones still open the cookies clients hold.
 //!
-//! A cookie is `key id (4) | nonce (16) | tag (16) | plaintext`, the
+//! A cookie is `key id (4) | nonce (12) | ciphertext | tag (16)`, the
 //! plaintext `AEAD id (2) | 0 (2) | c2s | s2c`, sealed with
-//! AEAD_AES_SIV_CMAC_256 with the key id as associated data: 104 bytes for
-//! AES-SIV keys, 72 for AES-GCM-SIV's, a multiple of 4 either way.
+//! AEAD_AES_128_GCM_SIV (RFC 8452) with the key id as associated data:
+//! 100 bytes for AES-SIV keys, 68 for AES-GCM-SIV's, a multiple of 4
+//! either way. The cookie's AEAD is the server's own choice (clients never
+//! open a cookie): AES-GCM-SIV resists nonce misuse as AES-SIV does (its
+//! bound for random nonces is far beyond a day's cookies at full speed),
+//! and costs less per cookie than AES-SIV-CMAC (BENCHMARKS.md, "NTS").
 
-use super::aead::{Algorithm, Cipher, TAG_LEN};
+use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
+
+/// AEAD_AES_128_GCM_SIV on the encryption-only AES (see [`super::aead`]).
+type CookieAead = aes_gcm_siv::AesGcmSiv<aes::Aes128Enc>;
+
+use super::aead::{Algorithm, TAG_LEN};
 use super::{Keys, MAX_KEY_LEN};
 
-/// The length of a cookie key.
-pub const KEY_LEN: usize = 32;
+/// The length of a cookie key (AES-128).
+pub const KEY_LEN: usize = 16;
 /// The length of the nonce inside a cookie.
-pub const NONCE_LEN: usize = 16;
+pub const NONCE_LEN: usize = 12;
 const HEADER_LEN: usize = 4 + NONCE_LEN;
 /// The longest cookie horad makes.
-pub const MAX_COOKIE_LEN: usize = HEADER_LEN + TAG_LEN + 4 + 2 * MAX_KEY_LEN;
+pub const MAX_COOKIE_LEN: usize = HEADER_LEN + 4 + 2 * MAX_KEY_LEN + TAG_LEN;
 
 /// A server key that seals and opens cookies, named by its id.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CookieKey {
     /// Its name, written in each cookie it seals.
     pub id: u32,
-    /// The key (AEAD_AES_SIV_CMAC_256).
+    /// The key (AEAD_AES_128_GCM_SIV).
     pub key: [u8; KEY_LEN],
 }
 
@@ -54,15 +63,23 @@ pub enum CookieError {
 
 /// The length of a cookie holding keys for `algorithm`.
 pub fn cookie_len(algorithm: Algorithm) -> usize {
-    HEADER_LEN + TAG_LEN + 4 + 2 * algorithm.key_len()
+    HEADER_LEN + 4 + 2 * algorithm.key_len() + TAG_LEN
 }
 
 /// A cookie key ready to use: its AEAD keyed once, not per cookie.
-#[derive(Debug)]
 pub struct CookieCipher {
     /// The key's id.
     pub id: u32,
-    cipher: Cipher,
+    cipher: Box<CookieAead>,
+}
+
+impl std::fmt::Debug for CookieCipher {
+    /// The id, never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieCipher")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CookieCipher {
@@ -70,14 +87,19 @@ impl CookieCipher {
     pub fn new(key: &CookieKey) -> Option<CookieCipher> {
         Some(CookieCipher {
             id: key.id,
-            cipher: Cipher::new(Algorithm::AesSivCmac256, &key.key).ok()?,
+            cipher: Box::new(CookieAead::new_from_slice(&key.key).ok()?),
         })
     }
 }
 
 /// Seals `keys` into a cookie with `key` and a fresh `nonce`, written at
 /// the start of `out`; its length, or `None` if `out` is too short.
-pub fn seal(key: &CookieKey, keys: &Keys, nonce: &[u8; NONCE_LEN], out: &mut [u8]) -> Option<usize> {
+pub fn seal(
+    key: &CookieKey,
+    keys: &Keys,
+    nonce: &[u8; NONCE_LEN],
+    out: &mut [u8],
+) -> Option<usize> {
     seal_with(&mut CookieCipher::new(key)?, keys, nonce, out)
 }
 
@@ -95,13 +117,17 @@ pub fn seal_with(
     cookie[..4].copy_from_slice(&id);
     cookie[4..HEADER_LEN].copy_from_slice(nonce);
     let (_, sealed) = cookie.split_at_mut(HEADER_LEN);
-    let plaintext = &mut sealed[TAG_LEN..];
+    let (plaintext, tag_room) = sealed.split_at_mut(sealed.len() - TAG_LEN);
     plaintext[..2].copy_from_slice(&algorithm.id().to_be_bytes());
     plaintext[2..4].fill(0);
     let key_len = algorithm.key_len();
     plaintext[4..4 + key_len].copy_from_slice(keys.c2s());
     plaintext[4 + key_len..].copy_from_slice(keys.s2c());
-    key.cipher.seal(nonce, &id, sealed).ok()?;
+    let tag = key
+        .cipher
+        .encrypt_in_place_detached(nonce.into(), &id, plaintext)
+        .ok()?;
+    tag_room.copy_from_slice(&tag);
     Some(len)
 }
 
@@ -113,7 +139,7 @@ pub fn open(keys: &[CookieKey], cookie: &[u8]) -> Result<Keys, CookieError> {
 
 /// [`open`] with keys set up already.
 pub fn open_with(keys: &mut [CookieCipher], cookie: &[u8]) -> Result<Keys, CookieError> {
-    if cookie.len() < HEADER_LEN + TAG_LEN + 4 || cookie.len() > MAX_COOKIE_LEN {
+    if cookie.len() < HEADER_LEN + 4 + TAG_LEN || cookie.len() > MAX_COOKIE_LEN {
         return Err(CookieError::Length(cookie.len()));
     }
     let id_bytes: [u8; 4] = cookie[..4].try_into().map_err(|_| CookieError::Forged)?;
@@ -123,12 +149,13 @@ pub fn open_with(keys: &mut [CookieCipher], cookie: &[u8]) -> Result<Keys, Cooki
         .find(|key| key.id == id)
         .ok_or(CookieError::UnknownKey(id))?;
     let mut buffer = [0u8; MAX_COOKIE_LEN];
-    let sealed = &mut buffer[..cookie.len() - HEADER_LEN];
-    sealed.copy_from_slice(&cookie[HEADER_LEN..]);
+    let sealed = &cookie[HEADER_LEN..];
+    let plaintext = &mut buffer[..sealed.len() - TAG_LEN];
+    plaintext.copy_from_slice(&sealed[..sealed.len() - TAG_LEN]);
+    let tag = aes_gcm_siv::Tag::from_slice(&sealed[sealed.len() - TAG_LEN..]);
     key.cipher
-        .open(&cookie[4..HEADER_LEN], &id_bytes, sealed)
+        .decrypt_in_place_detached(cookie[4..HEADER_LEN].into(), &id_bytes, plaintext, tag)
         .map_err(|_| CookieError::Forged)?;
-    let plaintext = &sealed[TAG_LEN..];
     let algorithm = Algorithm::from_id(u16::from_be_bytes([plaintext[0], plaintext[1]]))
         .ok_or(CookieError::Forged)?;
     let key_len = algorithm.key_len();
@@ -162,8 +189,8 @@ mod tests {
     #[test]
     fn a_cookie_opens_with_any_held_key_that_sealed_it_and_has_the_documented_length() {
         for (algorithm, len) in [
-            (Algorithm::AesSivCmac256, 104),
-            (Algorithm::Aes128GcmSiv, 72),
+            (Algorithm::AesSivCmac256, 100),
+            (Algorithm::Aes128GcmSiv, 68),
         ] {
             let keys = client_keys(algorithm);
             let mut out = [0u8; MAX_COOKIE_LEN];

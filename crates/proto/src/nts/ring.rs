@@ -119,7 +119,7 @@ impl KeyRing {
             let seals_from = from
                 .parse()
                 .map_err(|_| bad("seals_from: not Unix seconds"))?;
-            let key = hex_key(key).ok_or(bad("key: not 64 hex digits"))?;
+            let key = hex_key(key).ok_or(bad("key: not 32 hex digits"))?;
             entries.push(Entry {
                 key: CookieKey { id, key },
                 seals_from,
@@ -220,9 +220,9 @@ mod tests {
         let text = ring.render();
         let rows = [
             (format!("{text}zz 1 00\n"), 4),
-            (format!("{text}00000001 x {}\n", "00".repeat(32)), 4),
-            (format!("{text}00000001 1 {}\n", "0".repeat(63)), 4),
-            (format!("{text}00000001 1 {} extra\n", "00".repeat(32)), 4),
+            (format!("{text}00000001 x {}\n", "00".repeat(16)), 4),
+            (format!("{text}00000001 1 {}\n", "0".repeat(31)), 4),
+            (format!("{text}00000001 1 {} extra\n", "00".repeat(16)), 4),
         ];
         for (text, line) in rows {
             assert_eq!(
@@ -231,7 +231,7 @@ mod tests {
                 "{text}"
             );
         }
-        let twice = format!("{text}00000002 9 {}\n", "11".repeat(32));
+        let twice = format!("{text}00000002 9 {}\n", "11".repeat(16));
         assert!(KeyRing::parse(&twice).is_err());
     }
 }

@@ -100,6 +100,29 @@ impl KeyFile {
         Ok(ring)
     }
 
+    /// Reads the file as [`KeyFile::load`] does, but never writes it: for
+    /// `horad --check-config`.
+    pub fn check(&self) -> Result<(), KeyFileError> {
+        match crate::config::read_file(&self.path) {
+            Ok(text) => {
+                let ring = KeyRing::parse(&text).map_err(|source| KeyFileError::Parse {
+                    path: self.path.clone(),
+                    source,
+                })?;
+                if ring.is_empty() && !self.rotates {
+                    return Err(KeyFileError::Empty(self.path.clone()));
+                }
+                Ok(())
+            }
+            Err(ConfigError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && self.rotates =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Writes `ring` to the file: a temporary file beside it, mode 0600,
     /// synced, renamed over it.
     fn write(&self, ring: &KeyRing) -> Result<(), KeyFileError> {

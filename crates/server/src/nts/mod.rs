@@ -58,3 +58,30 @@ impl NtsLive {
         }))
     }
 }
+
+/// Why `[nts]`'s files can't serve, for `horad --check-config`.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The certificate or its key.
+    #[error("NTS-KE certificate: {0}")]
+    Certificate(#[from] tls::TlsError),
+    /// The cookie keys' file.
+    #[error("NTS cookie keys: {0}")]
+    Keys(#[from] keys::KeyFileError),
+}
+
+/// Reads (and never writes) every file `[nts]` names, as start-up would:
+/// the certificate and key must pair, the cookie keys' file must parse (it
+/// may be missing only where this host would create it).
+pub fn check(config: &NtsConfig) -> Result<(), CheckError> {
+    NtsLive::new(config)?;
+    if let Some(path) = &config.keys {
+        keys::KeyFile {
+            path: path.clone(),
+            rotates: config.bind.is_some(),
+            rotation: config.key_rotation,
+        }
+        .check()?;
+    }
+    Ok(())
+}

@@ -55,7 +55,10 @@ impl HeldKeys {
 }
 
 fn ciphers(ring: &KeyRing) -> Vec<CookieCipher> {
-    ring.opening().iter().filter_map(CookieCipher::new).collect()
+    ring.opening()
+        .iter()
+        .filter_map(CookieCipher::new)
+        .collect()
 }
 
 /// Answers the NTS `request` from `received.peer`, received at
@@ -90,7 +93,11 @@ pub fn answer(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let sealing = keys.held.sealing(now).map(|key| key.id);
-    let Some(key) = keys.ciphers.iter_mut().find(|cipher| Some(cipher.id) == sealing) else {
+    let Some(key) = keys
+        .ciphers
+        .iter_mut()
+        .find(|cipher| Some(cipher.id) == sealing)
+    else {
         return Outcome::Dropped(DropReason::Unauthenticated);
     };
     // The transmit timestamp is authenticated, so it is written before

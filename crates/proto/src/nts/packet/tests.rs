@@ -211,7 +211,7 @@ fn malformed_nts_requests_are_errors_not_plain_requests() {
         ("a field after the authenticator", trailing),
         ("two cookies", two_cookies),
         ("a short identifier", short_uid),
-        ("no authenticator", bytes[..PACKET_LEN + 36 + 108].to_vec()),
+        ("no authenticator", bytes[..PACKET_LEN + 36 + 104].to_vec()),
     ];
     for (name, datagram) in rows {
         let read = read_request(&datagram);
