@@ -438,3 +438,28 @@ async fn a_thousand_idle_connections_are_bounded_and_cut_while_another_address_g
     );
     drop(idle);
 }
+
+#[tokio::test]
+async fn the_access_lists_close_a_denied_source_before_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::make(dir.path(), "a");
+    let mut config = nts_config(dir.path(), &pki);
+    config.access.deny = vec!["127.0.0.3/32".parse().unwrap()];
+    let daemon = Daemon::start(config).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(daemon.nts_ke()).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    assert!(tls_client(&pki.ca, &[ALPN], false)
+        .connect(name, tcp)
+        .await
+        .is_err());
+    until(|| daemon.now().event(Event::NtsKeDenied) == 1).await;
+    assert_eq!(
+        daemon.now().event(Event::NtsKeTls),
+        0,
+        "no handshake was tried"
+    );
+    // Another address is served.
+    assert!(exchange(&daemon, &pki.ca).await.is_ok());
+}
