@@ -16,13 +16,7 @@ cd "$(dirname "$0")/.."
 daemon=${1:-/tmp/ntpd-rs/bin/ntp-daemon}
 d=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$d"' EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.pem" \
-  -days 2 -subj "/CN=ntpd-rs test CA" -addext "basicConstraints=critical,CA:TRUE" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" -out "$d/csr" \
-  -subj "/CN=hora.test" 2>/dev/null
-printf "subjectAltName=DNS:hora.test\nbasicConstraints=CA:FALSE\n" > "$d/ext"
-openssl x509 -req -in "$d/csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -out "$d/chain.pem" \
-  -days 2 -extfile "$d/ext" 2>/dev/null
+bash bench/make_cert.sh "$d" DNS:hora.test
 # A reference id other than 127.127.1.1, which ntpd-rs takes for a synchronization loop.
 printf '[sntp]\nreference_id = "GPS"\n' > "$d/horad.toml"
 target/release/horad --config "$d/horad.toml" --bind 127.0.0.1:0 --sntp-bind 127.0.0.1:11125 --sntp-local-stratum 10 \

@@ -22,13 +22,7 @@ mode=${1:?requests or ke}; rounds=${2:-4}; shift 2 || shift $#
 aead=${AEAD:-15}
 d=$(mktemp -d)
 trap 'pkill -P $$ || true; rm -rf "$d"' EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.pem" \
-  -days 2 -subj "/CN=bench CA" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" -out "$d/csr" \
-  -subj "/CN=127.0.0.1" 2>/dev/null
-echo "subjectAltName=IP:127.0.0.1" > "$d/ext"
-openssl x509 -req -in "$d/csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -out "$d/chain.pem" \
-  -days 2 -extfile "$d/ext" 2>/dev/null
+bash bench/make_cert.sh "$d" IP:127.0.0.1
 printf "port 11123\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 10\ncmdport 0\npidfile $d/pid\ndriftfile $d/drift\nntsserverkey $d/key.pem\nntsservercert $d/chain.pem\nntsport 14460\nntsdumpdir $d\n" > "$d/c.conf"
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }

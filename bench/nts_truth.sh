@@ -11,13 +11,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-2}
 d=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$d"' EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.pem" \
-  -days 2 -subj "/CN=bench CA" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" -out "$d/csr" \
-  -subj "/CN=127.0.0.1" 2>/dev/null
-echo "subjectAltName=IP:127.0.0.1" > "$d/ext"
-openssl x509 -req -in "$d/csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -out "$d/chain.pem" \
-  -days 2 -extfile "$d/ext" 2>/dev/null
+bash bench/make_cert.sh "$d" IP:127.0.0.1
 taskset -c 0 target/release/horad --config /dev/null --bind 127.0.0.1:0 --sntp-bind 127.0.0.1:11124 \
   --sntp-local-stratum 10 --nts-bind 127.0.0.1:14461 --nts-certificate-chain "$d/chain.pem" \
   --nts-private-key "$d/key.pem" --nts-keys "$d/keys" --no-ratelimit --stats-interval 0s --log-level warn &

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hora_proto::nts::ke::{self, AnswerError, Progress, ALPN};
 use hora_proto::nts::packet::{self, ReplyError};
-use hora_proto::nts::{exporter_context, Algorithm, Direction, Keys, EXPORTER_LABEL, MAX_KEY_LEN};
+use hora_proto::nts::{Algorithm, Keys};
 use hora_proto::sntp::{NtpTimestamp, PACKET_LEN};
 use rand::RngCore as _;
 use rustls::pki_types::pem::PemObject as _;
@@ -208,23 +208,12 @@ async fn exchange(
         bytes.extend_from_slice(&chunk[..read]);
     };
     let connection = tls.get_ref().1;
-    let algorithm = answer.algorithm;
-    let len = algorithm.key_len();
-    let export = |direction| -> Result<[u8; MAX_KEY_LEN], NtsError> {
-        let mut key = [0u8; MAX_KEY_LEN];
+    let keys = hora_proto::nts::export_keys(answer.algorithm, |label, context, out| {
         connection
-            .export_keying_material(
-                &mut key[..len],
-                EXPORTER_LABEL,
-                Some(&exporter_context(algorithm, direction)),
-            )
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(key)
-    };
-    let c2s = export(Direction::ClientToServer)?;
-    let s2c = export(Direction::ServerToClient)?;
-    let keys =
-        Keys::new(algorithm, &c2s[..len], &s2c[..len]).ok_or_else(|| failed("keys".to_owned()))?;
+            .export_keying_material(out, label, Some(context))
+            .map(|_| ())
+    })
+    .map_err(|e| failed(e.to_string()))?;
     let _ = tls.shutdown().await;
     let ntp_host = answer.server.clone().unwrap_or_else(|| host.to_owned());
     let port = answer.port.unwrap_or(NTP_PORT);

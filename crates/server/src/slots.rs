@@ -2,13 +2,43 @@
 //! NTS key exchange): at most a number at once, and at most a share of
 //! them from one source address, so one address holding connections open
 //! can't lock the others out. A connection over either bound is closed at
-//! once, never queued.
+//! once, never queued. And the thread each such listener runs on
+//! ([`spawn_listener`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Runs `serve` on `listener` on a new thread named `name`, with a
+/// current-thread runtime of its own, so nothing a client of the listener
+/// does (a burst of handshakes, a large exposition) can delay a datagram
+/// on the serving thread; join the thread to know it has stopped.
+pub fn spawn_listener<F, Fut>(
+    name: &str,
+    listener: std::net::TcpListener,
+    serve: F,
+) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let label = name.to_owned();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener).await,
+                    Err(error) => tracing::warn!(%error, "{label}: cannot serve"),
+                }
+            });
+        })
+}
 
 /// The slots of one listener.
 #[derive(Debug, Clone)]

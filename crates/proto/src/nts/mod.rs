@@ -90,3 +90,23 @@ pub fn exporter_context(algorithm: Algorithm, direction: Direction) -> [u8; 5] {
     };
     [0, 0, high, low, way]
 }
+
+/// The keys of `algorithm` from a TLS session's exporter (RFC 8915, 5.1),
+/// both sides' code: `export(label, context, out)` fills `out` as rustls's
+/// `export_keying_material` does.
+pub fn export_keys<E>(
+    algorithm: Algorithm,
+    mut export: impl FnMut(&[u8], &[u8], &mut [u8]) -> Result<(), E>,
+) -> Result<Keys, E> {
+    let len = algorithm.key_len();
+    let mut keys = Keys {
+        algorithm,
+        c2s: [0; MAX_KEY_LEN],
+        s2c: [0; MAX_KEY_LEN],
+    };
+    let c2s = exporter_context(algorithm, Direction::ClientToServer);
+    export(EXPORTER_LABEL, &c2s, &mut keys.c2s[..len])?;
+    let s2c = exporter_context(algorithm, Direction::ServerToClient);
+    export(EXPORTER_LABEL, &s2c, &mut keys.s2c[..len])?;
+    Ok(keys)
+}

@@ -19,7 +19,7 @@ use hora_proto::nts::ke::{
     self, ErrorCode, Progress, Response, ALPN, COOKIES_PER_RESPONSE, MAX_MESSAGE,
 };
 use hora_proto::nts::ring::KeyRing;
-use hora_proto::nts::{exporter_context, Algorithm, Direction, Keys, EXPORTER_LABEL, MAX_KEY_LEN};
+use hora_proto::nts::{Algorithm, Keys};
 use rand::RngCore as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -66,19 +66,9 @@ pub fn spawn(
     exchange: Exchange,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("horad-nts-ke".to_owned())
-        .spawn(move || {
-            runtime.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(listener) => serve(listener, exchange, shutdown).await,
-                    Err(error) => warn!(%error, "NTS-KE listener: cannot serve"),
-                }
-            });
-        })
+    crate::slots::spawn_listener("horad-nts-ke", listener, move |listener| {
+        serve(listener, exchange, shutdown)
+    })
 }
 
 /// Why a key exchange ended without cookies.
@@ -267,21 +257,12 @@ async fn read_request(stream: &mut TlsStream<TcpStream>) -> Result<ke::Request, 
 /// The client's keys, exported from the TLS session.
 fn export_keys(stream: &TlsStream<TcpStream>, algorithm: Algorithm) -> Option<Keys> {
     let connection = stream.get_ref().1;
-    let len = algorithm.key_len();
-    let export = |direction| {
-        let mut key = [0u8; MAX_KEY_LEN];
+    hora_proto::nts::export_keys(algorithm, |label, context, out| {
         connection
-            .export_keying_material(
-                &mut key[..len],
-                EXPORTER_LABEL,
-                Some(&exporter_context(algorithm, direction)),
-            )
-            .ok()?;
-        Some(key)
-    };
-    let c2s = export(Direction::ClientToServer)?;
-    let s2c = export(Direction::ServerToClient)?;
-    Keys::new(algorithm, &c2s[..len], &s2c[..len])
+            .export_keying_material(out, label, Some(context))
+            .map(|_| ())
+    })
+    .ok()
 }
 
 /// [`COOKIES_PER_RESPONSE`] cookies of `keys`, each with a fresh nonce.

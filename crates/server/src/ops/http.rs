@@ -56,19 +56,9 @@ pub fn spawn(
     log: Arc<LogBudget>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("horad-ops".to_owned())
-        .spawn(move || {
-            runtime.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(listener) => serve(listener, observed, log, shutdown).await,
-                    Err(error) => warn!(%error, "metrics listener: cannot serve"),
-                }
-            });
-        })
+    crate::slots::spawn_listener("horad-ops", listener, move |listener| {
+        serve(listener, observed, log, shutdown)
+    })
 }
 
 /// Serves `listener` until `shutdown` turns true.
