@@ -6,7 +6,8 @@
 //! Server side: [`read_request`] tells an NTS request from a plain one (a
 //! malformed NTS request is an error, never a plain request: it is never
 //! answered with unauthenticated time), [`authenticate`] opens its cookie
-//! and checks its authenticator, [`write_reply`] seals the answer, and
+//! and checks its authenticator, [`write_reply`] seals the answer (or
+//! [`prepare_reply`] now and [`seal_reply`] as it leaves), and
 //! [`write_nak`] says a cookie did not open (kiss code NTSN). Client side:
 //! [`write_request`] and [`read_reply`].
 
@@ -258,22 +259,38 @@ pub fn authenticate_with(
     })
 }
 
+/// An NTS reply written but not yet sealed: where its authenticated parts
+/// lie. A server seals it ([`seal_reply`]) just before it leaves, once its
+/// transmit timestamp (authenticated: inside the associated data) is
+/// written, as a plain reply's is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsealed {
+    /// The reply's length.
+    pub len: usize,
+    /// How many fresh cookies it carries.
+    pub cookies: usize,
+    aad_end: usize,
+    nonce_at: usize,
+    nonce_len: usize,
+    sealed_at: usize,
+    ciphertext_len: usize,
+}
+
 /// Writes the NTS reply to `request` into `out`: `header` (the 48 bytes of
-/// the plain reply, its transmit timestamp already in: it is
-/// authenticated), the Unique Identifier, and an Authenticator sealing as
-/// many fresh cookies as were wanted and fit in the request's length.
-/// `seal_cookie` seals the client's keys into a cookie at the start of the
-/// slice it is given, returning its length; `nonce` is fresh, of the
-/// client's algorithm's [`Algorithm::nonce_len`]. Returns the reply's
-/// length and how many cookies it carries; `None` if sealing failed.
-pub fn write_reply(
+/// the plain reply), the Unique Identifier, and an Authenticator holding
+/// as many fresh cookies as were wanted and fit in the request's length,
+/// not yet encrypted. `seal_cookie` seals the client's keys into a cookie
+/// at the start of the slice it is given, returning its length; `nonce` is
+/// fresh, of the client's algorithm's [`Algorithm::nonce_len`]. `None` if
+/// a cookie could not be sealed or nothing fits.
+pub fn prepare_reply(
     request: &Request<'_>,
     authenticated: &Authenticated,
     header: &[u8; PACKET_LEN],
     nonce: &[u8],
     mut seal_cookie: impl FnMut(&Keys, &mut [u8]) -> Option<usize>,
     out: &mut [u8; MAX_PACKET],
-) -> Option<(usize, usize)> {
+) -> Option<Unsealed> {
     let keys = &authenticated.keys;
     let cookie_field = 4 + cookie::cookie_len(keys.algorithm);
     let fixed = PACKET_LEN + request.unique_id_field.len() + 8 + padded(nonce.len()) + TAG_LEN;
@@ -296,6 +313,7 @@ pub fn write_reply(
     put_u16(out, at + 4, u16::try_from(nonce.len()).ok()?);
     put_u16(out, at + 6, u16::try_from(ciphertext_len).ok()?);
     at += 8;
+    let nonce_at = at;
     out[at..at + nonce.len()].copy_from_slice(nonce);
     out[at + nonce.len()..at + padded(nonce.len())].fill(0);
     at += padded(nonce.len());
@@ -310,16 +328,49 @@ pub fn write_reply(
         }
         at += cookie_field;
     }
-    let (aad, tail) = out.split_at_mut(sealed_at);
+    Some(Unsealed {
+        len,
+        cookies,
+        aad_end,
+        nonce_at,
+        nonce_len: nonce.len(),
+        sealed_at,
+        ciphertext_len,
+    })
+}
+
+/// Seals the reply `prepare_reply` wrote (`reply`, its `unsealed.len`
+/// bytes) with the client's `keys`: everything before the Authenticator is
+/// authenticated as it is now.
+pub fn seal_reply(keys: &Keys, unsealed: &Unsealed, reply: &mut [u8]) -> Option<()> {
+    let reply = reply.get_mut(..unsealed.len)?;
+    let (head, tail) = reply.split_at_mut(unsealed.sealed_at);
+    let aad = head.get(..unsealed.aad_end)?;
+    let nonce = head.get(unsealed.nonce_at..unsealed.nonce_at + unsealed.nonce_len)?;
     keys.algorithm
         .seal(
             keys.s2c(),
             nonce,
-            &aad[..aad_end],
-            &mut tail[..ciphertext_len],
+            aad,
+            tail.get_mut(..unsealed.ciphertext_len)?,
         )
-        .ok()?;
-    Some((len, cookies))
+        .ok()
+}
+
+/// [`prepare_reply`] and [`seal_reply`] at once (its transmit timestamp
+/// already in `header`): the reply's length and how many cookies it
+/// carries.
+pub fn write_reply(
+    request: &Request<'_>,
+    authenticated: &Authenticated,
+    header: &[u8; PACKET_LEN],
+    nonce: &[u8],
+    seal_cookie: impl FnMut(&Keys, &mut [u8]) -> Option<usize>,
+    out: &mut [u8; MAX_PACKET],
+) -> Option<(usize, usize)> {
+    let unsealed = prepare_reply(request, authenticated, header, nonce, seal_cookie, out)?;
+    seal_reply(&authenticated.keys, &unsealed, out)?;
+    Some((unsealed.len, unsealed.cookies))
 }
 
 /// Writes the NTSN kiss-o'-death for `request` (its cookie did not open,

@@ -100,23 +100,22 @@ pub fn answer(
     else {
         return Outcome::Dropped(DropReason::Unauthenticated);
     };
-    // The transmit timestamp is authenticated, so it is written before
-    // sealing, not by the outbox as the batch leaves.
+    // The transmit timestamp is authenticated: the outbox writes it just
+    // before the batch leaves, then seals the reply.
     let mut header = [0u8; PACKET_LEN];
     let received_stamp = NtpTimestamp::from_system_time(received_at);
-    let transmit = NtpTimestamp::from_system_time(SystemTime::now());
     sntp::write_reply(
         &request.header,
         clock,
         received_stamp,
-        transmit,
+        received_stamp,
         &mut header,
     );
     let mut rng = rand::rng();
     let mut nonce = [0u8; 16];
     let nonce = &mut nonce[..authenticated.keys.algorithm.nonce_len()];
     rng.fill_bytes(nonce);
-    let sealed = packet::write_reply(
+    let prepared = packet::prepare_reply(
         request,
         &authenticated,
         &header,
@@ -128,11 +127,11 @@ pub fn answer(
         },
         &mut reply,
     );
-    match sealed {
-        Some((len, cookies)) => {
-            out.push(&reply[..len], peer, false);
+    match prepared {
+        Some(unsealed) => {
+            out.push_nts(&reply[..unsealed.len], peer, authenticated.keys, unsealed);
             ctx.stats.event(Event::NtsAnswered);
-            ctx.stats.add(Event::NtsCookie, cookies as u64);
+            ctx.stats.add(Event::NtsCookie, unsealed.cookies as u64);
             Outcome::Answered
         }
         None => Outcome::Dropped(DropReason::Unauthenticated),

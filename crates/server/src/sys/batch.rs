@@ -11,7 +11,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
+use hora_proto::nts::packet::{self, Unsealed};
+use hora_proto::nts::Keys;
 use hora_proto::sntp::NtpTimestamp;
+use hora_proto::sntp::PACKET_LEN;
 use hora_proto::transmit::{TransmitPace, MOST_PER_BATCH};
 
 use tokio::io::Interest;
@@ -168,7 +171,7 @@ impl Inbox {
 }
 
 /// One reply waiting in the [`Outbox`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Reply {
     /// Where its bytes start in the outbox's `bytes`.
     start: usize,
@@ -177,6 +180,8 @@ struct Reply {
     /// An SNTP reply whose transmit timestamp (bytes 40..48) is written at
     /// the last moment, just before the batch goes out.
     stamp_transmit: bool,
+    /// An NTS reply, sealed with the client's keys once stamped.
+    seal: Option<(Keys, Unsealed)>,
 }
 
 /// The replies to one batch, sent together by [`Outbox::flush`].
@@ -225,12 +230,29 @@ impl Outbox {
     /// Queues `bytes` (at most [`REPLY`]) for `peer`. With `stamp_transmit`,
     /// bytes 40..48 are overwritten with the NTP time just before sending.
     pub fn push(&mut self, bytes: &[u8], peer: SocketAddr, stamp_transmit: bool) {
+        self.queue(bytes, peer, stamp_transmit, None);
+    }
+
+    /// Queues an NTS reply written by `prepare_reply`: stamped just before
+    /// the batch goes out as an SNTP reply is, then sealed with `keys`.
+    pub fn push_nts(&mut self, bytes: &[u8], peer: SocketAddr, keys: Keys, unsealed: Unsealed) {
+        self.queue(bytes, peer, true, Some((keys, unsealed)));
+    }
+
+    fn queue(
+        &mut self,
+        bytes: &[u8],
+        peer: SocketAddr,
+        stamp_transmit: bool,
+        seal: Option<(Keys, Unsealed)>,
+    ) {
         let len = bytes.len().min(REPLY);
         self.replies.push(Reply {
             start: self.bytes.len(),
             len,
             peer,
             stamp_transmit,
+            seal,
         });
         self.bytes.extend_from_slice(&bytes[..len]);
     }
@@ -256,9 +278,18 @@ impl Outbox {
                 for (position, reply) in self.replies[next..upto].iter().enumerate() {
                     let transmit =
                         NtpTimestamp::from_system_time(self.pace.transmit_time(first, position));
-                    if let Some(field) = self.bytes.get_mut(reply.start + 40..reply.start + 48) {
+                    let bytes = &mut self.bytes[reply.start..reply.start + reply.len];
+                    if let Some(field) = bytes.get_mut(40..48) {
                         field[..4].copy_from_slice(&transmit.seconds.to_be_bytes());
                         field[4..].copy_from_slice(&transmit.fraction.to_be_bytes());
+                    }
+                    if let Some((keys, unsealed)) = &reply.seal {
+                        if packet::seal_reply(keys, unsealed, bytes).is_none() {
+                            // Never sent unsealed: its authenticator zeroed
+                            // fails every client's check (it can't happen:
+                            // `prepare_reply` sized it).
+                            bytes[PACKET_LEN..].fill(0);
+                        }
                     }
                 }
                 (upto, Some(first))
