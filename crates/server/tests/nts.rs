@@ -463,3 +463,58 @@ async fn the_access_lists_close_a_denied_source_before_the_handshake() {
     // Another address is served.
     assert!(exchange(&daemon, &pki.ca).await.is_ok());
 }
+
+#[tokio::test]
+async fn nts_replies_sent_together_are_stamped_as_they_leave_and_each_authenticates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, pki) = start(dir.path()).await;
+    let mut session = exchange(&daemon, &pki.ca).await.unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Eight at once (the cookies of one key exchange): one batch, or a few.
+    let mut ids = Vec::new();
+    for n in 0..8u8 {
+        let sent = NtpTimestamp::from_system_time(SystemTime::now());
+        let unique_id = [n; 32];
+        let nonce = vec![n; session.keys.algorithm.nonce_len()];
+        let cookie = session.cookies.pop().unwrap();
+        let bytes = packet::write_request(
+            &sntp::client_request(sent),
+            &session.keys,
+            &cookie,
+            0,
+            &unique_id,
+            &nonce,
+        )
+        .unwrap();
+        client.send_to(&bytes, daemon.sntp()).await.unwrap();
+        ids.push((unique_id, sent));
+    }
+    let mut last_transmit = 0.0;
+    for (unique_id, sent) in ids {
+        let reply = common::receive(&client).await;
+        let read_at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let reply =
+            packet::read_reply(&reply, &session.keys, &unique_id).expect("authenticated, in order");
+        let sample = sntp::read_reply(&reply.header, sent, read_at).unwrap();
+        let stamp = |at: usize| {
+            let seconds = u32::from_be_bytes(reply.header[at..at + 4].try_into().unwrap());
+            let fraction = u32::from_be_bytes(reply.header[at + 4..at + 8].try_into().unwrap());
+            NtpTimestamp { seconds, fraction }.to_unix_seconds(read_at)
+        };
+        let (received, transmitted) = (stamp(32), stamp(40));
+        assert!(
+            transmitted >= received,
+            "T3 {transmitted} before T2 {received}"
+        );
+        assert!(
+            transmitted <= read_at,
+            "T3 {transmitted} after the client read it at {read_at}"
+        );
+        assert!(transmitted >= last_transmit, "stamped in sending order");
+        last_transmit = transmitted;
+        assert!(sample.offset.abs() < 0.01);
+    }
+}

@@ -287,3 +287,42 @@ proptest! {
         prop_assert!(serve(&forged).is_err(), "bit {}", bit);
     }
 }
+
+#[test]
+fn a_prepared_reply_stamped_then_sealed_authenticates_with_its_stamp_and_a_later_stamp_breaks_it() {
+    let (keys, bytes) = request(Algorithm::AesSivCmac256, 0);
+    let Ok(Parsed::Nts(request)) = read_request(&bytes) else {
+        panic!("not read")
+    };
+    let authenticated = authenticate(&request, &server_keys()).unwrap_or_else(|e| panic!("{e}"));
+    let mut header = [0u8; PACKET_LEN];
+    header[0] = 4 << 3 | 4;
+    header[1] = 10;
+    header[24..32].copy_from_slice(&bytes[40..48]);
+    let mut out = [0u8; MAX_PACKET];
+    let nonce = [0x33; 16];
+    let unsealed = prepare_reply(
+        &request,
+        &authenticated,
+        &header,
+        &nonce,
+        |k, room| cookie::seal(&server_keys()[1], k, &[8; NONCE_LEN], room),
+        &mut out,
+    )
+    .unwrap_or_else(|| panic!("prepared"));
+    // The transmit timestamp, written as the reply leaves, then the seal.
+    out[40..48].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(
+        seal_reply(&authenticated.keys, &unsealed, &mut out),
+        Some(())
+    );
+    let reply = read_reply(&out[..unsealed.len], &keys, &UID).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&reply.header[40..48], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(reply.cookies.len(), unsealed.cookies);
+    // Stamped again after sealing: no longer authentic.
+    out[47] ^= 1;
+    assert_eq!(
+        read_reply(&out[..unsealed.len], &keys, &UID).map(|_| ()),
+        Err(ReplyError::Unauthenticated)
+    );
+}
