@@ -287,3 +287,22 @@ fn hora_sntp_reports_a_rate_kiss_of_death_as_such() {
     assert!(stderr.contains("kiss-o'-death RATE: no time"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn hora_time_into_a_closed_pipe_ends_with_141_as_cat_does_not_a_panic() {
+    let horad = Horad::start(&[]);
+    let mut child = std::process::Command::new(common::binary("hora"))
+        .args(["--server", &horad.addr.to_string(), "time"])
+        .env_remove("HORA_SERVER")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Gone before the answer comes back (a network round trip later).
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+}

@@ -66,9 +66,9 @@ async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
             let measured =
                 sntp::query_with(&mut authenticated, &ntp, args.bind, args.timeout, *count).await?;
             if *json {
-                println!("{}", measured.json());
+                say(&format!("{}\n", measured.json()));
             } else {
-                print!("{}", measured.lines());
+                say(&measured.lines());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -77,9 +77,9 @@ async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
             let measured = sntp::query(servers, args.bind, args.timeout, count).await?;
             say_which_answered(servers, measured.server);
             if json {
-                println!("{}", measured.json());
+                say(&format!("{}\n", measured.json()));
             } else {
-                print!("{}", measured.lines());
+                say(&measured.lines());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -90,9 +90,9 @@ async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
             say_which_answered(servers, exchange.server());
             let time = one_shot::fetch_time_after(&exchange, &login).await?;
             if json {
-                println!("{}", time.json(exchange.server()));
+                say(&format!("{}\n", time.json(exchange.server())));
             } else {
-                println!("{}", time.line());
+                say(&format!("{}\n", time.line()));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -146,5 +146,20 @@ fn say_which_answered(servers: &[SocketAddr], answered: SocketAddr) {
             .map(ToString::to_string)
             .collect();
         eprintln!("hora: {} refused; {answered} answered", refused.join(", "));
+    }
+}
+
+/// Writes `text` to standard output. A reader that went away (`hora time |
+/// head -c0`) ends hora quietly as it ends `cat`: exit status 141 (128 +
+/// SIGPIPE), no panic.
+fn say(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("hora: cannot write the answer: {error}");
+        std::process::exit(1);
     }
 }

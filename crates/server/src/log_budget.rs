@@ -11,6 +11,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// How many lines of its kind were held back before one allowed, if any:
+/// the line's `suppressed` field, which `tracing` writes only when there
+/// were some (`suppressed=0` on every line was noise).
+pub type Suppressed = Option<u64>;
+
 /// How many lines of one kind may be logged per second.
 pub const LINES_PER_SECOND: u32 = 10;
 
@@ -107,11 +112,12 @@ impl LogBudget {
     }
 
     /// Whether a line of `kind` may be logged now: `Some(suppressed)` if so.
-    pub fn allow(&self, kind: LogKind) -> Option<u64> {
+    pub fn allow(&self, kind: LogKind) -> Option<Suppressed> {
         let mut budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
         budgets
             .get_mut(kind as usize)
             .and_then(|budget| budget.allow(Instant::now()))
+            .map(|held| (held > 0).then_some(held))
     }
 }
 
@@ -137,10 +143,11 @@ mod tests {
         assert_eq!(logins, LINES_PER_SECOND as usize);
         assert_eq!(
             log.allow(LogKind::Idle),
-            Some(0),
-            "another kind is untouched"
+            Some(None),
+            "another kind is untouched, and nothing of it was held back"
         );
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(log.allow(LogKind::Login), Some(90));
+        assert_eq!(log.allow(LogKind::Login), Some(Some(90)));
+        assert_eq!(log.allow(LogKind::Login), Some(None));
     }
 }

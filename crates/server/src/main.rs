@@ -34,8 +34,19 @@ fn main() -> ExitCode {
             eprintln!("horad: {error}");
             return ExitCode::from(2);
         }
-        print!("horad: configuration OK ({named})\n{}", config.describe());
-        return ExitCode::SUCCESS;
+        use std::io::Write as _;
+        let report = format!("horad: configuration OK ({named})\n{}", config.describe());
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(report.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => ExitCode::SUCCESS,
+            // `horad --check-config | head -1`: the reader went away, as
+            // `cat` takes it (128 + SIGPIPE), with no panic.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
+            Err(error) => {
+                eprintln!("horad: cannot write the report: {error}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Err(error) = logging::init(&config.log) {
         eprintln!("horad: {error:#}");

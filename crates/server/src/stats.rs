@@ -51,6 +51,15 @@ macro_rules! events {
                 received = s.total_received(),
                 answered = s.total_answered(),
                 dropped = s.total_dropped(),
+                // Why, summed over the protocols (`hora_dropped_total` has
+                // them per protocol).
+                denied = s.dropped_for(DropReason::Denied),
+                rate_limited = s.dropped_for(DropReason::RateLimited),
+                invalid = s.dropped_for(DropReason::Invalid),
+                loop_guarded = s.dropped_for(DropReason::Loop),
+                withheld = s.dropped_for(DropReason::Withheld),
+                overloaded = s.dropped_for(DropReason::Overloaded),
+                unauthenticated = s.dropped_for(DropReason::Unauthenticated),
                 $($name = s.event(Event::$variant),)*
                 "{message}"
             );

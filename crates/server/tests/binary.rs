@@ -400,6 +400,14 @@ fn json_summary_counters_are_numbers() {
         "dropped",
         "logins",
         "ended_idle",
+        // Why datagrams were dropped, one field a reason.
+        "denied",
+        "rate_limited",
+        "invalid",
+        "loop_guarded",
+        "withheld",
+        "overloaded",
+        "unauthenticated",
     ] {
         assert!(event["fields"][field].is_u64(), "{field} in {stopped}");
     }
@@ -652,5 +660,71 @@ fn check_config_reads_the_nts_files_and_refuses_a_mismatched_pair_or_missing_key
         stderr_of(&missing).contains("NTS cookie keys"),
         "{}",
         stderr_of(&missing)
+    );
+}
+
+#[test]
+fn a_line_whose_kind_held_nothing_back_has_no_suppressed_field() {
+    let mut child = horad()
+        .args([
+            "--config",
+            "/dev/null",
+            "--bind",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let started = read_until(&mut lines, "listening on");
+    let addr: SocketAddr = started
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buffer = [0u8; 2048];
+    client.send_to(b"login", addr).unwrap();
+    client.recv_from(&mut buffer).unwrap();
+    let login = read_until(&mut lines, " login");
+    let login = login.lines().last().unwrap_or_default().to_owned();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    assert!(login.contains("peer=127.0.0.1:"), "{login}");
+    assert!(!login.contains("suppressed"), "{login}");
+}
+
+#[test]
+fn check_config_into_a_closed_pipe_ends_quietly_as_cat_does() {
+    let mut child = horad()
+        .args(["--check-config", "--config", "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before horad writes (as `| head -c0` does).
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = stderr_of(&output);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        matches!(output.status.code(), Some(0 | 141)),
+        "{:?}: {stderr}",
+        output.status
     );
 }
