@@ -531,6 +531,7 @@ impl Config {
             }
         }
         self.check_nts()?;
+        self.check_binds()?;
         if crate::logging::check_filter(&self.log.level).is_err() {
             return out(
                 "log.level",
@@ -541,7 +542,48 @@ impl Config {
     }
 }
 
+/// Whether two sockets of one kind (UDP, or TCP) on `a` and `b` can't both
+/// be bound: the same port (not 0) on the same address, or on the
+/// wildcard address of the family and any address of it.
+fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 impl Config {
+    /// Sockets that would collide at start-up (`cannot bind ...: Address
+    /// already in use`, every restart again): refused here instead, so
+    /// `--check-config` catches them.
+    fn check_binds(&self) -> Result<(), OutOfRange> {
+        let udp = [
+            ("bind", Some(self.bind)),
+            ("sntp.bind", self.sntp.bind),
+            ("time.bind", self.time.bind),
+            ("daytime.bind", self.daytime.bind),
+        ];
+        let tcp = [
+            ("metrics.bind", self.metrics.bind),
+            ("nts.bind", self.nts.bind),
+        ];
+        for sockets in [&udp[..], &tcp[..]] {
+            for (i, (_, first)) in sockets.iter().enumerate() {
+                for (key, second) in &sockets[i + 1..] {
+                    if let (Some(a), Some(b)) = (first, second) {
+                        if binds_overlap(*a, *b) {
+                            return Err(OutOfRange {
+                                key,
+                                problem: "is the same address and port as another socket of horad's (it could not be bound)",
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The `[nts]` table's rules: the key exchange needs its certificate,
     /// key and cookie keys; NTS needs the SNTP socket it is served on.
     fn check_nts(&self) -> Result<(), OutOfRange> {
@@ -957,6 +999,9 @@ mod tests {
     fn unusable_values_are_refused() {
         for (toml, key) in [
             ("[sntp]\nstratum = 0", "sntp.stratum"),
+            ("bind = \"127.0.0.1:5005\"\n[sntp]\nbind = \"127.0.0.1:5005\"", "sntp.bind"),
+            ("bind = \"0.0.0.0:5005\"\n[time]\nbind = \"127.0.0.1:5005\"", "time.bind"),
+            ("[metrics]\nbind = \"127.0.0.1:4460\"\n[nts]\nbind = \"0.0.0.0:4460\"\ncertificate_chain = \"c\"\nprivate_key = \"k\"\nkeys = \"n\"", "nts.bind"),
             ("[ratelimit]\nrate = 0.0", "ratelimit.rate"),
             ("[ratelimit]\nburst = 0.5", "ratelimit.burst"),
             ("[ratelimit]\ntable_size = 0", "ratelimit.table_size"),

@@ -70,6 +70,17 @@ fn normalized(filter: &str) -> String {
         .join(",")
 }
 
+/// `RUST_LOG`, when set, checked as start-up checks it (for
+/// `horad --check-config`: a start with a bad one would exit 2).
+pub fn check_env() -> Result<(), String> {
+    match std::env::var("RUST_LOG") {
+        Ok(from_env) if !from_env.is_empty() => {
+            check_filter(&from_env).map_err(|problem| format!("RUST_LOG {problem}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the
 /// configured level; it is checked as the config's level is. Fails if the
 /// filter is refused or a subscriber is already installed.

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use hora_server::cli::Args;
 use hora_server::config::ConfigError;
-use hora_server::{logging, sys, Config, Server};
+use hora_server::{logging, sys, Config, Server, StartError};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -31,6 +31,10 @@ fn main() -> ExitCode {
         // The files NTS reads are part of the configuration: a broken
         // certificate fails `systemctl reload` here, before SIGHUP.
         if let Err(error) = hora_server::nts::check(&config.nts) {
+            eprintln!("horad: {error}");
+            return ExitCode::from(2);
+        }
+        if let Err(error) = logging::check_env() {
             eprintln!("horad: {error}");
             return ExitCode::from(2);
         }
@@ -56,7 +60,16 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("horad: {error:#}");
-            ExitCode::FAILURE
+            // A socket that can't be bound: its own status, so the unit's
+            // start limit (not an endless restart) and scripts can tell it.
+            let bind = error
+                .downcast_ref::<StartError>()
+                .is_some_and(|start| matches!(start, StartError::Bind(_)));
+            if bind {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

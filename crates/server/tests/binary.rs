@@ -73,14 +73,16 @@ fn a_bad_flag_is_a_usage_error() {
 }
 
 #[test]
-fn a_busy_port_exits_1_with_one_clear_line() {
+fn a_busy_port_exits_3_with_one_clear_line() {
     let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let output = run(horad()
         .current_dir(dir.path())
         .args(["--bind", &addr.to_string()]));
-    assert_eq!(output.status.code(), Some(1));
+    // 3: a socket that can't be bound (the unit's start limit, not an
+    // endless restart every 2 s).
+    assert_eq!(output.status.code(), Some(3));
     let stderr = stderr_of(&output);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
@@ -726,5 +728,33 @@ fn check_config_into_a_closed_pipe_ends_quietly_as_cat_does() {
         matches!(output.status.code(), Some(0 | 141)),
         "{:?}: {stderr}",
         output.status
+    );
+}
+
+#[test]
+fn check_config_catches_what_would_fail_at_start_sockets_on_one_address_and_a_bad_rust_log() {
+    let same = run(horad().args([
+        "--check-config",
+        "--config",
+        "/dev/null",
+        "--bind",
+        "127.0.0.1:5005",
+        "--sntp-bind",
+        "0.0.0.0:5005",
+    ]));
+    assert_eq!(same.status.code(), Some(2));
+    assert!(
+        stderr_of(&same).contains("--sntp-bind"),
+        "{}",
+        stderr_of(&same)
+    );
+    let rust_log = run(horad()
+        .args(["--check-config", "--config", "/dev/null"])
+        .env("RUST_LOG", "chatty"));
+    assert_eq!(rust_log.status.code(), Some(2));
+    assert!(
+        stderr_of(&rust_log).contains("RUST_LOG"),
+        "{}",
+        stderr_of(&rust_log)
     );
 }
