@@ -338,6 +338,9 @@ const MAX_TABLE_SIZE: usize = 1 << 20;
 /// The largest rate and burst: a million datagrams a second is beyond what
 /// the daemon can answer, so a larger value can only be a typo.
 const MAX_RATE: f64 = 1e6;
+/// The smallest rate: a bucket refills one token in 1,000 s. Below it
+/// (`1e-300`) a source that spent its burst is never answered again.
+const MIN_RATE: f64 = 1e-3;
 /// NTP's largest dispersion (RFC 5905's MAXDISP), a bound on the root fields.
 const MAX_ROOT: Duration = Duration::from_secs(16);
 
@@ -501,8 +504,11 @@ impl Config {
             );
         }
         let limit = &self.ratelimit;
-        if !(limit.rate > 0.0 && limit.rate <= MAX_RATE) {
-            return out("ratelimit.rate", "must be above 0 and at most 1000000");
+        if !(MIN_RATE..=MAX_RATE).contains(&limit.rate) {
+            return out(
+                "ratelimit.rate",
+                "must be 0.001 (a token in 1,000 s) to 1000000: a smaller rate never refills a bucket",
+            );
         }
         if !(1.0..=MAX_RATE).contains(&limit.burst) {
             return out("ratelimit.burst", "must be 1 to 1000000");
@@ -1023,6 +1029,7 @@ mod tests {
             ("max_sessions = 1000001", "max_sessions"),
             ("[ratelimit]\ntable_size = 16777216", "ratelimit.table_size"),
             ("[ratelimit]\nrate = 1e9", "ratelimit.rate"),
+            ("[ratelimit]\nrate = 1e-300", "ratelimit.rate"),
             ("[ratelimit]\nburst = 1e9", "ratelimit.burst"),
             ("[sntp]\nprecision = 5", "sntp.precision"),
             ("[sntp]\nroot_dispersion = \"17s\"", "sntp.root_dispersion"),
