@@ -26,6 +26,9 @@ pub struct ClockState {
     settings: ClockSettings,
     host: HostClock,
     served: watch::Sender<ServerClock>,
+    /// Whether the kernel says the clock is synchronized (`/status`: what
+    /// replies say can differ, with `local_stratum`).
+    kernel: watch::Sender<bool>,
 }
 
 impl ClockState {
@@ -37,17 +40,24 @@ impl ClockState {
         let settings = live.borrow_and_update().clock.unwrap_or(fallback);
         log_state(&host, &settings);
         let (served, _) = watch::channel(served_clock(&host, &settings));
+        let (kernel, _) = watch::channel(host.synchronized);
         ClockState {
             live,
             settings,
             host,
             served,
+            kernel,
         }
     }
 
     /// A receiver of the fields every reply carries.
     pub fn subscribe(&self) -> watch::Receiver<ServerClock> {
         self.served.subscribe()
+    }
+
+    /// A receiver of whether the kernel says the clock is synchronized.
+    pub fn kernel(&self) -> watch::Receiver<bool> {
+        self.kernel.subscribe()
     }
 
     /// Reads the kernel's state once a second until `shutdown` turns true.
@@ -80,6 +90,9 @@ impl ClockState {
             log_state(&host, &self.settings);
         }
         self.host = host;
+        self.kernel.send_if_modified(|synchronized| {
+            std::mem::replace(synchronized, host.synchronized) != host.synchronized
+        });
         self.publish();
     }
 

@@ -374,7 +374,7 @@ impl Server {
             .standard
             .iter()
             .find_map(|(_, standard)| match standard {
-                Standard::Sntp(clock) => Some(clock.subscribe()),
+                Standard::Sntp(clock) => Some((clock.subscribe(), clock.kernel())),
                 Standard::Stateless(_) => None,
             });
         ops::Observed {

@@ -328,3 +328,22 @@ async fn one_address_holding_connections_leaves_room_for_the_others() {
     drop(held);
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn status_tells_the_kernels_clock_state_from_how_local_stratum_serves_it() {
+    let loopback = common::loopback();
+    let mut config = common::loopback_config();
+    config.metrics.bind = Some(loopback);
+    config.sntp.bind = Some(loopback);
+    config.sntp.local_stratum = Some(10);
+    let daemon = Daemon::start(config).await;
+    let kernel = hora_server::sys::host_clock().is_ok_and(|host| host.synchronized);
+    let status = get(daemon.metrics(), "/status").await;
+    let body = status.split("\r\n\r\n").nth(1).unwrap();
+    let document: serde_json::Value = serde_json::from_str(body).unwrap();
+    let clock = &document["sntp_clock"];
+    assert_eq!(clock["synchronized"], kernel, "the kernel's word: {clock}");
+    let served_as = if kernel { "synchronized" } else { "local" };
+    assert_eq!(clock["served_as"], served_as, "{clock}");
+    assert_eq!(clock["stratum"], 10, "{clock}");
+}

@@ -32,8 +32,9 @@ pub struct Observed {
     pub stats: Arc<Stats>,
     /// The session table's size and durations.
     pub sessions: Arc<SessionStats>,
-    /// What SNTP replies say of the clock, when SNTP is served.
-    pub clock: Option<watch::Receiver<ServerClock>>,
+    /// What SNTP replies say of the clock, and whether the kernel says it
+    /// is synchronized, when SNTP is served.
+    pub clock: Option<(watch::Receiver<ServerClock>, watch::Receiver<bool>)>,
     /// The configuration in force (the live view the loops read).
     pub live: LiveView,
     /// When the daemon started.
@@ -50,6 +51,11 @@ impl Observed {
 
     /// The clock fields SNTP serves now, if SNTP is served.
     pub fn clock(&self) -> Option<ServerClock> {
-        self.clock.as_ref().map(|clock| *clock.borrow())
+        self.clock.as_ref().map(|(clock, _)| *clock.borrow())
+    }
+
+    /// Whether the kernel says the clock is synchronized, if SNTP is served.
+    pub fn kernel_synchronized(&self) -> Option<bool> {
+        self.clock.as_ref().map(|(_, kernel)| *kernel.borrow())
     }
 }

@@ -49,9 +49,18 @@ pub fn document(observed: &Observed) -> Value {
     let live = std::sync::Arc::clone(&observed.live.borrow());
     let config = &live.config;
     let limit = &config.ratelimit;
+    let kernel = observed.kernel_synchronized().unwrap_or(false);
     let clock = observed.clock().map(|clock| {
+        // What the kernel says, and how replies serve the clock: with
+        // `local_stratum` an unsynchronized clock is served as a local one.
+        let served_as = match (clock.leap_indicator, kernel) {
+            (3, _) => "unsynchronized",
+            (_, true) => "synchronized",
+            (_, false) => "local",
+        };
         json!({
-            "synchronized": clock.leap_indicator != 3,
+            "synchronized": kernel,
+            "served_as": served_as,
             "leap_indicator": clock.leap_indicator,
             "stratum": clock.stratum,
             "reference_id": reference_id_text(clock.reference_id, clock.stratum),
