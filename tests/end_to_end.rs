@@ -285,7 +285,40 @@ fn hora_sntp_reports_a_rate_kiss_of_death_as_such() {
     assert_eq!(second.status.code(), Some(1));
     let stderr = text(&second.stderr);
     assert!(stderr.contains("kiss-o'-death RATE: no time"), "{stderr}");
+    // With --json, the failure is a JSON object on stdout too.
+    let json = hora(&["sntp", "--server", &sntp, "--json"], "");
+    assert_eq!(json.status.code(), Some(1));
+    let object: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(object["kiss"], "RATE", "{object}");
+    assert_eq!(object["stratum"], 0, "{object}");
+    assert_eq!(object["server"], sntp, "{object}");
+    assert!(
+        object["error"].as_str().unwrap().contains("RATE"),
+        "{object}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failed_json_command_still_prints_one_json_object() {
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for command in [&["time", "--json"][..], &["sntp", "--json"][..]] {
+        let server = closed.to_string();
+        let mut args = vec!["--server", &server];
+        args.extend_from_slice(command);
+        let output = hora(&args, "");
+        assert_eq!(output.status.code(), Some(1), "{command:?}");
+        let object: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{command:?}: {e}: {:?}", text(&output.stdout)));
+        assert!(
+            object["error"].as_str().unwrap().contains("refused"),
+            "{object}"
+        );
+        assert_eq!(object["server"], server, "{object}");
+    }
 }
 
 #[test]

@@ -46,9 +46,60 @@ async fn run(args: Args) -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("hora: {error:#}");
+            // A script that asked for JSON reads JSON, failure included.
+            let json = matches!(
+                args.command,
+                Some(Command::Sntp { json: true, .. } | Command::Time { json: true })
+            );
+            if json {
+                say(&format!("{}\n", failure_json(&error)));
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// What a failed `--json` command prints on standard output: the error, and
+/// what the server's answer did say (its address, a leap indicator of 3, a
+/// kiss code), when there was one.
+fn failure_json(error: &anyhow::Error) -> serde_json::Value {
+    use hora_proto::sntp::ReplyError;
+    let mut object = serde_json::json!({ "error": format!("{error:#}") });
+    let server = match error.downcast_ref::<sntp::SntpError>() {
+        Some(sntp::SntpError::NoTime { server, reason }) => {
+            match reason {
+                ReplyError::Unsynchronized => object["leap"] = 3.into(),
+                ReplyError::KissOfDeath(code) => {
+                    object["stratum"] = 0.into();
+                    object["kiss"] = String::from_utf8_lossy(code).trim_end_matches('\0').into();
+                }
+                ReplyError::NotAReply | ReplyError::NotOurs => {}
+            }
+            Some(*server)
+        }
+        Some(sntp::SntpError::Timeout { server, .. } | sntp::SntpError::Refused(server)) => {
+            Some(*server)
+        }
+        _ => {
+            use hora_client::exchange::ExchangeError;
+            let exchange = error.downcast_ref::<ExchangeError>().or_else(|| {
+                match error.downcast_ref::<one_shot::OneShotError>() {
+                    Some(one_shot::OneShotError::Exchange(exchange)) => Some(exchange),
+                    _ => None,
+                }
+            });
+            match exchange {
+                Some(ExchangeError::Timeout { server, .. } | ExchangeError::Refused { server }) => {
+                    Some(*server)
+                }
+                _ => None,
+            }
+        }
+    };
+    if let Some(server) = server {
+        object["server"] = server.to_string().into();
+    }
+    object
 }
 
 async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
