@@ -30,8 +30,11 @@ pub const LOGOUT_WAIT: Duration = Duration::from_secs(1);
 pub enum Ending {
     /// The server closed the session (after `2`, an invalid option, ...).
     Closed(ClosedReason),
-    /// Input ended or the user interrupted; we logged out (or tried to).
+    /// Input ended; we logged out (or tried to).
     InputEnded,
+    /// The user interrupted (Ctrl-C); we logged out (or tried to). The
+    /// shell's convention is exit status 130.
+    Interrupted,
 }
 
 /// Why the interactive session failed.
@@ -62,7 +65,7 @@ where
     write(output, GREETING).await?;
     let answer = match ask(exchange, b"login", output, &mut interrupt).await? {
         Some(answer) => answer,
-        None => return log_out(exchange, output).await,
+        None => return log_out(exchange, output, Ending::Interrupted).await,
     };
     converse(exchange, answer, input, output, interrupt).await
 }
@@ -92,7 +95,7 @@ where
         let mut line = String::new();
         let read = tokio::select! {
             read = input.read_line(&mut line) => read?,
-            () = &mut interrupt => 0,
+            () = &mut interrupt => return log_out(exchange, output, Ending::Interrupted).await,
             // The server ended the session on its own: say so now, not at
             // the next key press.
             notice = exchange.closing_notice() => {
@@ -102,13 +105,18 @@ where
             }
         };
         if read == 0 {
-            return log_out(exchange, output).await;
+            return log_out(exchange, output, Ending::InputEnded).await;
         }
         let choice = line.strip_suffix('\n').unwrap_or(&line);
         let choice = choice.strip_suffix('\r').unwrap_or(choice);
+        if choice.is_empty() {
+            // A bare Enter is no option: the menu again, nothing sent (the
+            // seed's server would end the session as an invalid option).
+            continue;
+        }
         answer = match ask(exchange, choice.as_bytes(), output, &mut interrupt).await? {
             Some(answer) => answer,
-            None => return log_out(exchange, output).await,
+            None => return log_out(exchange, output, Ending::Interrupted).await,
         };
     }
 }
@@ -136,16 +144,18 @@ async fn ask<O: AsyncWrite + Unpin>(
     }
 }
 
-/// Sends `2` and shows the answer if it comes soon; input is over either way.
+/// Sends `2` and shows the answer if it comes soon; the conversation ends
+/// as `ending` says either way.
 async fn log_out<O: AsyncWrite + Unpin>(
     exchange: &Exchange,
     output: &mut O,
+    ending: Ending,
 ) -> Result<Ending, InteractiveError> {
     write(output, "\n").await?;
     if let Ok(answer) = exchange.request_within(b"2", LOGOUT_WAIT).await {
         write(output, &closing_line(answer.message().text())).await?;
     }
-    Ok(Ending::InputEnded)
+    Ok(ending)
 }
 
 /// The seed's last line: the server's text, then `às HH:MM:SS` local time.
@@ -215,6 +225,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_bare_enter_shows_the_menu_again_and_sends_nothing() {
+        let server = TestServer::protocol().await;
+        let input = Builder::new()
+            .read(b"\n")
+            .read(b"\r\n")
+            .read(b"2\n")
+            .build();
+        let (ending, output) = converse(server.addr, input).await;
+        assert_eq!(ending.unwrap(), Ending::Closed(ClosedReason::Logout));
+        assert_eq!(output.matches(LOGIN_MENU).count(), 3, "{output}");
+        assert_closing_line(&output, "Conexao encerrada");
+        assert_eq!(
+            server.received(),
+            [&b"login"[..], b"2"],
+            "no empty option went out"
+        );
+    }
+
+    #[tokio::test]
     async fn sends_the_line_without_its_line_ending() {
         let server = TestServer::protocol().await;
         let (ending, output) = converse(server.addr, Builder::new().read(b"3\r\n").build()).await;
@@ -247,7 +276,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(ending, Ending::InputEnded);
+        assert_eq!(ending, Ending::Interrupted, "exit 130, as shells expect");
         assert_eq!(server.received(), [&b"login"[..], b"2"]);
     }
 

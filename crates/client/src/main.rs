@@ -184,6 +184,9 @@ async fn interactive_session(args: &Args, servers: &[SocketAddr]) -> anyhow::Res
             | ClosedReason::IdleTimeout,
         ) => ExitCode::FAILURE,
         Ending::Closed(_) | Ending::InputEnded => ExitCode::SUCCESS,
+        // Logged out cleanly, but `hora && next` must not go on (as
+        // shells take an interrupt: 128 + SIGINT).
+        Ending::Interrupted => ExitCode::from(130),
     })
 }
 
