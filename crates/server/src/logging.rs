@@ -98,6 +98,21 @@ pub fn init(config: &LogConfig) -> anyhow::Result<()> {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     let installed = match config.format {
+        // Under systemd: each line's priority for journald (`journalctl -p
+        // warning` then works), and no timestamp of ours (it adds one).
+        LogFormat::Text if crate::sys::journal::stderr_is_journal() => {
+            let builder = builder
+                .with_ansi(false)
+                .event_format(Journald(
+                    tracing_subscriber::fmt::format()
+                        .without_time()
+                        .with_target(false),
+                ))
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            keep_reloader(move |filter| handle.reload(filter).map_err(|e| e.to_string()));
+            builder.try_init()
+        }
         LogFormat::Text => {
             let builder = builder.with_filter_reloading();
             let handle = builder.reload_handle();
@@ -112,6 +127,33 @@ pub fn init(config: &LogConfig) -> anyhow::Result<()> {
         }
     };
     installed.map_err(|error| anyhow::anyhow!(error))
+}
+
+/// A text line with its sd-daemon(3) priority in front: `<3>` error, `<4>`
+/// warning, `<6>` info, `<7>` debug and trace.
+struct Journald<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Journald<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            tracing::Level::DEBUG | tracing::Level::TRACE => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
 }
 
 /// Swaps the running log filter, once [`init`] has installed one.

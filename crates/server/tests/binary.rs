@@ -758,3 +758,66 @@ fn check_config_catches_what_would_fail_at_start_sockets_on_one_address_and_a_ba
         stderr_of(&rust_log)
     );
 }
+
+#[test]
+fn under_journald_lines_carry_their_priority_and_no_timestamp_of_their_own() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stderr");
+    let file = std::fs::File::create(&path).unwrap();
+    let meta = file.metadata().unwrap();
+    let mut child = horad()
+        .args([
+            "--config",
+            "/dev/null",
+            "--bind",
+            "127.0.0.1:0",
+            "--sntp-bind",
+            "127.0.0.1:0",
+        ])
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut logged = String::new();
+    while !logged.contains("sntp listening on") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        logged = std::fs::read_to_string(&path).unwrap();
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let logged = std::fs::read_to_string(&path).unwrap();
+    let listening = logged
+        .lines()
+        .find(|l| l.contains(" listening on "))
+        .unwrap_or_default();
+    assert!(listening.starts_with("<6>"), "info is <6>: {logged}");
+    assert!(
+        !listening.contains("202"),
+        "no timestamp of its own: {listening}"
+    );
+    // The SNTP clock line is a warning while the kernel says unsynchronized.
+    if let Some(clock) = logged
+        .lines()
+        .find(|l| l.contains("host clock not synchronized"))
+    {
+        assert!(clock.starts_with("<4>"), "a warning is <4>: {clock}");
+    }
+    // Elsewhere (no JOURNAL_STREAM) lines keep their timestamps.
+    let plain = logs_of_a_run(|command| {
+        command
+            .args(["--config", "/dev/null"])
+            .env_remove("JOURNAL_STREAM");
+    });
+    assert!(
+        plain.lines().next().unwrap_or_default().starts_with("20"),
+        "{plain}"
+    );
+}

@@ -5,7 +5,8 @@
 //!   workspace's one `unsafe` call;
 //! - [`timestamps`]: kernel receive timestamps (`SO_TIMESTAMPNS`);
 //! - [`batch`]: `recvmmsg`/`sendmmsg`, a batch of datagrams per kernel crossing;
-//! - [`notify`]: systemd readiness (`sd_notify`).
+//! - [`notify`]: systemd readiness (`sd_notify`);
+//! - [`journal`]: whether standard error is the journal (`JOURNAL_STREAM`).
 //!
 //! Elsewhere than Linux, the clock's state reads as unknown, no datagram
 //! carries a kernel timestamp and there is no systemd to notify; horad then
@@ -13,6 +14,7 @@
 
 pub mod batch;
 pub mod clock;
+pub mod journal;
 pub mod notify;
 pub mod timestamps;
 
