@@ -54,8 +54,12 @@ pub fn assets(out: &Path) -> anyhow::Result<()> {
     }
     let horad = hora_server::cli::Args::command();
     let hora = hora_client::cli::Args::command();
-    write_gzip(&man.join("horad.8.gz"), &render(horad.clone(), "8")?)?;
-    write_gzip(&man.join("hora.1.gz"), &render(hora.clone(), "1")?)?;
+    let mut horad_page = render(horad.clone(), "8")?;
+    horad_page.extend_from_slice(HORAD_SECTIONS.as_bytes());
+    write_gzip(&man.join("horad.8.gz"), &horad_page)?;
+    let mut hora_page = render(hora.clone(), "1")?;
+    hora_page.extend_from_slice(HORA_SECTIONS.as_bytes());
+    write_gzip(&man.join("hora.1.gz"), &hora_page)?;
     let config = fs::read_to_string(workspace_root().join("config.toml"))
         .context("cannot read config.toml")?;
     write_gzip(
@@ -70,6 +74,92 @@ pub fn assets(out: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// What horad(8) says beyond its options, as chronyd(8) and sshd(8) do.
+const HORAD_SECTIONS: &str = r#".SH SIGNALS
+.TP
+\fBSIGHUP\fR
+Reload: read the configuration file read at start\-up again, with the same flags on
+top and the same checks, and apply what can change live (access lists, rate limits,
+session limits, idle timeout, log level, SNTP clock fields, NTS's certificate and key
+and its require, ntp_server and ntp_port) without dropping a session. A file that fails
+to validate, moves a socket, is no regular file, or is gone is refused with one log line
+and the running configuration stays. stats_interval, log.format, nts.keys and
+nts.key_rotation change only at restart. \fBsystemctl reload horad\fR sends it.
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Shut down: every open session is told (\fIServidor desligando. Conexao encerrada\fR),
+the summary of the counters is logged, and horad exits 0.
+.SH EXIT STATUS
+.TP
+\fB0\fR
+A clean shutdown, or \fB\-\-check\-config\fR found the configuration valid.
+.TP
+\fB1\fR
+Another failure at start\-up (NTS's certificate or keys, the runtime).
+.TP
+\fB2\fR
+A bad configuration or command line (one line naming the file, line and key).
+.TP
+\fB3\fR
+An address could not be bound (in use, or a privileged port without the capability).
+.TP
+\fB141\fR
+\fB\-\-check\-config\fR wrote into a pipe whose reader had gone, as cat(1) ends.
+.SH FILES
+.TP
+\fI/etc/hora/config.toml\fR
+The configuration read when neither \fB\-\-config\fR nor \fBHORAD_CONFIG\fR names one, if
+it exists; see hora\-config(5). Never a file in the working directory.
+.TP
+\fI/var/lib/hora/nts\-keys\fR
+The NTS cookie keys, when \fB[nts] keys\fR names it so (the packaged unit's state directory).
+.SH ENVIRONMENT
+.TP
+\fBHORAD_*\fR
+Each flag's variable, as \fB\-\-help\fR lists them (\fBHORAD_BIND\fR, \fBHORAD_SNTP_BIND\fR, ...).
+.TP
+\fBRUST_LOG\fR
+A log filter that overrides \fB[log] level\fR, at start\-up and on reload.
+.TP
+\fBJOURNAL_STREAM\fR
+Set by systemd: when it names standard error, each line carries its priority for
+journald and no timestamp of its own.
+.TP
+\fBNOTIFY_SOCKET\fR
+Set by systemd (Type=notify): horad says READY=1 once every socket is bound,
+RELOADING=1 and READY=1 around a reload, STOPPING=1 at shutdown.
+.SH SEE ALSO
+hora(1), hora\-config(5), chronyd(8), systemd.service(5);
+/usr/share/doc/hora/README.md and PROTOCOL.md.
+"#;
+
+/// What hora(1) says beyond its options.
+const HORA_SECTIONS: &str = r#".SH EXIT STATUS
+.TP
+\fB0\fR
+The session ended normally, or a time was obtained.
+.TP
+\fB1\fR
+Silence, a refusal (\fIServidor lotado\fR), an idle timeout, a shutdown, no valid
+SNTP time (an unsynchronized server, a kiss\-o'\-death, a NTSN), or a network error.
+.TP
+\fB2\fR
+A bad command line or server address.
+.TP
+\fB130\fR
+Interrupted (Ctrl\-C) at the menu, after logging out.
+.TP
+\fB141\fR
+The reader of standard output went away (a closed pipe), as cat(1) ends.
+.SH ENVIRONMENT
+.TP
+\fBHORA_SERVER\fR
+The server, as \fB\-\-server\fR; for every command, so give it without a port to share it
+between the seed's protocol (5005) and \fBsntp\fR (123, 4460 with \fB\-\-nts\fR).
+.SH SEE ALSO
+horad(8), hora\-config(5), ntpdate(8), chronyd(8).
+"#;
 
 /// A man page of `command` in `section`.
 fn render(command: clap::Command, section: &str) -> anyhow::Result<Vec<u8>> {
@@ -106,6 +196,36 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         text
+    }
+
+    #[test]
+    fn the_man_pages_have_the_sections_a_daemon_and_a_client_need() {
+        let dir = tempfile::tempdir().unwrap();
+        assets(dir.path()).unwrap();
+        let horad = gunzip(&dir.path().join("man/horad.8.gz"));
+        for section in ["SIGNALS", "EXIT STATUS", "FILES", "ENVIRONMENT", "SEE ALSO"] {
+            assert!(
+                horad.contains(&format!(".SH {section}")),
+                "horad(8): {section}"
+            );
+        }
+        assert!(horad.contains("SIGHUP"));
+        let hora = gunzip(&dir.path().join("man/hora.1.gz"));
+        for section in ["EXIT STATUS", "ENVIRONMENT", "SEE ALSO"] {
+            assert!(
+                hora.contains(&format!(".SH {section}")),
+                "hora(1): {section}"
+            );
+        }
+        let config = gunzip(&dir.path().join("man/hora-config.5.gz"));
+        let per_ip = config
+            .split("max_sessions_per_ip")
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            per_ip.contains("source IP address"),
+            "max_sessions_per_ip has its own description"
+        );
     }
 
     #[test]
