@@ -92,18 +92,33 @@ fn serve(config: Config, named: &str, args: Args, source: Option<PathBuf>) -> an
         if !server.limits_rate() {
             tracing::warn!("per-source rate limiting is off");
         }
-        info!(%addr, config = named, "listening on {addr}");
+        // The address once a line: in the text (people read it there), and
+        // as a field only in JSON (collectors read it there).
+        let field = |addr: std::net::SocketAddr| {
+            (config.log.format == hora_server::config::LogFormat::Json).then(|| addr.to_string())
+        };
+        info!(addr = field(addr), config = named, "listening on {addr}");
         for (protocol, addr) in server
             .standard_addrs()
             .context("cannot read the bound addresses")?
         {
-            info!(%addr, protocol, "{protocol} listening on {addr}");
+            info!(
+                addr = field(addr),
+                protocol, "{protocol} listening on {addr}"
+            );
         }
         if let Some(addr) = server.metrics_addr() {
-            info!(%addr, "metrics listening on http://{addr}/metrics and /status");
+            info!(
+                addr = field(addr),
+                "metrics listening on http://{addr}/metrics and /status"
+            );
         }
         if let Some(addr) = server.nts_ke_addr() {
-            info!(%addr, protocol = "nts-ke", "nts-ke listening on {addr} (TCP, TLS 1.3, ALPN ntske/1)");
+            info!(
+                addr = field(addr),
+                protocol = "nts-ke",
+                "nts-ke listening on {addr} (TCP, TLS 1.3, ALPN ntske/1)"
+            );
         }
         // Every socket is bound: tell systemd (Type=notify) we are up.
         sys::notify::ready();

@@ -821,3 +821,22 @@ fn under_journald_lines_carry_their_priority_and_no_timestamp_of_their_own() {
         "{plain}"
     );
 }
+
+#[test]
+fn the_text_start_line_says_its_address_once() {
+    let logged = logs_of_a_run(|command| {
+        command
+            .args(["--config", "/dev/null"])
+            .env_remove("JOURNAL_STREAM");
+    });
+    let line = logged
+        .lines()
+        .find(|l| l.contains("listening on"))
+        .unwrap_or_default();
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("?");
+    assert_eq!(line.matches(addr).count(), 1, "{line}");
+}
