@@ -18,16 +18,17 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The UDP address to serve the seed's protocol on (IPv4 or IPv6).
+    #[serde(deserialize_with = "text::address")]
     pub bind: SocketAddr,
     /// How long a session may stay silent before it ends.
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "text::duration")]
     pub idle_timeout: Duration,
     /// The most sessions open at once; a `login` beyond it is refused.
     pub max_sessions: usize,
     /// The most sessions open at once from one source IP address.
     pub max_sessions_per_ip: usize,
     /// How often the counters are logged; `0s` logs them only at shutdown.
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "text::duration")]
     pub stats_interval: Duration,
     /// How the daemon logs.
     pub log: LogConfig,
@@ -58,6 +59,7 @@ pub struct Config {
 pub struct NtsConfig {
     /// The NTS-KE listener (TCP, TLS 1.3); absent means off. Its standard
     /// port is 4460.
+    #[serde(deserialize_with = "text::optional_address")]
     pub bind: Option<SocketAddr>,
     /// The server's certificate chain, PEM, leaf first. Re-read on SIGHUP.
     pub certificate_chain: Option<PathBuf>,
@@ -75,7 +77,7 @@ pub struct NtsConfig {
     /// `require-nts`): plain ones are dropped and counted.
     pub require: bool,
     /// How often the KE host makes a new cookie key; the last 7 are kept.
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "text::duration")]
     pub key_rotation: Duration,
 }
 
@@ -152,6 +154,7 @@ impl Default for RateLimitConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
     /// Where to serve it; absent means off.
+    #[serde(deserialize_with = "text::optional_address")]
     pub bind: Option<SocketAddr>,
 }
 
@@ -162,6 +165,7 @@ pub struct ServiceConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SntpConfig {
     /// Where to serve SNTP; absent means off. Its standard port is 123.
+    #[serde(deserialize_with = "text::optional_address")]
     pub bind: Option<SocketAddr>,
     /// The stratum served while the kernel says the clock is synchronized:
     /// one above the host's own source's, 1 to 15 (16: never trust me).
@@ -171,11 +175,11 @@ pub struct SntpConfig {
     /// log2 of the clock's precision in seconds.
     pub precision: i8,
     /// Round-trip delay to the reference clock.
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "text::duration")]
     pub root_delay: Duration,
     /// The root dispersion served as a local clock (`local_stratum`); while
     /// synchronized, the kernel's maximum error is served instead.
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "text::duration")]
     pub root_dispersion: Duration,
     /// chrony's `local stratum N`: serve this host's clock at stratum N even
     /// when the kernel says nothing synchronizes it. Off by default.
@@ -636,6 +640,50 @@ impl Config {
     }
 }
 
+/// The file's addresses and durations, read with messages that say what
+/// is wrong and how to write it (and, for durations, the same words as the
+/// command line's).
+mod text {
+    use std::net::{IpAddr, SocketAddr};
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize as _, Deserializer};
+
+    /// `IP:PORT`.
+    pub fn address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+        parse_address(&String::deserialize(deserializer)?).map_err(D::Error::custom)
+    }
+
+    /// `IP:PORT`, when given.
+    pub fn optional_address<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| parse_address(&text))
+            .transpose()
+            .map_err(D::Error::custom)
+    }
+
+    fn parse_address(text: &str) -> Result<SocketAddr, String> {
+        text.parse().map_err(|_| {
+            let bare = text.trim_start_matches('[').trim_end_matches(']');
+            if bare.parse::<IpAddr>().is_ok() {
+                format!("`{text}` has no port: write IP:PORT, e.g. \"127.0.0.1:5005\" or \"[::1]:5005\"")
+            } else {
+                format!("`{text}` is not IP:PORT (e.g. \"127.0.0.1:5005\", \"[::]:123\"; a host name is not taken)")
+            }
+        })
+    }
+
+    /// A duration as humantime writes it (`10s`, `500ms`, `1day`).
+    pub fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map_err(|error| D::Error::custom(format!("`{text}`: {error}")))
+    }
+}
+
 /// Where `key` (dotted: `ratelimit.rate`) is set in a TOML text, as a
 /// 1-based line and column; `None` if it is not written as `key = ...`
 /// under its table header (an inline table, say).
@@ -932,9 +980,22 @@ mod tests {
     }
 
     #[test]
+    fn an_address_without_a_port_or_a_duration_without_a_unit_says_how_to_write_it() {
+        let error = parse("bind = \"127.0.0.1\"").unwrap_err().to_string();
+        assert!(error.contains("has no port: write IP:PORT"), "{error}");
+        let error = parse("[sntp]\nbind = \"ntp.lan:123\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is not IP:PORT"), "{error}");
+        let error = parse("idle_timeout = \"10\"").unwrap_err().to_string();
+        // The words the command line uses (humantime's).
+        assert!(error.contains("time unit needed"), "{error}");
+    }
+
+    #[test]
     fn bad_values_name_the_position() {
         for (toml, line, needle) in [
-            ("bind = \"localhost\"\n", 1, "invalid socket address"),
+            ("bind = \"localhost\"\n", 1, "is not IP:PORT"),
             ("\n\nidle_timeout = \"ten seconds\"\n", 3, ""),
             ("max_sessions = -1\n", 1, ""),
             ("[log]\nformat = \"xml\"\n", 2, "xml"),
