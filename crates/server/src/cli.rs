@@ -178,11 +178,23 @@ impl Args {
             None => Config::default(),
         };
         self.apply(&mut config);
-        // The file's values passed; anything out of range now came from a flag.
-        config.check().map_err(|out| ConfigError::Invalid {
-            origin: "command line".to_owned(),
-            key: flag_of(out.key),
-            problem: out.problem,
+        // The file's values passed; anything out of range now came from a
+        // flag, or from the flag's variable.
+        config.check().map_err(|out| {
+            let flag = flag_of(out.key);
+            let variable = variable_of(flag);
+            let on_the_line =
+                std::env::args().any(|arg| arg == flag || arg.starts_with(&format!("{flag}=")));
+            let from_variable = !on_the_line && std::env::var_os(&variable).is_some();
+            ConfigError::Invalid {
+                origin: if from_variable {
+                    format!("environment: {variable}")
+                } else {
+                    "command line".to_owned()
+                },
+                key: flag,
+                problem: out.problem,
+            }
         })?;
         Ok(config)
     }
@@ -251,6 +263,16 @@ impl Args {
             nts.require = true;
         }
     }
+}
+
+/// The `HORAD_*` variable of `flag` (`--log-level`: `HORAD_LOG_LEVEL`).
+fn variable_of(flag: &str) -> String {
+    format!(
+        "HORAD_{}",
+        flag.trim_start_matches("--")
+            .replace('-', "_")
+            .to_ascii_uppercase()
+    )
 }
 
 /// The flag (or its `HORAD_*` variable) that sets a configuration key.

@@ -545,7 +545,7 @@ impl Config {
         if crate::logging::check_filter(&self.log.level).is_err() {
             return out(
                 "log.level",
-                "is not a level (error, warn, info, debug, trace, off) or TARGET=LEVEL for one of horad's targets (horad, hora_server, hora_proto)",
+                "is not a level (error, warn, info, debug, trace, off) or TARGET=LEVEL for one of horad's targets (horad, hora_server, hora_proto) or the crates beneath them that log (tokio, hyper, mio)",
             );
         }
         Ok(())

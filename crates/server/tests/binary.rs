@@ -840,3 +840,28 @@ fn the_text_start_line_says_its_address_once() {
         .unwrap_or("?");
     assert_eq!(line.matches(addr).count(), 1, "{line}");
 }
+
+#[test]
+fn a_bad_value_from_a_variable_names_the_variable_not_the_command_line() {
+    let output = run(horad()
+        .args(["--check-config", "--config", "/dev/null"])
+        .env("HORAD_LOG_LEVEL", "chatty"));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.starts_with("horad: environment: HORAD_LOG_LEVEL: "),
+        "{stderr}"
+    );
+    let flag = run(horad().args([
+        "--check-config",
+        "--config",
+        "/dev/null",
+        "--log-level",
+        "chatty",
+    ]));
+    assert!(
+        stderr_of(&flag).starts_with("horad: command line: "),
+        "{}",
+        stderr_of(&flag)
+    );
+}
