@@ -383,6 +383,48 @@ def hora_nts_vs_chronyd_check():
     return run
 
 
+def happy_eyeballs_check():
+    """A name with ::1 and 127.0.0.1 (a private mount namespace's
+    /etc/hosts), horad on [::] denying ::1: `hora time` and `hora sntp` get
+    their answer from 127.0.0.1 within a second, not after the timeout."""
+    def run():
+        with tempfile.TemporaryDirectory() as scratch:
+            config = os.path.join(scratch, "horad.toml")
+            with open(config, "w") as f:
+                f.write('[access]\ndeny = ["::1/128"]\n')
+            horad = subprocess.Popen(
+                [HORAD, "--config", config, "--bind", "[::]:0", "--sntp-bind", "[::]:0",
+                 "--sntp-local-stratum", "10", "--log-format", "text", "--stats-interval", "0s"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                text=True, env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
+            try:
+                ports = {}
+                while len(ports) < 2:
+                    line = horad.stderr.readline()
+                    if not line:
+                        raise AssertionError("horad did not start")
+                    found = re.search(r"INFO (sntp )?listening on \[::\]:(\d+)", line)
+                    if found:
+                        ports["sntp" if found.group(1) else "seed"] = int(found.group(2))
+                hosts = os.path.join(scratch, "hosts")
+                with open("/etc/hosts") as f, open(hosts, "w") as out:
+                    out.write(f.read() + "\n::1 dual.test\n127.0.0.1 dual.test\n")
+                script = (f"mount --bind {hosts} /etc/hosts && "
+                          f"{HORA} --server dual.test:{ports['seed']} time && "
+                          f"{HORA} sntp --server dual.test:{ports['sntp']}")
+                started = time.monotonic()
+                done = subprocess.run(["unshare", "-m", "sh", "-c", script],
+                                      capture_output=True, text=True, timeout=60)
+                took = time.monotonic() - started
+            finally:
+                horad.terminate()
+                horad.wait(timeout=5)
+        assert done.returncode == 0, f"{done.returncode}: {done.stderr!r}"
+        assert took < 2.0, f"took {took:.2f} s: {done.stderr!r}"
+        return f"both answered from 127.0.0.1 in {took:.2f} s ({done.stderr.strip().splitlines()[0] if done.stderr.strip() else 'first address answered'})"
+    return run
+
+
 def start_chronyd_123():
     scratch = tempfile.mkdtemp()
     conf = os.path.join(scratch, "chrony.conf")
@@ -429,6 +471,7 @@ def main():
           agree_with_ntpdate("chronyd", start_chronyd_123, stop))
     check("hora sntp vs ntpdate -q (horad, local_stratum 10)",
           agree_with_ntpdate("horad", start_horad_123, stop))
+    check("Happy Eyeballs: a dual-stack name whose ::1 is dropped", happy_eyeballs_check())
     check("tmux: hora shows the idle notice at once", tmux_notice_check("idle"))
     check("tmux: hora shows the shutdown notice at once", tmux_notice_check("shutdown"))
     passed = sum(results)

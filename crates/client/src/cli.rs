@@ -24,8 +24,8 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// the server sends on its own (idle timeout, shutdown) is shown at once.
 /// The seed's own Python server answers only to port 5010: use `--bind
 /// 127.0.0.1:5010`. Options go before or after the command. A name with
-/// several addresses (IPv6 and IPv4) is tried address by address while they
-/// refuse. Exit status: 0 when the session ended normally or a time was
+/// several addresses (IPv6 and IPv4) is raced as Happy Eyeballs does: the
+/// next address is asked too 250 ms after the last, the first answer wins. Exit status: 0 when the session ended normally or a time was
 /// obtained; 1 when the server was silent, refused, idled the session out,
 /// shut down, or gave no valid time; 2 for a bad command line or address.
 #[derive(Debug, Parser)]

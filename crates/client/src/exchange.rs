@@ -15,6 +15,9 @@ use hora_proto::{parse, ServerMessage};
 use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, Instant};
 
+pub use crate::race::NEXT_ADDRESS_DELAY;
+use crate::race::{self, Failure};
+
 /// The longest reply we read; the server's longest is about 130 bytes.
 const RECEIVE_BUFFER: usize = 2048;
 
@@ -197,31 +200,49 @@ impl Exchange {
         }
     }
 
-    /// Opens an exchange with the first of `servers` that does not refuse
-    /// `first` (nothing listening there), trying them in order, as a name
-    /// that resolves to an IPv6 and an IPv4 address asks; returns it with
-    /// the answer to `first`. `bind` defaults to any address of each
-    /// server's family. Silence is not refusal: a silent server ends the
-    /// search with its timeout.
+    /// Opens an exchange with `servers` (a name's addresses, IPv6 and IPv4
+    /// in the resolver's order) as Happy Eyeballs does (RFC 8305,
+    /// [`crate::race`]): the first is asked `first`; while it has not
+    /// answered, the next is asked too [`NEXT_ADDRESS_DELAY`] later (at once
+    /// when one refuses), and so on;
+    /// the first answer wins and the others are dropped. Returns the
+    /// exchange with its answer. `bind` defaults to any address of each
+    /// server's family. All within `timeout`: silence everywhere is a
+    /// timeout (of the first silent address), refusal everywhere a refusal.
     pub async fn open(
         servers: &[SocketAddr],
         bind: Option<SocketAddr>,
         timeout: Duration,
         first: &[u8],
     ) -> Result<(Exchange, Answer), ExchangeError> {
-        let mut refused = None;
-        for &server in servers {
+        let first = first.to_vec();
+        let attempt = |server: SocketAddr, left: Duration| {
             let local = bind.unwrap_or_else(|| crate::cli::default_bind(server));
-            let exchange = Exchange::connect(local, server, timeout)
-                .await
-                .map_err(|source| ExchangeError::Io { server, source })?;
-            match exchange.request(first).await {
-                Ok(answer) => return Ok((exchange, answer)),
-                Err(error @ ExchangeError::Refused { .. }) => refused = Some(error),
-                Err(error) => return Err(error),
+            let first = first.clone();
+            async move {
+                let exchange = Exchange::connect(local, server, timeout)
+                    .await
+                    .map_err(|source| ExchangeError::Io { server, source })?;
+                // A silence is reported against the timeout asked for, not
+                // the part of it this address had.
+                let answer = exchange
+                    .request_within(&first, left)
+                    .await
+                    .map_err(|error| match error {
+                        ExchangeError::Timeout { server, .. } => {
+                            ExchangeError::Timeout { server, timeout }
+                        }
+                        other => other,
+                    })?;
+                Ok((exchange, answer))
             }
-        }
-        Err(refused.unwrap_or(ExchangeError::NoAddress))
+        };
+        let failure = |error: &ExchangeError| match error {
+            ExchangeError::Refused { .. } => Failure::Refused,
+            ExchangeError::Timeout { .. } => Failure::Silent,
+            _ => Failure::Final,
+        };
+        race::first_answer(servers, timeout, attempt, failure, ExchangeError::NoAddress).await
     }
 
     async fn send(&self, datagram: &[u8]) -> Result<(), ExchangeError> {
@@ -339,6 +360,37 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(none, ExchangeError::NoAddress));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_first_address_is_overtaken_by_the_next_a_quarter_second_later() {
+        // A name's IPv6 address that a firewall drops, then its IPv4 one.
+        let silent = TestServer::start(Box::new(|_| Vec::new())).await;
+        let server = TestServer::protocol().await;
+        let started = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let (exchange, login) =
+            Exchange::open(&[silent.addr, server.addr], None, timeout, b"login")
+                .await
+                .unwrap();
+        assert_eq!(exchange.server(), server.addr);
+        assert_eq!(login.bytes, LOGIN_MENU.as_bytes());
+        let waited = started.elapsed();
+        assert!(
+            waited >= NEXT_ADDRESS_DELAY && waited < NEXT_ADDRESS_DELAY + Duration::from_millis(50),
+            "answered after {waited:?}, not the whole timeout"
+        );
+        // Silence everywhere is still a timeout, within the one timeout.
+        let other = TestServer::start(Box::new(|_| Vec::new())).await;
+        let started = Instant::now();
+        let error = Exchange::open(&[silent.addr, other.addr], None, timeout, b"login")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ExchangeError::Timeout { server, .. } if server == silent.addr),
+            "{error}"
+        );
+        assert!(started.elapsed() <= timeout + Duration::from_millis(10));
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 //! - [`one_shot`]: `hora time`, for scripts;
 //! - [`sntp`]: `hora sntp`, any NTP server's offset, as `ntpdate -q`;
 //! - [`nts`]: `hora sntp --nts`: the key exchange, then authenticated SNTP;
+//! - [`race`]: Happy Eyeballs over a name's addresses;
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod exchange;
 pub mod interactive;
 pub mod nts;
 pub mod one_shot;
+pub mod race;
 pub mod sntp;
 
 #[cfg(test)]

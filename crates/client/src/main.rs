@@ -190,16 +190,20 @@ async fn interactive_session(args: &Args, servers: &[SocketAddr]) -> anyhow::Res
     })
 }
 
-/// When an address refused and a later one answered, says which did (on
-/// standard error, so scripts reading the time are not disturbed).
+/// When an earlier address refused or stayed silent and a later one
+/// answered, says which did (on standard error, so scripts reading the
+/// time are not disturbed).
 fn say_which_answered(servers: &[SocketAddr], answered: SocketAddr) {
     if servers.first() != Some(&answered) {
-        let refused: Vec<String> = servers
+        let passed: Vec<String> = servers
             .iter()
             .take_while(|addr| **addr != answered)
             .map(ToString::to_string)
             .collect();
-        eprintln!("hora: {} refused; {answered} answered", refused.join(", "));
+        eprintln!(
+            "hora: {} did not answer; {answered} answered",
+            passed.join(", ")
+        );
     }
 }
 

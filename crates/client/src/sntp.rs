@@ -14,6 +14,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::cli::default_bind;
 use crate::one_shot::rounded;
+use crate::race::{self, Failure};
 
 /// How long one try waits before the request is sent again.
 const TRY_WAIT: Duration = Duration::from_secs(1);
@@ -36,7 +37,7 @@ pub struct Measurement {
 
 /// How a sample's request is made and its reply read: plain SNTP, or NTS
 /// ([`crate::nts::Authenticated`]).
-pub trait Dialect {
+pub trait Dialect: Send {
     /// The request to send, its transmit timestamp `sent`.
     fn request(&mut self, sent: NtpTimestamp) -> Result<Vec<u8>, SntpError>;
 
@@ -105,16 +106,32 @@ pub enum SntpError {
     },
 }
 
-/// Takes `count` samples from the first of `servers` that does not refuse,
-/// each waited for up to `timeout`, and returns the one with the least
-/// delay. A kiss-o'-death or an unsynchronized reply ends the query at once.
+/// Takes `count` samples from the first of `servers` to answer (a name's
+/// addresses raced as Happy Eyeballs does), each waited for up to
+/// `timeout`, and returns the one with the least delay. A kiss-o'-death or
+/// an unsynchronized reply ends the query at once.
 pub async fn query(
     servers: &[SocketAddr],
     bind: Option<SocketAddr>,
     timeout: Duration,
     count: u32,
 ) -> Result<Measurement, SntpError> {
-    query_with(&mut Plain, servers, bind, timeout, count).await
+    // A name's addresses raced as Happy Eyeballs does (`crate::race`).
+    let attempt = |server: SocketAddr, left: Duration| async move {
+        query_one(&mut Plain, server, bind, left, count)
+            .await
+            .map_err(|error| match error {
+                // Against the timeout asked for, not this address's part.
+                SntpError::Timeout { server, .. } => SntpError::Timeout { server, timeout },
+                other => other,
+            })
+    };
+    let failure = |error: &SntpError| match error {
+        SntpError::Refused(_) => Failure::Refused,
+        SntpError::Timeout { .. } => Failure::Silent,
+        _ => Failure::Final,
+    };
+    race::first_answer(servers, timeout, attempt, failure, SntpError::NoAddress).await
 }
 
 /// [`query`], each request made and each reply read by `dialect`.
