@@ -52,7 +52,10 @@ def main():
     metrics_port = free_tcp_port()
     horad = subprocess.Popen(
         [HORAD, "--config", "/dev/null", "--bind", f"{LOOPBACK}:0",
-         "--metrics-bind", f"{LOOPBACK}:{metrics_port}", "--stats-interval", "0s"],
+         "--metrics-bind", f"{LOOPBACK}:{metrics_port}", "--stats-interval", "0s",
+         # The sessions must outlive a slow Prometheus start (10 s idled
+         # them out on a loaded machine).
+         "--idle-timeout", "10m"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     scratch = tempfile.mkdtemp()
     prometheus = None
