@@ -339,3 +339,18 @@ fn hora_time_into_a_closed_pipe_ends_with_141_as_cat_does_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(141), "{stderr}");
 }
+
+#[test]
+fn hora_sntp_at_the_seed_protocols_port_says_so() {
+    let output = std::process::Command::new(common::binary("hora"))
+        .args(["sntp", "--timeout", "300ms"])
+        .env("HORA_SERVER", "127.0.0.1:5005")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("port 5005 is the seed protocol's, not NTP's (123)"),
+        "{stderr}"
+    );
+}

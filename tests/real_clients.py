@@ -383,6 +383,44 @@ def hora_nts_vs_chronyd_check():
     return run
 
 
+def tmux_interrupt_check():
+    """hora in a real terminal (tmux): a bare Enter shows the menu again and
+    sends nothing (the session lives on), and Ctrl-C logs out and exits 130."""
+    def run():
+        horad = subprocess.Popen(
+            [HORAD, "--config", "/dev/null", "--bind", f"{LOOPBACK}:0", "--log-format", "text"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        session = f"hora-interrupt-{os.getpid()}"
+        try:
+            addr = seed_address(iter(horad.stderr.readline, ""))
+            subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "40",
+                            f"{HORA} --server {addr}; echo EXIT=$?; sleep 30"], check=True)
+            def screen():
+                return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                      capture_output=True, text=True).stdout
+            def wait_for(predicate, what):
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    shown = screen()
+                    if predicate(shown):
+                        return shown
+                    time.sleep(0.1)
+                raise AssertionError(f"no {what} on the screen:\n{screen()}")
+            wait_for(lambda shown: shown.count("2 - Encerrar a conexao.") == 1, "menu")
+            subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
+            shown = wait_for(lambda shown: shown.count("2 - Encerrar a conexao.") == 2, "second menu")
+            assert "Opcao invalida" not in shown, f"a bare Enter was sent:\n{shown}"
+            subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
+            shown = wait_for(lambda shown: "EXIT=" in shown, "exit status")
+            assert "EXIT=130" in shown, f"exit status is not 130:\n{shown}"
+            return "a bare Enter showed the menu again (nothing sent); Ctrl-C logged out, exit 130"
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+            horad.kill()
+            horad.wait(timeout=5)
+    return run
+
+
 def happy_eyeballs_check():
     """A name with ::1 and 127.0.0.1 (a private mount namespace's
     /etc/hosts), horad on [::] denying ::1: `hora time` and `hora sntp` get
@@ -472,6 +510,7 @@ def main():
     check("hora sntp vs ntpdate -q (horad, local_stratum 10)",
           agree_with_ntpdate("horad", start_horad_123, stop))
     check("Happy Eyeballs: a dual-stack name whose ::1 is dropped", happy_eyeballs_check())
+    check("tmux: a bare Enter re-prompts, Ctrl-C exits 130", tmux_interrupt_check())
     check("tmux: hora shows the idle notice at once", tmux_notice_check("idle"))
     check("tmux: hora shows the shutdown notice at once", tmux_notice_check("shutdown"))
     passed = sum(results)

@@ -125,6 +125,16 @@ async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Sntp { json, count, .. }) => {
             let (json, count) = (*json, *count);
+            if servers
+                .iter()
+                .any(|server| server.port() == hora_client::cli::DEFAULT_PORT)
+            {
+                // HORA_SERVER=host:5005, meant for the seed's protocol.
+                eprintln!(
+                    "hora: port {} is the seed protocol's, not NTP's (123); asking it anyway",
+                    hora_client::cli::DEFAULT_PORT
+                );
+            }
             let measured = sntp::query(servers, args.bind, args.timeout, count).await?;
             say_which_answered(servers, measured.server);
             if json {
