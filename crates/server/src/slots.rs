@@ -40,6 +40,31 @@ where
         })
 }
 
+/// The next connection on `listener`, or `None` once `shutdown` turns
+/// true. A failed accept (out of file descriptors, say) is logged within
+/// its budget, as `label`'s, and the wait goes on.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    log: &crate::log_budget::LogBudget,
+    label: &str,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(error) => {
+                    if let Some(suppressed) = log.allow(crate::log_budget::LogKind::ReceiveError) {
+                        tracing::warn!(%error, suppressed, "{label}: accept failed");
+                    }
+                }
+            },
+        }
+    }
+}
+
 /// The slots of one listener.
 #[derive(Debug, Clone)]
 pub struct Slots {

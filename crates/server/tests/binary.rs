@@ -667,31 +667,10 @@ fn check_config_reads_the_nts_files_and_refuses_a_mismatched_pair_or_missing_key
 
 #[test]
 fn a_line_whose_kind_held_nothing_back_has_no_suppressed_field() {
-    let mut child = horad()
-        .args([
-            "--config",
-            "/dev/null",
-            "--bind",
-            "127.0.0.1:0",
-            "--log-format",
-            "text",
-        ])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok);
-    let started = read_until(&mut lines, "listening on");
-    let addr: SocketAddr = started
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hora.toml");
+    std::fs::write(&path, "bind = \"127.0.0.1:0\"\n").unwrap();
+    let (mut child, mut lines, addr) = spawn_with_config(&path);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -63,9 +63,14 @@ async fn exchange(daemon: &Daemon, ca: &Path) -> Result<Session, hora_client::sn
 
 /// An NTS request with `session`'s first cookie; its unique identifier.
 fn request(session: &mut Session) -> (Vec<u8>, [u8; 32], NtpTimestamp) {
+    request_numbered(session, 0x5A)
+}
+
+/// [`request`], its identifier and nonce made of `n`.
+fn request_numbered(session: &mut Session, n: u8) -> (Vec<u8>, [u8; 32], NtpTimestamp) {
     let sent = NtpTimestamp::from_system_time(SystemTime::now());
-    let unique_id = [0x5A; 32];
-    let nonce = vec![7u8; session.keys.algorithm.nonce_len()];
+    let unique_id = [n; 32];
+    let nonce = vec![n; session.keys.algorithm.nonce_len()];
     let cookie = session.cookies.pop().unwrap();
     let bytes = packet::write_request(
         &sntp::client_request(sent),
@@ -487,19 +492,7 @@ async fn nts_replies_sent_together_are_stamped_as_they_leave_and_each_authentica
     // Eight at once (the cookies of one key exchange): one batch, or a few.
     let mut ids = Vec::new();
     for n in 0..8u8 {
-        let sent = NtpTimestamp::from_system_time(SystemTime::now());
-        let unique_id = [n; 32];
-        let nonce = vec![n; session.keys.algorithm.nonce_len()];
-        let cookie = session.cookies.pop().unwrap();
-        let bytes = packet::write_request(
-            &sntp::client_request(sent),
-            &session.keys,
-            &cookie,
-            0,
-            &unique_id,
-            &nonce,
-        )
-        .unwrap();
+        let (bytes, unique_id, sent) = request_numbered(&mut session, n);
         client.send_to(&bytes, daemon.sntp()).await.unwrap();
         ids.push((unique_id, sent));
     }

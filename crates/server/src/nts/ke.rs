@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 
 use crate::live::LiveView;
 use crate::log_budget::{LogBudget, LogKind};
-use crate::slots::{NoSlot, Slots};
+use crate::slots::{accept, NoSlot, Slots};
 use crate::stats::{Event, Stats};
 
 /// Key exchanges at once; one more is closed at once.
@@ -98,18 +98,10 @@ pub async fn serve(listener: TcpListener, exchange: Exchange, mut shutdown: watc
     let slots = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE);
     let mut connections = JoinSet::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    if let Some(suppressed) = exchange.log.allow(LogKind::ReceiveError) {
-                        warn!(%error, suppressed, "NTS-KE listener: accept failed");
-                    }
-                    continue;
-                }
-            },
+        let Some((stream, peer)) =
+            accept(&listener, &mut shutdown, &exchange.log, "NTS-KE listener").await
+        else {
+            break;
         };
         while connections.try_join_next().is_some() {}
         let live = Arc::clone(&exchange.live.borrow());

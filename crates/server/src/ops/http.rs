@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 
 use super::{metrics, status, Observed};
 use crate::log_budget::{LogBudget, LogKind};
-use crate::slots::{NoSlot, Slots};
+use crate::slots::{accept, NoSlot, Slots};
 
 /// Connections served at once; one more is closed at once.
 pub const MAX_CONNECTIONS: usize = 8;
@@ -72,18 +72,9 @@ pub async fn serve(
     let observed = Arc::new(observed);
     let mut connections = JoinSet::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    if let Some(suppressed) = log.allow(LogKind::ReceiveError) {
-                        warn!(%error, suppressed, "metrics listener: accept failed");
-                    }
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = accept(&listener, &mut shutdown, &log, "metrics listener").await
+        else {
+            break;
         };
         // Reap the connections that are done.
         while connections.try_join_next().is_some() {}
