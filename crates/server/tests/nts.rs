@@ -525,3 +525,31 @@ async fn nts_replies_sent_together_are_stamped_as_they_leave_and_each_authentica
         assert!(sample.offset.abs() < 0.01);
     }
 }
+
+#[tokio::test]
+async fn status_shows_the_nts_settings_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::make(dir.path(), "a");
+    let mut config = nts_config(dir.path(), &pki);
+    config.metrics.bind = Some(common::loopback());
+    config.nts.require = true;
+    let daemon = Daemon::start(config).await;
+    let mut stream = TcpStream::connect(daemon.metrics()).await.unwrap();
+    stream
+        .write_all(b"GET /status HTTP/1.1\r\nHost: hora\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    let status: serde_json::Value = serde_json::from_str(body).unwrap();
+    let nts = &status["nts"];
+    assert_eq!(nts["require"], true, "{nts}");
+    assert_eq!(nts["key_exchange"], "127.0.0.1:0", "{nts}");
+    assert_eq!(nts["key_rotation_s"], 86_400, "{nts}");
+    assert_eq!(
+        status["addresses"]["nts-ke"],
+        daemon.nts_ke().to_string(),
+        "{status}"
+    );
+}

@@ -90,5 +90,24 @@ pub fn document(observed: &Observed) -> Value {
         "datagrams": datagrams,
         "counters": counters,
         "sntp_clock": clock,
+        "nts": nts(&live),
     })
+}
+
+/// NTS's settings in force, when it is on: what an operator asks first
+/// (is the key exchange up, are plain requests refused, where are clients
+/// sent, where are the keys).
+fn nts(live: &crate::live::Live) -> Value {
+    let config = &live.config.nts;
+    match &live.nts {
+        None => Value::Null,
+        Some(nts) => json!({
+            "key_exchange": config.bind.map(|addr| addr.to_string()),
+            "require": nts.require,
+            "ntp_server": nts.ntp_server,
+            "ntp_port": nts.ntp_port,
+            "keys": config.keys.as_ref().map(|path| path.display().to_string()),
+            "key_rotation_s": config.key_rotation.as_secs(),
+        }),
+    }
 }

@@ -180,8 +180,9 @@ struct Reply {
     /// An SNTP reply whose transmit timestamp (bytes 40..48) is written at
     /// the last moment, just before the batch goes out.
     stamp_transmit: bool,
-    /// An NTS reply, sealed with the client's keys once stamped.
-    seal: Option<(Keys, Unsealed)>,
+    /// An NTS reply, sealed with the client's keys once stamped (boxed:
+    /// every other reply stays small).
+    seal: Option<Box<(Keys, Unsealed)>>,
 }
 
 /// The replies to one batch, sent together by [`Outbox::flush`].
@@ -236,7 +237,7 @@ impl Outbox {
     /// Queues an NTS reply written by `prepare_reply`: stamped just before
     /// the batch goes out as an SNTP reply is, then sealed with `keys`.
     pub fn push_nts(&mut self, bytes: &[u8], peer: SocketAddr, keys: Keys, unsealed: Unsealed) {
-        self.queue(bytes, peer, true, Some((keys, unsealed)));
+        self.queue(bytes, peer, true, Some(Box::new((keys, unsealed))));
     }
 
     fn queue(
@@ -244,7 +245,7 @@ impl Outbox {
         bytes: &[u8],
         peer: SocketAddr,
         stamp_transmit: bool,
-        seal: Option<(Keys, Unsealed)>,
+        seal: Option<Box<(Keys, Unsealed)>>,
     ) {
         let len = bytes.len().min(REPLY);
         self.replies.push(Reply {
@@ -283,7 +284,7 @@ impl Outbox {
                         field[..4].copy_from_slice(&transmit.seconds.to_be_bytes());
                         field[4..].copy_from_slice(&transmit.fraction.to_be_bytes());
                     }
-                    if let Some((keys, unsealed)) = &reply.seal {
+                    if let Some((keys, unsealed)) = reply.seal.as_deref() {
                         if packet::seal_reply(keys, unsealed, bytes).is_none() {
                             // Never sent unsealed: its authenticator zeroed
                             // fails every client's check (it can't happen:
