@@ -7,9 +7,11 @@
 #![allow(missing_docs)] // criterion's macros generate undocumented items.
 
 use std::hint::black_box;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use hora_proto::ratelimit::{RateLimit, RateLimiter};
 use hora_proto::{decide, parse, PeerState, Reply, Rules, TimeReply};
 
 fn parse_requests(c: &mut Criterion) {
@@ -45,5 +47,36 @@ fn state_machine_step(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse_requests, render_replies, state_machine_step);
+/// A token from the rate limiter at the defaults' size, for a source with
+/// an entry and for one that takes another's (every set full).
+fn rate_limit(c: &mut Criterion) {
+    let limit = RateLimit {
+        rate: 20.0,
+        burst: 40.0,
+    };
+    let start = Instant::now();
+    let mut limiter = RateLimiter::new(limit, 16_384, start);
+    for n in 0..100_000u32 {
+        limiter.check(IpAddr::from((0x0A00_0000 + n).to_be_bytes()), start);
+    }
+    let known = IpAddr::from([10, 0, 0, 1]);
+    c.bench_function("rate limit, a source with an entry", |b| {
+        b.iter(|| limiter.check(black_box(known), start))
+    });
+    let mut stranger = 0x0B00_0000u32;
+    c.bench_function("rate limit, a newcomer", |b| {
+        b.iter(|| {
+            stranger = stranger.wrapping_add(1);
+            limiter.check(black_box(IpAddr::from(stranger.to_be_bytes())), start)
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    parse_requests,
+    render_replies,
+    state_machine_step,
+    rate_limit
+);
 criterion_main!(benches);

@@ -134,7 +134,9 @@ pub struct RateLimitConfig {
     pub rate: f64,
     /// Datagrams one source IP may send at once after a quiet spell.
     pub burst: f64,
-    /// Buckets in the fixed table (about 48 bytes each); more sources share.
+    /// Buckets in the fixed table (32 bytes each, in sets of 8): a source
+    /// its set has no room for takes the set's least recently seen bucket
+    /// as it stands (see [`hora_proto::ratelimit`]).
     pub table_size: usize,
 }
 

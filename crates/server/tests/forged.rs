@@ -364,3 +364,145 @@ async fn logins_that_find_the_daemon_behind_wait_past_the_budget_and_are_all_ser
     assert_eq!(stats.event(Event::Login), 1 + strangers as u64);
     assert_eq!(stats.answered(Service::Seed), 2 + strangers as u64);
 }
+
+/// Lets the daemon (a task on this test's thread) run until it has handled
+/// `n` datagrams of `service`, without moving the paused clock.
+async fn handled(daemon: &Daemon, service: hora_proto::outcome::Service, n: u64) {
+    for _ in 0..1_000_000 {
+        if daemon.now().received(service) >= n {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!(
+        "the daemon handled {} of {n}",
+        daemon.now().received(service)
+    );
+}
+
+/// One source asking 200 times a second for five seconds of the paused
+/// clock while 3,000 others ask once each, in a table of 64 buckets: how
+/// many of its requests were answered. `login` is what each other source
+/// sends (and what `heavy` sends first, unlimited by then), `ask` what
+/// `heavy` sends every 5 ms; `answer` tells an answer from a notice.
+async fn heavy_among_thousands(
+    service: hora_proto::outcome::Service,
+    login: Option<&[u8]>,
+    ask: &[u8],
+    answer: impl Fn(&[u8]) -> bool,
+) -> u32 {
+    use hora_proto::outcome::Service;
+    let daemon = start(|config| {
+        config.sntp.bind = Some(common::loopback());
+        config.sntp.local_stratum = Some(10);
+        config.ratelimit.table_size = 64;
+    })
+    .await;
+    let to = if service == Service::Sntp {
+        daemon.sntp()
+    } else {
+        daemon.addr
+    };
+    let first = login.unwrap_or(ask);
+    let heavy = UdpSocket::bind("127.0.0.8:0").await.unwrap();
+    let mut sent = 0u64;
+    if let Some(login) = login {
+        heavy.send_to(login, to).await.unwrap();
+        sent += 1;
+    }
+    let (mut answered, mut buffer) = (0u32, [0u8; 2048]);
+    for tick in 0..1_000u32 {
+        heavy.send_to(ask, to).await.unwrap();
+        for n in 0..3 {
+            let ip = Ipv4Addr::from(0x7F08_0001 + tick * 3 + n);
+            let other = std::net::UdpSocket::bind((ip, 0)).unwrap();
+            other.send_to(first, to).unwrap();
+        }
+        sent += 4;
+        handled(&daemon, service, sent).await;
+        while let Ok(len) = heavy.try_recv(&mut buffer) {
+            answered += u32::from(answer(&buffer[..len]));
+        }
+        tokio::time::advance(Duration::from_millis(5)).await;
+    }
+    let stats = daemon.stop().await;
+    assert_eq!(
+        stats.answered(service) - u64::from(answered),
+        3_000 + sent - 4_000,
+        "every other source answered (and the login)"
+    );
+    answered
+}
+
+/// The leak #24 measured (126.7 answers a second at a rate of 20): every
+/// other source landing on the source's bucket handed it a fresh burst.
+#[tokio::test(start_paused = true)]
+async fn an_sntp_source_among_thousands_of_others_gets_its_rate_and_burst() {
+    use hora_proto::outcome::Service;
+    let mut request = [0u8; 48];
+    request[0] = 0x23; // Version 4, client.
+    let answered = heavy_among_thousands(Service::Sntp, None, &request, |reply| {
+        reply.len() == 48 && reply[1] != 0 // Not a RATE kiss.
+    })
+    .await;
+    // rate × seconds + burst: 20 × 5 + 40.
+    eprintln!("200 requests a second for 5 s among 3,000 others: {answered} answered");
+    assert!(
+        (126..=154).contains(&answered),
+        "{answered} answered, ~140 due"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_seed_session_among_thousands_of_others_gets_its_rate_and_burst() {
+    use hora_proto::outcome::Service;
+    let answered = heavy_among_thousands(Service::Seed, Some(b"login"), b"1", |reply| {
+        matches!(ServerMessage::read(reply), ServerMessage::Time { .. })
+    })
+    .await;
+    eprintln!("200 requests a second for 5 s among 3,000 others: {answered} answered");
+    // The login took a token of the 140.
+    assert!(
+        (125..=153).contains(&answered),
+        "{answered} answered, ~139 due"
+    );
+}
+
+/// Two sources in a one-bucket table share it: both are limited, together.
+#[tokio::test(start_paused = true)]
+async fn two_sources_alternating_in_a_one_bucket_table_are_both_limited() {
+    use hora_proto::outcome::Service;
+    let daemon = start(|config| {
+        config.sntp.bind = Some(common::loopback());
+        config.sntp.local_stratum = Some(10);
+        config.ratelimit.table_size = 1;
+    })
+    .await;
+    let mut request = [0u8; 48];
+    request[0] = 0x23;
+    let sources = [
+        UdpSocket::bind("127.0.0.9:0").await.unwrap(),
+        UdpSocket::bind("127.0.0.10:0").await.unwrap(),
+    ];
+    let (mut answered, mut buffer) = ([0u32; 2], [0u8; 2048]);
+    // Five seconds, each source 100 times a second, in turn.
+    for tick in 0..1_000u64 {
+        let which = (tick % 2) as usize;
+        sources[which]
+            .send_to(&request, daemon.sntp())
+            .await
+            .unwrap();
+        handled(&daemon, Service::Sntp, tick + 1).await;
+        while let Ok(len) = sources[which].try_recv(&mut buffer) {
+            answered[which] += u32::from(len == 48 && buffer[1] != 0);
+        }
+        tokio::time::advance(Duration::from_millis(5)).await;
+    }
+    daemon.stop().await;
+    eprintln!("two sources, 500 requests each, one bucket: {answered:?} answered");
+    let together = answered[0] + answered[1];
+    assert!(
+        (126..=154).contains(&together),
+        "{answered:?}: 20 × 5 + 40 due"
+    );
+}
