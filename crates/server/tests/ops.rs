@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hora_proto::wire::{LOGIN_MENU, SESSION_CLOSED};
-use hora_server::ops::http::MAX_CONNECTIONS;
+use hora_server::ops::http::{
+    HEADER_TIMEOUT, IDLE_WHEN_FULL, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
@@ -295,6 +297,59 @@ async fn after_a_reload_status_and_metrics_show_every_value_in_force() {
         sample(&metrics, "hora_reloads_total{result=\"applied\"}"),
         1.0
     );
+    daemon.stop().await;
+}
+
+/// A connection to `addr` from `ip`, open and silent.
+async fn connect_from(ip: &str, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// A scrape of `/status` from `ip`: whether it was served.
+async fn scrape_from(ip: &str, addr: SocketAddr) -> bool {
+    let mut stream = connect_from(ip, addr).await;
+    stream
+        .write_all(b"GET /status HTTP/1.1\r\nHost: hora\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = timeout(Duration::from_secs(1), stream.read_to_end(&mut response)).await;
+    response.starts_with(b"HTTP/1.1 200")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_listener_cuts_the_connection_idle_longest_for_a_newcomer() {
+    let daemon = start().await;
+    let start = tokio::time::Instant::now();
+    // Every slot held by idle connections, from two addresses.
+    let mut held = Vec::new();
+    for ip in ["127.0.0.1", "127.0.0.3"] {
+        for _ in 0..MAX_CONNECTIONS_PER_SOURCE {
+            held.push(connect_from(ip, daemon.metrics()).await);
+        }
+    }
+    assert_eq!(held.len(), MAX_CONNECTIONS);
+    assert!(
+        !scrape_from("127.0.0.2", daemon.metrics()).await,
+        "connections just opened are not cut"
+    );
+    tokio::time::advance(IDLE_WHEN_FULL).await;
+    assert!(scrape_from("127.0.0.2", daemon.metrics()).await);
+    assert!(
+        start.elapsed() < HEADER_TIMEOUT,
+        "served before any head deadline"
+    );
+    // Exactly one held connection was cut: the oldest.
+    // Exactly one held connection was cut.
+    let mut cut = 0;
+    for stream in &mut held {
+        let mut byte = [0u8; 1];
+        let read = timeout(Duration::from_millis(10), stream.read(&mut byte)).await;
+        cut += usize::from(matches!(read, Ok(Ok(0) | Err(_))));
+    }
+    assert_eq!(cut, 1);
     daemon.stop().await;
 }
 

@@ -4,7 +4,9 @@
 //! It must never cost the time service anything, whatever a client sends:
 //! at most [`MAX_CONNECTIONS`] at once and [`MAX_CONNECTIONS_PER_SOURCE`]
 //! from one address (a connection over either is closed at once, not
-//! queued), a deadline for the request's headers and one for the
+//! queued; when the listener is full, a newcomer takes the place of the
+//! connection idle longest if that one has been idle [`IDLE_WHEN_FULL`]),
+//! a deadline for the request's headers and one for the
 //! whole connection, a cap on the header size, and the daemon's access lists
 //! (a source they deny is closed before a byte is read). It runs on a
 //! thread of its own with its own runtime ([`spawn`]), so neither a burst
@@ -12,8 +14,9 @@
 //! datagram on the serving thread; a scrape only reads atomics and the
 //! live view.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -23,12 +26,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::{metrics, status, Observed};
 use crate::log_budget::{LogBudget, LogKind};
-use crate::slots::{accept, NoSlot, Slots};
+use crate::slots::{accept, NoSlot, Slot, Slots};
 
 /// Connections served at once; one more is closed at once.
 pub const MAX_CONNECTIONS: usize = 8;
@@ -40,6 +44,12 @@ pub const MAX_CONNECTIONS_PER_SOURCE: usize = MAX_CONNECTIONS / 2;
 
 /// How long a client may take to send its request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connection must have gone without a request (since it opened,
+/// or since its last) to be cut for a newcomer when the listener is full:
+/// far less than [`HEADER_TIMEOUT`], so connections held open idle can't
+/// keep a scraper out for long, and far more than a scrape takes.
+pub const IDLE_WHEN_FULL: Duration = Duration::from_secs(1);
 
 /// How long one connection may last, keep-alive included.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,20 +81,25 @@ pub async fn serve(
     let slots = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE);
     let observed = Arc::new(observed);
     let mut connections = JoinSet::new();
+    let mut held = Held::default();
     loop {
         let Some((stream, peer)) = accept(&listener, &mut shutdown, &log, "metrics listener").await
         else {
             break;
         };
-        // Reap the connections that are done.
-        while connections.try_join_next().is_some() {}
+        held.reap(&mut connections);
         if !observed.live.borrow().gate.permits(peer.ip()) {
             if let Some(suppressed) = log.allow(LogKind::Denied) {
                 debug!(%peer, suppressed, "metrics listener: source not allowed");
             }
             continue;
         }
-        let slot = match slots.take(peer.ip()) {
+        let mut taken = slots.take(peer.ip());
+        if taken.as_ref().err() == Some(&NoSlot::Listener) && held.cut_idlest(Instant::now()) {
+            debug!(%peer, "metrics listener: full; cut the connection idle longest for a new one");
+            taken = slots.take(peer.ip());
+        }
+        let slot = match taken {
             Ok(slot) => slot,
             Err(full) => {
                 if let Some(suppressed) = log.allow(LogKind::RateLimited) {
@@ -101,9 +116,11 @@ pub async fn serve(
             }
         };
         let observed = Arc::clone(&observed);
-        connections.spawn(async move {
-            let _slot = slot;
+        let last_request = Arc::new(Mutex::new(Instant::now()));
+        let asked = Arc::clone(&last_request);
+        let task = connections.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
+                *asked.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
                 let response = respond(&observed, &request);
                 async move { Ok::<_, Infallible>(response) }
             });
@@ -118,9 +135,68 @@ pub async fn serve(
                 Err(_) => debug!(%peer, "metrics listener: connection timed out"),
             }
         });
+        held.0.insert(
+            task.id(),
+            Connection {
+                task,
+                _slot: slot,
+                last_request,
+            },
+        );
     }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+}
+
+/// The connections being served, by task, each holding its slot until its
+/// task is reaped or cut.
+#[derive(Default)]
+struct Held(HashMap<tokio::task::Id, Connection>);
+
+/// One connection being served.
+struct Connection {
+    task: AbortHandle,
+    _slot: Slot,
+    /// When it opened, or when its last request came.
+    last_request: Arc<Mutex<Instant>>,
+}
+
+impl Held {
+    /// Gives back the slots of the connections that are done.
+    fn reap(&mut self, connections: &mut JoinSet<()>) {
+        while let Some(done) = connections.try_join_next_with_id() {
+            let id = match done {
+                Ok((id, ())) => id,
+                Err(error) => error.id(),
+            };
+            self.0.remove(&id);
+        }
+    }
+
+    /// Cuts the connection idle longest, if it has been idle at least
+    /// [`IDLE_WHEN_FULL`] at `now`, giving back its slot; whether one was.
+    fn cut_idlest(&mut self, now: Instant) -> bool {
+        let idlest = self
+            .0
+            .iter()
+            .map(|(id, held)| {
+                let last = *held
+                    .last_request
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                (last, *id)
+            })
+            .min();
+        match idlest {
+            Some((last, id)) if now.saturating_duration_since(last) >= IDLE_WHEN_FULL => {
+                if let Some(cut) = self.0.remove(&id) {
+                    cut.task.abort();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The answer to one request.
