@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, env = "HORAD_IDLE_TIMEOUT", value_name = "DUR", value_parser = humantime::parse_duration)]
     pub idle_timeout: Option<Duration>,
 
-    /// The most sessions open at once [default: 10000]
+    /// The most sessions open at once [default: 1000000]
     #[arg(long, env = "HORAD_MAX_SESSIONS", value_name = "N")]
     pub max_sessions: Option<usize>,
 

@@ -247,7 +247,7 @@ impl Default for Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 5005)),
             idle_timeout: Duration::from_secs(10),
-            max_sessions: 10_000,
+            max_sessions: 1_000_000,
             max_sessions_per_ip: 100,
             stats_interval: Duration::from_secs(60),
             log: LogConfig::default(),
@@ -338,8 +338,8 @@ pub struct OutOfRange {
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// The most sessions, and the most rate-limit buckets: bounds on memory
-/// (about 400 B a session at the most, 48 B a bucket: BENCHMARKS.md).
-const MAX_SESSIONS: usize = 1_000_000;
+/// (about 800 B a session at the most, 32 B a bucket: BENCHMARKS.md).
+const MAX_SESSIONS: usize = 4_000_000;
 const MAX_TABLE_SIZE: usize = 1 << 20;
 /// The largest rate and burst: a million datagrams a second is beyond what
 /// the daemon can answer, so a larger value can only be a typo.
@@ -475,10 +475,10 @@ impl Config {
             return out("idle_timeout", "must be 10ms to 1day");
         }
         if !(1..=MAX_SESSIONS).contains(&self.max_sessions) {
-            return out("max_sessions", "must be 1 to 1000000");
+            return out("max_sessions", "must be 1 to 4000000");
         }
         if !(1..=MAX_SESSIONS).contains(&self.max_sessions_per_ip) {
-            return out("max_sessions_per_ip", "must be 1 to 1000000");
+            return out("max_sessions_per_ip", "must be 1 to 4000000");
         }
         let interval = self.stats_interval;
         if !interval.is_zero() && (interval < Duration::from_secs(1) || interval > MAX_DURATION) {
@@ -1089,7 +1089,7 @@ mod tests {
                 "stats_interval = \"18446744073709551615s\"",
                 "stats_interval",
             ),
-            ("max_sessions = 1000001", "max_sessions"),
+            ("max_sessions = 4000001", "max_sessions"),
             ("[ratelimit]\ntable_size = 16777216", "ratelimit.table_size"),
             ("[ratelimit]\nrate = 1e9", "ratelimit.rate"),
             ("[ratelimit]\nrate = 1e-300", "ratelimit.rate"),

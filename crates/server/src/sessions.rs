@@ -202,6 +202,15 @@ pub struct Sessions {
     observed: Arc<SessionStats>,
 }
 
+/// Which of the session limits a login met, for the counters by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `max_sessions_per_ip`: its address holds its most.
+    PerIp,
+    /// `max_sessions`: the whole table is full.
+    Table,
+}
+
 /// What a request did, for the receive loop to carry out and log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handled {
@@ -212,6 +221,9 @@ pub struct Handled {
     /// The session that made room for this login, if one had to: its peer,
     /// its id and what to tell it.
     pub displaced: Option<(SocketAddr, SessionId, Decision)>,
+    /// The limit a login met, if it met one: it was refused, or it
+    /// displaced [`Handled::displaced`].
+    pub limit: Option<Limit>,
 }
 
 /// Whether the peer of a datagram has a session, for the checks that
@@ -307,6 +319,7 @@ impl Sessions {
                 decision,
                 session: Some(id),
                 displaced: None,
+                limit: None,
             });
         }
         // The checks come before the look for room, so a shed login costs
@@ -316,29 +329,35 @@ impl Sessions {
         }
         let room = self.room(peer.ip());
         let state = PeerState::NoSession {
-            may_open: room != Room::None,
+            may_open: !matches!(room, Room::None(_)),
         };
         let decision = decide(state, request, now, rules);
         let Effect::Open { idle_deadline } = decision.effect else {
             // A peer without a session neither keeps nor ends one.
+            let limit = match (decision.effect, room) {
+                (Effect::Refuse, Room::None(limit)) => Some(limit),
+                _ => None,
+            };
             return Ok(Handled {
                 decision,
                 session: None,
                 displaced: None,
+                limit,
             });
         };
-        let displaced = match room {
-            Room::Displacing((gone, gone_id)) => {
+        let (displaced, limit) = match room {
+            Room::Displacing((gone, gone_id), limit) => {
                 self.remove(gone, now);
-                Some((gone, gone_id, displace()))
+                (Some((gone, gone_id, displace())), Some(limit))
             }
-            Room::Free | Room::None => None,
+            Room::Free | Room::None(_) => (None, None),
         };
         let id = self.open(peer, idle_deadline, now);
         Ok(Handled {
             decision,
             session: Some(id),
             displaced,
+            limit,
         })
     }
 
@@ -417,11 +436,7 @@ impl Sessions {
             // Ended sessions' entries outnumber the live ones (a flood of
             // logins displacing each other): rebuild from the live ones, so
             // the heap stays within twice the table.
-            self.deadlines = self
-                .by_peer
-                .iter()
-                .map(|(peer, entry)| Reverse((entry.idle_deadline, (*peer, entry.id))))
-                .collect();
+            self.deadlines = self.live_deadlines();
         }
         self.queue_unestablished(peer, id);
         self.observed
@@ -438,16 +453,20 @@ impl Sessions {
         let ip_full = self.per_ip.get(&ip).map_or(0, |p| p.count) >= limits.max_sessions_per_ip;
         let table_full = self.by_peer.len() >= limits.max_sessions;
         let by_peer = &self.by_peer;
-        let candidate = if ip_full {
-            self.per_ip
-                .get_mut(&ip)
-                .and_then(|p| oldest_unestablished(&mut p.unestablished, by_peer))
+        let (candidate, limit) = if ip_full {
+            let queue = self.per_ip.get_mut(&ip);
+            let candidate = queue.and_then(|p| oldest_unestablished(&mut p.unestablished, by_peer));
+            (candidate, Limit::PerIp)
         } else if table_full {
-            oldest_unestablished(&mut self.unestablished, by_peer)
+            let candidate = oldest_unestablished(&mut self.unestablished, by_peer);
+            (candidate, Limit::Table)
         } else {
             return Room::Free;
         };
-        candidate.map_or(Room::None, Room::Displacing)
+        match candidate {
+            Some(candidate) => Room::Displacing(candidate, limit),
+            None => Room::None(limit),
+        }
     }
 
     /// Queues a new session as unestablished, in both queues, compacting
@@ -484,8 +503,47 @@ impl Sessions {
                 self.per_ip.remove(&peer.ip());
             }
         }
+        if self.by_peer.capacity() > SHRINK_ABOVE
+            && self.by_peer.len() * 8 < self.by_peer.capacity()
+        {
+            self.shrink();
+        }
+    }
+
+    /// Gives back the memory a table eight times emptier than its peak
+    /// holds (after a flood of logins, say): the map, the per-IP map, the
+    /// queues and the heap are rebuilt at twice their live size. Each
+    /// rebuild costs O(live sessions) and comes after the table lost 3/4 of
+    /// its entries at least, so O(1) amortized per session ended.
+    fn shrink(&mut self) {
+        let live = self.by_peer.len();
+        self.by_peer.shrink_to(2 * live);
+        self.per_ip.shrink_to(2 * self.per_ip.len());
+        let by_peer = &self.by_peer;
+        self.unestablished.retain(|c| is_unestablished(c, by_peer));
+        self.unestablished.shrink_to(2 * self.unestablished.len());
+        for ip in self.per_ip.values_mut() {
+            ip.unestablished.retain(|c| is_unestablished(c, by_peer));
+            ip.unestablished.shrink_to_fit();
+        }
+        self.deadlines = self.live_deadlines();
+    }
+
+    /// One heap entry per live session, at its real deadline.
+    fn live_deadlines(&self) -> BinaryHeap<Reverse<(Instant, Candidate)>> {
+        let mut deadlines = BinaryHeap::with_capacity(2 * self.by_peer.len());
+        deadlines.extend(
+            self.by_peer
+                .iter()
+                .map(|(peer, entry)| Reverse((entry.idle_deadline, (*peer, entry.id)))),
+        );
+        deadlines
     }
 }
+
+/// The least capacity (sessions) at which an emptied table gives memory
+/// back ([`Sessions::shrink`]): below it, keeping it is cheaper.
+const SHRINK_ABOVE: usize = 4096;
 
 /// Whether a login fits, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -493,9 +551,9 @@ enum Room {
     /// Under both limits.
     Free,
     /// At a limit, but this unestablished session can make room.
-    Displacing(Candidate),
+    Displacing(Candidate, Limit),
     /// At a limit, and every session in the way has asked for the time.
-    None,
+    None(Limit),
 }
 
 /// Whether `candidate` is still open and has not asked for the time.
@@ -553,6 +611,41 @@ mod tests {
         table
             .handle(peer, request, now, RULES, |_| Ok(()))
             .expect("not rate limited")
+    }
+
+    #[test]
+    fn a_table_emptied_after_a_flood_gives_its_memory_back() {
+        let now = Instant::now();
+        let mut table = sessions(200_000, 100);
+        let peers: Vec<SocketAddr> = (0..100_000u32)
+            .map(|n| SocketAddr::from(((0x0A00_0000 + n).to_be_bytes(), 5005)))
+            .collect();
+        for &peer in &peers {
+            handle(&mut table, peer, Ok(Request::Login), now);
+        }
+        let peak = table.by_peer.capacity();
+        assert!(peak >= 100_000);
+        // All but 100 idle out; the heap, the queues and the maps shrink.
+        let later = now + Duration::from_secs(11);
+        for &peer in &peers[100..] {
+            handle(&mut table, peer, Ok(Request::Logout), later);
+        }
+        assert_eq!(table.len(), 100);
+        assert!(
+            table.by_peer.capacity() <= 16_384,
+            "{}",
+            table.by_peer.capacity()
+        );
+        assert!(table.per_ip.capacity() <= 16_384);
+        assert!(table.unestablished.capacity() <= 16_384);
+        assert!(table.deadlines.capacity() <= 16_384);
+        // The sessions left are whole: each idles out, once.
+        let mut expired = 0;
+        while table.expire_due(later + Duration::from_secs(11)).is_some() {
+            expired += 1;
+        }
+        assert_eq!(expired, 100);
+        assert!(table.is_empty());
     }
 
     #[test]

@@ -70,8 +70,17 @@ macro_rules! events {
 events! {
     /// A session opened.
     Login => logins, "hora_logins_total", [], "Sessions opened by a login.";
-    /// A login refused by the session limits (every session had asked).
-    Refusal => refusals, "hora_logins_refused_total", [], "Logins refused: the session limits were reached and every session had asked for the time.";
+    /// A login refused at `max_sessions_per_ip` (every session of its
+    /// address had asked).
+    RefusalPerIp => refusals_per_ip, "hora_logins_refused_total", ["limit" = "per_ip"], "Logins refused, by the limit they met (per_ip, table): every session in the way had asked for the time.";
+    /// A login refused at `max_sessions` (every session had asked).
+    RefusalTable => refusals_table, "hora_logins_refused_total", ["limit" = "table"], "Logins refused, by the limit they met (per_ip, table): every session in the way had asked for the time.";
+    /// A login at `max_sessions_per_ip` that took the place of a session
+    /// of its address that never asked.
+    DisplacingPerIp => displacing_per_ip, "hora_logins_displacing_total", ["limit" = "per_ip"], "Logins at a limit (per_ip, table) that took the place of a session that never asked.";
+    /// A login at `max_sessions` that took the place of a session that
+    /// never asked.
+    DisplacingTable => displacing_table, "hora_logins_displacing_total", ["limit" = "table"], "Logins at a limit (per_ip, table) that took the place of a session that never asked.";
     /// A session ended by option 2.
     EndLogout => ended_logout, "hora_sessions_ended_total", ["reason" = "logout"], "Sessions ended, by reason.";
     /// A session ended by an invalid option.

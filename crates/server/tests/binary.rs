@@ -51,7 +51,7 @@ fn a_bad_value_or_a_missing_file_exits_2() {
     let output = run(horad().arg("--config").arg(&path));
     assert_eq!(output.status.code(), Some(2));
     let expected = format!(
-        "{}:1:1: `max_sessions` must be 1 to 1000000",
+        "{}:1:1: `max_sessions` must be 1 to 4000000",
         path.display()
     );
     assert!(

@@ -278,7 +278,9 @@ async fn the_per_ip_limit_refuses_cleanly() {
     // The sessions already there are unaffected.
     assert_time_reply(&peers[0].ask(b"1").await);
     assert_time_reply(&peers[1].ask(b"1").await);
-    assert_eq!(daemon.stop().await.event(Event::Refusal), 1);
+    let stats = daemon.stop().await;
+    assert_eq!(stats.event(Event::RefusalPerIp), 1);
+    assert_eq!(stats.event(Event::RefusalTable), 0);
 }
 
 #[tokio::test]
@@ -300,7 +302,9 @@ async fn the_global_limit_refuses_cleanly() {
     // A logout makes room.
     a.ask(b"2").await;
     assert_eq!(c.ask(b"login").await, LOGIN_MENU.as_bytes());
-    daemon.stop().await;
+    let stats = daemon.stop().await;
+    assert_eq!(stats.event(Event::RefusalTable), 1);
+    assert_eq!(stats.event(Event::RefusalPerIp), 0);
 }
 
 #[tokio::test]
@@ -325,7 +329,9 @@ async fn a_login_at_the_limit_displaces_the_oldest_session_that_never_asked() {
     assert_time_reply(&newcomer.ask(b"1").await);
     let stats = daemon.stop().await;
     assert_eq!(stats.event(Event::EndDisplaced), 1);
-    assert_eq!(stats.event(Event::Refusal), 0);
+    assert_eq!(stats.event(Event::DisplacingPerIp), 1);
+    assert_eq!(stats.event(Event::DisplacingTable), 0);
+    assert_eq!(stats.event(Event::RefusalPerIp), 0);
 }
 
 #[tokio::test]
@@ -458,7 +464,7 @@ async fn a_flood_from_many_sources_leaves_good_sessions_alone() {
         "logins beyond the limit displaced sessions that never asked"
     );
     assert_eq!(
-        stats.event(Event::Refusal),
+        stats.event(Event::RefusalPerIp) + stats.event(Event::RefusalTable),
         0,
         "there was always one to displace"
     );

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use crate::engine::{Context, Protocol, NOTICES_PER_TURN};
 use crate::live::Live;
 use crate::log_budget::{Budget, LogKind};
-use crate::sessions::{Handled, Known, SessionId, Sessions, Unanswered};
+use crate::sessions::{Handled, Known, Limit, SessionId, Sessions, Unanswered};
 use crate::stats::Event;
 use crate::sys::batch::Outbox;
 use crate::sys::Received;
@@ -136,6 +136,10 @@ impl Seed {
         log_effect(ctx, handled, peer);
         if let Some((displaced, id, notice)) = handled.displaced {
             ctx.stats.event(Event::EndDisplaced);
+            ctx.stats.event(match handled.limit {
+                Some(Limit::PerIp) => Event::DisplacingPerIp,
+                _ => Event::DisplacingTable,
+            });
             if let Some(suppressed) = ctx.log.allow(LogKind::Displaced) {
                 info!(session = %id, peer = %displaced, by = %peer, suppressed, "session that never asked made room for a login");
             }
@@ -332,9 +336,13 @@ fn log_effect(ctx: &Context<'_>, handled: &Handled, peer: SocketAddr) {
             }
         }
         Effect::Refuse => {
-            stats.event(Event::Refusal);
+            let (event, limit) = match handled.limit {
+                Some(Limit::PerIp) => (Event::RefusalPerIp, "max_sessions_per_ip"),
+                _ => (Event::RefusalTable, "max_sessions"),
+            };
+            stats.event(event);
             if let Some(suppressed) = log.allow(LogKind::Refused) {
-                warn!(%peer, suppressed, "login refused: session limit reached and every session has asked");
+                warn!(%peer, suppressed, "login refused: {limit} reached and every session in the way has asked");
             }
         }
         Effect::Nothing => {
