@@ -512,7 +512,8 @@ impl Sessions {
 
     /// Gives back the memory a table eight times emptier than its peak
     /// holds (after a flood of logins, say): the map, the per-IP map, the
-    /// queues and the heap are rebuilt at twice their live size. Each
+    /// queues and the heap are rebuilt at twice their live size, and the
+    /// allocator hands what they freed back to the OS. Each
     /// rebuild costs O(live sessions) and comes after the table lost 3/4 of
     /// its entries at least, so O(1) amortized per session ended.
     fn shrink(&mut self) {
@@ -527,6 +528,7 @@ impl Sessions {
             ip.unestablished.shrink_to_fit();
         }
         self.deadlines = self.live_deadlines();
+        crate::sys::memory::give_back_free_memory();
     }
 
     /// One heap entry per live session, at its real deadline.

@@ -844,3 +844,37 @@ fn a_bad_value_from_a_variable_names_the_variable_not_the_command_line() {
         stderr_of(&flag)
     );
 }
+
+#[test]
+fn two_sources_in_a_one_bucket_table_are_limited_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hora.toml");
+    std::fs::write(
+        &path,
+        "bind = \"127.0.0.1:0\"\n[ratelimit]\nrate = 1.0\nburst = 40.0\ntable_size = 1\n",
+    )
+    .unwrap();
+    let (mut child, lines, addr) = spawn_with_config(&path);
+    std::thread::spawn(move || lines.for_each(drop));
+    let sources = ["127.0.0.21:0", "127.0.0.22:0"].map(|a| std::net::UdpSocket::bind(a).unwrap());
+    // 100 requests each, alternately, at once: every one would be answered
+    // (a number from a peer without a session: "Sessao inexistente").
+    for _ in 0..100 {
+        for source in &sources {
+            source.send_to(b"1", addr).unwrap();
+        }
+    }
+    let answered = sources.map(|source| {
+        source
+            .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+            .unwrap();
+        let mut buffer = [0u8; 256];
+        std::iter::from_fn(|| source.recv(&mut buffer).ok()).count()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // One bucket of 40 (and a token a second) for both: the old table gave
+    // each newcomer a full bucket, 200 answers in all.
+    let together = answered[0] + answered[1];
+    assert!((40..=45).contains(&together), "{answered:?} answered");
+}

@@ -1,7 +1,8 @@
 //! The host clock's state, as the kernel keeps it (`ntp_adjtime`).
 //!
-//! The one `unsafe` call in the workspace: neither nix, rustix nor
-//! clock-steering has a safe read-only wrapper for `ntp_adjtime`.
+//! One of the workspace's two `unsafe` calls (the other is
+//! [`super::memory`]'s): neither nix, rustix nor clock-steering has a safe
+//! read-only wrapper for `ntp_adjtime`.
 
 use std::io;
 

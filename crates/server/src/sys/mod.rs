@@ -2,11 +2,12 @@
 //! behind safe functions that return plain values:
 //!
 //! - [`clock`]: the host clock's state (`ntp_adjtime`, read-only), the
-//!   workspace's one `unsafe` call;
+//!   first of the workspace's two `unsafe` calls;
 //! - [`timestamps`]: kernel receive timestamps (`SO_TIMESTAMPNS`);
 //! - [`batch`]: `recvmmsg`/`sendmmsg`, a batch of datagrams per kernel crossing;
 //! - [`notify`]: systemd readiness (`sd_notify`);
-//! - [`journal`]: whether standard error is the journal (`JOURNAL_STREAM`).
+//! - [`journal`]: whether standard error is the journal (`JOURNAL_STREAM`);
+//! - [`memory`]: freed memory handed back to the OS (`malloc_trim`).
 //!
 //! Elsewhere than Linux, the clock's state reads as unknown, no datagram
 //! carries a kernel timestamp and there is no systemd to notify; horad then
@@ -15,6 +16,7 @@
 pub mod batch;
 pub mod clock;
 pub mod journal;
+pub mod memory;
 pub mod notify;
 pub mod timestamps;
 
