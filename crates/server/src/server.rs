@@ -165,7 +165,15 @@ impl Server {
             (config.daytime.bind, Kind::Daytime),
         ] {
             if let Some(addr) = bind_addr {
-                standard.push((bind(addr, RECEIVE_BUFFER_BYTES)?, Standard::Stateless(kind)));
+                let socket = bind(addr, RECEIVE_BUFFER_BYTES)?;
+                // Every socket's datagrams carry the same control message:
+                // the batch reader's headers are shared by the thread's
+                // sockets, and one without a timestamp would leave them no
+                // room for the SNTP socket's (`sys::batch`).
+                if let Err(error) = sys::enable_receive_timestamps(&socket) {
+                    warn!(%error, ?kind, "no kernel receive timestamps");
+                }
+                standard.push((socket, Standard::Stateless(kind)));
             }
         }
         let seed = Seed::new(&live.1.borrow());

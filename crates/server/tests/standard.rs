@@ -315,3 +315,26 @@ async fn sntp_replies_sent_together_are_stamped_in_order_and_never_after_they_le
     assert_eq!(stats.answered(Service::Sntp), u64::from(BURSTS) * 32);
     assert_eq!(stats.event(Event::Sent), u64::from(BURSTS) * 32);
 }
+
+#[tokio::test]
+async fn sntp_keeps_kernel_receive_timestamps_while_time_and_daytime_are_asked_too() {
+    // The sockets of one thread share the batch reader's headers: a
+    // datagram read without a timestamp once left them no room for the
+    // SNTP socket's, and every SNTP reply after it read the clock.
+    let daemon = start_with(|config| config.ratelimit.enabled = false).await;
+    let socket = client().await;
+    for serial in 0..20u8 {
+        socket.send_to(b"?", daemon.daytime()).await.unwrap();
+        receive(&socket).await;
+        socket.send_to(b"", daemon.time()).await.unwrap();
+        receive(&socket).await;
+        socket
+            .send_to(&ntp_request(4, 3, [serial; 8]), daemon.sntp())
+            .await
+            .unwrap();
+        assert_eq!(&receive(&socket).await[24..32], &[serial; 8]);
+    }
+    let stats = daemon.stop().await;
+    assert_eq!(stats.event(Event::KernelTimestamp), 20);
+    assert_eq!(stats.event(Event::ClockTimestamp), 0);
+}

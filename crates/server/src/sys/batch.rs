@@ -36,7 +36,11 @@ pub const REPLY: usize = DATAGRAM;
 
 // nix's message headers hold raw pointers, so they can't live in a task's
 // state (which must be Send); each thread keeps one set, used only inside a
-// synchronous call, allocated once.
+// synchronous call, allocated once. The kernel leaves each header's control
+// length at what it wrote, and nix does not restore it: every socket read
+// through them must carry the same control message (each has receive
+// timestamps on, `server::bind`), or one datagram without it would leave
+// its header no room for the next socket's timestamp.
 #[cfg(target_os = "linux")]
 type Headers = nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>;
 
