@@ -26,12 +26,14 @@
 //! - [`nts`]: Network Time Security (RFC 8915): key exchange records,
 //!   cookies, and authenticated SNTP;
 //! - [`outcome`]: what became of each datagram, one outcome each;
-//! - [`transmit`]: when each SNTP reply of a batch leaves, for its stamp.
+//! - [`transmit`]: when each SNTP reply of a batch leaves, for its stamp;
+//! - [`interleave`]: interleaved mode's log of replies and when they left.
 
 pub mod access;
 pub mod clock;
 pub mod daytime;
 pub mod host_clock;
+pub mod interleave;
 pub mod loop_guard;
 pub mod message;
 pub mod nts;

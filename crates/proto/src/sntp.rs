@@ -49,8 +49,20 @@ impl NtpTimestamp {
     }
 
     fn write(self, out: &mut [u8]) {
-        out[..4].copy_from_slice(&self.seconds.to_be_bytes());
-        out[4..8].copy_from_slice(&self.fraction.to_be_bytes());
+        out[..8].copy_from_slice(&self.to_u64().to_be_bytes());
+    }
+
+    /// The timestamp as one 64-bit number, seconds in the high half.
+    pub fn to_u64(self) -> u64 {
+        u64::from(self.seconds) << 32 | u64::from(self.fraction)
+    }
+
+    /// The timestamp of a 64-bit number, seconds in the high half.
+    pub fn from_u64(value: u64) -> Self {
+        NtpTimestamp {
+            seconds: (value >> 32) as u32,
+            fraction: value as u32,
+        }
     }
 }
 
@@ -96,6 +108,24 @@ pub struct ClientRequest {
     pub poll: i8,
     /// The client's transmit timestamp, raw: the reply's origin timestamp.
     pub transmit: [u8; 8],
+    /// Its origin timestamp, raw: in interleaved mode, the receive
+    /// timestamp of the earlier reply whose transmit time it asks for.
+    pub origin: [u8; 8],
+    /// Its receive timestamp, raw: in interleaved mode, when the client got
+    /// that earlier reply (the interleaved reply's origin).
+    pub receive: [u8; 8],
+}
+
+impl ClientRequest {
+    /// The receive timestamp (64-bit NTP) of the earlier reply of ours this
+    /// request names, when it is formed in interleaved mode (RFC 9769, as
+    /// chrony reads it): version 4, an origin with the low bit set (as our
+    /// receive timestamps have, [`write_reply`]), and receive and transmit
+    /// fields that differ (a basic request has them equal, or zero).
+    pub fn interleaved_origin(&self) -> Option<u64> {
+        let origin = u64::from_be_bytes(self.origin);
+        (self.version == 4 && origin & 1 == 1 && self.receive != self.transmit).then_some(origin)
+    }
 }
 
 /// Why a datagram is not an SNTP client request. None of these is answered.
@@ -129,12 +159,17 @@ pub fn parse_request(datagram: &[u8]) -> Result<ClientRequest, SntpError> {
     if !(1..=4).contains(&version) {
         return Err(SntpError::BadVersion(version));
     }
-    let mut transmit = [0u8; 8];
-    transmit.copy_from_slice(&datagram[40..48]);
+    let field = |at: usize| {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&datagram[at..at + 8]);
+        raw
+    };
     Ok(ClientRequest {
         version,
         poll: datagram[2] as i8,
-        transmit,
+        transmit: field(40),
+        origin: field(24),
+        receive: field(32),
     })
 }
 
@@ -143,11 +178,60 @@ pub fn parse_request(datagram: &[u8]) -> Result<ClientRequest, SntpError> {
 /// `received` is when the request arrived and `transmitted` when the reply
 /// leaves; both come from the caller's clock. The reference timestamp is the
 /// receive time: the host's clock is the reference, and it is current.
+///
+/// As chrony does, the receive timestamp's lowest bit (2^-32 s) is set and
+/// the transmit timestamp's cleared ([`receive_flagged`], [`transmit_flagged`]):
+/// an origin with that bit set names one of our receive timestamps, never a
+/// transmit timestamp echoed by a basic client.
 pub fn write_reply(
     request: &ClientRequest,
     clock: &ServerClock,
     received: NtpTimestamp,
     transmitted: NtpTimestamp,
+    out: &mut [u8; PACKET_LEN],
+) {
+    write_header(request, clock, received, out);
+    out[24..32].copy_from_slice(&request.transmit);
+    transmit_flagged(transmitted).write(&mut out[40..48]);
+}
+
+/// Writes the interleaved reply (RFC 9769) to `request`, which named an
+/// earlier reply that left at `earlier_transmit` (64-bit NTP, the kernel's
+/// time): its origin is the request's receive field, its transmit timestamp
+/// that time, and its receive timestamp this request's `received`.
+pub fn write_interleaved_reply(
+    request: &ClientRequest,
+    clock: &ServerClock,
+    received: NtpTimestamp,
+    earlier_transmit: u64,
+    out: &mut [u8; PACKET_LEN],
+) {
+    write_header(request, clock, received, out);
+    out[24..32].copy_from_slice(&request.receive);
+    out[40..48].copy_from_slice(&(earlier_transmit & !1).to_be_bytes());
+}
+
+/// `time` as a reply's receive timestamp: its lowest bit set.
+pub fn receive_flagged(time: NtpTimestamp) -> NtpTimestamp {
+    NtpTimestamp {
+        fraction: time.fraction | 1,
+        ..time
+    }
+}
+
+/// `time` as a reply's transmit timestamp: its lowest bit clear.
+pub fn transmit_flagged(time: NtpTimestamp) -> NtpTimestamp {
+    NtpTimestamp {
+        fraction: time.fraction & !1,
+        ..time
+    }
+}
+
+/// Everything of a reply but its origin and transmit timestamps.
+fn write_header(
+    request: &ClientRequest,
+    clock: &ServerClock,
+    received: NtpTimestamp,
     out: &mut [u8; PACKET_LEN],
 ) {
     out[0] = (clock.leap_indicator & 0b11) << 6 | request.version << 3 | MODE_SERVER;
@@ -158,9 +242,7 @@ pub fn write_reply(
     out[8..12].copy_from_slice(&ntp_short(clock.root_dispersion).to_be_bytes());
     out[12..16].copy_from_slice(&clock.reference_id);
     received.write(&mut out[16..24]);
-    out[24..32].copy_from_slice(&request.transmit);
-    received.write(&mut out[32..40]);
-    transmitted.write(&mut out[40..48]);
+    receive_flagged(received).write(&mut out[32..40]);
 }
 
 /// The kiss code of a rate-limited client.
@@ -404,9 +486,71 @@ mod tests {
             &[1, 2, 3, 4, 5, 6, 7, 8],
             "origin = client's transmit"
         );
-        assert_eq!(&out[32..40], &[0xE0, 0, 0, 1, 0x80, 0, 0, 0], "receive");
+        assert_eq!(
+            &out[32..40],
+            &[0xE0, 0, 0, 1, 0x80, 0, 0, 1],
+            "receive, its lowest bit set"
+        );
         assert_eq!(&out[40..48], &[0xE0, 0, 0, 1, 0x80, 0, 0x10, 0], "transmit");
         assert!(parse_request(&out).is_err(), "a reply is never answered");
+    }
+
+    fn interleaved_request(origin: u64, receive: u64, transmit: u64) -> ClientRequest {
+        let mut packet = request(V4_CLIENT);
+        packet[24..32].copy_from_slice(&origin.to_be_bytes());
+        packet[32..40].copy_from_slice(&receive.to_be_bytes());
+        packet[40..48].copy_from_slice(&transmit.to_be_bytes());
+        parse_request(&packet).unwrap()
+    }
+
+    #[test]
+    fn an_interleaved_request_names_a_flagged_receive_timestamp() {
+        assert_eq!(
+            interleaved_request(0xE0_0001, 5, 6).interleaved_origin(),
+            Some(0xE0_0001)
+        );
+        // chronyd in basic mode sends origin and receive zero; a basic
+        // client echoing our transmit timestamp has the bit clear.
+        assert_eq!(interleaved_request(0, 0, 6).interleaved_origin(), None);
+        assert_eq!(
+            interleaved_request(0xE0_0002, 5, 6).interleaved_origin(),
+            None
+        );
+        assert_eq!(
+            interleaved_request(0xE0_0001, 6, 6).interleaved_origin(),
+            None,
+            "receive equal to transmit: basic"
+        );
+        let mut v3 = request(3 << 3 | 3);
+        v3[24..32].copy_from_slice(&0xE0_0001u64.to_be_bytes());
+        v3[40] = 1;
+        assert_eq!(parse_request(&v3).unwrap().interleaved_origin(), None);
+    }
+
+    #[test]
+    fn an_interleaved_reply_carries_the_earlier_replys_transmit_time() {
+        let request = interleaved_request(0xE000_0001_0000_0001, 0xABCD, 0x1234);
+        let received = NtpTimestamp::from_u64(0xE000_0002_0000_0000);
+        let mut out = [0; PACKET_LEN];
+        write_interleaved_reply(
+            &request,
+            &ServerClock::default(),
+            received,
+            0xE000_0001_0000_7777,
+            &mut out,
+        );
+        assert_eq!(out[0] & 0b111, 4);
+        assert_eq!(
+            &out[24..32],
+            &0xABCDu64.to_be_bytes(),
+            "origin = receive field"
+        );
+        assert_eq!(&out[32..40], &0xE000_0002_0000_0001u64.to_be_bytes());
+        assert_eq!(
+            &out[40..48],
+            &0xE000_0001_0000_7776u64.to_be_bytes(),
+            "the earlier transmit time, its lowest bit clear"
+        );
     }
 
     #[test]

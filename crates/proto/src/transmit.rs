@@ -23,6 +23,12 @@
 //! the last [`WINDOW`] batches, and zero until that many are measured: a
 //! batch the kernel was interrupted in, or the first ones of a cold start,
 //! read long and are not believed.
+//!
+//! Where the kernel reports when each reply left (`SO_TIMESTAMPING`), those
+//! times teach it too ([`TransmitPace::observe_sent`]): reply `k` leaving at
+//! `t` after the reading `first` reads as `(t - first) / (k + 1)`, by the same
+//! bound never later than it leaves; and a prediction the kernel shows was
+//! late lowers the estimate at once, not at the end of the window.
 
 use std::time::{Duration, SystemTime};
 
@@ -75,6 +81,30 @@ impl TransmitPace {
         if sample > MOST_PER_REPLY {
             return;
         }
+        self.sample(sample);
+    }
+
+    /// Learns from the kernel's word that reply `position` (from 0) of a
+    /// batch whose clock was read at `first` left at `sent`; whether its
+    /// prediction was later than that (then the estimate is lowered now).
+    pub fn observe_sent(&mut self, first: SystemTime, position: usize, sent: SystemTime) -> bool {
+        let late = self.transmit_time(first, position) > sent;
+        let elapsed = sent.duration_since(first).unwrap_or_default();
+        let Ok(count) = u32::try_from(position + 1) else {
+            return late;
+        };
+        let sample = elapsed / count;
+        if late {
+            self.per_reply_nanos = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
+        }
+        if sample <= MOST_PER_REPLY {
+            self.sample(sample);
+        }
+        late
+    }
+
+    /// One reading of the time per reply, into the window.
+    fn sample(&mut self, sample: Duration) {
         let sample = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
         let quickest = self.quickest.map_or(sample, |q| q.min(sample));
         self.measured += 1;
@@ -151,6 +181,26 @@ mod tests {
             }
             assert!(pace.per_reply() > Duration::ZERO);
         }
+    }
+
+    #[test]
+    fn the_kernels_transmit_times_teach_the_pace_and_a_late_prediction_lowers_it_at_once() {
+        let first = SystemTime::UNIX_EPOCH + micros(1_000);
+        let mut pace = TransmitPace::default();
+        // Reply k of each batch leaves 3 µs after the one before it.
+        for _ in 0..WINDOW {
+            for k in 0..4 {
+                let sent = first + micros(3 * (k as u64 + 1));
+                assert!(!pace.observe_sent(first, k, sent), "never late");
+            }
+        }
+        assert_eq!(pace.per_reply(), micros(3));
+        // The kernel gets quicker: 1 µs a reply. Reply 2 predicted at +6 µs
+        // left at +3: late, and the estimate drops at once.
+        assert!(pace.observe_sent(first, 2, first + micros(3)));
+        assert_eq!(pace.per_reply(), micros(1));
+        assert!(pace.transmit_time(first, 2) <= first + micros(3));
+        assert!(!pace.observe_sent(first, 3, first + micros(4)));
     }
 
     #[test]

@@ -122,3 +122,77 @@ proptest! {
         }
     }
 }
+
+/// What the client log is asked, in a generated order.
+#[derive(Debug, Clone)]
+enum LogStep {
+    /// A reply logged with this receive time (a small number of ticks
+    /// forward or back from the last, as datagrams stamped on several CPUs).
+    Log(i16),
+    /// The kernel's time for the reply `n` logs back.
+    Sent(u8),
+    /// An interleaved request naming the reply `n` logs back.
+    Take(u8),
+}
+
+proptest! {
+    /// Against a model that keeps every reply: the log never holds more
+    /// than its capacity, answers a request only with the
+    /// transmit time the kernel gave for the very reply it names, and each
+    /// reply at most once. (Never more than 300 steps: keys stay unique.)
+    #[test]
+    fn the_client_log_answers_only_with_the_named_replys_own_time(
+        capacity in 1usize..40,
+        steps in proptest::collection::vec(prop_oneof![
+            (-3i16..40).prop_map(LogStep::Log),
+            any::<u8>().prop_map(LogStep::Sent),
+            any::<u8>().prop_map(LogStep::Take),
+        ], 0..300),
+    ) {
+        use hora_proto::interleave::{ClientLog, Earlier};
+        use std::collections::HashMap;
+        let mut log = ClientLog::new(capacity);
+        let mut now: u64 = 1 << 40;
+        let mut logged: Vec<u64> = Vec::new();
+        let mut sent: HashMap<u64, u64> = HashMap::new();
+        let mut used: HashMap<u64, bool> = HashMap::new();
+        for step in steps {
+            match step {
+                LogStep::Log(delta) => {
+                    // Unique keys (a key logged twice is the unit tests'):
+                    // the step's serial in the low bits.
+                    now = now.wrapping_add_signed(i64::from(delta) * 1024);
+                    let receive = now & !1023 | logged.len() as u64;
+                    log.log(receive);
+                    logged.push(receive);
+                }
+                LogStep::Sent(back) => {
+                    if let Some(&receive) = logged.iter().rev().nth(usize::from(back)) {
+                        let transmit = receive + 5_000 + u64::from(back);
+                        if log.sent(receive, transmit) {
+                            sent.insert(receive, transmit);
+                        }
+                    }
+                }
+                LogStep::Take(back) => {
+                    let Some(&receive) = logged.iter().rev().nth(usize::from(back)) else {
+                        continue;
+                    };
+                    match log.take(receive) {
+                        Earlier::Sent(transmit) => {
+                            prop_assert_eq!(Some(&transmit), sent.get(&receive));
+                            prop_assert!(!used.get(&receive).copied().unwrap_or(false), "used once");
+                            used.insert(receive, true);
+                        }
+                        Earlier::NoTransmitTime => {
+                            prop_assert!(!used.get(&receive).copied().unwrap_or(false));
+                            used.insert(receive, true);
+                        }
+                        Earlier::Unknown => {}
+                    }
+                }
+            }
+            prop_assert!(log.len() <= capacity);
+        }
+    }
+}
