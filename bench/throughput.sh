@@ -2,6 +2,8 @@
 # Throughput and CPU per request against the issue's reference (BENCHMARKS.md):
 #   sntp: horad against chronyd (`local stratum 10`, no rate limit), 64
 #         closed-loop SNTP clients (`loadgen ntp`);
+#   xleave: the same, the clients in interleaved mode (`loadgen ntp
+#         --interleaved`, as chronyd's `xleave`);
 #   seed: horad against the project's one-thread baseline, 64 closed-loop
 #         sessions (`loadgen load`).
 # Nothing pinned; the servers take turns for ROUNDS rounds of 5 s. CPU per
@@ -12,7 +14,7 @@
 # reference with its standard error (rounds here spread by +-13%: 24 rounds
 # bring the error to about 2%).
 #
-#   cargo build --release --bins --examples && bash bench/throughput.sh sntp|seed 8 [OTHER_HORAD...]
+#   cargo build --release --bins --examples && bash bench/throughput.sh sntp|xleave|seed 8 [OTHER_HORAD...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?sntp or seed}; rounds=${2:-4}; shift 2 || shift $#
@@ -23,8 +25,8 @@ ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 start() { # server -> pid and port of the socket to load
   case "$mode:$1" in
-    sntp:chronyd) chronyd -d -x -f "$d/c.conf" >/dev/null 2>&1 & pid=$!; port=11123 ;;
-    sntp:*) "$1" --config /dev/null --bind 127.0.0.1:0 --sntp-bind 127.0.0.1:11124 --sntp-local-stratum 10 \
+    sntp:chronyd|xleave:chronyd) chronyd -d -x -f "$d/c.conf" >/dev/null 2>&1 & pid=$!; port=11123 ;;
+    sntp:*|xleave:*) "$1" --config /dev/null --bind 127.0.0.1:0 --sntp-bind 127.0.0.1:11124 --sntp-local-stratum 10 \
               --no-ratelimit --stats-interval 0s --log-level warn >/dev/null 2>&1 & pid=$!; port=11124 ;;
     seed:baseline) target/release/examples/baseline 127.0.0.1:5106 2>/dev/null & pid=$!; port=5106 ;;
     seed:*) "$1" --config /dev/null --bind 127.0.0.1:5106 --max-sessions 200000 --max-sessions-per-ip 200000 \
@@ -33,8 +35,9 @@ start() { # server -> pid and port of the socket to load
 }
 case "$mode" in
   sntp) reference=chronyd; load=(ntp --clients 64) ;;
+  xleave) reference=chronyd; load=(ntp --clients 64 --interleaved) ;;
   seed) reference=baseline; load=(load --sessions 64) ;;
-  *) echo "mode: sntp or seed" >&2; exit 2 ;;
+  *) echo "mode: sntp, xleave or seed" >&2; exit 2 ;;
 esac
 for round in $(seq "$rounds"); do
   for server in "$reference" target/release/horad "$@"; do

@@ -85,6 +85,11 @@ enum Mode {
         resend: Duration,
         #[arg(long, default_value = "127.0.0.1")]
         ip: IpAddr,
+        /// Ask in interleaved mode (RFC 9769), as chronyd's `xleave`: each
+        /// request names the last reply's receive timestamp, and a reply
+        /// echoing our receive field (not our transmit) is interleaved
+        #[arg(long)]
+        interleaved: bool,
     },
     /// Send garbage (no request of any protocol) for the duration
     Garbage {
@@ -157,6 +162,7 @@ fn main() -> anyhow::Result<()> {
                 duration,
                 resend,
                 ip,
+                interleaved,
             } => {
                 ntp(
                     args.server,
@@ -164,6 +170,7 @@ fn main() -> anyhow::Result<()> {
                     duration.min(MAX_DURATION),
                     resend,
                     ip,
+                    interleaved,
                 )
                 .await
             }
@@ -251,6 +258,8 @@ struct Tally {
     losses: u64,
     bad: u64,
     lost_session: bool,
+    /// SNTP replies in interleaved mode.
+    interleaved: u64,
 }
 
 async fn load(
@@ -356,6 +365,7 @@ async fn ntp(
     duration: Duration,
     resend: Duration,
     ip: IpAddr,
+    interleaved: bool,
 ) -> anyhow::Result<()> {
     let barrier = Arc::new(Barrier::new(clients + 1));
     let mut tasks = Vec::with_capacity(clients);
@@ -373,6 +383,11 @@ async fn ntp(
             'requests: while Instant::now() < end {
                 serial += 1;
                 request[40..48].copy_from_slice(&serial.to_be_bytes());
+                if interleaved {
+                    // Our "receive time" of the last reply: any value
+                    // other than our transmit field will do.
+                    request[32..40].copy_from_slice(&(serial | 1 << 63).to_be_bytes());
+                }
                 let sent = Instant::now();
                 for _ in 0..MAX_TRIES {
                     if socket.send(&request).await.is_err() {
@@ -382,10 +397,13 @@ async fn ntp(
                     match timeout(resend, socket.recv(&mut buffer)).await {
                         Ok(Ok(len)) => {
                             let reply = &buffer[..len];
-                            if len == 48
-                                && reply[0] & 0b111 == 4
-                                && reply[24..32] == request[40..48]
-                            {
+                            let ours = reply.get(24..32) == Some(&request[40..48]);
+                            let xleave = interleaved && reply.get(24..32) == Some(&request[32..40]);
+                            if len == 48 && reply[0] & 0b111 == 4 && (ours || xleave) {
+                                tally.interleaved += u64::from(xleave);
+                                if interleaved {
+                                    request[24..32].copy_from_slice(&reply[32..40]);
+                                }
                                 let micros = sent.elapsed().as_micros();
                                 tally
                                     .latencies_us
@@ -411,8 +429,9 @@ async fn ntp(
     barrier.wait().await;
     let report = Report::collect(tasks).await?;
     println!(
-        "mode=ntp server={server} clients={clients} {}",
-        report.line(duration, "failed_clients")
+        "mode=ntp server={server} clients={clients} {} interleaved_replies={}",
+        report.line(duration, "failed_clients"),
+        report.interleaved
     );
     Ok(())
 }
@@ -502,6 +521,7 @@ struct Report {
     losses: u64,
     bad: u64,
     lost: u64,
+    interleaved: u64,
 }
 
 impl Report {
@@ -511,6 +531,7 @@ impl Report {
             losses: 0,
             bad: 0,
             lost: 0,
+            interleaved: 0,
         };
         for task in tasks {
             let tally = task.await?;
@@ -518,6 +539,7 @@ impl Report {
             report.losses += tally.losses;
             report.bad += tally.bad;
             report.lost += u64::from(tally.lost_session);
+            report.interleaved += tally.interleaved;
         }
         report.latencies_us.sort_unstable();
         Ok(report)

@@ -156,6 +156,32 @@ def chronyd_check(port):
     return run
 
 
+def chronyd_xleave_check(port):
+    """chronyd in interleaved mode (`xleave`, RFC 9769), as root so that it
+    writes its measurements log: from its third sample on, horad's replies
+    carry the kernel's transmit time of the reply before, and chronyd marks
+    those samples `I`."""
+    def run():
+        with tempfile.TemporaryDirectory() as scratch:
+            os.makedirs(f"{scratch}/log")
+            conf = os.path.join(scratch, "client.conf")
+            with open(conf, "w") as f:
+                f.write(f"server {LOOPBACK} port {port} iburst xleave minpoll -4 maxpoll -4 "
+                        f"maxsamples 8\ncmdport 0\npidfile {scratch}/chronyd.pid\n"
+                        f"logdir {scratch}/log\nlog measurements\n")
+            done = subprocess.run(["chronyd", "-Q", "-u", "root", "-f", conf, "-t", "10"],
+                                  capture_output=True, text=True, timeout=30)
+            with open(f"{scratch}/log/measurements.log") as f:
+                samples = [line.split() for line in f if line[:1].isdigit()]
+        modes = "".join(fields[-3][-1] for fields in samples)
+        interleaved = [float(fields[11]) for fields in samples if fields[-3].endswith("I")]
+        assert interleaved, f"no interleaved sample ({modes!r}): {done.stdout + done.stderr!r}"
+        worst = max(abs(offset) for offset in interleaved)
+        assert worst < 0.001, f"interleaved offsets up to {worst} s"
+        return f"samples {modes}, interleaved offsets within {worst * 1e6:.1f} us"
+    return run
+
+
 def socat_check(port):
     def run():
         before = time.time()
@@ -499,6 +525,8 @@ def main():
         check("rdate -n (SNTP)", rdate_check("-n", ports["sntp"]))
         check("rdate -u (RFC 868 over UDP)", rdate_check("-u", ports["time"]))
         check("chronyd -Q (NTP)", chronyd_check(ports["sntp"]))
+        if os.geteuid() == 0:
+            check("chronyd -Q xleave (interleaved mode)", chronyd_xleave_check(ports["sntp"]))
         check("socat (RFC 867 daytime)", socat_check(ports["daytime"]))
     finally:
         horad.terminate()

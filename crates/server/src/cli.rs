@@ -58,6 +58,11 @@ pub struct Args {
     #[arg(long, env = "HORAD_SNTP_LOCAL_STRATUM", value_name = "N")]
     pub sntp_local_stratum: Option<u8>,
 
+    /// Entries (16 bytes each) in SNTP's interleaved-mode client log; 0
+    /// serves basic mode only [default: 32768]
+    #[arg(long, env = "HORAD_SNTP_CLIENT_LOG", value_name = "N")]
+    pub sntp_client_log: Option<usize>,
+
     /// Serve the Time Protocol (RFC 868) on this address, e.g. 0.0.0.0:37 [default: off]
     #[arg(long, env = "HORAD_TIME_BIND", value_name = "ADDR")]
     pub time_bind: Option<SocketAddr>,
@@ -231,6 +236,9 @@ impl Args {
         if let Some(stratum) = self.sntp_local_stratum {
             config.sntp.local_stratum = Some(stratum);
         }
+        if let Some(entries) = self.sntp_client_log {
+            config.sntp.client_log = entries;
+        }
         if let Some(bind) = self.time_bind {
             config.time.bind = Some(bind);
         }
@@ -284,6 +292,7 @@ fn flag_of(key: &'static str) -> &'static str {
         "stats_interval" => "--stats-interval",
         "log.level" => "--log-level",
         "sntp.local_stratum" => "--sntp-local-stratum",
+        "sntp.client_log" => "--sntp-client-log",
         "bind" => "--bind",
         "sntp.bind" => "--sntp-bind",
         "time.bind" => "--time-bind",

@@ -186,7 +186,17 @@ pub struct SntpConfig {
     /// chrony's `local stratum N`: serve this host's clock at stratum N even
     /// when the kernel says nothing synchronizes it. Off by default.
     pub local_stratum: Option<u8>,
+    /// Entries in interleaved mode's client log (16 bytes each, taken on
+    /// the first interleaved request); 0 serves basic mode only.
+    pub client_log: usize,
 }
+
+/// The client log's default size: 32,768 entries, 512 KiB, chrony's
+/// `clientloglimit` default.
+pub const CLIENT_LOG: usize = 32_768;
+
+/// The largest client log: 16,777,216 entries, 256 MiB.
+const MAX_CLIENT_LOG: usize = 1 << 24;
 
 impl Default for SntpConfig {
     /// Off; when on, describing a synchronized clock with chrony's `local
@@ -201,6 +211,7 @@ impl Default for SntpConfig {
             root_delay: clock.root_delay,
             root_dispersion: clock.root_dispersion,
             local_stratum: None,
+            client_log: CLIENT_LOG,
         }
     }
 }
@@ -494,6 +505,9 @@ impl Config {
         {
             return out("sntp.local_stratum", "must be 1 to 15");
         }
+        if self.sntp.client_log > MAX_CLIENT_LOG {
+            return out("sntp.client_log", "must be 0 (off) to 16777216 entries");
+        }
         if !(-32..=0).contains(&self.sntp.precision) {
             return out("sntp.precision", "must be -32 to 0");
         }
@@ -730,6 +744,7 @@ impl Config {
                     root_delay,
                     root_dispersion,
                     local_stratum,
+                    client_log,
                 },
             time: ServiceConfig { bind: time_bind },
             daytime: ServiceConfig { bind: daytime_bind },
@@ -781,6 +796,7 @@ impl Config {
                 *max_sessions_per_ip != new.max_sessions_per_ip,
             ),
             ("stats_interval", *stats_interval != new.stats_interval),
+            ("sntp.client_log", *client_log != sntp.client_log),
             ("log.level", *level != new.log.level),
             ("log.format", *format != new.log.format),
             ("access.allow", *allow != new.access.allow),
@@ -851,13 +867,20 @@ impl Config {
         let sntp = match self.sntp.bind {
             None => "off".to_owned(),
             Some(addr) => format!(
-                "udp {addr}, stratum {} when the kernel says synchronized, {}",
+                "udp {addr}, stratum {} when the kernel says synchronized, {}; {}",
                 self.sntp.stratum,
                 self.sntp
                     .local_stratum
                     .map_or("leap indicator 3 when not".to_owned(), |n| format!(
                         "local stratum {n} when not"
-                    ))
+                    )),
+                match self.sntp.client_log {
+                    0 => "basic mode only".to_owned(),
+                    n => format!(
+                        "interleaved mode, client log of {n} replies ({} KiB)",
+                        n * hora_proto::interleave::ENTRY_BYTES / 1024
+                    ),
+                }
             ),
         };
         let nts = &self.nts;
@@ -1095,6 +1118,7 @@ mod tests {
             ("[ratelimit]\nrate = 1e-300", "ratelimit.rate"),
             ("[ratelimit]\nburst = 1e9", "ratelimit.burst"),
             ("[sntp]\nprecision = 5", "sntp.precision"),
+            ("[sntp]\nclient_log = 16777217", "sntp.client_log"),
             ("[sntp]\nroot_dispersion = \"17s\"", "sntp.root_dispersion"),
             ("[access]\nallow = []", "access.allow"),
             ("[access]\nallow = [\"10.0.0.1/8\"]", "access.allow"),

@@ -22,6 +22,7 @@ use crate::live::{Live, LiveView};
 use crate::log_budget::{LogBudget, LogKind};
 use crate::stats::{Event, Stats};
 use crate::sys::batch::{Inbox, Outbox, BATCH};
+use crate::sys::transmit_stamps::Sent;
 use crate::sys::Received;
 
 /// The wall clock and the monotonic clock, read together once a batch: the
@@ -108,6 +109,18 @@ pub trait Protocol {
         let _ = (ctx, out);
     }
 
+    /// Whether the kernel's transmit times of its replies are wanted: its
+    /// outbox then reads them back ([`Outbox::with_transmit_timestamps`])
+    /// and hands them to [`Protocol::transmitted`].
+    fn wants_transmit_timestamps(&self) -> bool {
+        false
+    }
+
+    /// The kernel says these plain SNTP replies left, and when.
+    fn transmitted(&mut self, stats: &Stats, sent: &[Sent]) {
+        let _ = (stats, sent);
+    }
+
     /// A new live view is in force.
     fn reconfigure(&mut self, live: &Live) {
         let _ = live;
@@ -144,7 +157,11 @@ pub async fn drive<P: Protocol>(
     let mut current = Arc::clone(&live.borrow_and_update());
     protocol.reconfigure(&current);
     let mut inbox = Inbox::default();
-    let mut outbox = Outbox::default();
+    let mut outbox = if protocol.wants_transmit_timestamps() {
+        Outbox::with_transmit_timestamps()
+    } else {
+        Outbox::default()
+    };
     let sleep = tokio::time::sleep(std::time::Duration::ZERO);
     tokio::pin!(sleep);
     let mut armed = None;
@@ -167,7 +184,7 @@ pub async fn drive<P: Protocol>(
             () = &mut sleep, if armed.is_some() => {
                 let ctx = context(&current, &shared, Clocks::now());
                 protocol.due(&ctx, &mut outbox);
-                flush(&socket, &mut outbox, &shared, protocol.service()).await;
+                flush(&socket, &mut outbox, &shared, &mut protocol).await;
                 // Re-armed at the next turn, even at the same instant.
                 armed = None;
             }
@@ -175,7 +192,7 @@ pub async fn drive<P: Protocol>(
                 Ok(count) => {
                     let ctx = context(&current, &shared, Clocks::now());
                     decide_batch(&mut protocol, &ctx, &inbox, count, &mut outbox);
-                    flush(&socket, &mut outbox, &shared, protocol.service()).await;
+                    flush(&socket, &mut outbox, &shared, &mut protocol).await;
                     // Two units of the runtime's cooperative budget per
                     // datagram, as its receive and its send each took one
                     // before batching: a flood on one socket yields to the
@@ -197,14 +214,14 @@ pub async fn drive<P: Protocol>(
             () = async { tokio::time::sleep(idle.unwrap_or_default()).await }, if idle.is_some() => {
                 let ctx = context(&current, &shared, Clocks::now());
                 protocol.deferred(&ctx, &mut outbox);
-                flush(&socket, &mut outbox, &shared, protocol.service()).await;
+                flush(&socket, &mut outbox, &shared, &mut protocol).await;
             }
         }
     }
     loop {
         let ctx = context(&current, &shared, Clocks::now());
         let more = protocol.shut_down(&ctx, &mut outbox);
-        flush(&socket, &mut outbox, &shared, protocol.service()).await;
+        flush(&socket, &mut outbox, &shared, &mut protocol).await;
         if !more {
             break;
         }
@@ -253,9 +270,23 @@ fn context<'a>(live: &'a Live, shared: &'a Shared, now: Clocks) -> Context<'a> {
 }
 
 /// Sends what the outbox holds, counting what was sent and what the OS
-/// refused (logged within its budget).
-async fn flush(socket: &UdpSocket, outbox: &mut Outbox, shared: &Shared, service: Service) {
+/// refused (logged within its budget), and hands the protocol the kernel's
+/// word on when its replies left.
+async fn flush<P: Protocol>(
+    socket: &UdpSocket,
+    outbox: &mut Outbox,
+    shared: &Shared,
+    protocol: &mut P,
+) {
+    let service = protocol.service();
     let flushed = outbox.flush(socket).await;
+    if !outbox.sent_stamps().is_empty() {
+        protocol.transmitted(&shared.stats, outbox.sent_stamps());
+    }
+    shared.stats.add(Event::TransmitLate, flushed.late);
+    if let Some(error) = flushed.stamps_refused {
+        warn!(protocol = service.name(), ?error, "no kernel transmit timestamps: transmit timestamps stay predictions, and interleaved requests get basic replies");
+    }
     for _ in 0..flushed.sent {
         shared.stats.event(Event::Sent);
     }

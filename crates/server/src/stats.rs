@@ -99,6 +99,16 @@ events! {
     InvalidDatagram => invalid_datagrams, "hora_invalid_datagrams_total", [], "Seed-protocol datagrams that were not a request, from any peer.";
     /// An SNTP `RATE` kiss-o'-death sent.
     KissOfDeath => kisses_of_death, "hora_sntp_kiss_of_death_total", [], "SNTP RATE kiss-o'-death replies sent to rate-limited clients.";
+    /// An interleaved-mode SNTP request answered in interleaved mode.
+    InterleavedAnswered => interleaved_answered, "hora_sntp_interleaved_requests_total", ["answer" = "interleaved"], "SNTP requests in interleaved mode (RFC 9769), by how they were answered: interleaved (with the earlier reply's kernel transmit time), basic_no_transmit_time (the earlier reply is logged but the kernel never said when it left), basic_not_logged (not in the client log: evicted, used, or never ours).";
+    /// One whose earlier reply is logged without the kernel's time.
+    InterleavedMissingTransmit => interleaved_missing_transmit, "hora_sntp_interleaved_requests_total", ["answer" = "basic_no_transmit_time"], "SNTP requests in interleaved mode (RFC 9769), by how they were answered: interleaved (with the earlier reply's kernel transmit time), basic_no_transmit_time (the earlier reply is logged but the kernel never said when it left), basic_not_logged (not in the client log: evicted, used, or never ours).";
+    /// One whose earlier reply is not in the log.
+    InterleavedNotLogged => interleaved_not_logged, "hora_sntp_interleaved_requests_total", ["answer" = "basic_not_logged"], "SNTP requests in interleaved mode (RFC 9769), by how they were answered: interleaved (with the earlier reply's kernel transmit time), basic_no_transmit_time (the earlier reply is logged but the kernel never said when it left), basic_not_logged (not in the client log: evicted, used, or never ours).";
+    /// A kernel transmit timestamp of a plain SNTP reply read back.
+    KernelTransmit => kernel_transmit_timestamps, "hora_sntp_kernel_transmit_timestamps_total", [], "Kernel transmit timestamps of plain SNTP replies read back from the socket's error queue (asked for replies to interleaved-mode requests, and one batch in 64 to check the predictions).";
+    /// A predicted transmit timestamp later than the kernel's.
+    TransmitLate => transmit_predictions_late, "hora_sntp_transmit_predictions_late_total", [], "Predicted SNTP transmit timestamps that the kernel's showed were later than the reply left (each lowers the prediction's pace at once).";
     /// An SNTP receive timestamp from the kernel.
     KernelTimestamp => kernel_timestamps, "hora_sntp_receive_timestamps_total", ["source" = "kernel"], "SNTP receive timestamps, by where they came from.";
     /// An SNTP receive timestamp read from the clock (no kernel timestamp).

@@ -338,3 +338,146 @@ async fn sntp_keeps_kernel_receive_timestamps_while_time_and_daytime_are_asked_t
     assert_eq!(stats.event(Event::KernelTimestamp), 20);
     assert_eq!(stats.event(Event::ClockTimestamp), 0);
 }
+
+/// A request in interleaved mode (RFC 9769): naming the earlier reply whose
+/// receive timestamp is `origin`, with `receive` our (made-up) time of
+/// receiving it.
+fn interleaved_request(origin: &[u8], receive: u64, transmit: u64) -> [u8; 48] {
+    let mut packet = ntp_request(4, 3, transmit.to_be_bytes());
+    packet[24..32].copy_from_slice(origin);
+    packet[32..40].copy_from_slice(&receive.to_be_bytes());
+    packet
+}
+
+#[tokio::test]
+async fn an_interleaved_client_gets_the_kernels_transmit_time_of_its_last_reply_once() {
+    let daemon = start_with(|config| config.ratelimit.enabled = false).await;
+    let socket = client().await;
+    // First a basic request, as chronyd's first in `xleave`; then one
+    // naming its reply, which isn't logged (it didn't look interleaved)
+    // but is answered basic and logged itself.
+    socket
+        .send_to(&ntp_request(4, 3, [1; 8]), daemon.sntp())
+        .await
+        .unwrap();
+    let first = receive(&socket).await;
+    assert_eq!(
+        first[39] & 1,
+        1,
+        "our receive timestamps have their low bit set"
+    );
+    assert_eq!(first[47] & 1, 0, "our transmit timestamps have it clear");
+    socket
+        .send_to(&interleaved_request(&first[32..40], 11, 2), daemon.sntp())
+        .await
+        .unwrap();
+    let second = receive(&socket).await;
+    let second_read = unix_now();
+    assert_eq!(
+        &second[24..32],
+        &2u64.to_be_bytes(),
+        "basic: origin = our transmit"
+    );
+    // Now name the second: its true transmit time comes back.
+    let third_request = interleaved_request(&second[32..40], 22, 3);
+    socket.send_to(&third_request, daemon.sntp()).await.unwrap();
+    let third = receive(&socket).await;
+    assert_eq!(third.len(), 48);
+    assert_eq!(
+        &third[24..32],
+        &22u64.to_be_bytes(),
+        "interleaved: origin = our receive field"
+    );
+    let (received, predicted, sent) = (
+        ntp_to_unix(&second[32..40]),
+        ntp_to_unix(&second[40..48]),
+        ntp_to_unix(&third[40..48]),
+    );
+    assert!(
+        received <= sent && sent <= second_read + 1e-6,
+        "{received} {sent} {second_read}"
+    );
+    assert!(
+        predicted <= sent,
+        "the prediction {predicted} is after the kernel's {sent}"
+    );
+    // The same request again (a replay): the entry is used, so basic.
+    socket.send_to(&third_request, daemon.sntp()).await.unwrap();
+    assert_eq!(&receive(&socket).await[24..32], &3u64.to_be_bytes());
+    let stats = daemon.stop().await;
+    assert_eq!(stats.event(Event::InterleavedAnswered), 1);
+    assert_eq!(stats.event(Event::InterleavedNotLogged), 2);
+    assert!(stats.event(Event::KernelTransmit) >= 2);
+    assert_eq!(stats.event(Event::TransmitLate), 0);
+}
+
+#[tokio::test]
+async fn forged_interleaved_requests_get_basic_replies_no_larger_and_leave_a_real_client_be() {
+    // A log of 16 replies flooded with 500 interleaved-looking requests
+    // naming receive timestamps the server never sent.
+    let daemon = start_with(|config| {
+        config.ratelimit.enabled = false;
+        config.sntp.client_log = 16;
+    })
+    .await;
+    let forger = client().await;
+    for n in 0..500u64 {
+        let origin = (0xE000_0000_0000_0001 + 2 * n).to_be_bytes();
+        forger
+            .send_to(&interleaved_request(&origin, n + 1, n + 2), daemon.sntp())
+            .await
+            .unwrap();
+        let reply = receive(&forger).await;
+        assert_eq!(reply.len(), 48, "never larger than the request");
+        assert_eq!(&reply[24..32], &(n + 2).to_be_bytes(), "basic");
+    }
+    // A real client's second request after the flood is interleaved.
+    let real = client().await;
+    real.send_to(&interleaved_request(&[0; 8], 5, 6), daemon.sntp())
+        .await
+        .unwrap();
+    let first = receive(&real).await;
+    real.send_to(&interleaved_request(&first[32..40], 7, 8), daemon.sntp())
+        .await
+        .unwrap();
+    let second = receive(&real).await;
+    real.send_to(&interleaved_request(&second[32..40], 9, 10), daemon.sntp())
+        .await
+        .unwrap();
+    assert_eq!(
+        &receive(&real).await[24..32],
+        &9u64.to_be_bytes(),
+        "interleaved"
+    );
+    let stats = daemon.stop().await;
+    assert_eq!(stats.event(Event::InterleavedNotLogged), 500 + 1);
+    assert_eq!(stats.event(Event::InterleavedAnswered), 1);
+}
+
+#[tokio::test]
+async fn with_the_client_log_off_every_reply_is_basic() {
+    let daemon = start_with(|config| config.sntp.client_log = 0).await;
+    let socket = client().await;
+    socket
+        .send_to(&ntp_request(4, 3, [1; 8]), daemon.sntp())
+        .await
+        .unwrap();
+    let first = receive(&socket).await;
+    socket
+        .send_to(&interleaved_request(&first[32..40], 3, 4), daemon.sntp())
+        .await
+        .unwrap();
+    let second = receive(&socket).await;
+    socket
+        .send_to(&interleaved_request(&second[32..40], 5, 6), daemon.sntp())
+        .await
+        .unwrap();
+    assert_eq!(&receive(&socket).await[24..32], &6u64.to_be_bytes());
+    let stats = daemon.stop().await;
+    assert_eq!(stats.event(Event::InterleavedAnswered), 0);
+    assert_eq!(
+        stats.event(Event::KernelTransmit),
+        0,
+        "nothing asked of the kernel"
+    );
+}

@@ -80,6 +80,8 @@ pub fn document(observed: &Observed) -> Value {
             "rate_per_source": limit.enabled.then_some(limit.rate),
             "burst_per_source": limit.burst,
             "ratelimit_table_size": limit.table_size,
+            "sntp_client_log": config.sntp.client_log,
+            "sntp_client_log_bytes": config.sntp.client_log * hora_proto::interleave::ENTRY_BYTES,
         },
         "access": {
             "allow": config.access.allow.len(),

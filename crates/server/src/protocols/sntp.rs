@@ -5,23 +5,31 @@
 //! on, an NTS request goes to [`crate::protocols::nts`] (and, with `[nts]
 //! require`, a plain one is dropped). What to answer is `hora_proto::sntp`'s
 //! and `hora_proto::nts`'s.
+//!
+//! Interleaved mode (RFC 9769): a plain request naming one of our earlier
+//! replies gets that reply's kernel transmit time, from the client log
+//! (`hora_proto::interleave`); each such reply is logged in turn, and the
+//! outbox reads back when it left ([`Protocol::transmitted`]).
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use hora_proto::interleave::{ClientLog, Earlier};
 use hora_proto::nts::packet::{self, PacketError, Parsed};
 use hora_proto::nts::ring::KeyRing;
 use hora_proto::outcome::{DropReason, Outcome, Service};
 use hora_proto::ratelimit::Verdict;
-use hora_proto::sntp::{self, NtpTimestamp, ServerClock, PACKET_LEN};
+use hora_proto::sntp::{self, ClientRequest, NtpTimestamp, ServerClock, PACKET_LEN};
 use tokio::sync::watch;
 use tracing::warn;
 
 use crate::engine::{Context, Protocol};
+use crate::live::Live;
 use crate::log_budget::LogKind;
 use crate::protocols::nts::{self, HeldKeys};
-use crate::stats::Event;
+use crate::stats::{Event, Stats};
 use crate::sys::batch::Outbox;
+use crate::sys::transmit_stamps::Sent;
 use crate::sys::Received;
 
 /// The SNTP protocol's state.
@@ -33,6 +41,8 @@ pub struct Sntp {
     warned_no_timestamp: bool,
     /// The cookie keys, when NTS is on.
     nts: Option<HeldKeys>,
+    /// Interleaved mode's log of replies and when they left.
+    log: ClientLog,
 }
 
 impl Sntp {
@@ -46,7 +56,51 @@ impl Sntp {
             clock,
             warned_no_timestamp: false,
             nts: keys.map(HeldKeys::new),
+            log: ClientLog::new(0),
         }
+    }
+
+    /// The reply to a plain request that arrived at `received`: basic, or
+    /// interleaved when it names a logged reply whose kernel time is known.
+    /// A request in interleaved mode has its own reply logged, with the
+    /// kernel asked when it leaves.
+    fn answer_plain(
+        &mut self,
+        ctx: &Context<'_>,
+        request: &ClientRequest,
+        fields: &ServerClock,
+        received: NtpTimestamp,
+        peer: std::net::SocketAddr,
+        out: &mut Outbox,
+    ) {
+        let mut reply = [0u8; PACKET_LEN];
+        let Some(origin) = request
+            .interleaved_origin()
+            .filter(|_| self.log.capacity() > 0)
+        else {
+            // The transmit timestamp is written by the outbox just before
+            // the batch is sent: as late as possible.
+            sntp::write_reply(request, fields, received, received, &mut reply);
+            out.push(&reply, peer, true);
+            return;
+        };
+        match self.log.take(origin) {
+            Earlier::Sent(transmit) => {
+                ctx.stats.event(Event::InterleavedAnswered);
+                sntp::write_interleaved_reply(request, fields, received, transmit, &mut reply);
+                out.push_kernel_stamped(&reply, peer, false);
+            }
+            earlier => {
+                ctx.stats.event(if earlier == Earlier::NoTransmitTime {
+                    Event::InterleavedMissingTransmit
+                } else {
+                    Event::InterleavedNotLogged
+                });
+                sntp::write_reply(request, fields, received, received, &mut reply);
+                out.push_kernel_stamped(&reply, peer, true);
+            }
+        }
+        self.log.log(sntp::receive_flagged(received).to_u64());
     }
 
     /// Reads a datagram: a plain request, an NTS one (only when NTS is on;
@@ -159,11 +213,27 @@ impl Protocol for Sntp {
             ));
         }
         let stamp = NtpTimestamp::from_system_time(received_at);
-        let mut reply = [0u8; PACKET_LEN];
-        // The transmit timestamp is written by the outbox just before the
-        // batch is sent: as late as possible.
-        sntp::write_reply(&request, &fields, stamp, stamp, &mut reply);
-        out.push(&reply, peer, true);
+        self.answer_plain(ctx, &request, &fields, stamp, peer, out);
         Some(Outcome::Answered)
+    }
+
+    fn wants_transmit_timestamps(&self) -> bool {
+        true
+    }
+
+    fn transmitted(&mut self, stats: &Stats, sent: &[Sent]) {
+        for reply in sent {
+            stats.event(Event::KernelTransmit);
+            let receive = u64::from_be_bytes(reply.reply[32..40].try_into().unwrap_or_default());
+            let transmit = NtpTimestamp::from_system_time(reply.at).to_u64();
+            self.log.sent(receive, transmit);
+        }
+    }
+
+    fn reconfigure(&mut self, live: &Live) {
+        let entries = live.config.sntp.client_log;
+        if entries != self.log.capacity() {
+            self.log = ClientLog::new(entries);
+        }
     }
 }

@@ -13,14 +13,20 @@ use std::time::SystemTime;
 
 use hora_proto::nts::packet::{self, Unsealed};
 use hora_proto::nts::Keys;
-use hora_proto::sntp::NtpTimestamp;
-use hora_proto::sntp::PACKET_LEN;
+use hora_proto::sntp::{self, NtpTimestamp, PACKET_LEN};
 use hora_proto::transmit::{TransmitPace, MOST_PER_BATCH};
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::timestamps::Received;
+use super::transmit_stamps::{self, Sent};
+
+/// How often the kernel's transmit timestamps are asked for when no reply
+/// needs them: one flush of two or more predicted replies in this many, so
+/// the pace is checked against the kernel's times at a cost basic clients
+/// don't notice.
+pub const SAMPLE_EVERY: u32 = 64;
 
 /// The most datagrams read, and replies sent, in one kernel crossing.
 pub const BATCH: usize = 32;
@@ -187,6 +193,24 @@ struct Reply {
     /// An NTS reply, sealed with the client's keys once stamped (boxed:
     /// every other reply stays small).
     seal: Option<Box<(Keys, Unsealed)>>,
+    /// The kernel's time for it is wanted (interleaved mode's log).
+    kernel_stamp: bool,
+    /// Its transmit timestamp's prediction: the clock reading of its batch
+    /// and its place in it, to check against the kernel's time.
+    predicted: Option<(SystemTime, usize)>,
+}
+
+/// The kernel's transmit timestamps, on a socket that takes them (SNTP's).
+#[derive(Debug, Default)]
+struct Stamps {
+    /// Whether the socket has them on now.
+    on: bool,
+    /// Flushes that could have taught the pace since one did.
+    since_sample: u32,
+    /// The replies the kernel said it sent, read after the last flush.
+    sent: Vec<Sent>,
+    /// The last flush read back fewer than it sent: read again at the next.
+    behind: bool,
 }
 
 /// The replies to one batch, sent together by [`Outbox::flush`].
@@ -197,6 +221,9 @@ pub struct Outbox {
     bytes: Vec<u8>,
     /// The kernel's time per SNTP reply, for their transmit timestamps.
     pace: TransmitPace,
+    /// Kernel transmit timestamps, where asked for
+    /// ([`Outbox::with_transmit_timestamps`]).
+    stamps: Option<Stamps>,
     /// The replies' addresses as the kernel takes them, reused.
     #[cfg(target_os = "linux")]
     addresses: Vec<Option<nix::sys::socket::SockaddrStorage>>,
@@ -216,6 +243,7 @@ impl Default for Outbox {
             replies: Vec::with_capacity(BATCH),
             bytes: Vec::with_capacity(BATCH * 256),
             pace: TransmitPace::default(),
+            stamps: None,
             #[cfg(target_os = "linux")]
             addresses: Vec::with_capacity(BATCH),
         }
@@ -229,19 +257,49 @@ pub struct Flushed {
     pub sent: u64,
     /// Replies it refused.
     pub failed: u64,
+    /// Kernel transmit timestamps of SNTP replies read back.
+    pub kernel_stamps: u64,
+    /// Predicted transmit timestamps the kernel showed were later than
+    /// the reply left.
+    pub late: u64,
+    /// The socket refused transmit timestamps: they are off from now on.
+    pub stamps_refused: Option<io::ErrorKind>,
 }
 
 impl Outbox {
+    /// An outbox for a socket whose replies' kernel transmit times are
+    /// wanted: asked for ([`transmit_stamps`]) in the flushes with a reply
+    /// queued by [`Outbox::push_kernel_stamped`], and in one flush of
+    /// [`SAMPLE_EVERY`] to check the pace's predictions.
+    pub fn with_transmit_timestamps() -> Outbox {
+        Outbox {
+            stamps: Some(Stamps::default()),
+            ..Outbox::default()
+        }
+    }
+
     /// Queues `bytes` (at most [`REPLY`]) for `peer`. With `stamp_transmit`,
     /// bytes 40..48 are overwritten with the NTP time just before sending.
     pub fn push(&mut self, bytes: &[u8], peer: SocketAddr, stamp_transmit: bool) {
-        self.queue(bytes, peer, stamp_transmit, None);
+        self.queue(bytes, peer, stamp_transmit, None, false);
+    }
+
+    /// Queues an SNTP reply as [`Outbox::push`] does, whose kernel transmit
+    /// time is then read back ([`Outbox::sent_stamps`]).
+    pub fn push_kernel_stamped(&mut self, bytes: &[u8], peer: SocketAddr, stamp_transmit: bool) {
+        self.queue(bytes, peer, stamp_transmit, None, true);
     }
 
     /// Queues an NTS reply written by `prepare_reply`: stamped just before
     /// the batch goes out as an SNTP reply is, then sealed with `keys`.
     pub fn push_nts(&mut self, bytes: &[u8], peer: SocketAddr, keys: Keys, unsealed: Unsealed) {
-        self.queue(bytes, peer, true, Some(Box::new((keys, unsealed))));
+        self.queue(bytes, peer, true, Some(Box::new((keys, unsealed))), false);
+    }
+
+    /// The plain SNTP replies the kernel said it sent, read after the last
+    /// flush (with its transmit timestamps on).
+    pub fn sent_stamps(&self) -> &[Sent] {
+        self.stamps.as_ref().map_or(&[], |stamps| &stamps.sent)
     }
 
     fn queue(
@@ -250,6 +308,7 @@ impl Outbox {
         peer: SocketAddr,
         stamp_transmit: bool,
         seal: Option<Box<(Keys, Unsealed)>>,
+        kernel_stamp: bool,
     ) {
         let len = bytes.len().min(REPLY);
         self.replies.push(Reply {
@@ -258,8 +317,67 @@ impl Outbox {
             peer,
             stamp_transmit,
             seal,
+            kernel_stamp,
+            predicted: None,
         });
         self.bytes.extend_from_slice(&bytes[..len]);
+    }
+
+    /// Turns the socket's transmit timestamps on for a flush that wants
+    /// them, off for one that does not.
+    fn prepare_stamps(&mut self, socket: &UdpSocket, flushed: &mut Flushed) {
+        let Some(stamps) = &mut self.stamps else {
+            return;
+        };
+        stamps.sent.clear();
+        let predicted = self.replies.iter().filter(|r| r.stamp_transmit).count();
+        let sample = predicted >= 2 && stamps.since_sample >= SAMPLE_EVERY;
+        if predicted >= 2 {
+            stamps.since_sample = if sample { 0 } else { stamps.since_sample + 1 };
+        }
+        let want = sample || self.replies.iter().any(|r| r.kernel_stamp);
+        if want != stamps.on {
+            match transmit_stamps::set_transmit_timestamps(socket, want) {
+                Ok(()) => stamps.on = want,
+                Err(error) => {
+                    flushed.stamps_refused = Some(error.kind());
+                    self.stamps = None;
+                }
+            }
+        }
+    }
+
+    /// Reads back the kernel's transmit times of the flush just sent, and
+    /// checks the pace's predictions against them.
+    fn read_stamps(&mut self, socket: &UdpSocket, flushed: &mut Flushed) {
+        let Some(stamps) = &mut self.stamps else {
+            return;
+        };
+        if !stamps.on && !stamps.behind {
+            return;
+        }
+        let read = transmit_stamps::read_transmit_timestamps(socket, &mut stamps.sent).unwrap_or(0);
+        stamps.behind = stamps.on && (read as u64) < flushed.sent;
+        flushed.kernel_stamps = stamps.sent.len() as u64;
+        if !self.replies.iter().any(|reply| reply.predicted.is_some()) {
+            return;
+        }
+        // In the order they were sent: each is looked for after the last.
+        let mut from = 0;
+        for sent in &stamps.sent {
+            let found = self.replies[from..].iter().position(|reply| {
+                reply.predicted.is_some()
+                    && self.bytes.get(reply.start + 32..reply.start + 48)
+                        == Some(&sent.reply[32..48])
+            });
+            let Some(at) = found else { continue };
+            from += at + 1;
+            if let Some((first, position)) = self.replies[from - 1].predicted {
+                if self.pace.observe_sent(first, position, sent.at) {
+                    flushed.late += 1;
+                }
+            }
+        }
     }
 
     /// Sends every queued reply, in order, as few kernel crossings as it
@@ -270,6 +388,10 @@ impl Outbox {
     /// before it ([`hora_proto::transmit`]).
     pub async fn flush(&mut self, socket: &UdpSocket) -> Flushed {
         let mut flushed = Flushed::default();
+        if self.replies.is_empty() && !self.stamps.as_ref().is_some_and(|s| s.behind) {
+            return flushed;
+        }
+        self.prepare_stamps(socket, &mut flushed);
         let mut next = 0;
         while next < self.replies.len() {
             let stamped = self.replies[next].stamp_transmit;
@@ -280,9 +402,11 @@ impl Outbox {
             let (upto, first) = if stamped {
                 let upto = run.min(next + MOST_PER_BATCH);
                 let first = SystemTime::now();
-                for (position, reply) in self.replies[next..upto].iter().enumerate() {
-                    let transmit =
-                        NtpTimestamp::from_system_time(self.pace.transmit_time(first, position));
+                for (position, reply) in self.replies[next..upto].iter_mut().enumerate() {
+                    reply.predicted = Some((first, position));
+                    let transmit = sntp::transmit_flagged(NtpTimestamp::from_system_time(
+                        self.pace.transmit_time(first, position),
+                    ));
                     let bytes = &mut self.bytes[reply.start..reply.start + reply.len];
                     if let Some(field) = bytes.get_mut(40..48) {
                         field[..4].copy_from_slice(&transmit.seconds.to_be_bytes());
@@ -319,6 +443,7 @@ impl Outbox {
                 }
             }
         }
+        self.read_stamps(socket, &mut flushed);
         self.replies.clear();
         self.bytes.clear();
         flushed

@@ -4,6 +4,8 @@
 //! - [`clock`]: the host clock's state (`ntp_adjtime`, read-only), the
 //!   first of the workspace's two `unsafe` calls;
 //! - [`timestamps`]: kernel receive timestamps (`SO_TIMESTAMPNS`);
+//! - [`transmit_stamps`]: kernel transmit timestamps (`SO_TIMESTAMPING`),
+//!   read back from the socket's error queue;
 //! - [`batch`]: `recvmmsg`/`sendmmsg`, a batch of datagrams per kernel crossing;
 //! - [`notify`]: systemd readiness (`sd_notify`);
 //! - [`journal`]: whether standard error is the journal (`JOURNAL_STREAM`);
@@ -19,6 +21,7 @@ pub mod journal;
 pub mod memory;
 pub mod notify;
 pub mod timestamps;
+pub mod transmit_stamps;
 
 pub use clock::host_clock;
 pub use timestamps::{enable_receive_timestamps, Received};

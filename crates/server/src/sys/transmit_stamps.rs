@@ -1,0 +1,225 @@
+//! Kernel transmit timestamps: `SO_TIMESTAMPING` (software, taken as each
+//! reply enters the network driver) on the SNTP socket, turned on only for
+//! the batches that need them ([`set_transmit_timestamps`]) and read back
+//! from the socket's error queue ([`read_transmit_timestamps`]).
+//!
+//! Each timestamp comes back with the frame it stamps, as chrony reads them
+//! (no `SOF_TIMESTAMPING_OPT_TSONLY`), so it is matched to its reply by what
+//! the reply says, not by a counter that a failed send could put out of
+//! step: a plain SNTP reply is the frame's last 48 bytes, its receive
+//! timestamp the key of interleaved mode's log. Frames of other lengths (NTS
+//! replies) are skipped.
+
+use std::io;
+use std::time::SystemTime;
+
+use hora_proto::sntp::PACKET_LEN;
+use tokio::net::UdpSocket;
+
+/// One reply the kernel says it sent, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// The SNTP reply as it left.
+    pub reply: [u8; PACKET_LEN],
+    /// When it entered the network driver, on the host's clock.
+    pub at: SystemTime,
+}
+
+/// The most timestamps read in one call: the error queue is drained after
+/// every batch that asked for them, so this is a few batches' worth.
+#[cfg(target_os = "linux")]
+const MOST_PER_READ: usize = 4 * super::batch::BATCH;
+
+/// Room for one looped-back frame: an Ethernet, IPv6 and UDP header and an
+/// SNTP reply fit; a longer frame (an NTS reply) is truncated and skipped.
+#[cfg(target_os = "linux")]
+const FRAME: usize = 256;
+
+#[cfg(target_os = "linux")]
+type Headers = nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>;
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    // As `batch`'s headers, and apart from them: every error-queue message
+    // carries the same control messages, so their room stays the same.
+    static HEADERS: std::cell::RefCell<Option<Headers>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Whether the kernel refused `SOF_TIMESTAMPING_OPT_RX_FILTER` (before Linux
+/// 6.12): then received datagrams carry a second timestamp, which `batch`
+/// has no room for and ignores.
+#[cfg(target_os = "linux")]
+static NO_RX_FILTER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the kernel's software transmit timestamps on `socket` on or off.
+pub fn set_transmit_timestamps(socket: &UdpSocket, on: bool) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::sync::atomic::Ordering;
+
+        use nix::sys::socket::{setsockopt, sockopt::Timestamping, TimestampingFlag};
+
+        if !on {
+            return setsockopt(socket, Timestamping, &TimestampingFlag::empty())
+                .map_err(io::Error::from);
+        }
+        let flags = TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE
+            | TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE;
+        if !NO_RX_FILTER.load(Ordering::Relaxed) {
+            let filtered =
+                flags | TimestampingFlag::from_bits_retain(libc::SOF_TIMESTAMPING_OPT_RX_FILTER);
+            match setsockopt(socket, Timestamping, &filtered) {
+                Err(nix::errno::Errno::EINVAL) => NO_RX_FILTER.store(true, Ordering::Relaxed),
+                result => return result.map_err(io::Error::from),
+            }
+        }
+        setsockopt(socket, Timestamping, &flags).map_err(io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (socket, on);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// Reads the transmit timestamps waiting in `socket`'s error queue (never
+/// waits) into `out`; how many messages it took off the queue, stamps of
+/// plain SNTP replies or not.
+pub fn read_transmit_timestamps(socket: &UdpSocket, out: &mut Vec<Sent>) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut taken = 0;
+        while taken < MOST_PER_READ {
+            let read = read_some(socket, out)?;
+            taken += read;
+            if read < super::batch::BATCH {
+                break;
+            }
+        }
+        Ok(taken)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (socket, out);
+        Ok(0)
+    }
+}
+
+/// One `recvmmsg` on the error queue; an empty queue reads as 0.
+#[cfg(target_os = "linux")]
+fn read_some(socket: &UdpSocket, out: &mut Vec<Sent>) -> io::Result<usize> {
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    use nix::sys::socket::{recvmmsg, ControlMessageOwned, MsgFlags};
+
+    const BATCH: usize = super::batch::BATCH;
+    let mut frames = [[0u8; FRAME]; BATCH];
+    // What each message read was: its length and timestamp, if whole.
+    let mut stamped: [Option<(usize, SystemTime)>; BATCH] = [None; BATCH];
+    let taken = HEADERS.with(|cell| {
+        let mut frames = frames.iter_mut();
+        let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+            [IoSliceMut::new(
+                frames.next().map_or(&mut [][..], |f| &mut f[..]),
+            )]
+        });
+        let mut cell = cell.borrow_mut();
+        let headers = cell.get_or_insert_with(|| {
+            Headers::preallocate(
+                BATCH,
+                Some(nix::cmsg_space!(
+                    [nix::sys::time::TimeSpec; 3],
+                    libc::sock_extended_err,
+                    libc::sockaddr_in6
+                )),
+            )
+        });
+        let results = match recvmmsg(
+            socket.as_raw_fd(),
+            headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
+            Ok(results) => results,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(0),
+            Err(error) => return Err(io::Error::from(error)),
+        };
+        let mut taken = 0;
+        for (message, slot) in results.zip(stamped.iter_mut()) {
+            taken += 1;
+            let at = message.cmsgs().ok().and_then(|mut cmsgs| {
+                cmsgs.find_map(|cmsg| match cmsg {
+                    ControlMessageOwned::ScmTimestampsns(stamps) => {
+                        Some(SystemTime::UNIX_EPOCH + Duration::from(stamps.system))
+                    }
+                    _ => None,
+                })
+            });
+            let whole = !message.flags.contains(MsgFlags::MSG_TRUNC);
+            *slot = at.filter(|_| whole).map(|at| (message.bytes, at));
+        }
+        Ok(taken)
+    })?;
+    for (frame, stamp) in frames.iter().zip(stamped) {
+        let Some((len, at)) = stamp else { continue };
+        if let Some(reply) = sntp_reply(&frame[..len.min(FRAME)]) {
+            out.push(Sent { reply, at });
+        }
+    }
+    Ok(taken)
+}
+
+/// The plain SNTP reply a looped-back frame ends with: its last 48 bytes,
+/// when the UDP header before them gives a length of 8 + 48.
+fn sntp_reply(frame: &[u8]) -> Option<[u8; PACKET_LEN]> {
+    let udp = frame.len().checked_sub(8 + PACKET_LEN)?;
+    let length = u16::from_be_bytes([frame[udp + 4], frame[udp + 5]]);
+    if usize::from(length) != 8 + PACKET_LEN {
+        return None;
+    }
+    let mut reply = [0u8; PACKET_LEN];
+    reply.copy_from_slice(&frame[udp + 8..]);
+    Some(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reply_is_the_tail_of_a_frame_whose_udp_length_says_so() {
+        let mut frame = vec![0u8; 14 + 20];
+        frame.extend_from_slice(&[0x00, 0x7B, 0xC0, 0x00, 0x00, 56, 0, 0]);
+        frame.extend_from_slice(&[0x24; PACKET_LEN]);
+        assert_eq!(sntp_reply(&frame), Some([0x24; PACKET_LEN]));
+        frame[14 + 20 + 5] = 57;
+        assert_eq!(sntp_reply(&frame), None, "not a 48-byte payload");
+        assert_eq!(sntp_reply(&frame[..40]), None, "too short");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_reply_sent_with_timestamps_on_comes_back_stamped_and_off_does_not() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = client.local_addr().unwrap();
+        set_transmit_timestamps(&server, true).unwrap();
+        let before = SystemTime::now();
+        server.send_to(&[7; PACKET_LEN], to).await.unwrap();
+        server.send_to(&[8; 40], to).await.unwrap();
+        let after = SystemTime::now();
+        let mut sent = Vec::new();
+        assert_eq!(read_transmit_timestamps(&server, &mut sent).unwrap(), 2);
+        assert_eq!(sent.len(), 1, "the 40-byte datagram is no SNTP reply");
+        assert_eq!(sent[0].reply, [7; PACKET_LEN]);
+        assert!(before <= sent[0].at && sent[0].at <= after);
+        set_transmit_timestamps(&server, false).unwrap();
+        server.send_to(&[9; PACKET_LEN], to).await.unwrap();
+        sent.clear();
+        assert_eq!(read_transmit_timestamps(&server, &mut sent).unwrap(), 0);
+        assert!(sent.is_empty());
+    }
+}
