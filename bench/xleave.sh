@@ -61,7 +61,8 @@ rows = []
 for line in open(f"{directory}/log/measurements.log"):
     f = line.split()
     if len(f) > 18 and f[2] == address:
-        rows.append((f[-3][-1], abs(float(f[11])), float(f[12]), float(f[11])))
+        rows.append((f[-3][-1], abs(float(f[11])), float(f[12]), float(f[11]), "".join(f[5:8])))
+failing = " ".join(f"{r[0]}:{r[4]}" for r in rows if set(r[4]) != {"1"})
 # The first samples of a new source are basic by design (interleaving
 # needs two earlier replies): skip three.
 rows = rows[3:]
@@ -76,7 +77,7 @@ print(f"{name:8} load={load:>3} samples={len(rows)} interleaved={xleave}/{len(ro
       f"median_delay_us={statistics.median(r[2] for r in rows)*1e6:.2f} "
       f"(to server {statistics.median((r[2] + 2 * r[3]) / 2 for r in rows)*1e6:.2f}, "
       f"back {statistics.median((r[2] - 2 * r[3]) / 2 for r in rows)*1e6:.2f}) "
-      f"good={good}/{rx} ({100*good/max(rx,1):.0f}%)")
+      f"good={good}/{rx} ({100*good/max(rx,1):.0f}%) failing_tests=[{failing}]")
 PY
 }
 

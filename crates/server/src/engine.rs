@@ -22,7 +22,7 @@ use crate::live::{Live, LiveView};
 use crate::log_budget::{LogBudget, LogKind};
 use crate::stats::{Event, Stats};
 use crate::sys::batch::{Inbox, Outbox, BATCH};
-use crate::sys::transmit_stamps::Sent;
+use crate::sys::transmit_stamps::{Sent, TransmitTimestamps};
 use crate::sys::Received;
 
 /// The wall clock and the monotonic clock, read together once a batch: the
@@ -109,11 +109,12 @@ pub trait Protocol {
         let _ = (ctx, out);
     }
 
-    /// Whether the kernel's transmit times of its replies are wanted: its
-    /// outbox then reads them back ([`Outbox::with_transmit_timestamps`])
-    /// and hands them to [`Protocol::transmitted`].
-    fn wants_transmit_timestamps(&self) -> bool {
-        false
+    /// Whether the kernel's transmit times of its replies are wanted (and
+    /// the socket beside its own to send the stamped ones on): its outbox
+    /// then reads them back ([`Outbox::with_transmit_timestamps`]) and hands
+    /// them to [`Protocol::transmitted`]. Asked once, as the loop starts.
+    fn transmit_timestamps(&mut self) -> Option<TransmitTimestamps> {
+        None
     }
 
     /// The kernel says these plain SNTP replies left, and when.
@@ -157,10 +158,9 @@ pub async fn drive<P: Protocol>(
     let mut current = Arc::clone(&live.borrow_and_update());
     protocol.reconfigure(&current);
     let mut inbox = Inbox::default();
-    let mut outbox = if protocol.wants_transmit_timestamps() {
-        Outbox::with_transmit_timestamps()
-    } else {
-        Outbox::default()
+    let mut outbox = match protocol.transmit_timestamps() {
+        Some(wanted) => Outbox::with_transmit_timestamps(wanted.beside),
+        None => Outbox::default(),
     };
     let sleep = tokio::time::sleep(std::time::Duration::ZERO);
     tokio::pin!(sleep);

@@ -48,8 +48,9 @@ const SNTP_RECEIVE_BUFFER_BYTES: usize = 256 << 10;
 /// A standard protocol's socket, before its loop starts.
 #[derive(Debug)]
 enum Standard {
-    /// SNTP, with the reader of the clock's state its replies describe.
-    Sntp(ClockState),
+    /// SNTP, with the reader of the clock's state its replies describe and
+    /// the send-only socket beside its own, for its kernel-stamped replies.
+    Sntp(ClockState, Option<std::net::UdpSocket>),
     /// Time or Daytime.
     Stateless(Kind),
 }
@@ -149,12 +150,21 @@ impl Server {
         }
         let mut standard = Vec::new();
         if let (Some(addr), Some(settings)) = (config.sntp.bind, config.sntp.settings()) {
-            let socket = bind(addr, SNTP_RECEIVE_BUFFER_BYTES)?;
+            let socket = bind_shared(addr, SNTP_RECEIVE_BUFFER_BYTES)
+                .map(Arc::new)
+                .map_err(|source| BindError { addr, source })?;
             if let Err(error) = sys::enable_receive_timestamps(&socket) {
                 warn!(%error, "no kernel receive timestamps on the SNTP socket; the clock is read instead");
             }
+            let beside = match sys::transmit_stamps::open_beside(&socket) {
+                Ok(beside) => Some(beside),
+                Err(error) => {
+                    debug!(%error, "no send-only socket beside SNTP's: its kernel transmit timestamps are turned on and off on it");
+                    None
+                }
+            };
             let clock = ClockState::start(live.1.clone(), settings);
-            standard.push((socket, Standard::Sntp(clock)));
+            standard.push((socket, Standard::Sntp(clock, beside)));
         }
         let metrics = match config.metrics.bind {
             Some(addr) => Some(bind_listener(addr).map_err(|source| BindError { addr, source })?),
@@ -211,7 +221,7 @@ impl Server {
             .iter()
             .map(|(socket, standard)| {
                 let name = match standard {
-                    Standard::Sntp(_) => "sntp",
+                    Standard::Sntp(..) => "sntp",
                     Standard::Stateless(Kind::Time) => "time",
                     Standard::Stateless(Kind::Daytime) => "daytime",
                 };
@@ -312,7 +322,7 @@ impl Server {
         let sntp_port = standard
             .iter()
             .find_map(|(socket, standard)| match standard {
-                Standard::Sntp(_) => socket.local_addr().ok().map(|addr| addr.port()),
+                Standard::Sntp(..) => socket.local_addr().ok().map(|addr| addr.port()),
                 Standard::Stateless(_) => None,
             });
         let ke = nts.and_then(|nts| {
@@ -336,8 +346,8 @@ impl Server {
         for (socket, standard) in standard {
             let (shared, live, stopped) = (shared.clone(), live.clone(), stopped.clone());
             match standard {
-                Standard::Sntp(clock) => {
-                    let sntp = Sntp::new(clock.subscribe(), keys.clone());
+                Standard::Sntp(clock, beside) => {
+                    let sntp = Sntp::new(clock.subscribe(), keys.clone(), beside);
                     tasks.spawn(clock.run(stopped.clone()));
                     tasks.spawn(engine::drive(socket, sntp, shared, live, stopped));
                 }
@@ -382,7 +392,7 @@ impl Server {
             .standard
             .iter()
             .find_map(|(_, standard)| match standard {
-                Standard::Sntp(clock) => Some((clock.subscribe(), clock.kernel())),
+                Standard::Sntp(clock, _) => Some((clock.subscribe(), clock.kernel())),
                 Standard::Stateless(_) => None,
             });
         ops::Observed {
@@ -439,8 +449,31 @@ fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 /// A non-blocking UDP socket on `addr` with a receive buffer of `buffer` bytes.
 fn bind_socket(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
+    bind_with(addr, buffer, false)
+}
+
+/// Binds `addr` as [`bind_socket`] does, with `SO_REUSEPORT` so that the
+/// send-only socket for kernel-stamped replies can share it
+/// (`sys::transmit_stamps::open_beside`). A plain bind first, closed at
+/// once, keeps a port another socket holds an error, as without it: a
+/// second horad on the port still fails to start.
+fn bind_shared(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
+    if addr.port() != 0 {
+        drop(std::net::UdpSocket::bind(addr)?);
+    }
+    bind_with(addr, buffer, true)
+}
+
+fn bind_with(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    #[cfg(target_os = "linux")]
+    if reuse_port {
+        use nix::sys::socket::{setsockopt, sockopt::ReusePort};
+        setsockopt(&socket, ReusePort, &true).map_err(io::Error::from)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = reuse_port;
     if let Err(error) = socket.set_recv_buffer_size(buffer) {
         warn!(%error, "cannot size the receive buffer; bursts may be lost");
     }

@@ -94,6 +94,28 @@ fn a_busy_port_exits_3_with_one_clear_line() {
 }
 
 #[test]
+fn an_sntp_port_another_horad_holds_exits_3_though_sntp_shares_its_port_with_its_own_socket() {
+    // The SNTP socket is bound with SO_REUSEPORT (for the send-only socket
+    // beside it): a second horad, which sets it too, must still fail.
+    use nix::sys::socket::{setsockopt, sockopt::ReusePort};
+    let taken = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    setsockopt(&taken, ReusePort, &true).unwrap();
+    taken
+        .bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    let addr = taken.local_addr().unwrap().as_socket().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(horad().current_dir(dir.path()).args([
+        "--bind",
+        "127.0.0.1:0",
+        "--sntp-bind",
+        &addr.to_string(),
+    ]));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).starts_with(&format!("horad: cannot bind {addr}: ")));
+}
+
+#[test]
 fn help_explains_each_option_with_its_default() {
     let output = run(horad().arg("--help"));
     assert!(output.status.success());

@@ -29,7 +29,7 @@ use crate::log_budget::LogKind;
 use crate::protocols::nts::{self, HeldKeys};
 use crate::stats::{Event, Stats};
 use crate::sys::batch::Outbox;
-use crate::sys::transmit_stamps::Sent;
+use crate::sys::transmit_stamps::{Sent, TransmitTimestamps};
 use crate::sys::Received;
 
 /// The SNTP protocol's state.
@@ -43,20 +43,25 @@ pub struct Sntp {
     nts: Option<HeldKeys>,
     /// Interleaved mode's log of replies and when they left.
     log: ClientLog,
+    /// What its loop takes at start: kernel transmit timestamps wanted.
+    transmit: Option<TransmitTimestamps>,
 }
 
 impl Sntp {
     /// Serves the clock as `clock` describes it; NTS too when `keys` are
-    /// given.
+    /// given. Replies whose kernel transmit time is wanted go out on
+    /// `beside` when given ([`crate::sys::transmit_stamps::open_beside`]).
     pub fn new(
         clock: watch::Receiver<ServerClock>,
         keys: Option<watch::Receiver<Arc<KeyRing>>>,
+        beside: Option<std::net::UdpSocket>,
     ) -> Sntp {
         Sntp {
             clock,
             warned_no_timestamp: false,
             nts: keys.map(HeldKeys::new),
             log: ClientLog::new(0),
+            transmit: Some(TransmitTimestamps { beside }),
         }
     }
 
@@ -217,8 +222,8 @@ impl Protocol for Sntp {
         Some(Outcome::Answered)
     }
 
-    fn wants_transmit_timestamps(&self) -> bool {
-        true
+    fn transmit_timestamps(&mut self) -> Option<TransmitTimestamps> {
+        self.transmit.take()
     }
 
     fn transmitted(&mut self, stats: &Stats, sent: &[Sent]) {

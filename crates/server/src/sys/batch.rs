@@ -203,7 +203,13 @@ struct Reply {
 /// The kernel's transmit timestamps, on a socket that takes them (SNTP's).
 #[derive(Debug, Default)]
 struct Stamps {
-    /// Whether the socket has them on now.
+    /// The send-only socket beside the serving one that the stamped
+    /// flushes go out on, its timestamps always on
+    /// ([`transmit_stamps::open_beside`]); without one, the serving
+    /// socket's are turned on and off.
+    beside: Option<std::net::UdpSocket>,
+    /// Whether this flush goes out stamped: on the socket beside, or with
+    /// the serving socket's timestamps on.
     on: bool,
     /// Flushes that could have taught the pace since one did.
     since_sample: u32,
@@ -270,10 +276,14 @@ impl Outbox {
     /// An outbox for a socket whose replies' kernel transmit times are
     /// wanted: asked for ([`transmit_stamps`]) in the flushes with a reply
     /// queued by [`Outbox::push_kernel_stamped`], and in one flush of
-    /// [`SAMPLE_EVERY`] to check the pace's predictions.
-    pub fn with_transmit_timestamps() -> Outbox {
+    /// [`SAMPLE_EVERY`] to check the pace's predictions. Those flushes go
+    /// out on `beside`, when there is one.
+    pub fn with_transmit_timestamps(beside: Option<std::net::UdpSocket>) -> Outbox {
         Outbox {
-            stamps: Some(Stamps::default()),
+            stamps: Some(Stamps {
+                beside,
+                ..Stamps::default()
+            }),
             ..Outbox::default()
         }
     }
@@ -336,6 +346,10 @@ impl Outbox {
             stamps.since_sample = if sample { 0 } else { stamps.since_sample + 1 };
         }
         let want = sample || self.replies.iter().any(|r| r.kernel_stamp);
+        if stamps.beside.is_some() {
+            stamps.on = want;
+            return;
+        }
         if want != stamps.on {
             match transmit_stamps::set_transmit_timestamps(socket, want) {
                 Ok(()) => stamps.on = want,
@@ -356,7 +370,11 @@ impl Outbox {
         if !stamps.on && !stamps.behind {
             return;
         }
-        let read = transmit_stamps::read_transmit_timestamps(socket, &mut stamps.sent).unwrap_or(0);
+        let read = match &stamps.beside {
+            Some(beside) => transmit_stamps::read_transmit_timestamps(beside, &mut stamps.sent),
+            None => transmit_stamps::read_transmit_timestamps(socket, &mut stamps.sent),
+        }
+        .unwrap_or(0);
         stamps.behind = stamps.on && (read as u64) < flushed.sent;
         flushed.kernel_stamps = stamps.sent.len() as u64;
         if !self.replies.iter().any(|reply| reply.predicted.is_some()) {
@@ -425,7 +443,11 @@ impl Outbox {
             } else {
                 (run, None)
             };
-            match self.send_range(socket, next, upto).await {
+            let sent = match self.send_stamped_beside(next, upto) {
+                Some(sent) => Ok(sent),
+                None => self.send_range(socket, next, upto).await,
+            };
+            match sent {
                 Ok(0) | Err(_) => {
                     // This reply is refused (an unreachable peer, say):
                     // count it and go on with the next.
@@ -447,6 +469,34 @@ impl Outbox {
         self.replies.clear();
         self.bytes.clear();
         flushed
+    }
+
+    /// Sends replies `from..upto` on the socket beside, if this flush is
+    /// stamped and there is one; `None` sends them on the serving socket
+    /// (none beside, or its buffer is full).
+    #[cfg(target_os = "linux")]
+    fn send_stamped_beside(&mut self, from: usize, upto: usize) -> Option<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = match &self.stamps {
+            Some(Stamps {
+                beside: Some(beside),
+                on: true,
+                ..
+            }) => beside.as_raw_fd(),
+            _ => return None,
+        };
+        match self.send_on(fd, from, upto) {
+            Ok(0) => None,
+            Ok(sent) => Some(sent),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+            // Refused (an unreachable peer): the serving socket tells the same.
+            Err(_) => None,
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_stamped_beside(&mut self, _from: usize, _upto: usize) -> Option<usize> {
+        None
     }
 
     /// Sends replies `from..upto`, as many as the kernel takes at once.
@@ -482,8 +532,15 @@ impl Outbox {
 
     #[cfg(target_os = "linux")]
     fn send_now(&mut self, socket: &UdpSocket, from: usize, upto: usize) -> io::Result<usize> {
-        use std::io::IoSlice;
         use std::os::fd::AsRawFd;
+        self.send_on(socket.as_raw_fd(), from, upto)
+    }
+
+    /// Sends replies `from..upto` (at most [`BATCH`]) on `fd` with one
+    /// `sendmmsg`, never waiting; how many the kernel took.
+    #[cfg(target_os = "linux")]
+    fn send_on(&mut self, fd: std::os::fd::RawFd, from: usize, upto: usize) -> io::Result<usize> {
+        use std::io::IoSlice;
 
         use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, SockaddrStorage};
 
@@ -509,7 +566,7 @@ impl Outbox {
             let mut cell = cell.borrow_mut();
             let headers = cell.get_or_insert_with(|| Headers::preallocate(BATCH, None));
             let sent = sendmmsg(
-                socket.as_raw_fd(),
+                fd,
                 headers,
                 slices[..pending.len()].iter(),
                 &addresses[..],
