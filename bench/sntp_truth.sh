@@ -4,8 +4,9 @@
 #
 #   cargo build --release --bins --examples && bash bench/sntp_truth.sh [ROUNDS]
 #
-# HORAD_BEFORE=path/to/an/older/horad adds its row (run without
-# --sntp-local-stratum, which older builds lack: they served stratum 10 always).
+# HORAD_BEFORE=path/to/an/older/horad adds its row, run with
+# HORAD_BEFORE_ARGS (default --sntp-local-stratum 10; set it empty for builds
+# before 2026-11-26, which lack the flag and served stratum 10 always).
 # Needs chronyd (apt: chrony) and ntplib (pip). Loopback only; every run is
 # bounded (500 probes 20 ms apart, loads of 12 s). The garbage flood is
 # paced at 150,000 datagrams a second, as in the tracker's measurement. The
@@ -67,7 +68,7 @@ for round in $(seq "$rounds"); do
   kill "$pid"; wait "$pid" 2>/dev/null || true
   if [ -n "${HORAD_BEFORE:-}" ]; then
     taskset -c 0 "$HORAD_BEFORE" --config /dev/null --bind 127.0.0.1:0 \
-      --sntp-bind 127.0.0.1:$horad_port --no-ratelimit \
+      --sntp-bind 127.0.0.1:$horad_port ${HORAD_BEFORE_ARGS---sntp-local-stratum 10} --no-ratelimit \
       --stats-interval 0s >/dev/null 2>"$scratch/before.log" &
     pid=$!
     sleep 1

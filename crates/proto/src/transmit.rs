@@ -85,10 +85,17 @@ impl TransmitPace {
     }
 
     /// Learns from the kernel's word that reply `position` (from 0) of a
-    /// batch whose clock was read at `first` left at `sent`; whether its
-    /// prediction was later than that (then the estimate is lowered now).
-    pub fn observe_sent(&mut self, first: SystemTime, position: usize, sent: SystemTime) -> bool {
-        let late = self.transmit_time(first, position) > sent;
+    /// batch whose clock was read at `first`, stamped `predicted`, left at
+    /// `sent`; whether the prediction was later than that (then the
+    /// estimate is lowered now).
+    pub fn observe_sent(
+        &mut self,
+        first: SystemTime,
+        position: usize,
+        predicted: SystemTime,
+        sent: SystemTime,
+    ) -> bool {
+        let late = predicted > sent;
         let elapsed = sent.duration_since(first).unwrap_or_default();
         let Ok(count) = u32::try_from(position + 1) else {
             return late;
@@ -191,16 +198,19 @@ mod tests {
         for _ in 0..WINDOW {
             for k in 0..4 {
                 let sent = first + micros(3 * (k as u64 + 1));
-                assert!(!pace.observe_sent(first, k, sent), "never late");
+                let predicted = pace.transmit_time(first, k);
+                assert!(!pace.observe_sent(first, k, predicted, sent), "never late");
             }
         }
         assert_eq!(pace.per_reply(), micros(3));
         // The kernel gets quicker: 1 µs a reply. Reply 2 predicted at +6 µs
         // left at +3: late, and the estimate drops at once.
-        assert!(pace.observe_sent(first, 2, first + micros(3)));
+        let predicted = pace.transmit_time(first, 2);
+        assert!(pace.observe_sent(first, 2, predicted, first + micros(3)));
         assert_eq!(pace.per_reply(), micros(1));
         assert!(pace.transmit_time(first, 2) <= first + micros(3));
-        assert!(!pace.observe_sent(first, 3, first + micros(4)));
+        let predicted = pace.transmit_time(first, 3);
+        assert!(!pace.observe_sent(first, 3, predicted, first + micros(4)));
     }
 
     #[test]

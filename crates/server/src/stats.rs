@@ -106,7 +106,7 @@ events! {
     /// One whose earlier reply is not in the log.
     InterleavedNotLogged => interleaved_not_logged, "hora_sntp_interleaved_requests_total", ["answer" = "basic_not_logged"], "SNTP requests in interleaved mode (RFC 9769), by how they were answered: interleaved (with the earlier reply's kernel transmit time), basic_no_transmit_time (the earlier reply is logged but the kernel never said when it left), basic_not_logged (not in the client log: evicted, used, or never ours).";
     /// A kernel transmit timestamp of a plain SNTP reply read back.
-    KernelTransmit => kernel_transmit_timestamps, "hora_sntp_kernel_transmit_timestamps_total", [], "Kernel transmit timestamps of plain SNTP replies read back from the socket's error queue (asked for replies to interleaved-mode requests, and one batch in 64 to check the predictions).";
+    KernelTransmit => kernel_transmit_timestamps, "hora_sntp_kernel_transmit_timestamps_total", [], "Kernel transmit timestamps of plain SNTP replies read back from the socket's error queue (asked for replies to interleaved-mode requests, and one batch in 1,024 to check the predictions).";
     /// A predicted transmit timestamp later than the kernel's.
     TransmitLate => transmit_predictions_late, "hora_sntp_transmit_predictions_late_total", [], "Predicted SNTP transmit timestamps that the kernel's showed were later than the reply left (each lowers the prediction's pace at once).";
     /// An SNTP receive timestamp from the kernel.

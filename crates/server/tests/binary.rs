@@ -101,7 +101,12 @@ fn an_sntp_port_another_horad_holds_exits_3_though_sntp_shares_its_port_with_its
     let taken = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
     setsockopt(&taken, ReusePort, &true).unwrap();
     taken
-        .bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
         .unwrap();
     let addr = taken.local_addr().unwrap().as_socket().unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -26,7 +26,7 @@ use super::transmit_stamps::{self, Sent};
 /// needs them: one flush of two or more predicted replies in this many, so
 /// the pace is checked against the kernel's times at a cost basic clients
 /// don't notice.
-pub const SAMPLE_EVERY: u32 = 64;
+pub const SAMPLE_EVERY: u32 = 1024;
 
 /// The most datagrams read, and replies sent, in one kernel crossing.
 pub const BATCH: usize = 32;
@@ -195,9 +195,10 @@ struct Reply {
     seal: Option<Box<(Keys, Unsealed)>>,
     /// The kernel's time for it is wanted (interleaved mode's log).
     kernel_stamp: bool,
-    /// Its transmit timestamp's prediction: the clock reading of its batch
-    /// and its place in it, to check against the kernel's time.
-    predicted: Option<(SystemTime, usize)>,
+    /// Its transmit timestamp's prediction: the clock reading of its batch,
+    /// its place in it and the time predicted, to check against the
+    /// kernel's time.
+    predicted: Option<(SystemTime, usize, SystemTime)>,
 }
 
 /// The kernel's transmit timestamps, on a socket that takes them (SNTP's).
@@ -390,8 +391,8 @@ impl Outbox {
             });
             let Some(at) = found else { continue };
             from += at + 1;
-            if let Some((first, position)) = self.replies[from - 1].predicted {
-                if self.pace.observe_sent(first, position, sent.at) {
+            if let Some((first, position, predicted)) = self.replies[from - 1].predicted {
+                if self.pace.observe_sent(first, position, predicted, sent.at) {
                     flushed.late += 1;
                 }
             }
@@ -421,10 +422,10 @@ impl Outbox {
                 let upto = run.min(next + MOST_PER_BATCH);
                 let first = SystemTime::now();
                 for (position, reply) in self.replies[next..upto].iter_mut().enumerate() {
-                    reply.predicted = Some((first, position));
-                    let transmit = sntp::transmit_flagged(NtpTimestamp::from_system_time(
-                        self.pace.transmit_time(first, position),
-                    ));
+                    let predicted = self.pace.transmit_time(first, position);
+                    reply.predicted = Some((first, position, predicted));
+                    let transmit =
+                        sntp::transmit_flagged(NtpTimestamp::from_system_time(predicted));
                     let bytes = &mut self.bytes[reply.start..reply.start + reply.len];
                     if let Some(field) = bytes.get_mut(40..48) {
                         field[..4].copy_from_slice(&transmit.seconds.to_be_bytes());
@@ -594,6 +595,63 @@ impl Outbox {
 mod tests {
     use super::*;
     use crate::sys::enable_receive_timestamps;
+
+    #[tokio::test]
+    async fn kernel_stamped_replies_come_back_with_their_times_and_late_predictions_are_counted() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = client.local_addr().unwrap();
+        for beside in [false, true] {
+            let mut outbox = Outbox::with_transmit_timestamps(None);
+            if beside {
+                // The send-only socket needs SO_REUSEPORT on the serving
+                // one (transmit_stamps' own test): here, a socket of its own.
+                outbox = Outbox::with_transmit_timestamps(Some(
+                    std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+                ));
+                if let Some(Stamps {
+                    beside: Some(b), ..
+                }) = &outbox.stamps
+                {
+                    transmit_stamps::set_transmit_timestamps(b, true).unwrap();
+                }
+            }
+            for round in 0..20u8 {
+                for n in 0..8u8 {
+                    let mut reply = [0u8; PACKET_LEN];
+                    reply[0] = 0x24;
+                    reply[32..40].copy_from_slice(&[round, n, 0, 0, 0, 0, 0, 1]);
+                    outbox.push_kernel_stamped(&reply, to, true);
+                }
+                let flushed = outbox.flush(&server).await;
+                assert_eq!(
+                    (flushed.sent, flushed.kernel_stamps),
+                    (8, 8),
+                    "round {round}"
+                );
+                // A prediction is an estimate: one later than the kernel's
+                // time is counted (and lowers the pace), never missed.
+                let mut late = 0;
+                for sent in outbox.sent_stamps() {
+                    let predicted = NtpTimestamp {
+                        seconds: u32::from_be_bytes(sent.reply[40..44].try_into().unwrap()),
+                        fraction: u32::from_be_bytes(sent.reply[44..48].try_into().unwrap()),
+                    };
+                    let kernel = NtpTimestamp::from_system_time(sent.at).to_u64();
+                    late += u64::from(predicted.to_u64() > kernel);
+                }
+                assert!(flushed.late >= late, "beside {beside} round {round}");
+                for _ in 0..8 {
+                    let mut buffer = [0u8; 64];
+                    client.recv_from(&mut buffer).await.unwrap();
+                }
+            }
+            assert!(
+                outbox.pace.per_reply() > std::time::Duration::ZERO,
+                "learned"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn a_batch_reads_every_queued_datagram_and_answers_each_in_order() {
