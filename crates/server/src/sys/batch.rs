@@ -218,6 +218,8 @@ struct Stamps {
     sent: Vec<Sent>,
     /// The last flush read back fewer than it sent: read again at the next.
     behind: bool,
+    /// Whether the socket is IPv6, once known (its error messages' shape).
+    ipv6: Option<bool>,
 }
 
 /// The replies to one batch, sent together by [`Outbox::flush`].
@@ -371,9 +373,14 @@ impl Outbox {
         if !stamps.on && !stamps.behind {
             return;
         }
+        let ipv6 = *stamps
+            .ipv6
+            .get_or_insert_with(|| socket.local_addr().is_ok_and(|addr| addr.is_ipv6()));
         let read = match &stamps.beside {
-            Some(beside) => transmit_stamps::read_transmit_timestamps(beside, &mut stamps.sent),
-            None => transmit_stamps::read_transmit_timestamps(socket, &mut stamps.sent),
+            Some(beside) => {
+                transmit_stamps::read_transmit_timestamps(beside, ipv6, &mut stamps.sent)
+            }
+            None => transmit_stamps::read_transmit_timestamps(socket, ipv6, &mut stamps.sent),
         }
         .unwrap_or(0);
         stamps.behind = stamps.on && (read as u64) < flushed.sent;

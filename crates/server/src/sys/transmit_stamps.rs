@@ -57,9 +57,13 @@ type Headers = nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>
 
 #[cfg(target_os = "linux")]
 thread_local! {
-    // As `batch`'s headers, and apart from them: every error-queue message
-    // carries the same control messages, so their room stays the same.
-    static HEADERS: std::cell::RefCell<Option<Headers>> = const { std::cell::RefCell::new(None) };
+    // As `batch`'s headers, and apart from them, one set per address
+    // family: the kernel leaves each header's control length at what it
+    // last wrote, and an IPv6 socket's error messages carry a longer one
+    // (`IPV6_RECVERR`) than an IPv4 socket's; within a family they are all
+    // alike, so their room stays enough.
+    static HEADERS_V4: std::cell::RefCell<Option<Headers>> = const { std::cell::RefCell::new(None) };
+    static HEADERS_V6: std::cell::RefCell<Option<Headers>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Whether the kernel refused `SOF_TIMESTAMPING_OPT_RX_FILTER` (before Linux
@@ -144,13 +148,17 @@ pub fn set_transmit_timestamps(socket: &impl AsFd, on: bool) -> io::Result<()> {
 
 /// Reads the transmit timestamps waiting in `socket`'s error queue (never
 /// waits) into `out`; how many messages it took off the queue, stamps of
-/// plain SNTP replies or not.
-pub fn read_transmit_timestamps(socket: &impl AsFd, out: &mut Vec<Sent>) -> io::Result<usize> {
+/// plain SNTP replies or not. `ipv6`: the socket's family.
+pub fn read_transmit_timestamps(
+    socket: &impl AsFd,
+    ipv6: bool,
+    out: &mut Vec<Sent>,
+) -> io::Result<usize> {
     #[cfg(target_os = "linux")]
     {
         let mut taken = 0;
         while taken < MOST_PER_READ {
-            let read = read_some(socket, out)?;
+            let read = read_some(socket, ipv6, out)?;
             taken += read;
             if read < super::batch::BATCH {
                 break;
@@ -160,14 +168,14 @@ pub fn read_transmit_timestamps(socket: &impl AsFd, out: &mut Vec<Sent>) -> io::
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = (socket, out);
+        let _ = (socket, ipv6, out);
         Ok(0)
     }
 }
 
 /// One `recvmmsg` on the error queue; an empty queue reads as 0.
 #[cfg(target_os = "linux")]
-fn read_some(socket: &impl AsFd, out: &mut Vec<Sent>) -> io::Result<usize> {
+fn read_some(socket: &impl AsFd, ipv6: bool, out: &mut Vec<Sent>) -> io::Result<usize> {
     use std::io::IoSliceMut;
     use std::os::fd::AsRawFd;
     use std::time::Duration;
@@ -178,7 +186,8 @@ fn read_some(socket: &impl AsFd, out: &mut Vec<Sent>) -> io::Result<usize> {
     let mut frames = [[0u8; FRAME]; BATCH];
     // What each message read was: its length and timestamp, if whole.
     let mut stamped: [Option<(usize, SystemTime)>; BATCH] = [None; BATCH];
-    let taken = HEADERS.with(|cell| {
+    let headers = if ipv6 { &HEADERS_V6 } else { &HEADERS_V4 };
+    let taken = headers.with(|cell| {
         let mut frames = frames.iter_mut();
         let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
             [IoSliceMut::new(
@@ -263,26 +272,31 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn the_socket_beside_receives_nothing_and_its_replies_come_from_the_serving_address() {
+        for loopback in ["127.0.0.1", "[::1]"] {
+            beside_on(loopback).await;
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    async fn beside_on(loopback: &str) {
         use nix::sys::socket::{setsockopt, sockopt::ReusePort};
-        let shared =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        let addr: std::net::SocketAddr = format!("{loopback}:0").parse().unwrap();
+        let shared = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::DGRAM,
+            None,
+        )
+        .unwrap();
         setsockopt(&shared, ReusePort, &true).unwrap();
         shared.set_nonblocking(true).unwrap();
-        shared
-            .bind(
-                &"127.0.0.1:0"
-                    .parse::<std::net::SocketAddr>()
-                    .unwrap()
-                    .into(),
-            )
-            .unwrap();
+        shared.bind(&addr.into()).unwrap();
         let serving = UdpSocket::from_std(shared.into()).unwrap();
         let beside = open_beside(&serving).unwrap();
-        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let client = UdpSocket::bind(addr).await.unwrap();
         // From many source ports: a 4-tuple hash would spread them.
         let mut senders = Vec::new();
         for n in 0..64u8 {
-            let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let sender = std::net::UdpSocket::bind(addr).unwrap();
             sender.send_to(&[n], serving.local_addr().unwrap()).unwrap();
             senders.push(sender);
         }
@@ -293,7 +307,7 @@ mod tests {
         assert_eq!(
             beside.recv_from(&mut buffer).map_err(|e| e.kind()),
             Err(io::ErrorKind::WouldBlock),
-            "every datagram went to the serving socket"
+            "{loopback}: every datagram went to the serving socket"
         );
         beside
             .send_to(&[5; PACKET_LEN], client.local_addr().unwrap())
@@ -301,8 +315,8 @@ mod tests {
         let (_, from) = client.recv_from(&mut buffer).await.unwrap();
         assert_eq!(from, serving.local_addr().unwrap());
         let mut sent = Vec::new();
-        read_transmit_timestamps(&beside, &mut sent).unwrap();
-        assert_eq!(sent.len(), 1, "stamped");
+        let taken = read_transmit_timestamps(&beside, addr.is_ipv6(), &mut sent).unwrap();
+        assert_eq!((taken, sent.len()), (1, 1), "{loopback}: stamped");
     }
 
     #[cfg(target_os = "linux")]
@@ -317,14 +331,20 @@ mod tests {
         server.send_to(&[8; 40], to).await.unwrap();
         let after = SystemTime::now();
         let mut sent = Vec::new();
-        assert_eq!(read_transmit_timestamps(&server, &mut sent).unwrap(), 2);
+        assert_eq!(
+            read_transmit_timestamps(&server, false, &mut sent).unwrap(),
+            2
+        );
         assert_eq!(sent.len(), 1, "the 40-byte datagram is no SNTP reply");
         assert_eq!(sent[0].reply, [7; PACKET_LEN]);
         assert!(before <= sent[0].at && sent[0].at <= after);
         set_transmit_timestamps(&server, false).unwrap();
         server.send_to(&[9; PACKET_LEN], to).await.unwrap();
         sent.clear();
-        assert_eq!(read_transmit_timestamps(&server, &mut sent).unwrap(), 0);
+        assert_eq!(
+            read_transmit_timestamps(&server, false, &mut sent).unwrap(),
+            0
+        );
         assert!(sent.is_empty());
     }
 }
