@@ -13,7 +13,7 @@ use hora_server::stats::Event;
 use hora_server::Config;
 use tokio::net::UdpSocket;
 
-use common::{receive, Daemon};
+use common::{ask, receive, Daemon};
 
 /// SNTP with `local_stratum = 10`, as chrony's `local stratum 10`: this
 /// machine's kernel may say its clock is unsynchronized, and these tests are
@@ -324,15 +324,10 @@ async fn sntp_keeps_kernel_receive_timestamps_while_time_and_daytime_are_asked_t
     let daemon = start_with(|config| config.ratelimit.enabled = false).await;
     let socket = client().await;
     for serial in 0..20u8 {
-        socket.send_to(b"?", daemon.daytime()).await.unwrap();
-        receive(&socket).await;
-        socket.send_to(b"", daemon.time()).await.unwrap();
-        receive(&socket).await;
-        socket
-            .send_to(&ntp_request(4, 3, [serial; 8]), daemon.sntp())
-            .await
-            .unwrap();
-        assert_eq!(&receive(&socket).await[24..32], &[serial; 8]);
+        ask(&socket, daemon.daytime(), b"?").await;
+        ask(&socket, daemon.time(), b"").await;
+        let reply = ask(&socket, daemon.sntp(), &ntp_request(4, 3, [serial; 8])).await;
+        assert_eq!(&reply[24..32], &[serial; 8]);
     }
     let stats = daemon.stop().await;
     assert_eq!(stats.event(Event::KernelTimestamp), 20);
@@ -356,22 +351,19 @@ async fn an_interleaved_client_gets_the_kernels_transmit_time_of_its_last_reply_
     // First a basic request, as chronyd's first in `xleave`; then one
     // naming its reply, which isn't logged (it didn't look interleaved)
     // but is answered basic and logged itself.
-    socket
-        .send_to(&ntp_request(4, 3, [1; 8]), daemon.sntp())
-        .await
-        .unwrap();
-    let first = receive(&socket).await;
+    let first = ask(&socket, daemon.sntp(), &ntp_request(4, 3, [1; 8])).await;
     assert_eq!(
         first[39] & 1,
         1,
         "our receive timestamps have their low bit set"
     );
     assert_eq!(first[47] & 1, 0, "our transmit timestamps have it clear");
-    socket
-        .send_to(&interleaved_request(&first[32..40], 11, 2), daemon.sntp())
-        .await
-        .unwrap();
-    let second = receive(&socket).await;
+    let second = ask(
+        &socket,
+        daemon.sntp(),
+        &interleaved_request(&first[32..40], 11, 2),
+    )
+    .await;
     let second_read = unix_now();
     assert_eq!(
         &second[24..32],
@@ -380,8 +372,7 @@ async fn an_interleaved_client_gets_the_kernels_transmit_time_of_its_last_reply_
     );
     // Now name the second: its true transmit time comes back.
     let third_request = interleaved_request(&second[32..40], 22, 3);
-    socket.send_to(&third_request, daemon.sntp()).await.unwrap();
-    let third = receive(&socket).await;
+    let third = ask(&socket, daemon.sntp(), &third_request).await;
     assert_eq!(third.len(), 48);
     assert_eq!(
         &third[24..32],
@@ -402,8 +393,10 @@ async fn an_interleaved_client_gets_the_kernels_transmit_time_of_its_last_reply_
         "the prediction {predicted} is after the kernel's {sent}"
     );
     // The same request again (a replay): the entry is used, so basic.
-    socket.send_to(&third_request, daemon.sntp()).await.unwrap();
-    assert_eq!(&receive(&socket).await[24..32], &3u64.to_be_bytes());
+    assert_eq!(
+        &ask(&socket, daemon.sntp(), &third_request).await[24..32],
+        &3u64.to_be_bytes()
+    );
     let stats = daemon.stop().await;
     assert_eq!(stats.event(Event::InterleavedAnswered), 1);
     assert_eq!(stats.event(Event::InterleavedNotLogged), 2);
@@ -423,32 +416,31 @@ async fn forged_interleaved_requests_get_basic_replies_no_larger_and_leave_a_rea
     let forger = client().await;
     for n in 0..500u64 {
         let origin = (0xE000_0000_0000_0001 + 2 * n).to_be_bytes();
-        forger
-            .send_to(&interleaved_request(&origin, n + 1, n + 2), daemon.sntp())
-            .await
-            .unwrap();
-        let reply = receive(&forger).await;
+        let reply = ask(
+            &forger,
+            daemon.sntp(),
+            &interleaved_request(&origin, n + 1, n + 2),
+        )
+        .await;
         assert_eq!(reply.len(), 48, "never larger than the request");
         assert_eq!(&reply[24..32], &(n + 2).to_be_bytes(), "basic");
     }
     // A real client's second request after the flood is interleaved.
     let real = client().await;
-    real.send_to(&interleaved_request(&[0; 8], 5, 6), daemon.sntp())
-        .await
-        .unwrap();
-    let first = receive(&real).await;
-    real.send_to(&interleaved_request(&first[32..40], 7, 8), daemon.sntp())
-        .await
-        .unwrap();
-    let second = receive(&real).await;
-    real.send_to(&interleaved_request(&second[32..40], 9, 10), daemon.sntp())
-        .await
-        .unwrap();
-    assert_eq!(
-        &receive(&real).await[24..32],
-        &9u64.to_be_bytes(),
-        "interleaved"
-    );
+    let first = ask(&real, daemon.sntp(), &interleaved_request(&[0; 8], 5, 6)).await;
+    let second = ask(
+        &real,
+        daemon.sntp(),
+        &interleaved_request(&first[32..40], 7, 8),
+    )
+    .await;
+    let third = ask(
+        &real,
+        daemon.sntp(),
+        &interleaved_request(&second[32..40], 9, 10),
+    )
+    .await;
+    assert_eq!(&third[24..32], &9u64.to_be_bytes(), "interleaved");
     let stats = daemon.stop().await;
     assert_eq!(stats.event(Event::InterleavedNotLogged), 500 + 1);
     assert_eq!(stats.event(Event::InterleavedAnswered), 1);
@@ -458,21 +450,20 @@ async fn forged_interleaved_requests_get_basic_replies_no_larger_and_leave_a_rea
 async fn with_the_client_log_off_every_reply_is_basic() {
     let daemon = start_with(|config| config.sntp.client_log = 0).await;
     let socket = client().await;
-    socket
-        .send_to(&ntp_request(4, 3, [1; 8]), daemon.sntp())
-        .await
-        .unwrap();
-    let first = receive(&socket).await;
-    socket
-        .send_to(&interleaved_request(&first[32..40], 3, 4), daemon.sntp())
-        .await
-        .unwrap();
-    let second = receive(&socket).await;
-    socket
-        .send_to(&interleaved_request(&second[32..40], 5, 6), daemon.sntp())
-        .await
-        .unwrap();
-    assert_eq!(&receive(&socket).await[24..32], &6u64.to_be_bytes());
+    let first = ask(&socket, daemon.sntp(), &ntp_request(4, 3, [1; 8])).await;
+    let second = ask(
+        &socket,
+        daemon.sntp(),
+        &interleaved_request(&first[32..40], 3, 4),
+    )
+    .await;
+    let third = ask(
+        &socket,
+        daemon.sntp(),
+        &interleaved_request(&second[32..40], 5, 6),
+    )
+    .await;
+    assert_eq!(&third[24..32], &6u64.to_be_bytes(), "basic");
     let stats = daemon.stop().await;
     assert_eq!(stats.event(Event::InterleavedAnswered), 0);
     assert_eq!(
