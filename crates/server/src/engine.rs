@@ -283,7 +283,9 @@ async fn flush<P: Protocol>(
     if !outbox.sent_stamps().is_empty() {
         protocol.transmitted(&shared.stats, outbox.sent_stamps());
     }
-    shared.stats.add(Event::TransmitLate, flushed.late);
+    if flushed.late > 0 {
+        shared.stats.add(Event::TransmitLate, flushed.late);
+    }
     if let Some(error) = flushed.stamps_refused {
         warn!(protocol = service.name(), ?error, "no kernel transmit timestamps: transmit timestamps stay predictions, and interleaved requests get basic replies");
     }

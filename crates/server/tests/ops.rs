@@ -266,6 +266,7 @@ async fn after_a_reload_status_and_metrics_show_every_value_in_force() {
         "10.8.0.0/16".parse().unwrap(),
     ];
     config.log.level = "warn".to_owned();
+    config.sntp.client_log = 64;
     daemon.reload(config).await;
     let status = get(daemon.metrics(), "/status").await;
     let body = status.split("\r\n\r\n").nth(1).unwrap();
@@ -276,6 +277,8 @@ async fn after_a_reload_status_and_metrics_show_every_value_in_force() {
     assert_eq!(limits["max_sessions_per_ip"], 7);
     assert_eq!(limits["rate_per_source"], 5.0);
     assert_eq!(limits["burst_per_source"], 9.0);
+    assert_eq!(limits["sntp_client_log"], 64);
+    assert_eq!(limits["sntp_client_log_bytes"], 64 * 16);
     assert_eq!(document["access"]["deny"], 2);
     assert_eq!(document["log_level"], "warn");
     assert!(

@@ -23,6 +23,10 @@ async fn start() -> Daemon {
 }
 
 async fn start_with(adjust: impl FnOnce(&mut Config)) -> Daemon {
+    Daemon::start(config_with(adjust)).await
+}
+
+fn config_with(adjust: impl FnOnce(&mut Config)) -> Config {
     let loopback = common::loopback();
     let mut config = common::loopback_config();
     config.sntp.local_stratum = Some(10);
@@ -34,7 +38,7 @@ async fn start_with(adjust: impl FnOnce(&mut Config)) -> Daemon {
     config.daytime = ServiceConfig {
         bind: Some(loopback),
     };
-    Daemon::start(config).await
+    config
 }
 
 async fn client() -> UdpSocket {
@@ -471,4 +475,32 @@ async fn with_the_client_log_off_every_reply_is_basic() {
         0,
         "nothing asked of the kernel"
     );
+}
+
+#[tokio::test]
+async fn a_reload_turning_the_client_log_off_answers_the_next_interleaved_request_basic() {
+    let config = config_with(|config| config.ratelimit.enabled = false);
+    let mut daemon = Daemon::start(config.clone()).await;
+    let socket = client().await;
+    let first = ask(&socket, daemon.sntp(), &ntp_request(4, 3, [1; 8])).await;
+    let second = ask(
+        &socket,
+        daemon.sntp(),
+        &interleaved_request(&first[32..40], 11, 2),
+    )
+    .await;
+    let mut off = config;
+    off.sntp.client_log = 0;
+    daemon.reload(off).await;
+    // Logged before the reload, the second reply would be named: the new
+    // view is in force before this request is read.
+    let third = ask(
+        &socket,
+        daemon.sntp(),
+        &interleaved_request(&second[32..40], 22, 3),
+    )
+    .await;
+    assert_eq!(&third[24..32], &3u64.to_be_bytes(), "basic");
+    let stats = daemon.stop().await;
+    assert_eq!(stats.event(Event::InterleavedAnswered), 0);
 }

@@ -266,8 +266,6 @@ pub struct Flushed {
     pub sent: u64,
     /// Replies it refused.
     pub failed: u64,
-    /// Kernel transmit timestamps of SNTP replies read back.
-    pub kernel_stamps: u64,
     /// Predicted transmit timestamps the kernel showed were later than
     /// the reply left.
     pub late: u64,
@@ -384,7 +382,6 @@ impl Outbox {
         }
         .unwrap_or(0);
         stamps.behind = stamps.on && (read as u64) < flushed.sent;
-        flushed.kernel_stamps = stamps.sent.len() as u64;
         if !self.replies.iter().any(|reply| reply.predicted.is_some()) {
             return;
         }
@@ -632,7 +629,7 @@ mod tests {
                 }
                 let flushed = outbox.flush(&server).await;
                 assert_eq!(
-                    (flushed.sent, flushed.kernel_stamps),
+                    (flushed.sent, outbox.sent_stamps().len()),
                     (8, 8),
                     "round {round}"
                 );
