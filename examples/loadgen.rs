@@ -55,6 +55,11 @@ struct Args {
     /// Runtime worker threads (1: a single-threaded runtime)
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// `load` and `ntp`: spread the sessions over this many source
+    /// addresses from `--ip` on (127.0.0.1, 127.0.0.2, ...), as many hosts
+    /// would: horad steers each address to one worker
+    #[arg(long, default_value_t = 1)]
+    addresses: u32,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -153,7 +158,7 @@ fn main() -> anyhow::Result<()> {
                     check(sessions, ip)?,
                     duration.min(MAX_DURATION),
                     resend,
-                    ip,
+                    Sources::new(ip, args.addresses)?,
                 )
                 .await
             }
@@ -169,7 +174,7 @@ fn main() -> anyhow::Result<()> {
                     check(clients, ip)?,
                     duration.min(MAX_DURATION),
                     resend,
-                    ip,
+                    Sources::new(ip, args.addresses)?,
                     interleaved,
                 )
                 .await
@@ -251,6 +256,41 @@ fn check(sessions: usize, ip: IpAddr) -> anyhow::Result<usize> {
     Ok(sessions)
 }
 
+/// The source addresses sessions are spread over: `count` from `first` on.
+#[derive(Debug, Clone, Copy)]
+struct Sources {
+    first: IpAddr,
+    count: u32,
+}
+
+impl Sources {
+    fn new(first: IpAddr, count: u32) -> anyhow::Result<Sources> {
+        match first {
+            IpAddr::V4(v4)
+                if u32::from(v4)
+                    .checked_add(count)
+                    .is_some_and(|end| end >> 24 == 127) => {}
+            IpAddr::V6(_) if count == 1 => {}
+            _ => bail!("--addresses: {count} addresses from {first} are not all loopback"),
+        }
+        if count == 0 {
+            bail!("--addresses must be at least 1");
+        }
+        Ok(Sources { first, count })
+    }
+
+    /// Session `n`'s source address.
+    fn nth(self, n: usize) -> IpAddr {
+        match self.first {
+            IpAddr::V4(v4) => {
+                let offset = u32::try_from(n).unwrap_or(0) % self.count;
+                IpAddr::from(std::net::Ipv4Addr::from(u32::from(v4) + offset))
+            }
+            v6 => v6,
+        }
+    }
+}
+
 /// What one session saw.
 #[derive(Debug, Default)]
 struct Tally {
@@ -267,13 +307,13 @@ async fn load(
     sessions: usize,
     duration: Duration,
     resend: Duration,
-    ip: IpAddr,
+    sources: Sources,
 ) -> anyhow::Result<()> {
     let barrier = Arc::new(Barrier::new(sessions + 1));
     let logins = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::with_capacity(sessions);
-    for _ in 0..sessions {
-        let socket = connected_socket(ip, server).await?;
+    for n in 0..sessions {
+        let socket = connected_socket(sources.nth(n), server).await?;
         let (barrier, logins) = (Arc::clone(&barrier), Arc::clone(&logins));
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
@@ -364,13 +404,13 @@ async fn ntp(
     clients: usize,
     duration: Duration,
     resend: Duration,
-    ip: IpAddr,
+    sources: Sources,
     interleaved: bool,
 ) -> anyhow::Result<()> {
     let barrier = Arc::new(Barrier::new(clients + 1));
     let mut tasks = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        let socket = connected_socket(ip, server).await?;
+    for n in 0..clients {
+        let socket = connected_socket(sources.nth(n), server).await?;
         let barrier = Arc::clone(&barrier);
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();

@@ -41,6 +41,11 @@ pub struct Args {
     #[arg(long, env = "HORAD_MAX_SESSIONS_PER_IP", value_name = "N")]
     pub max_sessions_per_ip: Option<usize>,
 
+    /// Workers serving (a thread and a socket per protocol each, every
+    /// source address on one); 0 is one per core [default: 0]
+    #[arg(long, env = "HORAD_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+
     /// How often to log the counters; 0s logs them only at shutdown [default: 60s]
     #[arg(long, env = "HORAD_STATS_INTERVAL", value_name = "DUR", value_parser = humantime::parse_duration)]
     pub stats_interval: Option<Duration>,
@@ -218,6 +223,9 @@ impl Args {
         if let Some(max) = self.max_sessions_per_ip {
             config.max_sessions_per_ip = max;
         }
+        if let Some(workers) = self.workers {
+            config.workers = workers;
+        }
         if let Some(interval) = self.stats_interval {
             config.stats_interval = interval;
         }
@@ -290,6 +298,7 @@ fn flag_of(key: &'static str) -> &'static str {
         "max_sessions" => "--max-sessions",
         "max_sessions_per_ip" => "--max-sessions-per-ip",
         "stats_interval" => "--stats-interval",
+        "workers" => "--workers",
         "log.level" => "--log-level",
         "sntp.local_stratum" => "--sntp-local-stratum",
         "sntp.client_log" => "--sntp-client-log",

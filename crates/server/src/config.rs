@@ -27,6 +27,10 @@ pub struct Config {
     pub max_sessions: usize,
     /// The most sessions open at once from one source IP address.
     pub max_sessions_per_ip: usize,
+    /// How many workers serve, each with its own thread and its own socket
+    /// per protocol, every source address on one of them; 0 means one per
+    /// core available to the process.
+    pub workers: usize,
     /// How often the counters are logged; `0s` logs them only at shutdown.
     #[serde(deserialize_with = "text::duration")]
     pub stats_interval: Duration,
@@ -260,6 +264,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(10),
             max_sessions: 1_000_000,
             max_sessions_per_ip: 100,
+            workers: 0,
             stats_interval: Duration::from_secs(60),
             log: LogConfig::default(),
             sntp: SntpConfig::default(),
@@ -490,6 +495,9 @@ impl Config {
         }
         if !(1..=MAX_SESSIONS).contains(&self.max_sessions_per_ip) {
             return out("max_sessions_per_ip", "must be 1 to 4000000");
+        }
+        if self.workers > crate::sys::steer::MAX_WORKERS {
+            return out("workers", "must be 0 (one per core) to 1024");
         }
         let interval = self.stats_interval;
         if !interval.is_zero() && (interval < Duration::from_secs(1) || interval > MAX_DURATION) {
@@ -733,6 +741,7 @@ impl Config {
             idle_timeout,
             max_sessions,
             max_sessions_per_ip,
+            workers,
             stats_interval,
             log: LogConfig { level, format },
             sntp:
@@ -795,6 +804,7 @@ impl Config {
                 "max_sessions_per_ip",
                 *max_sessions_per_ip != new.max_sessions_per_ip,
             ),
+            ("workers", *workers != new.workers),
             ("stats_interval", *stats_interval != new.stats_interval),
             ("sntp.client_log", *client_log != sntp.client_log),
             ("log.level", *level != new.log.level),
@@ -833,7 +843,8 @@ impl Config {
     /// The keys a reload applies only at restart (they shape what start-up
     /// built: the summary timer, the log subscriber): a reload reports them
     /// once as not applied and keeps them as they were.
-    pub const RESTART_ONLY: [&'static str; 4] = [
+    pub const RESTART_ONLY: [&'static str; 5] = [
+        "workers",
         "stats_interval",
         "log.format",
         "nts.keys",
@@ -843,11 +854,22 @@ impl Config {
     /// `new`, with the keys that change only at restart
     /// ([`Config::RESTART_ONLY`]) as they are in `self`.
     pub fn keeping_restart_only(&self, mut new: Config) -> Config {
+        new.workers = self.workers;
         new.stats_interval = self.stats_interval;
         new.log.format = self.log.format;
         new.nts.keys.clone_from(&self.nts.keys);
         new.nts.key_rotation = self.nts.key_rotation;
         new
+    }
+
+    /// How many workers `workers` asks for: itself, or with 0 the cores
+    /// this process may run on (1 if the OS won't say).
+    pub fn workers_wanted(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+        .min(crate::sys::steer::MAX_WORKERS)
     }
 
     /// What this configuration serves, one line a part, for
@@ -926,8 +948,13 @@ impl Config {
         } else {
             format!("every {}", humantime::format_duration(self.stats_interval))
         };
+        let workers = match self.workers {
+            0 => format!("{} (one per core)", self.workers_wanted()),
+            n => n.to_string(),
+        };
         format!(
             "seed protocol: udp {}, idle timeout {}, {} sessions ({} per IP)\n\
+             workers: {workers}, each source address served by one\n\
              sntp: {sntp}\n\
              nts: {nts}\n\
              time (RFC 868): {}\n\

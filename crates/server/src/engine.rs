@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 
 use crate::live::{Live, LiveView};
 use crate::log_budget::{LogBudget, LogKind};
-use crate::stats::{Event, Stats};
+use crate::stats::{Counters, Event, Stats};
 use crate::sys::batch::{Inbox, Outbox, BATCH};
 use crate::sys::transmit_stamps::{Sent, TransmitTimestamps};
 use crate::sys::Received;
@@ -57,8 +57,11 @@ impl Clocks {
 pub struct Context<'a> {
     /// The configuration in force.
     pub live: &'a Live,
-    /// The counters, for the events a protocol counts beside outcomes.
-    pub stats: &'a Stats,
+    /// The worker's counters, for the events a protocol counts beside
+    /// outcomes.
+    pub stats: &'a Counters,
+    /// Which worker decides: whose rate limiter its sources' buckets are in.
+    pub worker: usize,
     /// The log budgets.
     pub log: &'a LogBudget,
     /// When the batch was read.
@@ -118,7 +121,7 @@ pub trait Protocol {
     }
 
     /// The kernel says these plain SNTP replies left, and when.
-    fn transmitted(&mut self, stats: &Stats, sent: &[Sent]) {
+    fn transmitted(&mut self, stats: &Counters, sent: &[Sent]) {
         let _ = (stats, sent);
     }
 
@@ -142,6 +145,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// The log budgets.
     pub log: Arc<LogBudget>,
+    /// Which worker the loop is (its counters, its rate limiter).
+    pub worker: usize,
 }
 
 /// Serves `protocol` on `socket` until `shutdown` turns true, then lets it
@@ -202,7 +207,7 @@ pub async fn drive<P: Protocol>(
                     }
                 }
                 Err(error) => {
-                    shared.stats.event(Event::ReceiveError);
+                    shared.stats.worker(shared.worker).event(Event::ReceiveError);
                     if let Some(suppressed) = shared.log.allow(LogKind::ReceiveError) {
                         warn!(protocol = protocol.service().name(), %error, suppressed, "receive failed");
                     }
@@ -263,7 +268,8 @@ fn decide_batch<P: Protocol>(
 fn context<'a>(live: &'a Live, shared: &'a Shared, now: Clocks) -> Context<'a> {
     Context {
         live,
-        stats: &shared.stats,
+        stats: shared.stats.worker(shared.worker),
+        worker: shared.worker,
         log: &shared.log,
         now,
     }
@@ -280,22 +286,21 @@ async fn flush<P: Protocol>(
 ) {
     let service = protocol.service();
     let flushed = outbox.flush(socket).await;
+    let stats = shared.stats.worker(shared.worker);
     if !outbox.sent_stamps().is_empty() {
-        protocol.transmitted(&shared.stats, outbox.sent_stamps());
+        protocol.transmitted(stats, outbox.sent_stamps());
     }
     if flushed.late > 0 {
-        shared.stats.add(Event::TransmitLate, flushed.late);
+        stats.add(Event::TransmitLate, flushed.late);
     }
     if let Some(error) = flushed.stamps_refused {
         warn!(protocol = service.name(), ?error, "no kernel transmit timestamps: transmit timestamps stay predictions, and interleaved requests get basic replies");
     }
-    for _ in 0..flushed.sent {
-        shared.stats.event(Event::Sent);
-    }
-    for _ in 0..flushed.failed {
-        shared.stats.event(Event::SendError);
+    if flushed.sent > 0 {
+        stats.add(Event::Sent, flushed.sent);
     }
     if flushed.failed > 0 {
+        stats.add(Event::SendError, flushed.failed);
         if let Some(suppressed) = shared.log.allow(LogKind::SendError) {
             debug!(
                 protocol = service.name(),

@@ -8,6 +8,7 @@
 //! - [`reload`]: what a reload (SIGHUP) applies, refuses and says;
 //! - [`gate`]: access lists and per-source rate limits, before any protocol;
 //! - [`server`]: binds the sockets, starts the loops and tasks, shutdown;
+//! - [`workers`]: where each worker's loops run (threads of their own);
 //! - [`engine`]: the one drive loop every protocol's socket runs;
 //! - [`protocols`]: each protocol's request path (seed, SNTP, Time and Daytime);
 //! - [`sessions`]: the session table keyed by peer address, with its limits
@@ -43,6 +44,7 @@ pub mod slots;
 pub mod stats;
 pub mod sys;
 pub mod time_cache;
+pub mod workers;
 
 pub use config::Config;
 pub use server::{BindError, Server, StartError};

@@ -33,26 +33,36 @@ pub struct Live {
     /// NTS's live settings (the key exchange's certificate among them),
     /// when NTS is on.
     pub nts: Option<NtsLive>,
+    /// How many workers serve (fixed at start-up: `workers` resolved, or 1
+    /// where steering by source address is not to be had).
+    pub workers: usize,
 }
 
 /// Where the loops and the observers read the live view.
 pub type LiveView = watch::Receiver<Arc<Live>>;
 
 impl Live {
-    /// The view of `config`. `previous` (the view it replaces, on a reload)
-    /// lends what must survive a reload: the rate limiter's buckets, when
-    /// their settings did not change. Reads the key exchange's certificate
-    /// and key when NTS-KE is on (file I/O: off the serving thread), and
-    /// fails if they can't serve.
-    pub fn new(config: Config, previous: Option<&Live>, now: Instant) -> Result<Live, TlsError> {
+    /// The view of `config` served by `workers` workers. `previous` (the
+    /// view it replaces, on a reload) lends what must survive a reload: the
+    /// rate limiters' buckets, when their settings did not change. Reads
+    /// the key exchange's certificate and key when NTS-KE is on (file I/O:
+    /// off the serving thread), and fails if they can't serve.
+    pub fn new(
+        config: Config,
+        previous: Option<&Live>,
+        workers: usize,
+        now: Instant,
+    ) -> Result<Live, TlsError> {
         let nts = NtsLive::new(&config.nts)?;
-        let gate = Gate::new(&config, previous.map(|live| &live.gate), now);
+        let workers = workers.max(1);
+        let gate = Gate::new(&config, previous.map(|live| &live.gate), workers, now);
         let clock = config.sntp.bind.and(config.sntp.settings());
         Ok(Live {
             config,
             gate,
             clock,
             nts,
+            workers,
         })
     }
 

@@ -78,7 +78,7 @@ pub fn plan(current: &Live, loaded: Result<Config, ConfigError>, now: Instant) -
         .partition(|key| Config::RESTART_ONLY.contains(key));
     let log_level = changed.contains(&"log.level");
     let new = old.keeping_restart_only(new);
-    let live = match Live::new(new, Some(current), now) {
+    let live = match Live::new(new, Some(current), current.workers, now) {
         Ok(live) => live,
         Err(error) => return Plan::Refused(error.into()),
     };
@@ -178,7 +178,7 @@ mod tests {
     use super::*;
 
     fn current() -> Live {
-        Live::new(Config::default(), None, Instant::now()).unwrap_or_else(|e| panic!("{e}"))
+        Live::new(Config::default(), None, 1, Instant::now()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The daemon proper: binds every socket, then runs each protocol's loop
-//! ([`crate::engine::drive`]), the clock-state reader, the reload task and
-//! the reports as tasks of one runtime, and the operators' HTTP on a thread
-//! of its own; on shutdown, tells every loop to stop, waits for their
-//! goodbyes, and returns the final counters.
+//! The daemon proper: binds every socket (one per protocol per worker, each
+//! protocol's in one `SO_REUSEPORT` group steered by source address), then
+//! runs each worker's loops ([`crate::workers`]), and the clock-state
+//! reader, the reload task and the reports as tasks of its own runtime,
+//! the operators' HTTP on a thread of its own; on shutdown, tells every
+//! loop to stop, waits for their goodbyes, and returns the final counters.
 
 use std::future::Future;
 use std::io;
@@ -10,14 +11,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::clock_state::ClockState;
 use crate::config::{Config, ConfigError};
-use crate::engine::{self, Shared};
+use crate::engine::Shared;
 use crate::live::{self, Live, LiveView};
 use crate::log_budget::LogBudget;
 use crate::nts::{self, keys::KeyFile, keys::KeyFileError, tls::TlsError};
@@ -29,6 +29,7 @@ use crate::reload;
 use crate::sessions::SessionStats;
 use crate::stats::{log_summary, Snapshot, Stats};
 use crate::sys;
+use crate::workers::{self, Loop};
 use hora_proto::nts::ring::KeyRing;
 
 /// The receive buffer asked of the kernel for the seed protocol's socket
@@ -45,12 +46,17 @@ const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
 /// under a millisecond of work (BENCHMARKS.md, "SNTP under a garbage flood at full speed").
 const SNTP_RECEIVE_BUFFER_BYTES: usize = 256 << 10;
 
-/// A standard protocol's socket, before its loop starts.
+/// One protocol's sockets, one per worker, in one `SO_REUSEPORT` group
+/// (one socket alone with one worker, but SNTP's).
+type Group = Vec<std::net::UdpSocket>;
+
+/// A standard protocol, before its loops start.
 #[derive(Debug)]
 enum Standard {
     /// SNTP, with the reader of the clock's state its replies describe and
-    /// the send-only socket beside its own, for its kernel-stamped replies.
-    Sntp(ClockState, Option<std::net::UdpSocket>),
+    /// each worker's send-only socket beside its own, for its
+    /// kernel-stamped replies.
+    Sntp(ClockState, Vec<Option<std::net::UdpSocket>>),
     /// Time or Daytime.
     Stateless(Kind),
 }
@@ -69,8 +75,8 @@ struct Nts {
 pub struct Server {
     /// NTS, when on.
     nts: Option<Nts>,
-    seed: (Arc<UdpSocket>, Seed),
-    standard: Vec<(Arc<UdpSocket>, Standard)>,
+    seed: Group,
+    standard: Vec<(Group, Standard)>,
     /// The operators' HTTP listener, when configured.
     metrics: Option<std::net::TcpListener>,
     /// Where reloads publish the live view, and where everyone reads it.
@@ -113,12 +119,10 @@ pub struct BindError {
 impl Server {
     /// Binds every configured address. Nothing is served until [`Server::run`].
     pub async fn bind(config: &Config) -> Result<Server, StartError> {
-        let bind = |addr: SocketAddr, buffer: usize| {
-            bind_socket(addr, buffer)
-                .map(Arc::new)
-                .map_err(|source| BindError { addr, source })
+        let wanted = config.workers_wanted();
+        let group = |addr: SocketAddr, buffer: usize, shared: bool| {
+            bind_group(addr, buffer, wanted, shared).map_err(|source| BindError { addr, source })
         };
-        let live = live::publish(Live::new(config.clone(), None, Instant::now())?);
         let nts = match &config.nts.keys {
             Some(path) => {
                 let file = KeyFile {
@@ -143,58 +147,78 @@ impl Server {
             }
             None => None,
         };
-        let socket = bind(config.bind, RECEIVE_BUFFER_BYTES)?;
+        let mut seed = group(config.bind, RECEIVE_BUFFER_BYTES, false)?;
         // How long each datagram waited tells when the server is behind.
-        if let Err(error) = sys::enable_receive_timestamps(&socket) {
+        if let Some(error) = seed
+            .iter()
+            .find_map(|s| sys::enable_receive_timestamps(s).err())
+        {
             warn!(%error, "no kernel receive timestamps on the seed protocol's socket; it never counts as behind");
         }
-        let mut standard = Vec::new();
-        if let (Some(addr), Some(settings)) = (config.sntp.bind, config.sntp.settings()) {
-            let socket = bind_shared(addr, SNTP_RECEIVE_BUFFER_BYTES)
-                .map(Arc::new)
-                .map_err(|source| BindError { addr, source })?;
-            if let Err(error) = sys::enable_receive_timestamps(&socket) {
-                warn!(%error, "no kernel receive timestamps on the SNTP socket; the clock is read instead");
-            }
-            let beside = match sys::transmit_stamps::open_beside(&socket) {
-                Ok(beside) => Some(beside),
-                Err(error) => {
-                    debug!(%error, "no send-only socket beside SNTP's: its kernel transmit timestamps are turned on and off on it");
-                    None
+        let mut sntp = match (config.sntp.bind, config.sntp.settings()) {
+            (Some(addr), Some(settings)) => {
+                let sockets = group(addr, SNTP_RECEIVE_BUFFER_BYTES, true)?;
+                if let Some(error) = sockets
+                    .iter()
+                    .find_map(|s| sys::enable_receive_timestamps(s).err())
+                {
+                    warn!(%error, "no kernel receive timestamps on the SNTP socket; the clock is read instead");
                 }
-            };
-            let clock = ClockState::start(live.1.clone(), settings);
-            standard.push((socket, Standard::Sntp(clock, beside)));
-        }
+                Some((sockets, settings))
+            }
+            _ => None,
+        };
         let metrics = match config.metrics.bind {
             Some(addr) => Some(bind_listener(addr).map_err(|source| BindError { addr, source })?),
             None => None,
         };
+        let mut stateless = Vec::new();
         for (bind_addr, kind) in [
             (config.time.bind, Kind::Time),
             (config.daytime.bind, Kind::Daytime),
         ] {
             if let Some(addr) = bind_addr {
-                let socket = bind(addr, RECEIVE_BUFFER_BYTES)?;
+                let sockets = group(addr, RECEIVE_BUFFER_BYTES, false)?;
                 // Every socket's datagrams carry the same control message:
                 // the batch reader's headers are shared by the thread's
                 // sockets, and one without a timestamp would leave them no
                 // room for the SNTP socket's (`sys::batch`).
-                if let Err(error) = sys::enable_receive_timestamps(&socket) {
+                if let Some(error) = sockets
+                    .iter()
+                    .find_map(|s| sys::enable_receive_timestamps(s).err())
+                {
                     warn!(%error, ?kind, "no kernel receive timestamps");
                 }
-                standard.push((socket, Standard::Stateless(kind)));
+                stateless.push((sockets, kind));
             }
         }
-        let seed = Seed::new(&live.1.borrow());
+        let workers = {
+            let mut groups: Vec<&mut Group> = std::iter::once(&mut seed)
+                .chain(sntp.as_mut().map(|(sockets, _)| sockets))
+                .chain(stateless.iter_mut().map(|(sockets, _)| sockets))
+                .collect();
+            steer(&mut groups, wanted)
+        };
+        let live = live::publish(Live::new(config.clone(), None, workers, Instant::now())?);
+        let mut standard = Vec::new();
+        if let Some((sockets, settings)) = sntp {
+            let beside = sockets_beside(&sockets, workers);
+            let clock = ClockState::start(live.1.clone(), settings);
+            standard.push((sockets, Standard::Sntp(clock, beside)));
+        }
+        standard.extend(
+            stateless
+                .into_iter()
+                .map(|(sockets, kind)| (sockets, Standard::Stateless(kind))),
+        );
         Ok(Server {
             nts,
-            sessions: seed.sessions().observer(),
-            seed: (socket, seed),
+            sessions: Arc::default(),
+            seed,
             standard,
             metrics,
             live,
-            stats: Arc::new(Stats::default()),
+            stats: Arc::new(Stats::new(workers)),
             log: Arc::new(LogBudget::new(tokio::time::Instant::now())),
             started: SystemTime::now(),
             ops_thread: true,
@@ -211,7 +235,13 @@ impl Server {
 
     /// The address actually bound (its port when the config said port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.seed.0.local_addr()
+        first(&self.seed)?.local_addr()
+    }
+
+    /// How many workers serve: `workers` as configured, or 1 where the
+    /// kernel can't steer by source address.
+    pub fn workers(&self) -> usize {
+        self.live.1.borrow().workers
     }
 
     /// Each standard protocol served, by name (`sntp`, `time`, `daytime`),
@@ -219,13 +249,13 @@ impl Server {
     pub fn standard_addrs(&self) -> io::Result<Vec<(&'static str, SocketAddr)>> {
         self.standard
             .iter()
-            .map(|(socket, standard)| {
+            .map(|(sockets, standard)| {
                 let name = match standard {
                     Standard::Sntp(..) => "sntp",
                     Standard::Stateless(Kind::Time) => "time",
                     Standard::Stateless(Kind::Daytime) => "daytime",
                 };
-                Ok((name, socket.local_addr()?))
+                Ok((name, first(sockets)?.local_addr()?))
             })
             .collect()
     }
@@ -297,11 +327,7 @@ impl Server {
             ops_thread,
             ..
         } = self;
-        let own_ports = own_ports(std::iter::once(&seed.0).chain(standard.iter().map(|(s, _)| s)));
-        let shared = Shared {
-            stats: Arc::clone(&stats),
-            log: Arc::clone(&log),
-        };
+        let own_ports = own_ports(std::iter::once(&seed).chain(standard.iter().map(|(s, _)| s)));
         let mut tasks = JoinSet::new();
         tasks.spawn(reload::serve(
             publisher,
@@ -321,8 +347,8 @@ impl Server {
         let keys = nts.as_ref().map(|nts| nts.keys.subscribe());
         let sntp_port = standard
             .iter()
-            .find_map(|(socket, standard)| match standard {
-                Standard::Sntp(..) => socket.local_addr().ok().map(|addr| addr.port()),
+            .find_map(|(sockets, standard)| match standard {
+                Standard::Sntp(..) => first(sockets).ok()?.local_addr().ok().map(|a| a.port()),
                 Standard::Stateless(_) => None,
             });
         let ke = nts.and_then(|nts| {
@@ -343,26 +369,55 @@ impl Server {
                 .map_err(|error| warn!(%error, "NTS-KE listener: cannot start its thread"))
                 .ok()
         });
-        for (socket, standard) in standard {
-            let (shared, live, stopped) = (shared.clone(), live.clone(), stopped.clone());
+        // Worker w's loops: its socket of each protocol, with a protocol
+        // of its own.
+        let mut loops: Vec<Vec<Loop>> = seed.iter().map(|_| Vec::new()).collect();
+        let shared = |worker| Shared {
+            stats: Arc::clone(&stats),
+            log: Arc::clone(&log),
+            worker,
+        };
+        for (sockets, standard) in standard {
             match standard {
                 Standard::Sntp(clock, beside) => {
-                    let sntp = Sntp::new(clock.subscribe(), keys.clone(), beside);
+                    for ((worker, socket), beside) in sockets.into_iter().enumerate().zip(beside) {
+                        let sntp = Sntp::new(clock.subscribe(), keys.clone(), beside);
+                        let (live, stopped) = (live.clone(), stopped.clone());
+                        push(
+                            &mut loops,
+                            worker,
+                            workers::serving(socket, sntp, shared(worker), live, stopped),
+                        );
+                    }
                     tasks.spawn(clock.run(stopped.clone()));
-                    tasks.spawn(engine::drive(socket, sntp, shared, live, stopped));
                 }
                 Standard::Stateless(kind) => {
-                    let protocol = Stateless::new(kind, own_ports.clone());
-                    tasks.spawn(engine::drive(socket, protocol, shared, live, stopped));
+                    for (worker, socket) in sockets.into_iter().enumerate() {
+                        let protocol = Stateless::new(kind, own_ports.clone());
+                        let (live, stopped) = (live.clone(), stopped.clone());
+                        push(
+                            &mut loops,
+                            worker,
+                            workers::serving(socket, protocol, shared(worker), live, stopped),
+                        );
+                    }
                 }
             }
         }
-        let (socket, protocol) = seed;
-        tasks.spawn(engine::drive(socket, protocol, shared, live, stopped));
+        for (worker, socket) in seed.into_iter().enumerate() {
+            let protocol = Seed::new(&live.borrow(), Arc::clone(&sessions));
+            let (live, stopped) = (live.clone(), stopped.clone());
+            push(
+                &mut loops,
+                worker,
+                workers::serving(socket, protocol, shared(worker), live, stopped),
+            );
+        }
+        let threads = workers::start(loops, &mut tasks);
         shutdown.await;
         let _ = stop.send(true);
         while tasks.join_next().await.is_some() {}
-        for thread in ops.into_iter().chain(ke) {
+        for thread in threads.into_iter().chain(ops).chain(ke) {
             if tokio::task::spawn_blocking(move || thread.join())
                 .await
                 .is_err()
@@ -432,10 +487,71 @@ fn spawn_ops(
 
 /// The ports of every socket the daemon serves: a datagram from one of
 /// them (on another host) is another daemon's reply, never a request.
-fn own_ports<'a>(sockets: impl Iterator<Item = &'a Arc<UdpSocket>>) -> Vec<u16> {
-    sockets
-        .filter_map(|socket| socket.local_addr().ok())
+fn own_ports<'a>(groups: impl Iterator<Item = &'a Group>) -> Vec<u16> {
+    groups
+        .filter_map(|group| first(group).ok()?.local_addr().ok())
         .map(|addr| addr.port())
+        .collect()
+}
+
+/// A group's first socket: its address is the group's.
+fn first(group: &Group) -> io::Result<&std::net::UdpSocket> {
+    group
+        .first()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+}
+
+/// Adds `one` to worker `worker`'s loops.
+fn push(loops: &mut [Vec<Loop>], worker: usize, one: Loop) {
+    if let Some(own) = loops.get_mut(worker) {
+        own.push(one);
+    }
+}
+
+/// Attaches the steering program to every group of more than one socket
+/// (and to SNTP's alone, `shared`: its send-only sockets join it later) and
+/// returns how many workers serve: `wanted`, or 1 if the kernel refused a
+/// program, every group then cut to its first socket (one worker is
+/// always exact; several steered by the kernel's 4-tuple hash are not).
+fn steer(groups: &mut [&mut Group], wanted: usize) -> usize {
+    if wanted <= 1 {
+        return 1;
+    }
+    let refused = groups
+        .iter()
+        .find_map(|group| sys::steer::attach(first(group).ok()?, wanted).err());
+    let Some(error) = refused else {
+        return wanted;
+    };
+    warn!(%error, workers = wanted, "the kernel can't steer source addresses to workers (SO_ATTACH_REUSEPORT_CBPF): serving with one worker");
+    for group in groups.iter_mut() {
+        group.truncate(1);
+    }
+    1
+}
+
+/// The send-only socket beside each of SNTP's sockets, for replies whose
+/// kernel transmit time is wanted (`sys::transmit_stamps::open_beside`).
+/// With one worker the group's program is attached first (several workers
+/// have theirs already); where it or a socket can't be had, none.
+fn sockets_beside(sntp: &Group, workers: usize) -> Vec<Option<std::net::UdpSocket>> {
+    let why_not = |error: io::Error| {
+        debug!(%error, "no send-only socket beside SNTP's: its kernel transmit timestamps are turned on and off on it");
+    };
+    let steered = match (workers, first(sntp)) {
+        (1, Ok(serving)) => sys::steer::attach(serving, 1),
+        (_, serving) => serving.map(drop),
+    };
+    if let Err(error) = steered {
+        why_not(error);
+        return sntp.iter().map(|_| None).collect();
+    }
+    sntp.iter()
+        .map(|serving| {
+            sys::transmit_stamps::open_beside(serving)
+                .map_err(why_not)
+                .ok()
+        })
         .collect()
 }
 
@@ -447,24 +563,31 @@ fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
-/// A non-blocking UDP socket on `addr` with a receive buffer of `buffer` bytes.
-fn bind_socket(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
-    bind_with(addr, buffer, false)
-}
-
-/// Binds `addr` as [`bind_socket`] does, with `SO_REUSEPORT` so that the
-/// send-only socket for kernel-stamped replies can share it
-/// (`sys::transmit_stamps::open_beside`). A plain bind first, closed at
-/// once, keeps a port another socket holds an error, as without it: a
-/// second horad on the port still fails to start.
-fn bind_shared(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
+/// `workers` non-blocking UDP sockets on `addr`, each with a receive
+/// buffer of `buffer` bytes, in one `SO_REUSEPORT` group; with one worker
+/// and `shared` false, one plain socket. `shared`: the group is formed
+/// even for one worker, so that the send-only socket for kernel-stamped
+/// replies can join it (`sys::transmit_stamps::open_beside`). A plain bind
+/// first, closed at once, keeps a port another socket holds an error, as
+/// without `SO_REUSEPORT`: a second horad on the port still fails to start.
+fn bind_group(addr: SocketAddr, buffer: usize, workers: usize, shared: bool) -> io::Result<Group> {
+    if workers <= 1 && !shared {
+        return Ok(vec![bind_with(addr, buffer, false)?]);
+    }
     if addr.port() != 0 {
         drop(std::net::UdpSocket::bind(addr)?);
     }
-    bind_with(addr, buffer, true)
+    let first = bind_with(addr, buffer, true)?;
+    // Port 0: the others join the port the first one got.
+    let addr = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..workers {
+        group.push(bind_with(addr, buffer, true)?);
+    }
+    Ok(group)
 }
 
-fn bind_with(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<UdpSocket> {
+fn bind_with(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     #[cfg(target_os = "linux")]
@@ -480,5 +603,5 @@ fn bind_with(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<Ud
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     debug!(bytes = socket.recv_buffer_size()?, "receive buffer");
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }

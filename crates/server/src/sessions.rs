@@ -22,6 +22,14 @@
 //! Observers (tests, `/metrics`, `/status`, the summary line) read the
 //! number of open sessions and the duration histogram from
 //! [`SessionStats`]: atomics the table updates as it changes.
+//!
+//! With several workers, each has a table of its own (an address's
+//! datagrams all reach one worker, so `max_sessions_per_ip` is exact by
+//! construction) and they share one [`SessionStats`], whose count of open
+//! sessions is `max_sessions`'s: a login takes a place in it with one
+//! compare-and-swap before its session opens, so the tables together never
+//! hold more. At the limit a login may displace only a session of its own
+//! worker's table that never asked.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -146,6 +154,21 @@ pub struct SessionStats {
 }
 
 impl SessionStats {
+    /// Takes a place for a new session if fewer than `max` are open.
+    fn reserve(&self, max: usize) -> bool {
+        let max = u64::try_from(max).unwrap_or(u64::MAX);
+        self.open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` places.
+    fn release(&self, n: usize) {
+        self.open.fetch_sub(n as u64, Ordering::Relaxed);
+    }
+
     /// How many sessions are open.
     pub fn len(&self) -> usize {
         usize::try_from(self.open.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
@@ -248,6 +271,13 @@ pub enum Unanswered {
 impl Sessions {
     /// An empty table with these limits.
     pub fn new(limits: Limits) -> Self {
+        Sessions::sharing(limits, Arc::default())
+    }
+
+    /// An empty table with these limits that counts its sessions in
+    /// `observed`, with every other table sharing it: `max_sessions` is
+    /// over them all.
+    pub fn sharing(limits: Limits, observed: Arc<SessionStats>) -> Self {
         Sessions {
             by_peer: HashMap::new(),
             per_ip: HashMap::new(),
@@ -255,7 +285,7 @@ impl Sessions {
             deadlines: BinaryHeap::new(),
             next_id: 0,
             limits,
-            observed: Arc::default(),
+            observed,
         }
     }
 
@@ -327,12 +357,20 @@ impl Sessions {
         if answers_stranger(&request) {
             answerable(Known::Stranger)?;
         }
-        let room = self.room(peer.ip());
+        // Only a login looks for room (and takes a place if there is one).
+        let room = if matches!(request, Ok(Request::Login)) {
+            self.room(peer.ip())
+        } else {
+            Room::None(Limit::Table)
+        };
         let state = PeerState::NoSession {
             may_open: !matches!(room, Room::None(_)),
         };
         let decision = decide(state, request, now, rules);
         let Effect::Open { idle_deadline } = decision.effect else {
+            if matches!(room, Room::Free) {
+                self.observed.release(1);
+            }
             // A peer without a session neither keeps nor ends one.
             let limit = match (decision.effect, room) {
                 (Effect::Refuse, Room::None(limit)) => Some(limit),
@@ -347,7 +385,8 @@ impl Sessions {
         };
         let (displaced, limit) = match room {
             Room::Displacing((gone, gone_id), limit) => {
-                self.remove(gone, now);
+                // Its place is the new session's.
+                self.take_out(gone, now);
                 (Some((gone, gone_id, displace())), Some(limit))
             }
             Room::Free | Room::None(_) => (None, None),
@@ -405,6 +444,7 @@ impl Sessions {
         self.per_ip.clear();
         self.unestablished.clear();
         self.deadlines.clear();
+        self.observed.release(self.by_peer.len());
         let observed = &self.observed;
         let closed = self
             .by_peer
@@ -414,11 +454,11 @@ impl Sessions {
                 (peer, entry.id, shut_down())
             })
             .collect();
-        self.observed.open.store(0, Ordering::Relaxed);
         closed
     }
 
-    /// Opens a session for `peer`, queued as unestablished.
+    /// Opens a session for `peer`, queued as unestablished, in the place
+    /// [`Sessions::room`] took (or a displaced session left).
     fn open(&mut self, peer: SocketAddr, idle_deadline: Instant, now: Instant) -> SessionId {
         self.next_id += 1;
         let id = SessionId(self.next_id);
@@ -439,19 +479,18 @@ impl Sessions {
             self.deadlines = self.live_deadlines();
         }
         self.queue_unestablished(peer, id);
-        self.observed
-            .open
-            .store(self.by_peer.len() as u64, Ordering::Relaxed);
         id
     }
 
     /// Whether a new session from `ip` fits in the limits, and if only by
     /// displacing one, which. The per-IP limit is looked at first: a session
-    /// from the same IP frees a place under both limits.
+    /// from the same IP frees a place under both limits. [`Room::Free`]
+    /// has taken a place under `max_sessions` (shared by every worker's
+    /// table): the caller opens a session in it or gives it back.
     fn room(&mut self, ip: IpAddr) -> Room {
         let limits = self.limits;
         let ip_full = self.per_ip.get(&ip).map_or(0, |p| p.count) >= limits.max_sessions_per_ip;
-        let table_full = self.by_peer.len() >= limits.max_sessions;
+        let table_full = !ip_full && !self.observed.reserve(limits.max_sessions);
         let by_peer = &self.by_peer;
         let (candidate, limit) = if ip_full {
             let queue = self.per_ip.get_mut(&ip);
@@ -485,18 +524,23 @@ impl Sessions {
         }
     }
 
-    /// Removes `peer`'s session: entry and per-IP count, and records how
-    /// long it lasted. Its places in the unestablished queues and the
-    /// deadline heap go stale and are dropped when met.
+    /// Removes `peer`'s session and gives its place back.
     fn remove(&mut self, peer: SocketAddr, now: Instant) {
+        if self.take_out(peer, now) {
+            self.observed.release(1);
+        }
+    }
+
+    /// Removes `peer`'s session, if it has one: entry and per-IP count, and
+    /// records how long it lasted; its place under `max_sessions` stays
+    /// taken (a displacing login's). Its places in the unestablished queues
+    /// and the deadline heap go stale and are dropped when met.
+    fn take_out(&mut self, peer: SocketAddr, now: Instant) -> bool {
         let Some(entry) = self.by_peer.remove(&peer) else {
-            return;
+            return false;
         };
         self.observed
             .record(now.saturating_duration_since(entry.opened));
-        self.observed
-            .open
-            .store(self.by_peer.len() as u64, Ordering::Relaxed);
         if let Some(ip) = self.per_ip.get_mut(&peer.ip()) {
             ip.count = ip.count.saturating_sub(1);
             if ip.count == 0 {
@@ -508,6 +552,7 @@ impl Sessions {
         {
             self.shrink();
         }
+        true
     }
 
     /// Gives back the memory a table eight times emptier than its peak

@@ -153,19 +153,24 @@ events! {
     NtsCookie => nts_cookies_issued, "hora_nts_cookies_issued_total", [], "NTS cookies issued, by the key exchange and in NTS replies.";
 }
 
-/// The counters, from start-up. Shared by every task, so atomics; relaxed
-/// ordering is enough for counting.
+/// One set of counters: plain atomics, relaxed ordering being enough for
+/// counting. Each worker writes its own ([`Stats::worker`]), so no two
+/// cores write the same cache line per datagram; the key exchange, reloads
+/// and the rest of the daemon write one more set.
 #[derive(Debug)]
-pub struct Stats {
+#[repr(align(128))]
+pub struct Counters {
     datagrams: [[AtomicU64; OUTCOMES]; SERVICES],
-    events: Vec<AtomicU64>,
+    events: [AtomicU64; EVENTS],
 }
 
-impl Default for Stats {
+const EVENTS: usize = Event::ALL.len();
+
+impl Default for Counters {
     fn default() -> Self {
-        Stats {
+        Counters {
             datagrams: Default::default(),
-            events: Event::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            events: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -177,7 +182,7 @@ fn outcome_index(outcome: Outcome) -> usize {
     }
 }
 
-impl Stats {
+impl Counters {
     /// Counts what became of one datagram: call it once per datagram.
     pub fn datagram(&self, service: Service, outcome: Outcome) {
         self.datagrams[service as usize][outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
@@ -192,26 +197,93 @@ impl Stats {
 
     /// Counts one event.
     pub fn event(&self, event: Event) {
-        if let Some(counter) = self.events.get(event as usize) {
-            counter.fetch_add(1, Ordering::Relaxed);
+        self.add(event, 1);
+    }
+
+    /// Datagrams received: every outcome of every service.
+    fn received(&self) -> u64 {
+        self.datagrams
+            .iter()
+            .flatten()
+            .map(|counter| counter.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// The daemon's counters, from start-up: a set per worker and one for the
+/// rest, summed by every report.
+#[derive(Debug)]
+pub struct Stats {
+    /// The workers' sets, then the rest's.
+    sets: Box<[Counters]>,
+}
+
+impl Default for Stats {
+    /// The counters of a daemon with one worker.
+    fn default() -> Self {
+        Stats::new(1)
+    }
+}
+
+impl Stats {
+    /// Counters for `workers` workers (at least one) and the rest.
+    pub fn new(workers: usize) -> Stats {
+        Stats {
+            sets: (0..=workers.max(1)).map(|_| Counters::default()).collect(),
         }
     }
 
-    /// The counters now, with the number of open sessions.
+    /// The set worker `index` writes (the last worker's, past the end).
+    pub fn worker(&self, index: usize) -> &Counters {
+        &self.sets[index.min(self.sets.len() - 2)]
+    }
+
+    /// How many workers count here.
+    pub fn workers(&self) -> usize {
+        self.sets.len() - 1
+    }
+
+    fn rest(&self) -> &Counters {
+        &self.sets[self.sets.len() - 1]
+    }
+
+    /// Counts what became of one datagram outside the workers.
+    pub fn datagram(&self, service: Service, outcome: Outcome) {
+        self.rest().datagram(service, outcome);
+    }
+
+    /// Counts `n` of one event outside the workers.
+    pub fn add(&self, event: Event, n: u64) {
+        self.rest().add(event, n);
+    }
+
+    /// Counts one event outside the workers (a key exchange, a reload).
+    pub fn event(&self, event: Event) {
+        self.rest().event(event);
+    }
+
+    /// The counters now, summed over every set, with the number of open
+    /// sessions.
     pub fn snapshot(&self, sessions_open: usize) -> Snapshot {
         let mut datagrams = [[0; OUTCOMES]; SERVICES];
-        for (row, counters) in datagrams.iter_mut().zip(&self.datagrams) {
-            for (value, counter) in row.iter_mut().zip(counters) {
-                *value = counter.load(Ordering::Relaxed);
+        let mut events = vec![0; EVENTS];
+        for set in self.sets.iter() {
+            for (row, counters) in datagrams.iter_mut().zip(&set.datagrams) {
+                for (value, counter) in row.iter_mut().zip(counters) {
+                    *value += counter.load(Ordering::Relaxed);
+                }
+            }
+            for (value, counter) in events.iter_mut().zip(&set.events) {
+                *value += counter.load(Ordering::Relaxed);
             }
         }
         Snapshot {
             sessions_open,
             datagrams,
-            events: self
-                .events
+            events,
+            workers_received: self.sets[..self.workers()]
                 .iter()
-                .map(|c| c.load(Ordering::Relaxed))
+                .map(Counters::received)
                 .collect(),
         }
     }
@@ -224,6 +296,8 @@ pub struct Snapshot {
     pub sessions_open: usize,
     datagrams: [[u64; OUTCOMES]; SERVICES],
     events: Vec<u64>,
+    /// Datagrams each worker received, by worker.
+    workers_received: Vec<u64>,
 }
 
 impl Snapshot {
@@ -260,6 +334,12 @@ impl Snapshot {
     /// Datagrams received, over every service.
     pub fn total_received(&self) -> u64 {
         Service::ALL.iter().map(|&s| self.received(s)).sum()
+    }
+
+    /// Datagrams each worker received (every protocol's), by worker: how
+    /// evenly the source addresses spread over them.
+    pub fn workers_received(&self) -> &[u64] {
+        &self.workers_received
     }
 
     /// How many times `event` happened.
@@ -322,6 +402,7 @@ mod tests {
         );
         assert_eq!(now.dropped_for(DropReason::Loop), 1);
         assert_eq!(now.event(Event::Login), 1);
+        assert_eq!(now.workers_received(), [0], "counted outside the worker");
         let line = now.to_string();
         assert!(
             line.starts_with("sessions_open=1 seed_received=2 seed_answered=1 "),
@@ -331,6 +412,25 @@ mod tests {
             line.contains(" dropped_invalid=1 ") && line.contains(" logins=1 "),
             "{line}"
         );
+    }
+
+    #[test]
+    fn every_worker_counts_apart_and_reports_sum_them() {
+        let stats = Stats::new(2);
+        stats.worker(0).datagram(Service::Seed, Outcome::Answered);
+        stats.worker(1).datagram(Service::Sntp, Outcome::Answered);
+        stats
+            .worker(1)
+            .datagram(Service::Sntp, Outcome::Dropped(DropReason::Invalid));
+        stats.worker(1).event(Event::KernelTimestamp);
+        stats.event(Event::NtsKeOk);
+        let now = stats.snapshot(0);
+        assert_eq!(now.workers_received(), [1, 2]);
+        assert_eq!(now.total_received(), 3);
+        assert_eq!(now.answered(Service::Sntp), 1);
+        assert_eq!(now.event(Event::KernelTimestamp), 1);
+        assert_eq!(now.event(Event::NtsKeOk), 1);
+        assert_eq!(stats.workers(), 2);
     }
 
     #[test]

@@ -110,6 +110,20 @@ fn encode_counters(encoder: &mut DescriptorEncoder, now: &Snapshot) -> Result<()
         }
     }
     counter(encoder, "hora_dropped_total", "Datagrams not answered, by protocol and reason (denied, rate_limited, invalid, loop, withheld, overloaded).", &dropped)?;
+    let workers: Vec<String> = (0..now.workers_received().len())
+        .map(|w| w.to_string())
+        .collect();
+    let by_worker: Vec<_> = workers
+        .iter()
+        .zip(now.workers_received())
+        .map(|(worker, &received)| (vec![("worker", worker.as_str())], received))
+        .collect();
+    counter(
+        encoder,
+        "hora_worker_received_total",
+        "Datagrams received by each worker, every protocol's: each source address meets one worker.",
+        &by_worker,
+    )?;
     // The events, one family per metric name, in the list's order.
     let mut done: Vec<&str> = Vec::new();
     for &event in Event::ALL {

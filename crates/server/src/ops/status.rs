@@ -88,6 +88,11 @@ pub fn document(observed: &Observed) -> Value {
             "deny": config.access.deny.len(),
         },
         "log_level": config.log.level,
+        "workers": {
+            "count": live.workers,
+            "configured": config.workers,
+            "received": now.workers_received(),
+        },
         "sessions_open": now.sessions_open,
         "datagrams": datagrams,
         "counters": counters,

@@ -5,6 +5,7 @@
 //! logs them.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hora_proto::outcome::{DropReason, Outcome, Service};
@@ -16,7 +17,7 @@ use tracing::{debug, info, warn};
 use crate::engine::{Context, Protocol, NOTICES_PER_TURN};
 use crate::live::Live;
 use crate::log_budget::{Budget, LogKind};
-use crate::sessions::{Handled, Known, Limit, SessionId, Sessions, Unanswered};
+use crate::sessions::{Handled, Known, Limit, SessionId, SessionStats, Sessions, Unanswered};
 use crate::stats::Event;
 use crate::sys::batch::Outbox;
 use crate::sys::Received;
@@ -44,10 +45,12 @@ pub struct Seed {
 }
 
 impl Seed {
-    /// The protocol with an empty table, under `live`'s limits.
-    pub fn new(live: &Live) -> Seed {
+    /// The protocol with an empty table, under `live`'s limits, counting
+    /// its sessions in `sessions` (every worker's table shares it: see
+    /// [`Sessions::sharing`]).
+    pub fn new(live: &Live, sessions: Arc<SessionStats>) -> Seed {
         Seed {
-            sessions: Sessions::new(live.limits()),
+            sessions: Sessions::sharing(live.limits(), sessions),
             time: TimeCache::new(),
             notices: Budget::new(
                 NOTICES_PER_SECOND,
@@ -82,7 +85,7 @@ impl Seed {
             if known == Known::Stranger && late {
                 return Err(Unanswered::Shed);
             }
-            match gate.within_rate(peer, now, log) {
+            match gate.within_rate(ctx.worker, peer, now, log) {
                 Verdict::Allow => Ok(()),
                 _ => Err(Unanswered::RateLimited),
             }
@@ -399,7 +402,7 @@ mod tests {
         config.ratelimit.enabled = false;
         config.max_sessions = 100_000;
         config.max_sessions_per_ip = 100_000;
-        Live::new(config, None, StdInstant::now()).unwrap_or_else(|e| panic!("{e}"))
+        Live::new(config, None, 1, StdInstant::now()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn peer(n: usize) -> SocketAddr {
@@ -433,11 +436,12 @@ mod tests {
         );
         let ctx = Context {
             live: &live,
-            stats: &stats,
+            stats: stats.worker(0),
+            worker: 0,
             log: &log,
             now: Clocks::now(),
         };
-        let mut seed = Seed::new(&live);
+        let mut seed = Seed::new(&live, Arc::default());
         let mut out = Outbox::default();
         let herd = STRANGERS_BURST as usize + BACKLOG + 5;
         let outcomes: Vec<_> = (0..herd)
@@ -478,11 +482,12 @@ mod tests {
             Stats::default(),
             LogBudget::new(tokio::time::Instant::now()),
         );
-        let mut seed = Seed::new(&live);
+        let mut seed = Seed::new(&live, Arc::default());
         let mut out = Outbox::default();
         let ctx = Context {
             live: &live,
-            stats: &stats,
+            stats: stats.worker(0),
+            worker: 0,
             log: &log,
             now: Clocks::now(),
         };

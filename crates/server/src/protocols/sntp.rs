@@ -27,7 +27,7 @@ use crate::engine::{Context, Protocol};
 use crate::live::Live;
 use crate::log_budget::LogKind;
 use crate::protocols::nts::{self, HeldKeys};
-use crate::stats::{Event, Stats};
+use crate::stats::{Counters, Event};
 use crate::sys::batch::Outbox;
 use crate::sys::transmit_stamps::{Sent, TransmitTimestamps};
 use crate::sys::Received;
@@ -37,6 +37,9 @@ use crate::sys::Received;
 pub struct Sntp {
     /// What replies say of the clock (`crate::clock_state`).
     clock: watch::Receiver<ServerClock>,
+    /// The last of it read: a request reads this copy, and the channel
+    /// only when it changed (its read lock is shared by every worker).
+    fields: ServerClock,
     /// Whether a missing kernel timestamp was already said (once).
     warned_no_timestamp: bool,
     /// The cookie keys, when NTS is on.
@@ -56,7 +59,9 @@ impl Sntp {
         keys: Option<watch::Receiver<Arc<KeyRing>>>,
         beside: Option<std::net::UdpSocket>,
     ) -> Sntp {
+        let fields = *clock.borrow();
         Sntp {
+            fields,
             clock,
             warned_no_timestamp: false,
             nts: keys.map(HeldKeys::new),
@@ -186,7 +191,10 @@ impl Protocol for Sntp {
             Parsed::Plain(request) => *request,
             Parsed::Nts(request) => request.header,
         };
-        let verdict = ctx.live.gate.within_rate(peer, ctx.now.instant(), ctx.log);
+        let verdict = ctx
+            .live
+            .gate
+            .within_rate(ctx.worker, peer, ctx.now.instant(), ctx.log);
         if verdict != Verdict::Allow && matches!(parsed, Parsed::Nts(_)) {
             // An unauthenticated RATE kiss means nothing to an NTS client
             // (RFC 8915, 5.7): silence.
@@ -205,7 +213,10 @@ impl Protocol for Sntp {
             return Some(Outcome::Dropped(DropReason::RateLimited));
         }
         let received_at = self.receive_time(ctx, &received);
-        let fields = *self.clock.borrow_and_update();
+        if self.clock.has_changed().unwrap_or(false) {
+            self.fields = *self.clock.borrow_and_update();
+        }
+        let fields = self.fields;
         if let (Parsed::Nts(request), Some(keys)) = (&parsed, &mut self.nts) {
             return Some(nts::answer(
                 keys,
@@ -226,7 +237,7 @@ impl Protocol for Sntp {
         self.transmit.take()
     }
 
-    fn transmitted(&mut self, stats: &Stats, sent: &[Sent]) {
+    fn transmitted(&mut self, stats: &Counters, sent: &[Sent]) {
         for reply in sent {
             stats.event(Event::KernelTransmit);
             let receive = u64::from_be_bytes(reply.reply[32..40].try_into().unwrap_or_default());
@@ -236,7 +247,9 @@ impl Protocol for Sntp {
     }
 
     fn reconfigure(&mut self, live: &Live) {
-        let entries = live.config.sntp.client_log;
+        // Each worker logs its own sources' replies: the configured
+        // entries are over them all.
+        let entries = live.config.sntp.client_log.div_ceil(live.workers.max(1));
         if entries != self.log.capacity() {
             self.log = ClientLog::new(entries);
         }

@@ -65,7 +65,12 @@ impl Protocol for Stateless {
             }
             return Some(Outcome::Dropped(DropReason::Loop));
         }
-        if ctx.live.gate.within_rate(peer, ctx.now.instant(), ctx.log) != Verdict::Allow {
+        if ctx
+            .live
+            .gate
+            .within_rate(ctx.worker, peer, ctx.now.instant(), ctx.log)
+            != Verdict::Allow
+        {
             return Some(Outcome::Dropped(DropReason::RateLimited));
         }
         match self.kind {

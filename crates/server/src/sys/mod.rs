@@ -7,6 +7,8 @@
 //! - [`transmit_stamps`]: kernel transmit timestamps (`SO_TIMESTAMPING`),
 //!   read back from the socket's error queue;
 //! - [`batch`]: `recvmmsg`/`sendmmsg`, a batch of datagrams per kernel crossing;
+//! - [`steer`]: which worker's socket a datagram reaches, by its source
+//!   address (`SO_ATTACH_REUSEPORT_CBPF`);
 //! - [`notify`]: systemd readiness (`sd_notify`);
 //! - [`journal`]: whether standard error is the journal (`JOURNAL_STREAM`);
 //! - [`memory`]: freed memory handed back to the OS (`malloc_trim`).
@@ -20,6 +22,7 @@ pub mod clock;
 pub mod journal;
 pub mod memory;
 pub mod notify;
+pub mod steer;
 pub mod timestamps;
 pub mod transmit_stamps;
 

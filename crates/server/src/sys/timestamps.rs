@@ -7,9 +7,8 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::time::SystemTime;
-
-use tokio::net::UdpSocket;
 
 /// One datagram received, with the kernel's receive time when it gave one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +24,7 @@ pub struct Received {
 
 /// Asks the kernel to stamp every datagram `socket` receives with the time it
 /// arrived (`SO_TIMESTAMPNS`).
-pub fn enable_receive_timestamps(socket: &UdpSocket) -> io::Result<()> {
+pub fn enable_receive_timestamps(socket: &impl AsFd) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
@@ -44,6 +43,7 @@ mod tests {
 
     use super::*;
     use crate::sys::batch::Inbox;
+    use tokio::net::UdpSocket;
 
     #[tokio::test]
     async fn a_timestamped_socket_gets_the_kernels_receive_time() {

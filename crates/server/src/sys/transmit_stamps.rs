@@ -22,7 +22,6 @@ use std::os::fd::AsFd;
 use std::time::SystemTime;
 
 use hora_proto::sntp::PACKET_LEN;
-use tokio::net::UdpSocket;
 
 /// A socket's wish for its replies' kernel transmit times
 /// ([`crate::engine::Protocol::transmit_timestamps`]).
@@ -75,35 +74,29 @@ static NO_RX_FILTER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 /// Opens the send-only socket beside `serving`, which was bound with
 /// `SO_REUSEPORT` ([`crate::server`]): the same address and port (so
 /// clients see their replies come from where they asked), its transmit
-/// timestamps on, never read but for its error queue. A one-instruction
-/// reuseport program (`SO_ATTACH_REUSEPORT_CBPF`: return 0) steers every
-/// datagram to the group's first socket, the serving one.
-pub fn open_beside(serving: &UdpSocket) -> io::Result<std::net::UdpSocket> {
+/// timestamps on, never read but for its error queue. It joins the group
+/// after the serving sockets, so the group's program
+/// ([`crate::sys::steer::attach`]) never steers a datagram to it; the
+/// caller attaches one before it opens this.
+pub fn open_beside(serving: &impl AsFd) -> io::Result<std::net::UdpSocket> {
     #[cfg(target_os = "linux")]
     {
         use nix::sys::socket::setsockopt;
-        use nix::sys::socket::sockopt::{AttachReusePortCbpf, ReusePort};
+        use nix::sys::socket::sockopt::ReusePort;
         use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-        let addr = serving.local_addr()?;
+        let serving = SockRef::from(serving);
+        let addr = serving
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         if addr.is_ipv6() {
-            socket.set_only_v6(SockRef::from(serving).only_v6()?)?;
+            socket.set_only_v6(serving.only_v6()?)?;
         }
         setsockopt(&socket, ReusePort, &true).map_err(io::Error::from)?;
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
-        let mut program = [libc::sock_filter {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }];
-        let program = libc::sock_fprog {
-            len: 1,
-            filter: program.as_mut_ptr(),
-        };
-        setsockopt(serving, AttachReusePortCbpf, &program).map_err(io::Error::from)?;
         let socket = std::net::UdpSocket::from(socket);
         set_transmit_timestamps(&socket, true)?;
         Ok(socket)
@@ -257,6 +250,7 @@ fn sntp_reply(frame: &[u8]) -> Option<[u8; PACKET_LEN]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::UdpSocket;
 
     #[test]
     fn the_reply_is_the_tail_of_a_frame_whose_udp_length_says_so() {
@@ -291,6 +285,7 @@ mod tests {
         shared.set_nonblocking(true).unwrap();
         shared.bind(&addr.into()).unwrap();
         let serving = UdpSocket::from_std(shared.into()).unwrap();
+        crate::sys::steer::attach(&serving, 1).unwrap();
         let beside = open_beside(&serving).unwrap();
         let client = UdpSocket::bind(addr).await.unwrap();
         // From many source ports: a 4-tuple hash would spread them.

@@ -17,12 +17,14 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-/// The defaults on an ephemeral loopback port, with no summary timer: what
-/// every test starts from.
+/// The defaults on an ephemeral loopback port, with no summary timer and
+/// one worker (its loops on the test's runtime, so a paused clock drives
+/// them): what every test starts from.
 pub fn loopback_config() -> Config {
     Config {
         bind: loopback(),
         stats_interval: std::time::Duration::ZERO,
+        workers: 1,
         ..Config::default()
     }
 }
