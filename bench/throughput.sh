@@ -6,7 +6,9 @@
 #         --interleaved`, as chronyd's `xleave`);
 #   seed: horad against the project's one-thread baseline, 64 closed-loop
 #         sessions (`loadgen load`).
-# Nothing pinned; the servers take turns for ROUNDS rounds of 5 s. CPU per
+# Nothing pinned; horad serves with one worker (HORAD_WORKERS=1: the
+# one-core comparison; bench/workers.sh measures more); the servers take
+# turns for ROUNDS rounds of 5 s. CPU per
 # request is the server's utime+stime over the round (/proc/PID/stat) divided
 # by the requests answered. Extra horad binaries to compare (a build before a
 # change, say) go after ROUNDS. Loopback only; sntp needs chronyd (apt: chrony).
@@ -26,10 +28,10 @@ cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 start() { # server -> pid and port of the socket to load
   case "$mode:$1" in
     sntp:chronyd|xleave:chronyd) chronyd -d -x -f "$d/c.conf" >/dev/null 2>&1 & pid=$!; port=11123 ;;
-    sntp:*|xleave:*) "$1" --config /dev/null --bind 127.0.0.1:0 --sntp-bind 127.0.0.1:11124 --sntp-local-stratum 10 \
+    sntp:*|xleave:*) HORAD_WORKERS=1 "$1" --config /dev/null --bind 127.0.0.1:0 --sntp-bind 127.0.0.1:11124 --sntp-local-stratum 10 \
               --no-ratelimit --stats-interval 0s --log-level warn >/dev/null 2>&1 & pid=$!; port=11124 ;;
     seed:baseline) target/release/examples/baseline 127.0.0.1:5106 2>/dev/null & pid=$!; port=5106 ;;
-    seed:*) "$1" --config /dev/null --bind 127.0.0.1:5106 --max-sessions 200000 --max-sessions-per-ip 200000 \
+    seed:*) HORAD_WORKERS=1 "$1" --config /dev/null --bind 127.0.0.1:5106 --max-sessions 200000 --max-sessions-per-ip 200000 \
               --no-ratelimit --stats-interval 0s --log-level warn >/dev/null 2>&1 & pid=$!; port=5106 ;;
   esac
 }

@@ -1,10 +1,13 @@
 //! The one drive loop every protocol's socket runs ([`drive`]): receive a
 //! batch with its kernel timestamps, read the loop's clocks once, turn away
 //! what the access lists deny, let the protocol decide each other datagram
-//! (exactly one [`Outcome`] each, counted here), send the replies together, and yield. Between batches it picks up
-//! a new live view, and it wakes at the protocol's own deadlines (the seed
-//! protocol's idle sessions) without a datagram. At shutdown the protocol
-//! says goodbye through the same outbox.
+//! (exactly one [`Outcome`] each, counted here), send the replies together,
+//! and yield. Between batches it picks up a new live view, and it wakes at
+//! the protocol's own deadlines (the seed protocol's idle sessions) without
+//! a datagram. While batches keep coming, the next is read before anything
+//! else is waited for, the shutdown and reload channels looked at with an
+//! atomic load: waiting on them takes locks every worker shares. At
+//! shutdown the protocol says goodbye through the same outbox.
 //!
 //! What a protocol decides is [`Protocol`]'s, one file each in
 //! [`crate::protocols`]; what is decided is `hora_proto`'s.
@@ -170,7 +173,38 @@ pub async fn drive<P: Protocol>(
     let sleep = tokio::time::sleep(std::time::Duration::ZERO);
     tokio::pin!(sleep);
     let mut armed = None;
+    // Whether the last turn read a batch: then the next one likely waits
+    // already, and is taken first (`take_waiting`).
+    let mut busy = false;
     loop {
+        if busy {
+            match take_waiting(&socket, &mut inbox, &mut protocol, &mut live, &mut shutdown) {
+                Waiting::Stop => break,
+                Waiting::Reconfigured => {
+                    current = Arc::clone(&live.borrow_and_update());
+                    protocol.reconfigure(&current);
+                    continue;
+                }
+                Waiting::Batch(count) => {
+                    serve_batch(
+                        &socket,
+                        &mut protocol,
+                        &current,
+                        &shared,
+                        &inbox,
+                        count,
+                        &mut outbox,
+                    )
+                    .await;
+                    continue;
+                }
+                Waiting::Failed(error) => {
+                    receive_failed(&shared, protocol.service(), &error);
+                    busy = false;
+                }
+                Waiting::Nothing => busy = false,
+            }
+        }
         let deadline = protocol.next_deadline();
         let idle = protocol.deferred_after_idle();
         if deadline != armed {
@@ -195,23 +229,10 @@ pub async fn drive<P: Protocol>(
             }
             received = inbox.receive(&socket) => match received {
                 Ok(count) => {
-                    let ctx = context(&current, &shared, Clocks::now());
-                    decide_batch(&mut protocol, &ctx, &inbox, count, &mut outbox);
-                    flush(&socket, &mut outbox, &shared, &mut protocol).await;
-                    // Two units of the runtime's cooperative budget per
-                    // datagram, as its receive and its send each took one
-                    // before batching: a flood on one socket yields to the
-                    // other loops as often as before.
-                    for _ in 0..(2 * count) {
-                        tokio::task::consume_budget().await;
-                    }
+                    serve_batch(&socket, &mut protocol, &current, &shared, &inbox, count, &mut outbox).await;
+                    busy = true;
                 }
-                Err(error) => {
-                    shared.stats.worker(shared.worker).event(Event::ReceiveError);
-                    if let Some(suppressed) = shared.log.allow(LogKind::ReceiveError) {
-                        warn!(protocol = protocol.service().name(), %error, suppressed, "receive failed");
-                    }
-                }
+                Err(error) => receive_failed(&shared, protocol.service(), &error),
             },
             // Last: only once the socket has stayed empty that long (the
             // timer starts anew at every turn of the loop; the async block
@@ -230,6 +251,85 @@ pub async fn drive<P: Protocol>(
         if !more {
             break;
         }
+    }
+}
+
+/// What a busy loop found before waiting for anything.
+enum Waiting {
+    /// Shutdown began.
+    Stop,
+    /// A new live view is in force.
+    Reconfigured,
+    /// A batch of this many datagrams, read.
+    Batch(usize),
+    /// The receive failed (not for want of a datagram).
+    Failed(std::io::Error),
+    /// Nothing waiting, or a deadline due: time for the full wait.
+    Nothing,
+}
+
+/// The next batch if one waits already, read without polling the shutdown
+/// and reload channels: their futures take locks every worker's loops
+/// share, on every turn, while an atomic load tells whether either changed.
+/// A protocol deadline that is due, an empty socket or a receive error
+/// leave it to the full wait in [`drive`], which handles each.
+fn take_waiting<P: Protocol>(
+    socket: &UdpSocket,
+    inbox: &mut Inbox,
+    protocol: &mut P,
+    live: &mut LiveView,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Waiting {
+    match shutdown.has_changed() {
+        Ok(false) => {}
+        Ok(true) if !*shutdown.borrow_and_update() => {}
+        // Turned true, or its sender is gone.
+        _ => return Waiting::Stop,
+    }
+    if live.has_changed().unwrap_or(false) {
+        return Waiting::Reconfigured;
+    }
+    let now = Instant::now().into_std();
+    if protocol.next_deadline().is_some_and(|at| at <= now) {
+        return Waiting::Nothing;
+    }
+    match inbox.try_receive(socket) {
+        Ok(count) => Waiting::Batch(count),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Waiting::Nothing,
+        Err(error) => Waiting::Failed(error),
+    }
+}
+
+/// Decides a batch of `count` datagrams read into `inbox` and sends the
+/// replies together.
+async fn serve_batch<P: Protocol>(
+    socket: &UdpSocket,
+    protocol: &mut P,
+    live: &Live,
+    shared: &Shared,
+    inbox: &Inbox,
+    count: usize,
+    outbox: &mut Outbox,
+) {
+    let ctx = context(live, shared, Clocks::now());
+    decide_batch(protocol, &ctx, inbox, count, outbox);
+    flush(socket, outbox, shared, protocol).await;
+    // Two units of the runtime's cooperative budget per datagram, as its
+    // receive and its send each took one before batching: a flood on one
+    // socket yields to the other loops as often as before.
+    for _ in 0..(2 * count) {
+        tokio::task::consume_budget().await;
+    }
+}
+
+/// Counts a failed receive and logs it within its budget.
+fn receive_failed(shared: &Shared, service: Service, error: &std::io::Error) {
+    shared
+        .stats
+        .worker(shared.worker)
+        .event(Event::ReceiveError);
+    if let Some(suppressed) = shared.log.allow(LogKind::ReceiveError) {
+        warn!(protocol = service.name(), %error, suppressed, "receive failed");
     }
 }
 
@@ -315,3 +415,106 @@ async fn flush<P: Protocol>(
 /// How many notices a protocol queues per call of [`Protocol::due`] or
 /// [`Protocol::shut_down`]: a few batches' worth.
 pub const NOTICES_PER_TURN: usize = 4 * BATCH;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// A protocol whose only trait is a deadline.
+    struct Due(Option<std::time::Instant>);
+
+    impl Protocol for Due {
+        fn service(&self) -> Service {
+            Service::Seed
+        }
+
+        fn datagram(
+            &mut self,
+            _: &Context<'_>,
+            _: &[u8],
+            _: Received,
+            _: &mut Outbox,
+        ) -> Option<Outcome> {
+            Some(Outcome::Answered)
+        }
+
+        fn next_deadline(&self) -> Option<std::time::Instant> {
+            self.0
+        }
+    }
+
+    /// A socket with `n` datagrams waiting, seen readable by the runtime.
+    async fn socket_with(n: usize) -> UdpSocket {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..n {
+            sender.send_to(b"1", socket.local_addr().unwrap()).unwrap();
+        }
+        socket.readable().await.unwrap();
+        socket
+    }
+
+    #[tokio::test]
+    async fn a_busy_loop_takes_the_waiting_batch_unless_something_else_is_due() {
+        let live = Live::new(Config::default(), None, 1, std::time::Instant::now()).unwrap();
+        let (publisher, mut view) = crate::live::publish(live);
+        let (stop, mut stopped) = watch::channel(false);
+        let socket = socket_with(3).await;
+        let mut inbox = Inbox::default();
+        let later = Some(std::time::Instant::now() + Duration::from_secs(60));
+        let mut take = |protocol: &mut Due, view: &mut LiveView, stopped: &mut _| {
+            take_waiting(&socket, &mut inbox, protocol, view, stopped)
+        };
+        assert!(matches!(
+            take(&mut Due(later), &mut view, &mut stopped),
+            Waiting::Batch(3)
+        ));
+        assert!(matches!(
+            take(&mut Due(later), &mut view, &mut stopped),
+            Waiting::Nothing
+        ));
+        // A deadline due comes before a waiting batch (a flood must not
+        // keep sessions from idling out)...
+        let socket = socket_with(1).await;
+        let mut inbox = Inbox::default();
+        let due = Some(std::time::Instant::now());
+        assert!(matches!(
+            take_waiting(&socket, &mut inbox, &mut Due(due), &mut view, &mut stopped),
+            Waiting::Nothing
+        ));
+        // ... and so do a new live view and shutdown, seen without a wait.
+        let again = Live::new(Config::default(), None, 1, std::time::Instant::now()).unwrap();
+        publisher.send(Arc::new(again)).unwrap();
+        assert!(matches!(
+            take_waiting(
+                &socket,
+                &mut inbox,
+                &mut Due(later),
+                &mut view,
+                &mut stopped
+            ),
+            Waiting::Reconfigured
+        ));
+        view.borrow_and_update();
+        stop.send(true).unwrap();
+        assert!(matches!(
+            take_waiting(
+                &socket,
+                &mut inbox,
+                &mut Due(later),
+                &mut view,
+                &mut stopped
+            ),
+            Waiting::Stop
+        ));
+        drop(stop);
+        let (_, mut gone) = watch::channel(false);
+        assert!(matches!(
+            take_waiting(&socket, &mut inbox, &mut Due(later), &mut view, &mut gone),
+            Waiting::Stop
+        ));
+    }
+}

@@ -100,6 +100,11 @@ async fn metrics_and_status_read_what_udp_clients_did() {
         .sum();
     assert_eq!(received, 6.0);
     assert_eq!(received, answered + dropped, "every datagram counted once");
+    assert_eq!(
+        sample(&metrics, "hora_worker_received_total{worker=\"0\"}"),
+        6.0,
+        "one worker received them all"
+    );
     assert!(metrics.contains("hora_build_info{version=\""), "{metrics}");
     // Two sessions ended (a logout, an invalid option), both within a second.
     assert_eq!(sample(&metrics, "hora_session_duration_seconds_count"), 2.0);
@@ -130,6 +135,8 @@ async fn metrics_and_status_read_what_udp_clients_did() {
     assert_eq!(json["addresses"]["seed"], daemon.addr.to_string());
     assert_eq!(json["addresses"]["metrics"], daemon.metrics().to_string());
     assert_eq!(json["limits"]["max_sessions"], 1_000_000);
+    assert_eq!(json["workers"]["count"], 1);
+    assert_eq!(json["workers"]["received"], serde_json::json!([6]));
     assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
     daemon.stop().await;
 }

@@ -8,8 +8,11 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use hora_proto::wire::{LOGIN_MENU, REFUSED, SESSION_CLOSED, SHUTDOWN_NOTICE};
+use hora_proto::outcome::DropReason;
+use hora_proto::wire::{IDLE_NOTICE, LOGIN_MENU, REFUSED, SESSION_CLOSED, SHUTDOWN_NOTICE};
 use hora_proto::ServerMessage;
 use hora_server::stats::Event;
 use hora_server::sys::steer::worker_of;
@@ -40,6 +43,21 @@ fn address(n: usize) -> IpAddr {
 
 async fn peer(ip: IpAddr) -> UdpSocket {
     UdpSocket::bind((ip, 0)).await.unwrap()
+}
+
+/// `GET path` over a fresh connection: the whole response as text.
+async fn get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: hora\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let read = stream.read_to_end(&mut response);
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("a response")
+        .unwrap();
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 fn assert_time_reply(reply: &[u8]) {
@@ -256,4 +274,83 @@ async fn sntp_on_two_workers_answers_every_address_from_its_own_address() {
     let stats = daemon.stop().await;
     assert_eq!(stats.answered(hora_proto::outcome::Service::Sntp), 100);
     assert!(stats.workers_received().iter().all(|&r| r > 0));
+}
+
+#[tokio::test]
+async fn metrics_and_status_count_each_workers_datagrams() {
+    let mut config = config();
+    config.metrics.bind = Some(common::loopback());
+    let daemon = Daemon::start(config).await;
+    let mut expected = [0u64; 2];
+    for n in 0..30 {
+        let socket = peer(address(n)).await;
+        assert!(log_in_and_ask(&socket, daemon.addr).await);
+        expected[worker_of(address(n), 2)] += 2;
+    }
+    let metrics = get(daemon.metrics(), "/metrics").await;
+    for (worker, count) in expected.iter().enumerate() {
+        let series = format!("hora_worker_received_total{{worker=\"{worker}\"}} {count}\n");
+        assert!(metrics.contains(&series), "{series} in:\n{metrics}");
+    }
+    let status = get(daemon.metrics(), "/status").await;
+    let body = status.split("\r\n\r\n").nth(1).unwrap();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["workers"]["count"], 2);
+    assert_eq!(json["workers"]["configured"], 2);
+    assert_eq!(json["workers"]["received"], serde_json::json!(expected));
+    assert_eq!(json["sessions_open"], 30);
+    daemon.stop().await;
+}
+
+/// Sends `1` from `socket` in bursts of 64, never waiting for an answer
+/// (those are read and dropped), until `stop` is set: a worker whose
+/// socket never empties.
+async fn stream(socket: UdpSocket, server: SocketAddr, stop: Arc<AtomicBool>) {
+    let mut buffer = [0u8; 512];
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..64 {
+            let _ = socket.try_send_to(b"1", server);
+        }
+        while socket.try_recv_from(&mut buffer).is_ok() {}
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_stream_that_never_lets_up_sessions_still_idle_out_and_reloads_apply() {
+    let mut daemon = Daemon::start(Config {
+        idle_timeout: std::time::Duration::from_millis(300),
+        ..config()
+    })
+    .await;
+    // Every peer on one address: one worker.
+    let ip = address(0);
+    let silent = peer(ip).await;
+    assert_eq!(
+        ask(&silent, daemon.addr, b"login").await,
+        LOGIN_MENU.as_bytes()
+    );
+    let busy = peer(ip).await;
+    assert!(log_in_and_ask(&busy, daemon.addr).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let streaming = tokio::spawn(stream(busy, daemon.addr, Arc::clone(&stop)));
+    assert_eq!(
+        receive(&silent).await,
+        IDLE_NOTICE.as_bytes(),
+        "the silent session idled out"
+    );
+    // A reload denying the streaming address applies while it streams.
+    let mut denying = config();
+    denying.idle_timeout = std::time::Duration::from_millis(300);
+    denying.access.deny = vec![format!("{ip}/32").parse().unwrap()];
+    daemon.reload(denying).await;
+    common::until(|| daemon.now().dropped_for(DropReason::Denied) > 100).await;
+    stop.store(true, Ordering::Relaxed);
+    streaming.await.unwrap();
+    let stats = daemon.stop().await;
+    assert_eq!(stats.event(Event::EndIdle), 1);
+    assert!(
+        stats.event(Event::TimeServed) > 1000,
+        "the stream was served"
+    );
 }

@@ -92,6 +92,13 @@ impl Inbox {
         }
     }
 
+    /// Reads every datagram queued now (up to [`BATCH`]), without waiting:
+    /// `WouldBlock` when none is (or the runtime has not seen the socket
+    /// readable since it last was empty).
+    pub fn try_receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        socket.try_io(Interest::READABLE, || self.receive_now(socket))
+    }
+
     /// Datagram `index` of the last batch, with where and when it came.
     pub fn get(&self, index: usize) -> Option<(&[u8], Received)> {
         let received = *self.received.get(index)?;
