@@ -68,9 +68,18 @@ pub fn attach(socket: &impl AsFd, workers: usize) -> io::Result<()> {
 /// address (IPv4's word, or IPv6's four words XORed), multiplied by
 /// [`GOLDEN`], its high half modulo `workers`. A reuseport program sees
 /// the datagram from its UDP payload on, so the header is read at
-/// negative offsets from `SKF_NET_OFF`.
+/// negative offsets from `SKF_NET_OFF`. For one worker, one instruction:
+/// the first socket.
 #[cfg(target_os = "linux")]
 fn program(workers: u32) -> Vec<libc::sock_filter> {
+    if workers <= 1 {
+        return vec![libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }];
+    }
     use libc::{
         BPF_A, BPF_ABS, BPF_ALU, BPF_B, BPF_JA, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_MISC, BPF_MOD,
         BPF_MUL, BPF_RET, BPF_RSH, BPF_TAX, BPF_W, BPF_X, BPF_XOR, SKF_NET_OFF,
