@@ -605,3 +605,36 @@ fn bind_with(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<st
     debug!(bytes = socket.recv_buffer_size()?, "receive buffer");
     Ok(socket.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_share_a_port_and_one_refused_program_means_one_worker() {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut seed = bind_group(loopback, 1 << 16, 3, false).unwrap();
+        let ports: Vec<u16> = seed
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(ports.len(), 3);
+        assert!(ports.iter().all(|&p| p == ports[0]), "{ports:?}");
+        assert_eq!(steer(&mut [&mut seed], 3), 3);
+        // A group the kernel can't steer (no SO_REUSEPORT: two plain
+        // sockets stand for it) turns every group back to one socket.
+        let mut plain = vec![
+            bind_with(loopback, 1 << 16, false).unwrap(),
+            bind_with(loopback, 1 << 16, false).unwrap(),
+        ];
+        assert_eq!(steer(&mut [&mut seed, &mut plain], 3), 1);
+        assert_eq!((seed.len(), plain.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_port_already_taken_is_refused_even_with_reuseport() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        assert!(bind_group(addr, 1 << 16, 2, true).is_err());
+    }
+}
