@@ -457,64 +457,50 @@ mod tests {
         socket
     }
 
+    /// What a busy loop finds on `socket`, its protocol's deadline `at`.
+    fn waiting(
+        socket: &UdpSocket,
+        at: std::time::Instant,
+        live: &mut LiveView,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Waiting {
+        let mut inbox = Inbox::default();
+        take_waiting(socket, &mut inbox, &mut Due(Some(at)), live, shutdown)
+    }
+
     #[tokio::test]
     async fn a_busy_loop_takes_the_waiting_batch_unless_something_else_is_due() {
-        let live = Live::new(Config::default(), None, 1, std::time::Instant::now()).unwrap();
-        let (publisher, mut view) = crate::live::publish(live);
+        let live = || Live::new(Config::default(), None, 1, std::time::Instant::now()).unwrap();
+        let (publisher, mut view) = crate::live::publish(live());
         let (stop, mut stopped) = watch::channel(false);
+        let later = std::time::Instant::now() + Duration::from_secs(60);
         let socket = socket_with(3).await;
-        let mut inbox = Inbox::default();
-        let later = Some(std::time::Instant::now() + Duration::from_secs(60));
-        let mut take = |protocol: &mut Due, view: &mut LiveView, stopped: &mut _| {
-            take_waiting(&socket, &mut inbox, protocol, view, stopped)
-        };
-        assert!(matches!(
-            take(&mut Due(later), &mut view, &mut stopped),
-            Waiting::Batch(3)
-        ));
-        assert!(matches!(
-            take(&mut Due(later), &mut view, &mut stopped),
-            Waiting::Nothing
-        ));
+        let found = waiting(&socket, later, &mut view, &mut stopped);
+        assert!(matches!(found, Waiting::Batch(3)));
+        let found = waiting(&socket, later, &mut view, &mut stopped);
+        assert!(matches!(found, Waiting::Nothing));
         // A deadline due comes before a waiting batch (a flood must not
         // keep sessions from idling out)...
         let socket = socket_with(1).await;
-        let mut inbox = Inbox::default();
-        let due = Some(std::time::Instant::now());
-        assert!(matches!(
-            take_waiting(&socket, &mut inbox, &mut Due(due), &mut view, &mut stopped),
-            Waiting::Nothing
-        ));
+        let now = std::time::Instant::now();
+        let found = waiting(&socket, now, &mut view, &mut stopped);
+        assert!(matches!(found, Waiting::Nothing));
         // ... and so do a new live view and shutdown, seen without a wait.
-        let again = Live::new(Config::default(), None, 1, std::time::Instant::now()).unwrap();
-        publisher.send(Arc::new(again)).unwrap();
-        assert!(matches!(
-            take_waiting(
-                &socket,
-                &mut inbox,
-                &mut Due(later),
-                &mut view,
-                &mut stopped
-            ),
-            Waiting::Reconfigured
-        ));
+        publisher.send(Arc::new(live())).unwrap();
+        let found = waiting(&socket, later, &mut view, &mut stopped);
+        assert!(matches!(found, Waiting::Reconfigured));
         view.borrow_and_update();
         stop.send(true).unwrap();
-        assert!(matches!(
-            take_waiting(
-                &socket,
-                &mut inbox,
-                &mut Due(later),
-                &mut view,
-                &mut stopped
-            ),
-            Waiting::Stop
-        ));
+        let found = waiting(&socket, later, &mut view, &mut stopped);
+        assert!(matches!(found, Waiting::Stop));
+        // A shutdown channel whose sender is gone stops the loop too.
         drop(stop);
         let (_, mut gone) = watch::channel(false);
-        assert!(matches!(
-            take_waiting(&socket, &mut inbox, &mut Due(later), &mut view, &mut gone),
-            Waiting::Stop
-        ));
+        let found = waiting(&socket, later, &mut view, &mut gone);
+        assert!(matches!(found, Waiting::Stop));
+        // Still waiting: the batch is taken once nothing else is due.
+        let (_running, mut stopped) = watch::channel(false);
+        let found = waiting(&socket, later, &mut view, &mut stopped);
+        assert!(matches!(found, Waiting::Batch(1)));
     }
 }

@@ -98,6 +98,12 @@ fn serve(config: Config, named: &str, args: Args, source: Option<PathBuf>) -> an
             (config.log.format == hora_server::config::LogFormat::Json).then(|| addr.to_string())
         };
         info!(addr = field(addr), config = named, "listening on {addr}");
+        let workers = server.workers();
+        let plural = if workers == 1 { "" } else { "s" };
+        info!(
+            workers = field_count(&config, workers),
+            "serving with {workers} worker{plural}, each source address on one"
+        );
         for (protocol, addr) in server
             .standard_addrs()
             .context("cannot read the bound addresses")?
@@ -133,6 +139,11 @@ fn serve(config: Config, named: &str, args: Args, source: Option<PathBuf>) -> an
             .await;
         Ok(())
     })
+}
+
+/// A count as a field only in JSON logs, as the addresses are.
+fn field_count(config: &Config, count: usize) -> Option<usize> {
+    (config.log.format == hora_server::config::LogFormat::Json).then_some(count)
 }
 
 /// On every SIGHUP (`systemctl reload horad`), reads the configuration

@@ -508,11 +508,12 @@ fn push(loops: &mut [Vec<Loop>], worker: usize, one: Loop) {
     }
 }
 
-/// Attaches the steering program to every group of more than one socket
-/// (and to SNTP's alone, `shared`: its send-only sockets join it later) and
-/// returns how many workers serve: `wanted`, or 1 if the kernel refused a
-/// program, every group then cut to its first socket (one worker is
-/// always exact; several steered by the kernel's 4-tuple hash are not).
+/// With more than one worker wanted, attaches the steering program to
+/// every group (one socket per worker each) and returns how many workers
+/// serve: `wanted`, or 1 if the kernel refused a program, every group then
+/// cut to its first socket (one worker is always exact; several steered by
+/// the kernel's 4-tuple hash are not). One worker's SNTP group gets its
+/// program from [`sockets_beside`].
 fn steer(groups: &mut [&mut Group], wanted: usize) -> usize {
     if wanted <= 1 {
         return 1;
