@@ -5,6 +5,11 @@
 //! lines a second, at every level: a flood of forged logins fills the login
 //! kind's budget and no other. The first line allowed after a suppression
 //! says how many of its kind were held back (`suppressed=N`).
+//!
+//! Each worker has budgets of its own, the lines a second shared out among
+//! them ([`LogBudget::for_worker`]): a flood spread over the workers then
+//! takes no lock another worker takes, and the log still gets at most
+//! about [`LINES_PER_SECOND`] of a kind from them all.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -94,7 +99,8 @@ pub enum LogKind {
 
 const KINDS: usize = LogKind::SendError as usize + 1;
 
-/// One [`Budget`] per [`LogKind`], shared by every task of the daemon.
+/// One [`Budget`] per [`LogKind`], shared by the tasks of one worker (or of
+/// the rest of the daemon).
 #[derive(Debug)]
 pub struct LogBudget {
     budgets: Mutex<Vec<Budget>>,
@@ -103,8 +109,19 @@ pub struct LogBudget {
 impl LogBudget {
     /// [`LINES_PER_SECOND`] lines a second of each kind, from `now`.
     pub fn new(now: Instant) -> Self {
+        LogBudget::lines_per_second(LINES_PER_SECOND, now)
+    }
+
+    /// One worker's budgets, of `workers`: its share of
+    /// [`LINES_PER_SECOND`] (one line a second at least).
+    pub fn for_worker(workers: usize, now: Instant) -> Self {
+        let workers = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
+        LogBudget::lines_per_second((LINES_PER_SECOND / workers).max(1), now)
+    }
+
+    fn lines_per_second(lines: u32, now: Instant) -> Self {
         let budgets = (0..KINDS)
-            .map(|_| Budget::new(LINES_PER_SECOND, Duration::from_secs(1), now))
+            .map(|_| Budget::new(lines, Duration::from_secs(1), now))
             .collect();
         LogBudget {
             budgets: Mutex::new(budgets),
@@ -134,6 +151,20 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(budget.allow(Instant::now()), Some(7));
         assert_eq!(budget.allow(Instant::now()), Some(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_share_out_the_lines_a_second() {
+        let allowed = |budget: &LogBudget| {
+            (0..100)
+                .filter(|_| budget.allow(LogKind::Denied).is_some())
+                .count()
+        };
+        let now = Instant::now();
+        assert_eq!(allowed(&LogBudget::new(now)), 10);
+        assert_eq!(allowed(&LogBudget::for_worker(1, now)), 10);
+        assert_eq!(allowed(&LogBudget::for_worker(2, now)), 5);
+        assert_eq!(allowed(&LogBudget::for_worker(64, now)), 1, "one at least");
     }
 
     #[tokio::test(start_paused = true)]

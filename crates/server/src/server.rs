@@ -372,9 +372,17 @@ impl Server {
         // Worker w's loops: its socket of each protocol, with a protocol
         // of its own.
         let mut loops: Vec<Vec<Loop>> = seed.iter().map(|_| Vec::new()).collect();
-        let shared = |worker| Shared {
+        // One worker logs within the daemon's budgets; several have their
+        // own (`log_budget`).
+        let logs: Vec<Arc<LogBudget>> = match seed.len() {
+            1 => vec![Arc::clone(&log)],
+            workers => (0..workers)
+                .map(|_| Arc::new(LogBudget::for_worker(workers, tokio::time::Instant::now())))
+                .collect(),
+        };
+        let shared = |worker: usize| Shared {
             stats: Arc::clone(&stats),
-            log: Arc::clone(&log),
+            log: Arc::clone(logs.get(worker).unwrap_or(&log)),
             worker,
         };
         for (sockets, standard) in standard {
