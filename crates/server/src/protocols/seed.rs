@@ -63,11 +63,6 @@ impl Seed {
         }
     }
 
-    /// The table, for its observer ([`Sessions::observer`]).
-    pub fn sessions(&self) -> &Sessions {
-        &self.sessions
-    }
-
     /// Runs the request through the checks and the table. `waited` is how
     /// long it waited in the socket's queue; `None` for a request from the
     /// backlog, which is never shed again.
