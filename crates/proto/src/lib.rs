@@ -27,7 +27,9 @@
 //!   cookies, and authenticated SNTP;
 //! - [`outcome`]: what became of each datagram, one outcome each;
 //! - [`transmit`]: when each SNTP reply of a batch leaves, for its stamp;
-//! - [`interleave`]: interleaved mode's log of replies and when they left.
+//! - [`interleave`]: interleaved mode's log of replies and when they left;
+//! - [`v2`]: hora's second session protocol beside the seed's, whose
+//!   sessions a forger can't fake, with time to the nanosecond.
 
 pub mod access;
 pub mod clock;
@@ -45,6 +47,7 @@ pub mod rfc868;
 pub mod session;
 pub mod sntp;
 pub mod transmit;
+pub mod v2;
 pub mod wire;
 
 pub use clock::TimeReply;

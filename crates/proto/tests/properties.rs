@@ -196,3 +196,125 @@ proptest! {
         }
     }
 }
+
+mod v2 {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use hora_proto::sntp::NtpTimestamp;
+    use hora_proto::v2::client::{read_server, ServerDatagram};
+    use hora_proto::v2::wire::{
+        self, code, confirm, login, reply_of, request, Stamps, REQUEST_LEN,
+    };
+    use hora_proto::v2::{parse_client, without_session, ClientMessage, ClockStatus, Cookie};
+    use hora_proto::v2::{CookieKey, Nonce, Token};
+    use hora_proto::wire::MAX_DATAGRAM;
+    use hora_proto::{decide, Effect, PeerState, Reply, Request, Rules};
+    use proptest::prelude::*;
+
+    fn peer() -> impl Strategy<Value = SocketAddr> {
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port)))
+    }
+
+    proptest! {
+        #[test]
+        fn reading_any_datagram_never_panics_and_short_ones_are_refused(
+            data in proptest::collection::vec(any::<u8>(), 0..1100),
+            magic in any::<bool>(),
+        ) {
+            let mut data = data;
+            if magic {
+                data.splice(0..0, wire::MAGIC.iter().copied());
+            }
+            if let Ok(message) = parse_client(&data) {
+                prop_assert!((REQUEST_LEN..=MAX_DATAGRAM).contains(&data.len()), "{message:?}");
+            }
+            let _ = read_server(&data);
+        }
+
+        #[test]
+        fn every_client_message_reads_back_as_written(
+            nonce in any::<[u8; 16]>(),
+            cookie in any::<[u8; 20]>(),
+            token in any::<[u8; 16]>(),
+            option in any::<u8>(),
+            id in any::<u64>(),
+        ) {
+            let (nonce, cookie, token) = (Nonce(nonce), Cookie(cookie), Token(token));
+            prop_assert_eq!(parse_client(&login(&nonce)), Ok(ClientMessage::Login { nonce }));
+            prop_assert_eq!(
+                parse_client(&confirm(&nonce, &cookie)),
+                Ok(ClientMessage::Confirm { nonce, cookie })
+            );
+            prop_assert_eq!(
+                parse_client(&request(option, &token, id)),
+                Ok(ClientMessage::Request { option, token, id })
+            );
+        }
+
+        #[test]
+        fn a_server_answer_is_never_larger_than_a_request_nor_a_request_itself(
+            reply in 1u8..=8,
+            text in proptest::collection::vec(any::<u8>(), 0..400),
+            token in any::<[u8; 16]>(),
+            id in any::<u64>(),
+            receive in any::<u64>(),
+        ) {
+            let reply = reply_of(reply).unwrap();
+            let stamps = Stamps {
+                leap: 0,
+                status: ClockStatus::Local,
+                receive: NtpTimestamp::from_u64(receive),
+            };
+            let mut out = [0u8; REQUEST_LEN];
+            let len = wire::write_answer(reply, &text, &Token(token), id, Some(&stamps), &mut out);
+            prop_assert!(len <= REQUEST_LEN);
+            prop_assert!(parse_client(&out[..len]).is_err());
+            let Ok(ServerDatagram::Answer(answer)) = read_server(&out[..len]) else {
+                return Err(TestCaseError::fail("not read back"));
+            };
+            prop_assert_eq!((answer.reply, answer.id, answer.token), (reply, id, Token(token)));
+            prop_assert_eq!(code(answer.reply), code(reply));
+        }
+
+        #[test]
+        fn a_cookie_checks_only_for_the_address_and_nonce_it_was_issued_to(
+            key in any::<[u8; 16]>(),
+            (a, b) in (peer(), peer()),
+            (n, m) in (any::<[u8; 16]>(), any::<[u8; 16]>()),
+            later in 0u64..200,
+        ) {
+            let start = Instant::now();
+            let key = CookieKey::new(key, start);
+            let (n, m) = (Nonce(n), Nonce(m));
+            let cookie = key.issue(a, &n, start);
+            let at = start + Duration::from_secs(later);
+            prop_assert_eq!(key.check(a, &n, &cookie, at), later < 120);
+            if b != a {
+                prop_assert!(!key.check(b, &n, &cookie, start));
+            }
+            if m != n {
+                prop_assert!(!key.check(a, &m, &cookie, start));
+            }
+        }
+
+        #[test]
+        fn a_request_means_in_a_session_what_its_menu_option_means(option in any::<u8>(), token in any::<[u8; 16]>()) {
+            let message = ClientMessage::Request { option, token: Token(token), id: 1 };
+            let now = Instant::now();
+            let decision = decide(PeerState::LoggedIn, message.request(), now, Rules::default());
+            let expected = match option {
+                0 => (Reply::Menu, true),
+                1 => (Reply::Time, true),
+                2 => (Reply::Closed, false),
+                _ => (Reply::InvalidOption, false),
+            };
+            prop_assert_eq!(decision.reply, Some(expected.0));
+            prop_assert_eq!(matches!(decision.effect, Effect::Keep { .. }), expected.1);
+            // Without a session, no option opens one or gets the time.
+            let stranger = without_session(message.request());
+            prop_assert!(matches!(stranger, Reply::NoSession | Reply::Closed));
+            prop_assert_eq!(stranger == Reply::Closed, message.request() == Ok(Request::Logout));
+        }
+    }
+}
