@@ -29,16 +29,22 @@ pub struct ClockState {
     /// Whether the kernel says the clock is synchronized (`/status`: what
     /// replies say can differ, with `local_stratum`).
     kernel: watch::Sender<bool>,
+    /// Whether its changes are logged: when SNTP is served (protocol v2's
+    /// answers, which read it too, say the clock's state in each answer).
+    announce: bool,
 }
 
 impl ClockState {
-    /// Reads the kernel's state now and logs it: the first reply is right.
-    /// The settings are the live view's `[sntp]` ones (`fallback` if it has
-    /// none); a reload changes them, and the fields follow at once.
-    pub fn start(mut live: LiveView, fallback: ClockSettings) -> ClockState {
-        let host = read_logging_failure(true);
+    /// Reads the kernel's state now and, if `announce` (SNTP is served),
+    /// logs it: the first reply is right. The settings are the live view's
+    /// `[sntp]` ones (`fallback` if it has none); a reload changes them,
+    /// and the fields follow at once.
+    pub fn start(mut live: LiveView, fallback: ClockSettings, announce: bool) -> ClockState {
+        let host = read_logging_failure(announce);
         let settings = live.borrow_and_update().clock.unwrap_or(fallback);
-        log_state(&host, &settings);
+        if announce {
+            log_state(&host, &settings);
+        }
         let (served, _) = watch::channel(served_clock(&host, &settings));
         let (kernel, _) = watch::channel(host.synchronized);
         ClockState {
@@ -47,6 +53,7 @@ impl ClockState {
             host,
             served,
             kernel,
+            announce,
         }
     }
 
@@ -86,7 +93,7 @@ impl ClockState {
 
     fn refresh(&mut self) {
         let host = read_logging_failure(false);
-        if host.differs_in_kind(&self.host) {
+        if self.announce && host.differs_in_kind(&self.host) {
             log_state(&host, &self.settings);
         }
         self.host = host;

@@ -224,14 +224,23 @@ impl SntpConfig {
     /// The settings every reply is built from, with the kernel's state;
     /// `None` if the reference id is unusable (validation rejects that first).
     pub fn settings(&self) -> Option<ClockSettings> {
-        Some(ClockSettings {
+        parse_reference_id(&self.reference_id).map(|_| self.clock_settings())
+    }
+
+    /// [`SntpConfig::settings`], with the default reference id where this
+    /// one is unusable (validation refuses such a configuration first):
+    /// what protocol v2's time answers describe even when SNTP is off.
+    pub fn clock_settings(&self) -> ClockSettings {
+        let reference_id = parse_reference_id(&self.reference_id)
+            .unwrap_or(std::net::Ipv4Addr::new(127, 127, 1, 1).octets());
+        ClockSettings {
             stratum: self.stratum,
-            reference_id: parse_reference_id(&self.reference_id)?,
+            reference_id,
             precision: self.precision,
             root_delay: self.root_delay,
             root_dispersion: self.root_dispersion,
             local_stratum: self.local_stratum,
-        })
+        }
     }
 }
 

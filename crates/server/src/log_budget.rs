@@ -91,6 +91,9 @@ pub enum LogKind {
     Shed,
     /// A datagram a standard protocol does not answer.
     Ignored,
+    /// A protocol v2 datagram with a cookie or token that is not good: a
+    /// forger's, or a client's from before a restart.
+    Forged,
     /// A receive that failed.
     ReceiveError,
     /// A send that failed (debug).

@@ -25,6 +25,7 @@ use crate::ops;
 use crate::protocols::seed::Seed;
 use crate::protocols::sntp::Sntp;
 use crate::protocols::time::{Kind, Stateless};
+use crate::protocols::v2::{ClockFeed, V2};
 use crate::reload;
 use crate::sessions::SessionStats;
 use crate::stats::{log_summary, Snapshot, Stats};
@@ -53,10 +54,9 @@ type Group = Vec<std::net::UdpSocket>;
 /// A standard protocol, before its loops start.
 #[derive(Debug)]
 enum Standard {
-    /// SNTP, with the reader of the clock's state its replies describe and
-    /// each worker's send-only socket beside its own, for its
+    /// SNTP, with each worker's send-only socket beside its own, for its
     /// kernel-stamped replies.
-    Sntp(ClockState, Vec<Option<std::net::UdpSocket>>),
+    Sntp(Vec<Option<std::net::UdpSocket>>),
     /// Time or Daytime.
     Stateless(Kind),
 }
@@ -84,6 +84,11 @@ pub struct Server {
     stats: Arc<Stats>,
     log: Arc<LogBudget>,
     sessions: Arc<SessionStats>,
+    /// Protocol v2's sessions, counted apart from the seed's.
+    v2_sessions: Arc<SessionStats>,
+    /// The reader of the clock's state that SNTP replies and v2 time
+    /// answers describe.
+    clock: ClockState,
     started: SystemTime,
     /// Whether the HTTP listener gets a thread of its own (always, but in
     /// tests on paused time: see [`Server::ops_on_the_serving_runtime`]).
@@ -201,10 +206,10 @@ impl Server {
         };
         let live = live::publish(Live::new(config.clone(), None, workers, Instant::now())?);
         let mut standard = Vec::new();
-        if let Some((sockets, settings)) = sntp {
+        let clock = ClockState::start(live.1.clone(), config.sntp.clock_settings(), sntp.is_some());
+        if let Some((sockets, _)) = sntp {
             let beside = sockets_beside(&sockets, workers);
-            let clock = ClockState::start(live.1.clone(), settings);
-            standard.push((sockets, Standard::Sntp(clock, beside)));
+            standard.push((sockets, Standard::Sntp(beside)));
         }
         standard.extend(
             stateless
@@ -214,6 +219,8 @@ impl Server {
         Ok(Server {
             nts,
             sessions: Arc::default(),
+            v2_sessions: Arc::default(),
+            clock,
             seed,
             standard,
             metrics,
@@ -286,6 +293,11 @@ impl Server {
         Arc::clone(&self.sessions)
     }
 
+    /// How many protocol v2 sessions are open, for observers such as tests.
+    pub fn v2_sessions(&self) -> Arc<SessionStats> {
+        Arc::clone(&self.v2_sessions)
+    }
+
     /// The counters, for observers such as tests.
     pub fn stats(&self) -> Arc<Stats> {
         Arc::clone(&self.stats)
@@ -324,6 +336,8 @@ impl Server {
             stats,
             log,
             sessions,
+            v2_sessions,
+            clock,
             ops_thread,
             ..
         } = self;
@@ -387,7 +401,7 @@ impl Server {
         };
         for (sockets, standard) in standard {
             match standard {
-                Standard::Sntp(clock, beside) => {
+                Standard::Sntp(beside) => {
                     for ((worker, socket), beside) in sockets.into_iter().enumerate().zip(beside) {
                         let sntp = Sntp::new(clock.subscribe(), keys.clone(), beside);
                         let (live, stopped) = (live.clone(), stopped.clone());
@@ -397,7 +411,6 @@ impl Server {
                             workers::serving(socket, sntp, shared(worker), live, stopped),
                         );
                     }
-                    tasks.spawn(clock.run(stopped.clone()));
                 }
                 Standard::Stateless(kind) => {
                     for (worker, socket) in sockets.into_iter().enumerate() {
@@ -412,8 +425,14 @@ impl Server {
                 }
             }
         }
+        let feed = ClockFeed {
+            served: clock.subscribe(),
+            kernel: clock.kernel(),
+        };
+        tasks.spawn(clock.run(stopped.clone()));
         for (worker, socket) in seed.into_iter().enumerate() {
-            let protocol = Seed::new(&live.borrow(), Arc::clone(&sessions));
+            let v2 = V2::new(&live.borrow(), Arc::clone(&v2_sessions), feed.clone());
+            let protocol = Seed::new(&live.borrow(), Arc::clone(&sessions), v2);
             let (live, stopped) = (live.clone(), stopped.clone());
             push(
                 &mut loops,
@@ -451,16 +470,15 @@ impl Server {
         if let Some(addr) = self.nts_ke_addr() {
             addresses.push(("nts-ke", addr));
         }
-        let clock = self
+        let sntp = self
             .standard
             .iter()
-            .find_map(|(_, standard)| match standard {
-                Standard::Sntp(clock, _) => Some((clock.subscribe(), clock.kernel())),
-                Standard::Stateless(_) => None,
-            });
+            .any(|(_, standard)| matches!(standard, Standard::Sntp(_)));
+        let clock = sntp.then(|| (self.clock.subscribe(), self.clock.kernel()));
         ops::Observed {
             stats: Arc::clone(&self.stats),
             sessions: Arc::clone(&self.sessions),
+            v2_sessions: Arc::clone(&self.v2_sessions),
             clock,
             live: self.live.1.clone(),
             started: self.started,

@@ -39,18 +39,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hora_proto::v2::Token;
 use hora_proto::{
     answers_stranger, decide, displace, establishes, expire, shut_down, Decision, Effect,
     ParseError, PeerState, Request, Rules,
 };
 
-/// A short id for a session, for logs: peers come and go on the same address.
+/// A short id for a session, for logs: peers come and go on the same
+/// address. A seed session's reads `s1`, a protocol v2 session's `v1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(u64);
 
+/// The bit that marks a protocol v2 session's id.
+const PROVEN_ID: u64 = 1 << 63;
+
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s{:x}", self.0)
+        match self.0 & PROVEN_ID {
+            0 => write!(f, "s{:x}", self.0),
+            _ => write!(f, "v{:x}", self.0 & !PROVEN_ID),
+        }
     }
 }
 
@@ -73,6 +81,22 @@ struct Entry {
     established: bool,
     /// When it opened, for the duration histogram.
     opened: Instant,
+    /// A proven (protocol v2) session's token ([`Sessions::prove`]).
+    token: Option<Token>,
+}
+
+/// A session the table ended on its own (idled out, shut down): whom to
+/// tell, and what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// Its peer.
+    pub peer: SocketAddr,
+    /// Its id.
+    pub id: SessionId,
+    /// What the state machine decided: the notice to send.
+    pub decision: Decision,
+    /// Its token, if it is a proven session: the notice carries it.
+    pub token: Option<Token>,
 }
 
 /// Upper bounds (seconds) of the session-duration histogram's buckets; the
@@ -400,6 +424,29 @@ impl Sessions {
         })
     }
 
+    /// An empty table for protocol v2's proven sessions (their ids read
+    /// `v1`, `v2`...), counting them in `observed`.
+    pub fn proven(limits: Limits, observed: Arc<SessionStats>) -> Self {
+        Sessions {
+            next_id: PROVEN_ID,
+            ..Sessions::sharing(limits, observed)
+        }
+    }
+
+    /// The token of `peer`'s session, if it has a proven one.
+    pub fn token(&self, peer: SocketAddr) -> Option<Token> {
+        self.by_peer.get(&peer).and_then(|entry| entry.token)
+    }
+
+    /// Makes `peer`'s session (just opened) a proven one: it holds `token`,
+    /// and having proven its address it is never displaced.
+    pub fn prove(&mut self, peer: SocketAddr, token: Token) {
+        if let Some(entry) = self.by_peer.get_mut(&peer) {
+            entry.token = Some(token);
+            entry.established = true;
+        }
+    }
+
     /// The earliest idle deadline waiting, if any session is open: when the
     /// loop must next call [`Sessions::expire_due`]. It may be early (the
     /// session spoke since); never late.
@@ -412,7 +459,7 @@ impl Sessions {
     /// Ends one session whose idle deadline has passed at `now`, if there
     /// is one: its peer, id and decision (the idle notice). Call it until
     /// it returns `None`.
-    pub fn expire_due(&mut self, now: Instant) -> Option<(SocketAddr, SessionId, Decision)> {
+    pub fn expire_due(&mut self, now: Instant) -> Option<Ended> {
         while let Some(Reverse((deadline, (peer, id)))) = self.deadlines.peek().copied() {
             if deadline > now {
                 return None;
@@ -429,9 +476,15 @@ impl Sessions {
                 }
                 Some(decision) => {
                     let late = now.saturating_duration_since(entry.idle_deadline);
+                    let token = entry.token;
                     self.observed.record_late(late);
                     self.remove(peer, now);
-                    return Some((peer, id, decision));
+                    return Some(Ended {
+                        peer,
+                        id,
+                        decision,
+                        token,
+                    });
                 }
             }
         }
@@ -440,7 +493,7 @@ impl Sessions {
 
     /// Ends every session for shutdown at `now`. Returns each peer with its
     /// session and the decision (the shutdown notice) to send.
-    pub fn close_all(&mut self, now: Instant) -> Vec<(SocketAddr, SessionId, Decision)> {
+    pub fn close_all(&mut self, now: Instant) -> Vec<Ended> {
         self.per_ip.clear();
         self.unestablished.clear();
         self.deadlines.clear();
@@ -451,7 +504,12 @@ impl Sessions {
             .drain()
             .map(|(peer, entry)| {
                 observed.record(now.saturating_duration_since(entry.opened));
-                (peer, entry.id, shut_down())
+                Ended {
+                    peer,
+                    id: entry.id,
+                    decision: shut_down(),
+                    token: entry.token,
+                }
             })
             .collect();
         closed
@@ -469,6 +527,7 @@ impl Sessions {
                 idle_deadline,
                 established: false,
                 opened: now,
+                token: None,
             },
         );
         self.deadlines.push(Reverse((idle_deadline, (peer, id))));
@@ -925,11 +984,12 @@ mod tests {
         );
         assert_eq!(table.expire_due(first_deadline), None);
         assert_eq!(table.next_deadline(), Some(start + Duration::from_secs(14)));
-        let (peer, expired, decision) = table
+        let ended = table
             .expire_due(start + Duration::from_secs(14))
             .expect("due at +14s");
-        assert_eq!((peer, expired), (a, id));
-        assert_eq!(decision.reply, Some(Reply::IdleNotice));
+        assert_eq!((ended.peer, ended.id), (a, id));
+        assert_eq!(ended.decision.reply, Some(Reply::IdleNotice));
+        assert_eq!(ended.token, None);
         assert!(table.is_empty());
         assert_eq!(table.next_deadline(), None);
         assert_eq!(table.observer().lateness(), ([1, 0, 0, 0, 0], 0.0));
@@ -950,7 +1010,7 @@ mod tests {
         assert_eq!(table.expire_due(now + Duration::from_secs(10)), None);
         assert_eq!(table.len(), 1);
         let expired = table.expire_due(later + RULES.idle_timeout);
-        assert_eq!(expired.map(|(_, id, _)| Some(id)), Some(newer));
+        assert_eq!(expired.map(|ended| Some(ended.id)), Some(newer));
     }
 
     #[test]
@@ -979,8 +1039,8 @@ mod tests {
         let mut ended = Vec::new();
         let end = start + Duration::from_secs(30);
         while let Some(due) = table.next_deadline().filter(|due| *due <= end) {
-            while let Some((peer, _, _)) = table.expire_due(due) {
-                ended.push((peer.port(), due));
+            while let Some(gone) = table.expire_due(due) {
+                ended.push((gone.peer.port(), due));
             }
         }
         assert_eq!(ended.len(), 100);
@@ -1031,6 +1091,27 @@ mod tests {
     }
 
     #[test]
+    fn a_proven_session_holds_its_token_and_is_never_displaced() {
+        let mut table = sessions(1, 1);
+        let now = Instant::now();
+        let (a, b) = (peer([127, 0, 0, 1], 1), peer([127, 0, 0, 1], 2));
+        handle(&mut table, a, Ok(Request::Login), now);
+        assert_eq!(table.token(a), None);
+        let token = Token([7; 16]);
+        table.prove(a, token);
+        assert_eq!(table.token(a), Some(token));
+        // Never asked for the time, yet proven: a login doesn't displace it.
+        let other = handle(&mut table, b, Ok(Request::Login), now);
+        assert_eq!(other.decision.reply, Some(Reply::Refused));
+        assert_eq!(table.token(a), Some(token));
+        let closed = table.close_all(now);
+        assert_eq!(
+            closed.iter().map(|e| e.token).collect::<Vec<_>>(),
+            [Some(token)]
+        );
+    }
+
+    #[test]
     fn close_all_empties_the_table() {
         let mut table = sessions(10, 10);
         let now = Instant::now();
@@ -1046,7 +1127,7 @@ mod tests {
         assert_eq!(closed.len(), 5);
         assert!(closed
             .iter()
-            .all(|(_, _, d)| d.reply == Some(Reply::ShutdownNotice)));
+            .all(|ended| ended.decision.reply == Some(Reply::ShutdownNotice)));
         assert!(table.is_empty());
         assert!(table.per_ip.is_empty());
     }

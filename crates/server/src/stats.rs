@@ -97,6 +97,19 @@ events! {
     NoSession => no_session, "hora_no_session_replies_total", [], "Replies to an option from a peer without a session.";
     /// A datagram of the seed's protocol that was not a request (any peer).
     InvalidDatagram => invalid_datagrams, "hora_invalid_datagrams_total", [], "Seed-protocol datagrams that were not a request, from any peer.";
+    /// A protocol v2 login answered with a challenge (no state kept).
+    V2Challenge => v2_challenges, "hora_v2_challenges_total", [], "Protocol v2 logins answered with a stateless cookie challenge.";
+    /// A protocol v2 session opened: its address proven by a good cookie.
+    V2Login => v2_logins, "hora_v2_logins_total", [], "Protocol v2 sessions opened (a confirmation returned a good cookie).";
+    /// A protocol v2 confirmation refused at a limit (every v2 session in
+    /// the way is proven).
+    V2Refused => v2_refused, "hora_v2_logins_refused_total", [], "Protocol v2 confirmations refused at max_sessions or max_sessions_per_ip (v2 sessions count apart from the seed's).";
+    /// A protocol v2 confirmation whose cookie did not check: dropped.
+    V2CookieRefused => v2_cookies_refused, "hora_v2_cookies_refused_total", [], "Protocol v2 confirmations dropped: the cookie was not this server's for that address and nonce, or too old.";
+    /// A protocol v2 request whose token is not its session's: dropped.
+    V2TokenWrong => v2_tokens_wrong, "hora_v2_tokens_wrong_total", [], "Protocol v2 requests dropped: the token was not the session's of that address.";
+    /// A time answer of protocol v2.
+    V2TimeServed => v2_time_served, "hora_v2_time_replies_total", [], "Time answers of protocol v2 (option 1).";
     /// An SNTP `RATE` kiss-o'-death sent.
     KissOfDeath => kisses_of_death, "hora_sntp_kiss_of_death_total", [], "SNTP RATE kiss-o'-death replies sent to rate-limited clients.";
     /// An interleaved-mode SNTP request answered in interleaved mode.

@@ -512,3 +512,96 @@ async fn two_sources_alternating_in_a_one_bucket_table_are_both_limited() {
         "{answered:?}: 20 × 5 + 40 due"
     );
 }
+
+/// A protocol v2 client on `socket` (connected to the daemon): its
+/// session's token, after the handshake.
+async fn v2_log_in(socket: &UdpSocket) -> hora_proto::v2::Token {
+    use hora_proto::v2::client::{read_server, ServerDatagram};
+    use hora_proto::v2::wire::{confirm, login};
+    let nonce = hora_proto::v2::Nonce([42; 16]);
+    socket.send(&login(&nonce)).await.unwrap();
+    let challenge = receive(socket).await;
+    let Ok(ServerDatagram::Challenge { cookie, .. }) = read_server(&challenge) else {
+        panic!("no challenge");
+    };
+    socket.send(&confirm(&nonce, &cookie)).await.unwrap();
+    match read_server(&receive(socket).await) {
+        Ok(ServerDatagram::Welcome(welcome)) => welcome.token,
+        other => panic!("no welcome: {other:?}"),
+    }
+}
+
+async fn receive(socket: &UdpSocket) -> Vec<u8> {
+    let mut buffer = [0u8; 1024];
+    let len = timeout(Duration::from_secs(5), socket.recv(&mut buffer))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    buffer[..len].to_vec()
+}
+
+/// A UDP socket on `addr` that another may share (`SO_REUSEADDR`): the
+/// forger's, sending from its victim's own address and port.
+fn shared_socket(addr: SocketAddr) -> std::net::UdpSocket {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.bind(&addr.into()).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    socket.into()
+}
+
+#[tokio::test]
+async fn a_forger_who_never_sees_the_answers_cannot_end_or_change_a_v2_session() {
+    use hora_proto::v2::client::{read_server, ServerDatagram};
+    use hora_proto::v2::wire::{confirm, login, request};
+    use hora_proto::v2::{Cookie, Nonce, Token};
+    use hora_proto::Reply;
+
+    let daemon = start(|_| {}).await;
+    let victim = UdpSocket::from_std(shared_socket(common::loopback())).unwrap();
+    let at = victim.local_addr().unwrap();
+    victim.connect(daemon.addr).await.unwrap();
+    let token = v2_log_in(&victim).await;
+    // The forger sends from the victim's address and port; the answers go
+    // to the victim's connected socket, never to the forger's.
+    let forger = UdpSocket::from_std(shared_socket(at)).unwrap();
+    let forged: Vec<Vec<u8>> = vec![
+        request(2, &Token([0; 16]), 1).to_vec(),
+        request(9, &Token(*b"guessed token..."), 2).to_vec(),
+        confirm(&Nonce([1; 16]), &Cookie([0; 20])).to_vec(),
+        login(&Nonce([2; 16])).to_vec(),
+        b"2".to_vec(),
+        b"login".to_vec(),
+        b"garbage".to_vec(),
+    ];
+    for datagram in &forged {
+        forger.send_to(datagram, daemon.addr).await.unwrap();
+    }
+    until(|| daemon.now().event(Event::V2TokenWrong) == 2).await;
+    assert_eq!(daemon.now().event(Event::V2CookieRefused), 1);
+    assert_eq!(daemon.v2_sessions.len(), 1, "the session is still open");
+    // Its own request is answered, with its token, as before.
+    victim.send(&request(1, &token, 77)).await.unwrap();
+    loop {
+        let bytes = receive(&victim).await;
+        // What the forger's datagrams caused (a challenge, the seed's
+        // answers) also came here; a client skips them.
+        if let Ok(ServerDatagram::Answer(answer)) = read_server(&bytes) {
+            assert_eq!(
+                (answer.reply, answer.id, answer.token),
+                (Reply::Time, 77, token)
+            );
+            break;
+        }
+    }
+    victim.send(&request(2, &token, 78)).await.unwrap();
+    let closed = loop {
+        if let Ok(ServerDatagram::Answer(answer)) = read_server(&receive(&victim).await) {
+            break answer.reply;
+        }
+    };
+    assert_eq!(closed, Reply::Closed);
+    assert_eq!(daemon.v2_sessions.len(), 0);
+    daemon.stop().await;
+}

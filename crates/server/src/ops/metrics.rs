@@ -247,9 +247,16 @@ impl Collector for Scrape {
         gauge(
             &mut encoder,
             "hora_sessions_open",
-            "Sessions open now.",
+            "Sessions of the seed's protocol open now.",
             &[],
             now.sessions_open as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "hora_v2_sessions_open",
+            "Protocol v2 sessions open now (counted apart from the seed's, under the same limits).",
+            &[],
+            self.observed.v2_sessions.len() as f64,
         )?;
         gauge(
             &mut encoder,

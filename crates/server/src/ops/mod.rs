@@ -32,6 +32,8 @@ pub struct Observed {
     pub stats: Arc<Stats>,
     /// The session table's size and durations.
     pub sessions: Arc<SessionStats>,
+    /// Protocol v2's sessions (counted apart).
+    pub v2_sessions: Arc<SessionStats>,
     /// What SNTP replies say of the clock, and whether the kernel says it
     /// is synchronized, when SNTP is served.
     pub clock: Option<(watch::Receiver<ServerClock>, watch::Receiver<bool>)>,

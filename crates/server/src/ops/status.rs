@@ -94,6 +94,7 @@ pub fn document(observed: &Observed) -> Value {
             "received": now.workers_received(),
         },
         "sessions_open": now.sessions_open,
+        "v2_sessions_open": observed.v2_sessions.len(),
         "datagrams": datagrams,
         "counters": counters,
         "sntp_clock": clock,

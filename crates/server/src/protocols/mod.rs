@@ -2,6 +2,7 @@
 //! ([`crate::engine`]) runs it:
 //!
 //! - [`seed`]: the seed's login/menu protocol and its sessions;
+//! - [`v2`]: protocol v2, beside the seed's on its socket;
 //! - [`sntp`]: SNTP server mode;
 //! - [`nts`]: SNTP authenticated with NTS, on the same socket;
 //! - [`time`]: RFC 868 Time and RFC 867 Daytime.
@@ -10,3 +11,4 @@ pub mod nts;
 pub mod seed;
 pub mod sntp;
 pub mod time;
+pub mod v2;

@@ -11,13 +11,17 @@ use std::time::Duration;
 use hora_proto::outcome::{DropReason, Outcome, Service};
 use hora_proto::overload::{Admission, Backlog, BACKLOG_AFTER_IDLE, BACKLOG_CHUNK};
 use hora_proto::ratelimit::Verdict;
-use hora_proto::{parse, Decision, Effect, EndReason, ParseError, Reply, Request};
+use hora_proto::v2::is_v2;
+use hora_proto::{parse, Effect, EndReason, ParseError, Reply, Request};
 use tracing::{debug, info, warn};
 
 use crate::engine::{Context, Protocol, NOTICES_PER_TURN};
 use crate::live::Live;
 use crate::log_budget::{Budget, LogKind};
-use crate::sessions::{Handled, Known, Limit, SessionId, SessionStats, Sessions, Unanswered};
+use crate::protocols::v2::V2;
+use crate::sessions::{
+    Ended, Handled, Known, Limit, SessionId, SessionStats, Sessions, Unanswered,
+};
 use crate::stats::Event;
 use crate::sys::batch::Outbox;
 use crate::sys::Received;
@@ -41,15 +45,18 @@ pub struct Seed {
     /// The late logins past that, waiting for the socket's queue to empty.
     backlog: Backlog<SocketAddr>,
     /// The sessions still to be told of the shutdown, once it began.
-    closing: Option<Vec<(SocketAddr, SessionId, Decision)>>,
+    closing: Option<Vec<Ended>>,
+    /// Protocol v2, which shares the socket.
+    v2: V2,
 }
 
 impl Seed {
     /// The protocol with an empty table, under `live`'s limits, counting
     /// its sessions in `sessions` (every worker's table shares it: see
-    /// [`Sessions::sharing`]).
-    pub fn new(live: &Live, sessions: Arc<SessionStats>) -> Seed {
+    /// [`Sessions::sharing`]); protocol v2 beside it ([`V2::new`]).
+    pub fn new(live: &Live, sessions: Arc<SessionStats>, v2: V2) -> Seed {
         Seed {
+            v2,
             sessions: Sessions::sharing(live.limits(), sessions),
             time: TimeCache::new(),
             notices: Budget::new(
@@ -200,6 +207,9 @@ impl Protocol for Seed {
         let waited = received.kernel_time.map_or(Duration::ZERO, |at| {
             ctx.now.wall.duration_since(at).unwrap_or_default()
         });
+        if is_v2(datagram) {
+            return Some(self.v2.datagram(ctx, datagram, &received, waited, out));
+        }
         let request = parse(datagram);
         let handled = match self.admit(ctx, request, peer, Some(waited)) {
             Ok(handled) => handled,
@@ -244,13 +254,20 @@ impl Protocol for Seed {
     }
 
     fn next_deadline(&self) -> Option<std::time::Instant> {
-        self.sessions.next_deadline()
+        match (self.sessions.next_deadline(), self.v2.next_deadline()) {
+            (Some(seed), Some(v2)) => Some(seed.min(v2)),
+            (seed, v2) => seed.or(v2),
+        }
     }
 
     /// Ends the sessions that idled out, each told so.
     fn due(&mut self, ctx: &Context<'_>, out: &mut Outbox) {
+        self.v2.due(ctx, out);
         for _ in 0..NOTICES_PER_TURN {
-            let Some((peer, id, decision)) = self.sessions.expire_due(ctx.now.instant()) else {
+            let Some(Ended {
+                peer, id, decision, ..
+            }) = self.sessions.expire_due(ctx.now.instant())
+            else {
                 return;
             };
             ctx.stats.event(Event::EndIdle);
@@ -265,10 +282,14 @@ impl Protocol for Seed {
 
     fn reconfigure(&mut self, live: &Live) {
         self.sessions.set_limits(live.limits());
+        self.v2.reconfigure(live);
     }
 
     /// Ends every session, each told the server is going away.
     fn shut_down(&mut self, ctx: &Context<'_>, out: &mut Outbox) -> bool {
+        if self.v2.shut_down(ctx, out) {
+            return true;
+        }
         for _ in 0..self.backlog.clear() {
             ctx.stats
                 .datagram(Service::Seed, Outcome::Dropped(DropReason::Overloaded));
@@ -283,7 +304,13 @@ impl Protocol for Seed {
             closing
         });
         for _ in 0..NOTICES_PER_TURN {
-            let Some((peer, session, decision)) = closing.pop() else {
+            let Some(Ended {
+                peer,
+                id: session,
+                decision,
+                ..
+            }) = closing.pop()
+            else {
                 return false;
             };
             if let Some(bytes) = decision.reply.as_ref().and_then(Reply::fixed_bytes) {
@@ -385,11 +412,13 @@ mod tests {
     use std::time::Instant as StdInstant;
 
     use hora_proto::overload::{BACKLOG, BACKLOG_AGE, STRANGERS_BURST};
+    use hora_proto::sntp::ServerClock;
 
     use super::*;
     use crate::config::Config;
     use crate::engine::Clocks;
     use crate::log_budget::LogBudget;
+    use crate::protocols::v2::ClockFeed;
     use crate::stats::Stats;
 
     fn live() -> Live {
@@ -405,6 +434,11 @@ mod tests {
             Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8),
             1000,
         ))
+    }
+
+    fn seed(live: &Live) -> Seed {
+        let clock = ClockFeed::fixed(ServerClock::default(), true);
+        Seed::new(live, Arc::default(), V2::new(live, Arc::default(), clock))
     }
 
     /// A login from `peer` that waited 3 ms in the queue: late.
@@ -436,7 +470,7 @@ mod tests {
             log: &log,
             now: Clocks::now(),
         };
-        let mut seed = Seed::new(&live, Arc::default());
+        let mut seed = seed(&live);
         let mut out = Outbox::default();
         let herd = STRANGERS_BURST as usize + BACKLOG + 5;
         let outcomes: Vec<_> = (0..herd)
@@ -477,7 +511,7 @@ mod tests {
             Stats::default(),
             LogBudget::new(tokio::time::Instant::now()),
         );
-        let mut seed = Seed::new(&live, Arc::default());
+        let mut seed = seed(&live);
         let mut out = Outbox::default();
         let ctx = Context {
             live: &live,

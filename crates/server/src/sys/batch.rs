@@ -314,6 +314,15 @@ impl Outbox {
         self.queue(bytes, peer, true, Some(Box::new((keys, unsealed))), false);
     }
 
+    /// The replies queued, in order, with their peers (tests).
+    #[cfg(test)]
+    pub fn queued(&self) -> Vec<(&[u8], SocketAddr)> {
+        self.replies
+            .iter()
+            .map(|r| (&self.bytes[r.start..r.start + r.len], r.peer))
+            .collect()
+    }
+
     /// The plain SNTP replies the kernel said it sent, read after the last
     /// flush (with its transmit timestamps on).
     pub fn sent_stamps(&self) -> &[Sent] {

@@ -40,6 +40,8 @@ pub struct Daemon {
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
     pub sessions: Arc<SessionStats>,
+    /// Protocol v2's sessions.
+    pub v2_sessions: Arc<SessionStats>,
     /// The live view the daemon serves with.
     pub live: LiveView,
     /// Where a test hands the daemon a reloaded configuration, as SIGHUP does.
@@ -65,6 +67,7 @@ impl Daemon {
         let metrics = server.metrics_addr();
         let nts_ke = server.nts_ke_addr();
         let (stats, sessions, live) = (server.stats(), server.sessions(), server.live());
+        let v2_sessions = server.v2_sessions();
         let (stop, stopped) = oneshot::channel::<()>();
         let (reloads, reloaded) = mpsc::channel(4);
         let shutdown = async move {
@@ -75,6 +78,7 @@ impl Daemon {
             addr,
             stats,
             sessions,
+            v2_sessions,
             live,
             reloads,
             standard,
