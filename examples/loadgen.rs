@@ -22,6 +22,7 @@
 //!
 //! ```sh
 //! cargo run --release --example loadgen -- --server 127.0.0.1:5005 load --sessions 64 --duration 10s
+//! cargo run --release --example loadgen -- --server 127.0.0.1:5005 load --sessions 64 --v2
 //! cargo run --release --example loadgen -- --server 127.0.0.1:5005 hold --sessions 15000 --ip 127.0.1.1
 //! ```
 //! Point it at a daemon whose limits allow the sessions, e.g.
@@ -33,6 +34,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
+use hora_proto::v2::client::{read_server, ServerDatagram};
+use hora_proto::v2::wire as v2_wire;
+use hora_proto::v2::{Nonce, Token};
 use hora_proto::wire::{
     IDLE_NOTICE, LOGIN_MENU, SESSION_CLOSED, TIME_FORMAT, TIME_MENU, TIME_PREFIX,
 };
@@ -78,6 +82,10 @@ enum Mode {
         /// Source address of the sessions (a loopback address)
         #[arg(long, default_value = "127.0.0.1")]
         ip: IpAddr,
+        /// Speak protocol v2 (handshake, token, request ids; each answer
+        /// checked for its token, id and the seed's time text)
+        #[arg(long)]
+        v2: bool,
     },
     /// SNTP closed loop: each client socket keeps one 48-byte request
     /// outstanding; replies must be mode 4 and echo our transmit timestamp
@@ -152,6 +160,7 @@ fn main() -> anyhow::Result<()> {
                 duration,
                 resend,
                 ip,
+                v2,
             } => {
                 load(
                     args.server,
@@ -159,6 +168,7 @@ fn main() -> anyhow::Result<()> {
                     duration.min(MAX_DURATION),
                     resend,
                     Sources::new(ip, args.addresses)?,
+                    v2,
                 )
                 .await
             }
@@ -308,6 +318,7 @@ async fn load(
     duration: Duration,
     resend: Duration,
     sources: Sources,
+    v2: bool,
 ) -> anyhow::Result<()> {
     let barrier = Arc::new(Barrier::new(sessions + 1));
     let logins = Arc::new(Semaphore::new(256));
@@ -318,17 +329,25 @@ async fn load(
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             let permit = logins.acquire().await;
-            let menu = ask(&socket, b"login", resend, &mut tally).await;
+            let session = if v2 {
+                v2_log_in(&socket, n, resend, &mut tally).await
+            } else {
+                let menu = ask(&socket, b"login", resend, &mut tally).await;
+                if menu.as_deref() != Some(LOGIN_MENU.as_bytes()) {
+                    tally.bad += u64::from(menu.is_some());
+                    tally.lost_session = true;
+                }
+                Session::Seed
+            };
             drop(permit);
-            if menu.as_deref() != Some(LOGIN_MENU.as_bytes()) {
-                tally.bad += u64::from(menu.is_some());
-                tally.lost_session = true;
-            }
+            tally.lost_session |= session == Session::Lost;
             barrier.wait().await;
             let end = Instant::now() + duration;
+            let mut id = 0;
             while !tally.lost_session && Instant::now() < end {
                 let sent = Instant::now();
-                match ask(&socket, b"1", resend, &mut tally).await {
+                id += 1;
+                match session.ask_time(&socket, id, resend, &mut tally).await {
                     Some(reply) if is_time_reply(&reply) => {
                         let micros = sent.elapsed().as_micros();
                         tally
@@ -343,7 +362,7 @@ async fn load(
                 }
             }
             if !tally.lost_session {
-                let bye = ask(&socket, b"2", resend, &mut tally).await;
+                let bye = session.log_out(&socket, id + 1, resend, &mut tally).await;
                 if bye.as_deref() != Some(SESSION_CLOSED.as_bytes()) {
                     tally.bad += 1;
                 }
@@ -355,8 +374,9 @@ async fn load(
     let started = Instant::now();
     let report = Report::collect(tasks).await?;
     let elapsed = started.elapsed().as_secs_f64();
+    let protocol = if v2 { "v2" } else { "seed" };
     println!(
-        "mode=load server={server} sessions={sessions} {}",
+        "mode=load protocol={protocol} server={server} sessions={sessions} {}",
         report.line(duration, "lost_sessions")
     );
     eprintln!("(wall time including logout: {elapsed:.2}s)");
@@ -620,6 +640,85 @@ async fn ask(
         }
     }
     None
+}
+
+/// A load session: the seed's, or protocol v2's with its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Session {
+    Seed,
+    V2(Token),
+    Lost,
+}
+
+/// Protocol v2's handshake (session `n`'s nonce): the session.
+async fn v2_log_in(socket: &UdpSocket, n: usize, resend: Duration, tally: &mut Tally) -> Session {
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&(n as u64).to_be_bytes());
+    let nonce = Nonce(nonce);
+    let Some(challenge) = ask(socket, &v2_wire::login(&nonce), resend, tally).await else {
+        return Session::Lost;
+    };
+    let Ok(ServerDatagram::Challenge { cookie, .. }) = read_server(&challenge) else {
+        tally.bad += 1;
+        return Session::Lost;
+    };
+    let Some(welcome) = ask(socket, &v2_wire::confirm(&nonce, &cookie), resend, tally).await else {
+        return Session::Lost;
+    };
+    match read_server(&welcome) {
+        Ok(ServerDatagram::Welcome(w)) if w.nonce == nonce && w.text == LOGIN_MENU.as_bytes() => {
+            Session::V2(w.token)
+        }
+        _ => {
+            tally.bad += 1;
+            Session::Lost
+        }
+    }
+}
+
+impl Session {
+    /// Asks the time (request `id` in v2): the reply's text, `None` if lost
+    /// or (v2) not this session's answer to this request.
+    async fn ask_time(
+        &self,
+        socket: &UdpSocket,
+        id: u64,
+        resend: Duration,
+        tally: &mut Tally,
+    ) -> Option<Vec<u8>> {
+        self.ask(socket, 1, id, resend, tally).await
+    }
+
+    async fn log_out(
+        &self,
+        socket: &UdpSocket,
+        id: u64,
+        resend: Duration,
+        tally: &mut Tally,
+    ) -> Option<Vec<u8>> {
+        self.ask(socket, 2, id, resend, tally).await
+    }
+
+    async fn ask(
+        &self,
+        socket: &UdpSocket,
+        option: u8,
+        id: u64,
+        resend: Duration,
+        tally: &mut Tally,
+    ) -> Option<Vec<u8>> {
+        let Session::V2(token) = self else {
+            let seed: &[u8] = if option == 1 { b"1" } else { b"2" };
+            return ask(socket, seed, resend, tally).await;
+        };
+        let reply = ask(socket, &v2_wire::request(option, token, id), resend, tally).await?;
+        match read_server(&reply) {
+            Ok(ServerDatagram::Answer(a)) if a.token == *token && a.id == id => {
+                Some(a.text.to_vec())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Byte for byte: the prefix, a well-formed date and time, the time menu.

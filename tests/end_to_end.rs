@@ -93,13 +93,90 @@ fn hora_time_fails_with_one_line_when_refused() {
     // A session that has asked for the time is never displaced.
     squatter.send_to(b"1", horad.addr).unwrap();
     squatter.recv_from(&mut [0u8; 512]).unwrap();
-    let output = hora(&["--server", &horad.addr.to_string(), "time"], "");
+    let server = horad.addr.to_string();
+    let output = hora(&["--server", &server, "--protocol", "seed", "time"], "");
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains("Servidor lotado. Conexao encerrada"),
         "{stderr}"
+    );
+    // Protocol v2's sessions are counted apart: the seed's full table
+    // keeps none out.
+    let output = hora(&["--server", &server, "time"], "");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
+#[test]
+fn v2_time_is_served_when_forged_seed_sessions_fill_the_victims_address() {
+    // Rate limiting off: these 200 datagrams come at once, not refreshed
+    // slowly under the limit as a patient forger would send them.
+    let horad = Horad::start(&["--max-sessions-per-ip", "100", "--no-ratelimit"]);
+    // 100 sessions from this address that log in and ask, as a forger
+    // refreshing them would: the seed's protocol can't tell them from
+    // 100 users behind one NAT.
+    let forged: Vec<UdpSocket> = (0..100)
+        .map(|_| {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            socket.connect(horad.addr).unwrap();
+            for request in [&b"login"[..], b"1"] {
+                socket.send(request).unwrap();
+                socket.recv(&mut [0u8; 512]).unwrap();
+            }
+            socket
+        })
+        .collect();
+    let server = horad.addr.to_string();
+    let seed = hora(&["--server", &server, "--protocol", "seed", "time"], "");
+    assert_eq!(seed.status.code(), Some(1));
+    assert!(
+        text(&seed.stderr).contains("Servidor lotado"),
+        "{}",
+        text(&seed.stderr)
+    );
+    let v2 = hora(
+        &["--server", &server, "--protocol", "v2", "time", "--json"],
+        "",
+    );
+    assert_eq!(v2.status.code(), Some(0), "{}", text(&v2.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&v2.stdout).unwrap();
+    assert_eq!(json["protocol"], "v2");
+    drop(forged);
+}
+
+#[test]
+fn v2_offset_agrees_with_sntp_against_the_same_horad() {
+    let (horad, addrs) = Horad::start_serving(
+        &["--sntp-bind", "127.0.0.1:0", "--sntp-local-stratum", "10"],
+        &["sntp"],
+    );
+    let (server, sntp) = (horad.addr.to_string(), addrs[0].to_string());
+    // The sample with the least delay of a few, for each: a scheduling
+    // hiccup in one run moves its offset by half of it.
+    let best = |args: &[&str]| {
+        (0..5)
+            .map(|_| {
+                let output = hora(args, "");
+                assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+                let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+                (
+                    json["delay_s"].as_f64().unwrap(),
+                    json["offset_s"].as_f64().unwrap(),
+                )
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap()
+    };
+    let (v2_delay, v2_offset) = best(&["--server", &server, "--protocol", "v2", "time", "--json"]);
+    let (_, sntp_offset) = best(&["sntp", "--server", &sntp, "--json"]);
+    assert!(v2_delay >= 0.0, "{v2_delay}");
+    assert!(
+        (v2_offset - sntp_offset).abs() < 100e-6,
+        "v2 offset {v2_offset} vs SNTP {sntp_offset}"
     );
 }
 
@@ -153,7 +230,10 @@ fn hora_resends_when_the_first_datagram_is_lost() {
         }
         seen
     });
-    let output = hora(&["--server", &addr.to_string(), "time"], "");
+    let output = hora(
+        &["--server", &addr.to_string(), "--protocol", "seed", "time"],
+        "",
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout).trim(), "2022-03-25T19:46:34");
     let seen = responder.join().unwrap();

@@ -49,6 +49,19 @@ pub struct Args {
     #[arg(short, long, value_name = "DUR", default_value = "10s", global = true, value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 
+    /// Session protocol for the menu and `time`: v2 (forgery-proof
+    /// sessions, the time with this clock's offset), the seed's, or auto:
+    /// v2, falling back to the seed's at once when the server doesn't
+    /// answer it (the seed's own server, an older horad)
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        env = "HORA_PROTOCOL",
+        global = true
+    )]
+    pub protocol: crate::exchange::Protocol,
+
     /// What to do; without one, the interactive menu.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -59,7 +72,8 @@ pub struct Args {
 pub enum Command {
     /// Print the server's time on one line (ISO 8601, server's local time) and exit
     Time {
-        /// Print a JSON object: server, server_time, server_time_text, rtt_ms
+        /// Print a JSON object: server, protocol, server_time,
+        /// server_time_text, rtt_ms; over v2 also offset_s, delay_s
         #[arg(long)]
         json: bool,
     },

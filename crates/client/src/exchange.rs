@@ -9,9 +9,13 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hora_proto::{parse, ServerMessage};
+use hora_proto::v2::client::{read_server, Offset, ServerDatagram};
+use hora_proto::v2::wire::{confirm, login, option_of, request};
+use hora_proto::v2::{Cookie, Nonce, Token};
+use hora_proto::{parse, Reply, ServerMessage};
 use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, Instant};
 
@@ -55,14 +59,18 @@ pub enum ExchangeError {
 }
 
 /// A datagram the server sent in answer to a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
-    /// The datagram's bytes.
+    /// The datagram's text, as the seed's protocol sends it (in protocol
+    /// v2, the answer's text field: the same bytes).
     pub bytes: Vec<u8>,
     /// Time from the last send of the request to this answer.
     pub round_trip: Duration,
     /// How many times the request was sent again.
     pub resends: u32,
+    /// In protocol v2, a time answer's offset and delay, as NTP computes
+    /// them from its timestamps.
+    pub offset: Option<Offset>,
 }
 
 impl Answer {
@@ -72,12 +80,47 @@ impl Answer {
     }
 }
 
+/// Which session protocol to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// The seed's text protocol only.
+    Seed,
+    /// hora's protocol v2 only: forgery-proof sessions, time with offset.
+    V2,
+    /// The seed's `login`, then v2 if the server answers it (else on in
+    /// the seed's, at once).
+    Auto,
+}
+
+/// The ids a v2 request may use, one per send: more than any timeout's
+/// resends.
+const IDS_PER_REQUEST: u64 = 64;
+
+/// A v2 session's state on the client.
+#[derive(Debug)]
+struct V2Link {
+    token: Token,
+    next_id: AtomicU64,
+}
+
 /// A UDP socket talking to one server.
 #[derive(Debug)]
 pub struct Exchange {
     socket: UdpSocket,
     server: SocketAddr,
     timeout: Duration,
+    /// Protocol v2's session, once its handshake gave a token.
+    v2: Option<V2Link>,
+}
+
+/// What [`Exchange::converse`] got: the value `accept` took, and when.
+struct Got<T> {
+    value: T,
+    round_trip: Duration,
+    resends: u32,
+    /// When the answered send left and the answer came, on the wall clock.
+    sent: SystemTime,
+    received: SystemTime,
 }
 
 impl Exchange {
@@ -94,6 +137,7 @@ impl Exchange {
             socket,
             server,
             timeout,
+            v2: None,
         })
     }
 
@@ -107,20 +151,91 @@ impl Exchange {
         self.socket.local_addr()
     }
 
+    /// Which protocol the session speaks: v2 once its handshake is done.
+    pub fn protocol(&self) -> &'static str {
+        if self.v2.is_some() {
+            "v2"
+        } else {
+            "seed"
+        }
+    }
+
     /// Sends `datagram` and waits for its answer, for the configured timeout.
     pub async fn request(&self, datagram: &[u8]) -> Result<Answer, ExchangeError> {
         self.request_within(datagram, self.timeout).await
     }
 
-    /// Sends `datagram` and waits up to `timeout` for an answer, resending
-    /// at growing intervals. Answers that cannot be this request's (a late
-    /// menu while waiting for the time) are skipped.
+    /// Sends `datagram` (the seed's text: `login`, `1`, `2`, what the user
+    /// typed) and waits up to `timeout` for an answer, resending at growing
+    /// intervals. Answers that cannot be this request's (a late menu while
+    /// waiting for the time) are skipped. In a v2 session the text is sent
+    /// as its menu option, each send with an id of its own.
     pub async fn request_within(
         &self,
         datagram: &[u8],
         timeout: Duration,
     ) -> Result<Answer, ExchangeError> {
-        let expected = parse(datagram).ok();
+        let Some(link) = &self.v2 else {
+            let expected = parse(datagram).ok();
+            let got = self
+                .converse(
+                    timeout,
+                    |_| datagram.to_vec(),
+                    |bytes| {
+                        ServerMessage::read(bytes)
+                            .answers(expected)
+                            .then(|| (bytes.to_vec(), None))
+                    },
+                )
+                .await?;
+            return Ok(Answer {
+                bytes: got.value,
+                round_trip: got.round_trip,
+                resends: got.resends,
+                offset: None,
+            });
+        };
+        let option = option_of(parse(datagram));
+        let first = link.next_id.fetch_add(IDS_PER_REQUEST, Ordering::Relaxed);
+        let token = link.token;
+        let got = self
+            .converse(
+                timeout,
+                |send| request(option, &token, first + u64::from(send)).to_vec(),
+                |bytes| match read_server(bytes) {
+                    Ok(ServerDatagram::Answer(answer))
+                        if answer.token == token
+                            && (first..first + IDS_PER_REQUEST).contains(&answer.id) =>
+                    {
+                        Some((bytes.to_vec(), u32::try_from(answer.id - first).ok()))
+                    }
+                    _ => None,
+                },
+            )
+            .await?;
+        let Ok(ServerDatagram::Answer(answer)) = read_server(&got.value) else {
+            return Err(ExchangeError::Timeout {
+                server: self.server,
+                timeout,
+            });
+        };
+        Ok(Answer {
+            bytes: answer.text.to_vec(),
+            round_trip: got.round_trip,
+            resends: got.resends,
+            offset: answer.sample(unix_seconds(got.sent), unix_seconds(got.received)),
+        })
+    }
+
+    /// Sends `datagram(k)` for the `k`-th send (0, then each resend) at
+    /// growing intervals until `accept` takes a datagram (saying which
+    /// send it answers; `None`: the last), or `timeout` passes.
+    async fn converse<T>(
+        &self,
+        timeout: Duration,
+        mut datagram: impl FnMut(u32) -> Vec<u8>,
+        mut accept: impl FnMut(&[u8]) -> Option<(T, Option<u32>)>,
+    ) -> Result<Got<T>, ExchangeError> {
         let mut buffer = [0u8; RECEIVE_BUFFER];
         // Whatever is already queued answers an earlier request.
         while self.socket.try_recv(&mut buffer).is_ok() {}
@@ -128,22 +243,25 @@ impl Exchange {
         let started = Instant::now();
         let deadline = started + timeout;
         let mut interval = FIRST_RESEND.min(timeout / 3);
-        let mut sent_at = started;
+        let mut sends = vec![(started, SystemTime::now())];
         let mut next_resend = started + interval;
-        let mut resends = 0;
-        self.send(datagram).await?;
+        self.send(&datagram(0)).await?;
         loop {
             tokio::select! {
                 received = self.socket.recv(&mut buffer) => match received {
                     Ok(len) => {
-                        let bytes = &buffer[..len];
-                        if ServerMessage::read(bytes).answers(expected) {
-                            return Ok(Answer {
-                                bytes: bytes.to_vec(),
-                                round_trip: sent_at.elapsed(),
-                                resends,
-                            });
-                        }
+                        let Some((value, send)) = accept(&buffer[..len]) else {
+                            continue;
+                        };
+                        let last = sends.len() - 1;
+                        let (at, sent) = sends[send.map_or(last, |s| (s as usize).min(last))];
+                        return Ok(Got {
+                            value,
+                            round_trip: at.elapsed(),
+                            resends: last as u32,
+                            sent,
+                            received: SystemTime::now(),
+                        });
                     }
                     // Nothing listens there: say so at once (a connected
                     // socket learns of it from the ICMP error right away).
@@ -153,17 +271,110 @@ impl Exchange {
                     Err(source) => return Err(ExchangeError::Io { server: self.server, source }),
                 },
                 () = sleep_until(next_resend), if next_resend < deadline => {
-                    resends += 1;
-                    sent_at = Instant::now();
+                    let resend = datagram(sends.len() as u32);
+                    let now = Instant::now();
+                    sends.push((now, SystemTime::now()));
                     interval *= 2;
-                    next_resend = sent_at + interval;
-                    self.send(datagram).await?;
+                    next_resend = now + interval;
+                    self.send(&resend).await?;
                 }
                 () = sleep_until(deadline) => {
                     return Err(ExchangeError::Timeout { server: self.server, timeout });
                 }
             }
         }
+    }
+
+    /// Protocol v2's handshake: a login (whose challenge is waited for up
+    /// to `challenge_wait`), then the cookie back ([`Exchange::confirm`]).
+    async fn handshake(&mut self, challenge_wait: Duration) -> Result<Answer, ExchangeError> {
+        let nonce = Nonce(rand::random());
+        let challenge = self
+            .converse(
+                challenge_wait,
+                |_| login(&nonce).to_vec(),
+                |bytes| match read_server(bytes) {
+                    Ok(ServerDatagram::Challenge {
+                        nonce: echoed,
+                        cookie,
+                    }) if echoed == nonce => Some((cookie, None)),
+                    _ => None,
+                },
+            )
+            .await?;
+        self.confirm(&nonce, &challenge.value).await
+    }
+
+    /// After the seed's `login` was answered (`seed`: the menu, or a
+    /// refusal), asks in v2 too: a v2 login, which the seed's rules read as
+    /// option 1. A challenge opens a v2 session (the seed's session, if
+    /// one opened, is logged out) and its welcome is returned; the time
+    /// (the seed's server, an older horad) or silence leaves the exchange
+    /// in the seed's protocol: `None`.
+    pub async fn upgrade(&mut self, seed: &Answer) -> Result<Option<Answer>, ExchangeError> {
+        let nonce = Nonce(rand::random());
+        let probe = self
+            .converse(
+                self.timeout,
+                |_| login(&nonce).to_vec(),
+                |bytes| match read_server(bytes) {
+                    Ok(ServerDatagram::Challenge {
+                        nonce: echoed,
+                        cookie,
+                    }) if echoed == nonce => Some((Some(cookie), None)),
+                    Ok(_) => None,
+                    // The seed's answer to option 1 (or, to a peer without a
+                    // session, that it has none).
+                    Err(_) => match ServerMessage::read(bytes) {
+                        ServerMessage::Menu(_) => None,
+                        _ => Some((None, None)),
+                    },
+                },
+            )
+            .await;
+        let cookie = match probe {
+            Ok(Got {
+                value: Some(cookie),
+                ..
+            }) => cookie,
+            Ok(_) | Err(ExchangeError::Timeout { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        if matches!(seed.message(), ServerMessage::Menu(_)) {
+            // Its answer is skipped as any non-v2 datagram is.
+            self.send(b"2").await?;
+        }
+        self.confirm(&nonce, &cookie).await.map(Some)
+    }
+
+    /// Returns the challenge's cookie: the welcome's menu is the answer; a
+    /// welcome that refuses leaves the exchange without a session.
+    async fn confirm(&mut self, nonce: &Nonce, cookie: &Cookie) -> Result<Answer, ExchangeError> {
+        let welcome = self
+            .converse(
+                self.timeout,
+                |_| confirm(nonce, cookie).to_vec(),
+                |bytes| match read_server(bytes) {
+                    Ok(ServerDatagram::Welcome(welcome)) if welcome.nonce == *nonce => {
+                        Some(((welcome.reply, welcome.token, welcome.text.to_vec()), None))
+                    }
+                    _ => None,
+                },
+            )
+            .await?;
+        let (reply, token, text) = welcome.value;
+        if reply == Reply::Menu {
+            self.v2 = Some(V2Link {
+                token,
+                next_id: AtomicU64::new(1),
+            });
+        }
+        Ok(Answer {
+            bytes: text,
+            round_trip: welcome.round_trip,
+            resends: welcome.resends,
+            offset: None,
+        })
     }
 
     /// Waits for the server to end the session on its own (an idle
@@ -176,12 +387,15 @@ impl Exchange {
         loop {
             match self.socket.recv(&mut buffer).await {
                 Ok(len) => {
-                    let bytes = &buffer[..len];
-                    if matches!(ServerMessage::read(bytes), ServerMessage::Closed { .. }) {
+                    let Some(text) = self.notice_text(&buffer[..len]) else {
+                        continue;
+                    };
+                    if matches!(ServerMessage::read(text), ServerMessage::Closed { .. }) {
                         return Ok(Answer {
-                            bytes: bytes.to_vec(),
+                            bytes: text.to_vec(),
                             round_trip: started.elapsed(),
                             resends: 0,
+                            offset: None,
                         });
                     }
                 }
@@ -198,6 +412,80 @@ impl Exchange {
                 }
             }
         }
+    }
+
+    /// The text of a datagram the server sent unasked: the whole datagram
+    /// in the seed's protocol; in v2, the text of an answer carrying the
+    /// session's token (anything else is a forger's, or stale).
+    fn notice_text<'a>(&self, datagram: &'a [u8]) -> Option<&'a [u8]> {
+        let Some(link) = &self.v2 else {
+            return Some(datagram);
+        };
+        match read_server(datagram) {
+            Ok(ServerDatagram::Answer(answer)) if answer.token == link.token => Some(answer.text),
+            _ => None,
+        }
+    }
+
+    /// Opens a session with `servers` in `protocol`: the seed's `login`
+    /// ([`Exchange::open`]), v2's handshake ([`Exchange::open_v2`]), or
+    /// with `auto` the seed's `login` first, then v2's
+    /// ([`Exchange::upgrade`]): the seed's own server quits on any first
+    /// datagram but `login`, so `auto` never sends it one.
+    pub async fn open_session(
+        servers: &[SocketAddr],
+        bind: Option<SocketAddr>,
+        timeout: Duration,
+        protocol: Protocol,
+    ) -> Result<(Exchange, Answer), ExchangeError> {
+        match protocol {
+            Protocol::Seed => Exchange::open(servers, bind, timeout, b"login").await,
+            Protocol::V2 => Exchange::open_v2(servers, bind, timeout, timeout).await,
+            Protocol::Auto => {
+                let (mut exchange, seed) = Exchange::open(servers, bind, timeout, b"login").await?;
+                match exchange.upgrade(&seed).await? {
+                    Some(welcome) => Ok((exchange, welcome)),
+                    None => Ok((exchange, seed)),
+                }
+            }
+        }
+    }
+
+    /// Opens a v2 session with `servers`, raced as [`Exchange::open`]
+    /// races them, each address's challenge waited for up to
+    /// `challenge_wait`.
+    pub async fn open_v2(
+        servers: &[SocketAddr],
+        bind: Option<SocketAddr>,
+        timeout: Duration,
+        challenge_wait: Duration,
+    ) -> Result<(Exchange, Answer), ExchangeError> {
+        let attempt = |server: SocketAddr, left: Duration| {
+            let local = bind.unwrap_or_else(|| crate::cli::default_bind(server));
+            async move {
+                let mut exchange = Exchange::connect(local, server, left)
+                    .await
+                    .map_err(|source| ExchangeError::Io { server, source })?;
+                let answer = exchange.handshake(challenge_wait.min(left)).await?;
+                exchange.timeout = timeout;
+                Ok((exchange, answer))
+            }
+        };
+        let failure = |error: &ExchangeError| match error {
+            ExchangeError::Refused { .. } => Failure::Refused,
+            ExchangeError::Timeout { .. } => Failure::Silent,
+            _ => Failure::Final,
+        };
+        let wait = challenge_wait.min(timeout);
+        race::first_answer(servers, timeout, attempt, failure, ExchangeError::NoAddress)
+            .await
+            .map_err(|error| match error {
+                ExchangeError::Timeout { server, .. } => ExchangeError::Timeout {
+                    server,
+                    timeout: wait,
+                },
+                other => other,
+            })
     }
 
     /// Opens an exchange with `servers` (a name's addresses, IPv6 and IPv4
@@ -257,6 +545,12 @@ impl Exchange {
             }),
         }
     }
+}
+
+/// Seconds since the Unix epoch of a wall-clock time.
+fn unix_seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use hora_proto::v2::client::Offset;
 use hora_proto::{ClosedReason, ServerMessage};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -91,7 +92,12 @@ where
             write(output, &closing_line(text)).await?;
             return Ok(Ending::Closed(*reason));
         }
-        write(output, message.text()).await?;
+        match (&message, answer.offset) {
+            (ServerMessage::Time { text, .. }, Some(offset)) => {
+                write(output, &with_offset(text, &offset)).await?;
+            }
+            _ => write(output, message.text()).await?,
+        }
         let mut line = String::new();
         let read = tokio::select! {
             read = input.read_line(&mut line) => read?,
@@ -158,6 +164,22 @@ async fn log_out<O: AsyncWrite + Unpin>(
     Ok(ending)
 }
 
+/// A v2 time answer as shown: the server's text, its date line followed by
+/// this clock's offset from the server's and the round trip, as `hora
+/// sntp` says them (`offset +0.000012 s, delay 0.000085 s`).
+fn with_offset(text: &str, offset: &Offset) -> String {
+    let measured = format!(
+        " (offset {:+.6} s, delay {:.6} s)",
+        offset.offset, offset.delay
+    );
+    // The date line is the first after the leading newline.
+    let end = text
+        .get(1..)
+        .and_then(|rest| rest.find('\n'))
+        .map_or(text.len(), |at| at + 1);
+    format!("{}{measured}{}", &text[..end], &text[end..])
+}
+
 /// The seed's last line: the server's text, then `às HH:MM:SS` local time.
 fn closing_line(text: &str) -> String {
     format!("{text} às {}\n", chrono::Local::now().format("%H:%M:%S"))
@@ -178,6 +200,20 @@ mod tests {
 
     use super::*;
     use crate::test_server::{exchange, TestServer};
+
+    #[test]
+    fn a_v2_time_line_says_the_offset_and_delay() {
+        let text = format!("\nData e hora no servidor: 02/12/2026, 08:00:00{TIME_MENU}");
+        let offset = Offset {
+            offset: -0.000_012,
+            delay: 0.000_085,
+            server_time: 0.0,
+        };
+        assert_eq!(
+            with_offset(&text, &offset),
+            format!("\nData e hora no servidor: 02/12/2026, 08:00:00 (offset -0.000012 s, delay 0.000085 s){TIME_MENU}")
+        );
+    }
 
     fn never() -> std::future::Pending<()> {
         std::future::pending()

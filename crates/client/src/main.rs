@@ -147,7 +147,7 @@ async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
         Some(Command::Time { json }) => {
             let json = *json;
             let (exchange, login) =
-                Exchange::open(servers, args.bind, args.timeout, b"login").await?;
+                Exchange::open_session(servers, args.bind, args.timeout, args.protocol).await?;
             say_which_answered(servers, exchange.server());
             let time = one_shot::fetch_time_after(&exchange, &login).await?;
             if json {
@@ -167,7 +167,8 @@ async fn interactive_session(args: &Args, servers: &[SocketAddr]) -> anyhow::Res
     let mut output = tokio::io::stdout();
     output.write_all(GREETING.as_bytes()).await?;
     output.flush().await?;
-    let (exchange, login) = match Exchange::open(servers, args.bind, args.timeout, b"login").await {
+    let opened = Exchange::open_session(servers, args.bind, args.timeout, args.protocol).await;
+    let (exchange, login) = match opened {
         Ok(opened) => opened,
         Err(error) => {
             if matches!(error, ExchangeError::Timeout { .. }) {

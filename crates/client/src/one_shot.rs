@@ -7,13 +7,14 @@
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
+use hora_proto::v2::client::Offset;
 use hora_proto::{ClosedReason, ServerMessage};
 
 use crate::exchange::{Exchange, ExchangeError};
 use crate::interactive::LOGOUT_WAIT;
 
 /// The server's time, as a script wants it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerTime {
     /// The server's local date and time (the protocol carries no zone).
     pub time: NaiveDateTime,
@@ -21,6 +22,11 @@ pub struct ServerTime {
     pub text: String,
     /// The round trip of the time request.
     pub round_trip: Duration,
+    /// Over protocol v2, this clock's offset from the server's and the
+    /// network delay, from the answer's timestamps.
+    pub offset: Option<Offset>,
+    /// The protocol spoken: `v2` or `seed`.
+    pub protocol: &'static str,
 }
 
 /// Why no time was had.
@@ -69,6 +75,8 @@ pub async fn fetch_time_after(
             time,
             text: time.format(hora_proto::wire::TIME_FORMAT).to_string(),
             round_trip: answer.round_trip,
+            offset: answer.offset,
+            protocol: exchange.protocol(),
         }),
         ServerMessage::Closed { text, reason } => {
             return Err(OneShotError::Closed {
@@ -89,16 +97,23 @@ impl ServerTime {
         self.time.format("%Y-%m-%dT%H:%M:%S").to_string()
     }
 
-    /// A JSON object with the time, the round trip and the server.
+    /// A JSON object with the time, the round trip and the server; over
+    /// v2, the offset and delay too (as `hora sntp --json` has them).
     pub fn json(&self, server: std::net::SocketAddr) -> serde_json::Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "server": server.to_string(),
+            "protocol": self.protocol,
             "server_time": self.line(),
             "server_time_text": self.text,
             // Milliseconds with microseconds, never float noise (0.090, not
             // 0.09032899999999999).
             "rtt_ms": rounded(self.round_trip.as_secs_f64() * 1000.0, 3),
-        })
+        });
+        if let Some(offset) = self.offset {
+            json["offset_s"] = rounded(offset.offset, 6).into();
+            json["delay_s"] = rounded(offset.delay, 6).into();
+        }
+        json
     }
 }
 
