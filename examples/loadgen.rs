@@ -124,6 +124,17 @@ enum Mode {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         wait: Duration,
     },
+    /// Forged protocol v2 logins: from `--sources` loopback addresses
+    /// (127.2.0.1, ...), at `--rate` a second, never confirmed; every
+    /// answer read and counted, bytes in and out
+    V2Logins {
+        #[arg(long, default_value_t = 4096)]
+        sources: usize,
+        #[arg(long, default_value_t = 100_000)]
+        rate: u32,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
     /// Log in and stay silent until the server idles the sessions out
     Hold {
         #[arg(long, default_value_t = 10_000)]
@@ -205,6 +216,16 @@ fn main() -> anyhow::Result<()> {
                 resend,
                 ip,
             } => hold(args.server, check(sessions, ip)?, idle_timeout, resend, ip).await,
+            Mode::V2Logins {
+                sources,
+                rate,
+                duration,
+            } => v2_logins(
+                args.server,
+                check(sources, IpAddr::from([127, 2, 0, 1]))?,
+                rate,
+                duration.min(MAX_DURATION),
+            ),
             Mode::Herd { clients, wait } => herd(
                 args.server,
                 check(clients, IpAddr::from([127, 1, 0, 1]))?,
@@ -252,6 +273,76 @@ fn herd(server: SocketAddr, clients: usize, wait: Duration) -> anyhow::Result<()
         sent_in.as_secs_f64() * 1e3,
         clients as f64 / sent_in.as_secs_f64(),
         started.elapsed().as_secs_f64() * 1e3,
+    );
+    Ok(())
+}
+
+/// Forged v2 logins (see [`Mode::V2Logins`]): plain non-blocking sockets,
+/// each sending in turn, paced in batches; the answers drained as they
+/// come. Prints what was sent and received, in datagrams and bytes.
+fn v2_logins(
+    server: SocketAddr,
+    sources: usize,
+    rate: u32,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let sockets = (0..sources)
+        .map(|n| {
+            let ip = [127, 2, (n / 250) as u8, (n % 250 + 1) as u8];
+            let socket = std::net::UdpSocket::bind(SocketAddr::from((ip, 0)))
+                .with_context(|| format!("cannot bind {ip:?}"))?;
+            socket.set_nonblocking(true)?;
+            socket.connect(server)?;
+            Ok(socket)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let started = std::time::Instant::now();
+    let (mut sent, mut sent_bytes, mut failed) = (0u64, 0u64, 0u64);
+    let (mut answers, mut answer_bytes, mut larger) = (0u64, 0u64, 0u64);
+    let mut buffer = [0u8; 2048];
+    let mut next = 0usize;
+    while started.elapsed() < duration {
+        for _ in 0..256 {
+            let mut nonce = [0u8; 16];
+            nonce[..8].copy_from_slice(&sent.to_be_bytes());
+            let login = v2_wire::login(&Nonce(nonce));
+            match sockets[next].send(&login) {
+                Ok(len) => {
+                    sent += 1;
+                    sent_bytes += len as u64;
+                }
+                Err(_) => failed += 1,
+            }
+            next = (next + 1) % sockets.len();
+        }
+        for socket in &sockets[next.saturating_sub(256)..next.max(1)] {
+            while let Ok(len) = socket.recv(&mut buffer) {
+                answers += 1;
+                answer_bytes += len as u64;
+                larger += u64::from(len > v2_wire::REQUEST_LEN);
+            }
+        }
+        if rate > 0 {
+            let due = Duration::from_secs_f64(sent as f64 / f64::from(rate));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // What is still in flight.
+    std::thread::sleep(Duration::from_millis(200));
+    for socket in &sockets {
+        while let Ok(len) = socket.recv(&mut buffer) {
+            answers += 1;
+            answer_bytes += len as u64;
+            larger += u64::from(len > v2_wire::REQUEST_LEN);
+        }
+    }
+    println!(
+        "mode=v2-logins sources={sources} sent={sent} send_failures={failed} rate={:.0}/s request_bytes={sent_bytes} answers={answers} answer_bytes={answer_bytes} amplification={:.3} answers_larger_than_a_request={larger}",
+        sent as f64 / elapsed,
+        answer_bytes as f64 / sent_bytes.max(1) as f64,
     );
     Ok(())
 }
@@ -347,7 +438,7 @@ async fn load(
             while !tally.lost_session && Instant::now() < end {
                 let sent = Instant::now();
                 id += 1;
-                match session.ask_time(&socket, id, resend, &mut tally).await {
+                match session.ask(&socket, 1, id, resend, &mut tally).await {
                     Some(reply) if is_time_reply(&reply) => {
                         let micros = sent.elapsed().as_micros();
                         tally
@@ -362,7 +453,7 @@ async fn load(
                 }
             }
             if !tally.lost_session {
-                let bye = session.log_out(&socket, id + 1, resend, &mut tally).await;
+                let bye = session.ask(&socket, 2, id + 1, resend, &mut tally).await;
                 if bye.as_deref() != Some(SESSION_CLOSED.as_bytes()) {
                     tally.bad += 1;
                 }
@@ -677,28 +768,8 @@ async fn v2_log_in(socket: &UdpSocket, n: usize, resend: Duration, tally: &mut T
 }
 
 impl Session {
-    /// Asks the time (request `id` in v2): the reply's text, `None` if lost
-    /// or (v2) not this session's answer to this request.
-    async fn ask_time(
-        &self,
-        socket: &UdpSocket,
-        id: u64,
-        resend: Duration,
-        tally: &mut Tally,
-    ) -> Option<Vec<u8>> {
-        self.ask(socket, 1, id, resend, tally).await
-    }
-
-    async fn log_out(
-        &self,
-        socket: &UdpSocket,
-        id: u64,
-        resend: Duration,
-        tally: &mut Tally,
-    ) -> Option<Vec<u8>> {
-        self.ask(socket, 2, id, resend, tally).await
-    }
-
+    /// Sends `option` (request `id` in v2): the reply's text, `None` if
+    /// lost or (v2) not this session's answer to this request.
     async fn ask(
         &self,
         socket: &UdpSocket,

@@ -434,3 +434,27 @@ fn hora_sntp_at_the_seed_protocols_port_says_so() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_v2_session_shows_the_servers_idle_notice_at_once_and_exits_1() {
+    let horad = Horad::start(&["--idle-timeout", "1s"]);
+    let mut child = std::process::Command::new(common::binary("hora"))
+        .args(["--server", &horad.addr.to_string(), "--protocol", "v2"])
+        .env_remove("HORA_SERVER")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Standard input stays open and silent: the session idles out on the
+    // server, whose notice (with the session's token) ends hora.
+    let stdin = child.stdin.take().unwrap();
+    let output = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("\nConexao encerrada por inatividade do cliente às "),
+        "{stdout}"
+    );
+}

@@ -419,8 +419,12 @@ mod tests {
             }
         }
 
-        /// Sends `datagram` from `from`; the outcome and what was answered.
-        fn send(&mut self, datagram: &[u8], from: SocketAddr) -> (Outcome, Vec<Vec<u8>>) {
+        /// Runs `f` on the protocol as the loop would now; its value and
+        /// what it queued, with the peers.
+        fn turn<T>(
+            &mut self,
+            f: impl FnOnce(&mut V2, &Context<'_>, &mut Outbox) -> T,
+        ) -> (T, Vec<(Vec<u8>, SocketAddr)>) {
             let ctx = Context {
                 live: &self.live,
                 stats: self.stats.worker(0),
@@ -428,17 +432,30 @@ mod tests {
                 log: &self.log,
                 now: Clocks::now(),
             };
-            let received = Received {
-                len: datagram.len(),
-                peer: from,
-                kernel_time: Some(ctx.now.wall),
-            };
             let mut out = Outbox::default();
-            let outcome = self
-                .v2
-                .datagram(&ctx, datagram, &received, Duration::ZERO, &mut out);
-            let answers = out.queued().iter().map(|(b, _)| b.to_vec()).collect();
-            (outcome, answers)
+            let value = f(&mut self.v2, &ctx, &mut out);
+            let queued = out
+                .queued()
+                .iter()
+                .map(|(b, to)| (b.to_vec(), *to))
+                .collect();
+            (value, queued)
+        }
+
+        /// Sends `datagram` from `from`; the outcome and what was answered.
+        fn send(&mut self, datagram: &[u8], from: SocketAddr) -> (Outcome, Vec<Vec<u8>>) {
+            let (outcome, queued) = self.turn(|v2, ctx, out| {
+                let received = Received {
+                    len: datagram.len(),
+                    peer: from,
+                    kernel_time: Some(ctx.now.wall),
+                };
+                v2.datagram(ctx, datagram, &received, Duration::ZERO, out)
+            });
+            (
+                outcome,
+                queued.into_iter().map(|(bytes, _)| bytes).collect(),
+            )
         }
 
         /// Logs in from `from`: the session's token.
@@ -558,21 +575,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn every_session_is_told_of_the_shutdown_with_its_token() {
+        let mut bench = Bench::new(10);
+        let tokens: Vec<Token> = (1..=3).map(|port| bench.log_in(peer(port))).collect();
+        let (more, queued) = bench.turn(|v2, ctx, out| v2.shut_down(ctx, out));
+        assert!(!more, "all told in one turn");
+        let mut told: Vec<(SocketAddr, Token)> = queued
+            .iter()
+            .map(|(bytes, to)| match read_server(bytes) {
+                Ok(ServerDatagram::Answer(a)) if a.reply == Reply::ShutdownNotice => (*to, a.token),
+                other => panic!("not a shutdown notice: {other:?}"),
+            })
+            .collect();
+        told.sort_by_key(|(to, _)| to.port());
+        let expected: Vec<_> = (1..=3).map(peer).zip(tokens).collect();
+        assert_eq!(told, expected);
+        assert_eq!(bench.event(Event::EndShutdown), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_idle_session_is_told_with_its_token() {
         let mut bench = Bench::new(10);
         let token = bench.log_in(peer(1));
         tokio::time::advance(Duration::from_secs(10)).await;
-        let ctx = Context {
-            live: &bench.live,
-            stats: bench.stats.worker(0),
-            worker: 0,
-            log: &bench.log,
-            now: Clocks::now(),
-        };
-        let mut out = Outbox::default();
-        bench.v2.due(&ctx, &mut out);
-        let queued = out.queued();
-        let Ok(ServerDatagram::Answer(answer)) = read_server(queued[0].0) else {
+        let ((), queued) = bench.turn(|v2, ctx, out| v2.due(ctx, out));
+        let Ok(ServerDatagram::Answer(answer)) = read_server(&queued[0].0) else {
             panic!("no notice");
         };
         assert_eq!(
