@@ -20,7 +20,8 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// hora: ask a hora (or the seed's) time server for its date and time, or
 /// any NTP server how far this machine's clock is from its own.
 ///
-/// Without a command it runs the seed's interactive menu; a closing message
+/// Without a command it runs the seed's interactive menu (over protocol v2
+/// where the server speaks it: see --protocol); a closing message
 /// the server sends on its own (idle timeout, shutdown) is shown at once.
 /// The seed's own Python server answers only to port 5010: use `--bind
 /// 127.0.0.1:5010`. Options go before or after the command. A name with
@@ -49,10 +50,10 @@ pub struct Args {
     #[arg(short, long, value_name = "DUR", default_value = "10s", global = true, value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 
-    /// Session protocol for the menu and `time`: v2 (forgery-proof
-    /// sessions, the time with this clock's offset), the seed's, or auto:
-    /// v2, falling back to the seed's at once when the server doesn't
-    /// answer it (the seed's own server, an older horad)
+    /// Session protocol for the menu and `time`: v2 (sessions a forger
+    /// can't fake, the time with this clock's offset), the seed's, or
+    /// auto: v2 where the server speaks it, else the seed's at once (the
+    /// seed's own server, an older horad)
     #[arg(
         long,
         value_enum,

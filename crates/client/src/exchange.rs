@@ -85,12 +85,18 @@ impl Answer {
 pub enum Protocol {
     /// The seed's text protocol only.
     Seed,
-    /// hora's protocol v2 only: forgery-proof sessions, time with offset.
+    /// hora's protocol v2 only (not for the seed's server, which quits on
+    /// a first datagram but `login`).
     V2,
     /// The seed's `login`, then v2 if the server answers it (else on in
     /// the seed's, at once).
     Auto,
 }
+
+/// How long `auto` waits for the answer to its v2 login once the seed's
+/// `login` was answered: a server that answered that answers this as fast
+/// (a challenge, or the seed's time); one that doesn't is asked no more.
+pub const PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// The ids a v2 request may use, one per send: more than any timeout's
 /// resends.
@@ -307,15 +313,16 @@ impl Exchange {
 
     /// After the seed's `login` was answered (`seed`: the menu, or a
     /// refusal), asks in v2 too: a v2 login, which the seed's rules read as
-    /// option 1. A challenge opens a v2 session (the seed's session, if
-    /// one opened, is logged out) and its welcome is returned; the time
-    /// (the seed's server, an older horad) or silence leaves the exchange
-    /// in the seed's protocol: `None`.
+    /// option 1. A challenge, then a welcome with the menu, opens a v2
+    /// session (the seed's, if one opened, is logged out) and the welcome
+    /// is returned; the time (the seed's server, an older horad), silence
+    /// for [`PROBE_WAIT`], or a v2 refusal while the seed's login got the
+    /// menu leave the exchange in the seed's protocol: `None`.
     pub async fn upgrade(&mut self, seed: &Answer) -> Result<Option<Answer>, ExchangeError> {
         let nonce = Nonce(rand::random());
         let probe = self
             .converse(
-                self.timeout,
+                PROBE_WAIT.min(self.timeout),
                 |_| login(&nonce).to_vec(),
                 |bytes| match read_server(bytes) {
                     Ok(ServerDatagram::Challenge {
@@ -340,11 +347,17 @@ impl Exchange {
             Ok(_) | Err(ExchangeError::Timeout { .. }) => return Ok(None),
             Err(error) => return Err(error),
         };
-        if matches!(seed.message(), ServerMessage::Menu(_)) {
+        let in_seed = matches!(seed.message(), ServerMessage::Menu(_));
+        let welcome = self.confirm(&nonce, &cookie).await?;
+        if self.v2.is_none() && in_seed {
+            // Refused in v2, logged in the seed's way: go on there.
+            return Ok(None);
+        }
+        if in_seed {
             // Its answer is skipped as any non-v2 datagram is.
             self.send(b"2").await?;
         }
-        self.confirm(&nonce, &cookie).await.map(Some)
+        Ok(Some(welcome))
     }
 
     /// Returns the challenge's cookie: the welcome's menu is the answer; a
@@ -685,6 +698,84 @@ mod tests {
             "{error}"
         );
         assert!(started.elapsed() <= timeout + Duration::from_millis(10));
+    }
+
+    /// A server that speaks v2 too, for one peer: the seed's rules, and v2's
+    /// handshake and answers (its cookie any 20 bytes; `refuse`: every
+    /// confirmation refused).
+    fn v2_script(refuse: bool) -> crate::test_server::Script {
+        use hora_proto::v2::wire::{self, write_answer, write_challenge, write_welcome};
+        use hora_proto::v2::{parse_client, ClientMessage};
+        let mut seed = protocol_script();
+        let token = Token([5; 16]);
+        Box::new(move |datagram| {
+            let mut out = [0u8; wire::REQUEST_LEN];
+            match parse_client(datagram) {
+                Ok(ClientMessage::Login { nonce }) => {
+                    vec![write_challenge(&nonce, &Cookie([1; 20])).to_vec()]
+                }
+                Ok(ClientMessage::Confirm { nonce, .. }) => {
+                    let reply = if refuse { Reply::Refused } else { Reply::Menu };
+                    let len =
+                        write_welcome(reply, &nonce, &token, Duration::from_secs(10), &mut out);
+                    vec![out[..len].to_vec()]
+                }
+                Ok(ClientMessage::Request { id, .. }) => {
+                    let text = hora_proto::wire::SESSION_CLOSED.as_bytes();
+                    let len = write_answer(Reply::Closed, text, &token, id, None, &mut out);
+                    vec![out[..len].to_vec()]
+                }
+                Err(_) => seed(datagram),
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn auto_goes_on_in_the_seeds_protocol_when_its_v2_login_gets_the_time() {
+        let server = TestServer::protocol().await;
+        let (mut exchange, login) =
+            Exchange::open(&[server.addr], None, Duration::from_secs(5), b"login")
+                .await
+                .unwrap();
+        assert_eq!(exchange.upgrade(&login).await.unwrap(), None);
+        assert_eq!(exchange.protocol(), "seed");
+        let received = server.received();
+        assert_eq!(received.len(), 2, "login, then the v2 login: no more");
+        assert_eq!(parse(&received[1]), Ok(hora_proto::Request::Time));
+        // The seed's session goes on.
+        let time = exchange.request(b"1").await.unwrap();
+        assert!(matches!(time.message(), ServerMessage::Time { .. }));
+    }
+
+    #[tokio::test]
+    async fn auto_moves_to_v2_and_logs_the_seeds_session_out() {
+        let server = TestServer::start(v2_script(false)).await;
+        let (mut exchange, login) =
+            Exchange::open(&[server.addr], None, Duration::from_secs(5), b"login")
+                .await
+                .unwrap();
+        let welcome = exchange.upgrade(&login).await.unwrap().unwrap();
+        assert_eq!(welcome.bytes, LOGIN_MENU.as_bytes());
+        assert_eq!(exchange.protocol(), "v2");
+        let closed = exchange.request(b"2").await.unwrap();
+        assert_eq!(closed.bytes, SESSION_CLOSED.as_bytes());
+        let received = server.received();
+        assert_eq!(
+            received[3], b"2",
+            "the seed's session logged out after the welcome"
+        );
+    }
+
+    #[tokio::test]
+    async fn auto_stays_in_the_seeds_session_when_v2_refuses() {
+        let server = TestServer::start(v2_script(true)).await;
+        let (mut exchange, login) =
+            Exchange::open(&[server.addr], None, Duration::from_secs(5), b"login")
+                .await
+                .unwrap();
+        assert_eq!(exchange.upgrade(&login).await.unwrap(), None);
+        assert_eq!(exchange.protocol(), "seed");
+        assert!(!server.received().iter().any(|d| d == b"2"));
     }
 
     #[tokio::test]
