@@ -730,13 +730,17 @@ mod tests {
         })
     }
 
+    /// An exchange with `server` after the seed's `login`, and its answer.
+    async fn logged_in(server: &TestServer) -> (Exchange, Answer) {
+        Exchange::open(&[server.addr], None, Duration::from_secs(5), b"login")
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn auto_goes_on_in_the_seeds_protocol_when_its_v2_login_gets_the_time() {
         let server = TestServer::protocol().await;
-        let (mut exchange, login) =
-            Exchange::open(&[server.addr], None, Duration::from_secs(5), b"login")
-                .await
-                .unwrap();
+        let (mut exchange, login) = logged_in(&server).await;
         assert_eq!(exchange.upgrade(&login).await.unwrap(), None);
         assert_eq!(exchange.protocol(), "seed");
         let received = server.received();
@@ -750,10 +754,7 @@ mod tests {
     #[tokio::test]
     async fn auto_moves_to_v2_and_logs_the_seeds_session_out() {
         let server = TestServer::start(v2_script(false)).await;
-        let (mut exchange, login) =
-            Exchange::open(&[server.addr], None, Duration::from_secs(5), b"login")
-                .await
-                .unwrap();
+        let (mut exchange, login) = logged_in(&server).await;
         let welcome = exchange.upgrade(&login).await.unwrap().unwrap();
         assert_eq!(welcome.bytes, LOGIN_MENU.as_bytes());
         assert_eq!(exchange.protocol(), "v2");
@@ -769,10 +770,7 @@ mod tests {
     #[tokio::test]
     async fn auto_stays_in_the_seeds_session_when_v2_refuses() {
         let server = TestServer::start(v2_script(true)).await;
-        let (mut exchange, login) =
-            Exchange::open(&[server.addr], None, Duration::from_secs(5), b"login")
-                .await
-                .unwrap();
+        let (mut exchange, login) = logged_in(&server).await;
         assert_eq!(exchange.upgrade(&login).await.unwrap(), None);
         assert_eq!(exchange.protocol(), "seed");
         assert!(!server.received().iter().any(|d| d == b"2"));

@@ -123,9 +123,7 @@ impl V2 {
                 }
                 self.confirm(ctx, peer, &nonce, out)
             }
-            ClientMessage::Request { token, id, .. } => {
-                self.request(ctx, &message, received, &token, id, out)
-            }
+            ClientMessage::Request { .. } => self.request(ctx, &message, received, out),
         }
     }
 
@@ -206,11 +204,12 @@ impl V2 {
         ctx: &Context<'_>,
         message: &ClientMessage,
         received: &Received,
-        token: &Token,
-        id: u64,
         out: &mut Outbox,
     ) -> Outcome {
-        let (peer, now) = (received.peer, ctx.now.instant());
+        let ClientMessage::Request { token, id, .. } = message else {
+            return Outcome::Dropped(DropReason::Invalid);
+        };
+        let (peer, now, id) = (received.peer, ctx.now.instant(), *id);
         let request = message.request();
         let reply = match self.sessions.token(peer) {
             Some(held) if held == *token => {
