@@ -6,6 +6,12 @@
 #             (`loadgen ntp`, 64 clients) in the same rounds;
 #   ke:       key exchanges back to back from 8 clients (`nts_load ke`):
 #             chronyd against horad.
+# REPLAY=1 has each NTS client send 16 requests sealed before the run, in
+# turn (`nts_load requests --replay`): the servers do the same work per request, the load
+# generator only a send and a receive, so the servers rather than the
+# generator run out of CPU. horad serves with one worker (HORAD_WORKERS=1),
+# as chronyd answers NTP from one thread (the load comes from one address,
+# so it would meet one worker anyway).
 # Nothing pinned; the servers take turns for ROUNDS rounds of 5 s. CPU per
 # request is the server's utime+stime over the round (/proc/PID/stat; for
 # chronyd its main process, which answers NTP; its NTS-KE helper process is
@@ -20,6 +26,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?requests or ke}; rounds=${2:-4}; shift 2 || shift $#
 aead=${AEAD:-15}
+replay=; [ "${REPLAY:-0}" = 1 ] && replay=--replay
+export HORAD_WORKERS=1
 d=$(mktemp -d)
 trap 'pkill -P $$ || true; rm -rf "$d"' EXIT
 bash bench/make_cert.sh "$d" IP:127.0.0.1
@@ -51,7 +59,7 @@ for round in $(seq "$rounds"); do
     before=$(cpu "$pid")
     case "$mode:$server" in
       requests:plain:*) out=$(target/release/examples/loadgen --server 127.0.0.1:$port ntp --clients 64 --duration 5s 2>&1 | grep mode=) ;;
-      requests:*) out=$(target/release/examples/nts_load --ke 127.0.0.1:$ke --ca "$d/ca.pem" --aead "$aead" requests --clients 64 --duration 5s 2>&1 | grep mode=) ;;
+      requests:*) out=$(target/release/examples/nts_load --ke 127.0.0.1:$ke --ca "$d/ca.pem" --aead "$aead" requests --clients 64 --duration 5s $replay 2>&1 | grep mode=) ;;
       ke:*) out=$(target/release/examples/nts_load --ke 127.0.0.1:$ke --ca "$d/ca.pem" --aead "$aead" ke --clients 8 --duration 5s 2>&1 | grep mode=) ;;
     esac
     after=$(cpu "$pid")

@@ -5,6 +5,14 @@
 //! keeps one NTS-authenticated request outstanding for the duration; a
 //! reply counts only if it authenticates with the client's key and echoes
 //! its request (every reply's cookie goes back into the client's jar).
+//! With `--replay`, each client seals 16 requests before the run and sends
+//! those same bytes in turn: the server's work per request is the same
+//! (cookie opened, request authenticated, reply sealed with a fresh
+//! cookie; servers keep no record of cookies used), the client's is a
+//! send and a receive, so on a small machine the server, not the load
+//! generator, is what runs out of CPU. A reply then counts if it echoes
+//! the request's transmit timestamp; the first and every 256th are
+//! authenticated in full, and one that fails is a bad reply.
 //! `ke`: N clients do key exchanges back to back for the duration; counts
 //! the ones that gave cookies.
 //!
@@ -58,6 +66,9 @@ enum Mode {
         duration: Duration,
         #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
         resend: Duration,
+        /// Resend one sealed request (see the module's doc)
+        #[arg(long)]
+        replay: bool,
     },
     /// Offset and delay, one request every `gap` (after one key exchange):
     /// median and p99 of |offset| and of delay, in microseconds. With
@@ -96,7 +107,8 @@ fn main() -> anyhow::Result<()> {
                 clients,
                 duration,
                 resend,
-            } => requests(&args, clients, duration, resend).await,
+                replay,
+            } => requests(&args, clients, duration, resend, replay).await,
             Mode::Ke { clients, duration } => exchanges(&args, clients, duration).await,
             Mode::Probe {
                 count,
@@ -133,6 +145,7 @@ async fn requests(
     clients: usize,
     duration: Duration,
     resend: Duration,
+    replay: bool,
 ) -> anyhow::Result<()> {
     let barrier = Arc::new(Barrier::new(clients + 1));
     let mut tasks = Vec::new();
@@ -144,9 +157,16 @@ async fn requests(
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
         socket.connect(ntp).await?;
         let barrier = Arc::clone(&barrier);
-        tasks.push(tokio::spawn(client(
-            session, socket, barrier, duration, resend,
-        )));
+        let pace = Pace {
+            barrier,
+            duration,
+            resend,
+        };
+        tasks.push(if replay {
+            tokio::spawn(replaying_client(session, socket, pace))
+        } else {
+            tokio::spawn(client(session, socket, pace))
+        });
     }
     barrier.wait().await;
     let mut tally = Tally::default();
@@ -166,7 +186,8 @@ async fn requests(
             .unwrap_or(0)
     };
     println!(
-        "mode=nts aead={} server={} clients={clients} duration={duration:?} requests={n} rps={:.0} p50_us={} p99_us={} losses={} bad_replies={}",
+        "mode=nts{} aead={} server={} clients={clients} duration={duration:?} requests={n} rps={:.0} p50_us={} p99_us={} losses={} bad_replies={}",
+        if replay { "-replay" } else { "" },
         args.aead,
         server.map(|s| s.to_string()).unwrap_or_default(),
         n as f64 / duration.as_secs_f64(),
@@ -178,13 +199,19 @@ async fn requests(
     Ok(())
 }
 
-async fn client(
-    mut session: Session,
-    socket: UdpSocket,
+/// When a client starts, how long it runs, how long it waits for a reply.
+struct Pace {
     barrier: Arc<Barrier>,
     duration: Duration,
     resend: Duration,
-) -> anyhow::Result<Tally> {
+}
+
+async fn client(mut session: Session, socket: UdpSocket, pace: Pace) -> anyhow::Result<Tally> {
+    let Pace {
+        barrier,
+        duration,
+        resend,
+    } = pace;
     let mut tally = Tally::default();
     let mut buffer = [0u8; 2048];
     let nonce = vec![0x42u8; session.keys.algorithm.nonce_len()];
@@ -230,6 +257,76 @@ async fn client(
                             continue 'requests;
                         }
                     }
+                }
+                Ok(Err(error)) => return Err(error.into()),
+                Err(_) => tally.losses += 1,
+            }
+        }
+        bail!("a client gave up");
+    }
+    Ok(tally)
+}
+
+/// How many sealed requests a `--replay` client takes turns with.
+const REPLAYED: usize = 16;
+
+/// `--replay`'s client: [`REPLAYED`] requests sealed before the run, each
+/// with its own transmit timestamp and one of the client's cookies, sent in
+/// turn for the whole run.
+async fn replaying_client(
+    session: Session,
+    socket: UdpSocket,
+    pace: Pace,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut buffer = [0u8; 2048];
+    let nonce = vec![0x42u8; session.keys.algorithm.nonce_len()];
+    let unique_id = [0x24u8; 32];
+    if session.cookies.is_empty() {
+        bail!("no cookie");
+    }
+    let first = NtpTimestamp::from_system_time(SystemTime::now());
+    let mut requests = Vec::with_capacity(REPLAYED);
+    for (n, cookie) in session.cookies.iter().cycle().take(REPLAYED).enumerate() {
+        // Each its own transmit timestamp, as a client's requests have.
+        let sent = NtpTimestamp::from_u64(first.to_u64() + n as u64);
+        let request = packet::write_request(
+            &sntp::client_request(sent),
+            &session.keys,
+            cookie,
+            0,
+            &unique_id,
+            &nonce,
+        )
+        .context("sealing")?;
+        requests.push(request);
+    }
+    pace.barrier.wait().await;
+    let end = Instant::now() + pace.duration;
+    let mut answered: u64 = 0;
+    'requests: for request in requests.iter().cycle() {
+        if Instant::now() >= end {
+            break;
+        }
+        let started = Instant::now();
+        for _ in 0..50 {
+            socket.send(request).await?;
+            match timeout(pace.resend, socket.recv(&mut buffer)).await {
+                Ok(Ok(len)) => {
+                    let reply = &buffer[..len];
+                    let echoes = reply.get(24..32) == request.get(40..48);
+                    let checked = answered % 256 != 0
+                        || packet::read_reply(reply, &session.keys, &unique_id).is_ok();
+                    if echoes && checked {
+                        answered += 1;
+                        let micros = started.elapsed().as_micros();
+                        tally
+                            .latencies_us
+                            .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                    } else {
+                        tally.bad += 1;
+                    }
+                    continue 'requests;
                 }
                 Ok(Err(error)) => return Err(error.into()),
                 Err(_) => tally.losses += 1,
