@@ -17,6 +17,10 @@ use hora_proto::ClosedReason;
 use tokio::io::AsyncWriteExt as _;
 
 fn main() -> ExitCode {
+    if let Some(reason) = hora_proto::cpu::unsupported("hora") {
+        eprintln!("{reason}");
+        return ExitCode::FAILURE;
+    }
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

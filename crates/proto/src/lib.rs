@@ -25,6 +25,7 @@
 //! - [`overload`]: what a server that has fallen behind still answers;
 //! - [`nts`]: Network Time Security (RFC 8915): key exchange records,
 //!   cookies, and authenticated SNTP;
+//! - [`cpu`]: what the build asks of the CPU, checked before anything runs;
 //! - [`outcome`]: what became of each datagram, one outcome each;
 //! - [`transmit`]: when each SNTP reply of a batch leaves, for its stamp;
 //! - [`interleave`]: interleaved mode's log of replies and when they left;
@@ -33,6 +34,7 @@
 
 pub mod access;
 pub mod clock;
+pub mod cpu;
 pub mod daytime;
 pub mod host_clock;
 pub mod interleave;

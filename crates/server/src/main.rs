@@ -15,6 +15,10 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 fn main() -> ExitCode {
+    if let Some(reason) = hora_proto::cpu::unsupported("horad") {
+        eprintln!("{reason}");
+        return ExitCode::FAILURE;
+    }
     let args = Args::parse();
     let (config, source) = match args.config() {
         Ok(loaded) => loaded,
