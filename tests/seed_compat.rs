@@ -110,3 +110,55 @@ fn hora_works_against_the_seeds_server() {
         "{rest:?}"
     );
 }
+
+/// Every ASCII byte before and after a `1`, and a few datagrams more: hora
+/// reads option 1 exactly where the seed's server, `int(data.decode())`,
+/// reads 1 (where `int()` raises, the seed's server dies; hora calls it
+/// an invalid option).
+#[test]
+fn options_read_as_pythons_int_reads_them_byte_by_byte() {
+    let mut datagrams: Vec<Vec<u8>> = Vec::new();
+    for byte in 0u8..128 {
+        datagrams.push(vec![byte, b'1']);
+        datagrams.push(vec![b'1', byte]);
+    }
+    for extra in [
+        "+1",
+        "-1",
+        "0_1",
+        "1_",
+        " 01 ",
+        "\t\n\x0b\x0c\r1",
+        "1.0",
+        "",
+    ] {
+        datagrams.push(extra.as_bytes().to_vec());
+    }
+    let hex: Vec<String> = datagrams
+        .iter()
+        .map(|d| d.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    let script = "import sys\n\
+        for line in sys.stdin:\n\
+        \x20   data = bytes.fromhex(line.strip())\n\
+        \x20   try:\n\
+        \x20       print(int(data.decode()))\n\
+        \x20   except ValueError:\n\
+        \x20       print('error')\n";
+    let output = run_with_stdin(
+        Command::new("python3").arg("-c").arg(script),
+        &(hex.join("\n") + "\n"),
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let python = text(&output.stdout);
+    let answers: Vec<&str> = python.lines().collect();
+    assert_eq!(answers.len(), datagrams.len(), "{python}");
+    for (datagram, python) in datagrams.iter().zip(answers) {
+        let hora = hora_proto::request::parse(datagram);
+        assert_eq!(
+            hora == Ok(hora_proto::request::Request::Time),
+            python == "1",
+            "{datagram:?}: Python's int() says {python}, hora {hora:?}"
+        );
+    }
+}
