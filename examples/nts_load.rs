@@ -199,6 +199,35 @@ async fn requests(
     Ok(())
 }
 
+impl Tally {
+    /// Counts a request sent at `started` as answered, now.
+    fn answered(&mut self, started: Instant) {
+        let micros = started.elapsed().as_micros();
+        self.latencies_us
+            .push(u32::try_from(micros).unwrap_or(u32::MAX));
+    }
+}
+
+/// Sends `request` until a reply comes, again every `resend` (50 tries):
+/// the reply's length in `buffer`; each silence counts as a loss.
+async fn ask(
+    socket: &UdpSocket,
+    request: &[u8],
+    resend: Duration,
+    buffer: &mut [u8],
+    tally: &mut Tally,
+) -> anyhow::Result<usize> {
+    for _ in 0..50 {
+        socket.send(request).await?;
+        match timeout(resend, socket.recv(buffer)).await {
+            Ok(Ok(len)) => return Ok(len),
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => tally.losses += 1,
+        }
+    }
+    bail!("a client gave up")
+}
+
 /// When a client starts, how long it runs, how long it waits for a reply.
 struct Pace {
     barrier: Arc<Barrier>,
@@ -218,7 +247,7 @@ async fn client(mut session: Session, socket: UdpSocket, pace: Pace) -> anyhow::
     barrier.wait().await;
     let end = Instant::now() + duration;
     let mut serial: u64 = 0;
-    'requests: while Instant::now() < end {
+    while Instant::now() < end {
         serial += 1;
         let mut unique_id = [0u8; 32];
         unique_id[..8].copy_from_slice(&serial.to_be_bytes());
@@ -236,33 +265,17 @@ async fn client(mut session: Session, socket: UdpSocket, pace: Pace) -> anyhow::
         )
         .context("sealing")?;
         let started = Instant::now();
-        for _ in 0..50 {
-            socket.send(&request).await?;
-            match timeout(resend, socket.recv(&mut buffer)).await {
-                Ok(Ok(len)) => {
-                    match packet::read_reply(&buffer[..len], &session.keys, &unique_id) {
-                        Ok(reply) => {
-                            session.cookies.extend(reply.cookies);
-                            if session.cookies.is_empty() {
-                                session.cookies.push(cookie.clone());
-                            }
-                            let micros = started.elapsed().as_micros();
-                            tally
-                                .latencies_us
-                                .push(u32::try_from(micros).unwrap_or(u32::MAX));
-                            continue 'requests;
-                        }
-                        Err(_) => {
-                            tally.bad += 1;
-                            continue 'requests;
-                        }
-                    }
+        let len = ask(&socket, &request, resend, &mut buffer, &mut tally).await?;
+        match packet::read_reply(&buffer[..len], &session.keys, &unique_id) {
+            Ok(reply) => {
+                session.cookies.extend(reply.cookies);
+                if session.cookies.is_empty() {
+                    session.cookies.push(cookie.clone());
                 }
-                Ok(Err(error)) => return Err(error.into()),
-                Err(_) => tally.losses += 1,
+                tally.answered(started);
             }
+            Err(_) => tally.bad += 1,
         }
-        bail!("a client gave up");
     }
     Ok(tally)
 }
@@ -304,35 +317,22 @@ async fn replaying_client(
     pace.barrier.wait().await;
     let end = Instant::now() + pace.duration;
     let mut answered: u64 = 0;
-    'requests: for request in requests.iter().cycle() {
+    for request in requests.iter().cycle() {
         if Instant::now() >= end {
             break;
         }
         let started = Instant::now();
-        for _ in 0..50 {
-            socket.send(request).await?;
-            match timeout(pace.resend, socket.recv(&mut buffer)).await {
-                Ok(Ok(len)) => {
-                    let reply = &buffer[..len];
-                    let echoes = reply.get(24..32) == request.get(40..48);
-                    let checked = answered % 256 != 0
-                        || packet::read_reply(reply, &session.keys, &unique_id).is_ok();
-                    if echoes && checked {
-                        answered += 1;
-                        let micros = started.elapsed().as_micros();
-                        tally
-                            .latencies_us
-                            .push(u32::try_from(micros).unwrap_or(u32::MAX));
-                    } else {
-                        tally.bad += 1;
-                    }
-                    continue 'requests;
-                }
-                Ok(Err(error)) => return Err(error.into()),
-                Err(_) => tally.losses += 1,
-            }
+        let len = ask(&socket, request, pace.resend, &mut buffer, &mut tally).await?;
+        let reply = &buffer[..len];
+        let echoes = reply.get(24..32) == request.get(40..48);
+        let checked =
+            answered % 256 != 0 || packet::read_reply(reply, &session.keys, &unique_id).is_ok();
+        if echoes && checked {
+            answered += 1;
+            tally.answered(started);
+        } else {
+            tally.bad += 1;
         }
-        bail!("a client gave up");
     }
     Ok(tally)
 }
