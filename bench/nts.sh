@@ -7,9 +7,9 @@
 #   ke:       key exchanges back to back from 8 clients (`nts_load ke`):
 #             chronyd against horad.
 # REPLAY=1 has each NTS client send 16 requests sealed before the run, in
-# turn (`nts_load requests --replay`): the servers do the same work per request, the load
-# generator only a send and a receive, so the servers rather than the
-# generator run out of CPU. horad serves with one worker (HORAD_WORKERS=1),
+# turn (`nts_load requests --replay`): the servers do the same work per
+# request, the load generator only a send and a receive, so the servers
+# rather than the generator run out of CPU. horad serves with one worker (HORAD_WORKERS=1),
 # as chronyd answers NTP from one thread (the load comes from one address,
 # so it would meet one worker anyway).
 # Nothing pinned; the servers take turns for ROUNDS rounds of 5 s. CPU per
