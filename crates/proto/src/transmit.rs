@@ -28,7 +28,11 @@
 //! times teach it too ([`TransmitPace::observe_sent`]): reply `k` leaving at
 //! `t` after the reading `first` reads as `(t - first) / (k + 1)`, by the same
 //! bound never later than it leaves; and a prediction the kernel shows was
-//! late lowers the estimate at once, not at the end of the window.
+//! late lowers the estimate at once, not at the end of the window. So does a
+//! batch the kernel sent sooner than its last stamp said (its return is
+//! after its last reply left). Such a batch can't be unstamped, so the next
+//! batch starts from its last stamp, not before ([`TransmitPace::batch_start`]):
+//! a client asking twice never sees its replies' stamps go backwards.
 
 use std::time::{Duration, SystemTime};
 
@@ -56,32 +60,48 @@ pub struct TransmitPace {
     quickest: Option<u64>,
     /// Batches measured in it.
     measured: u32,
+    /// The latest transmit time given: no later batch starts before it.
+    latest: Option<SystemTime>,
 }
 
 impl TransmitPace {
-    /// The transmit time of reply `position` (from 0) of a batch whose clock
-    /// was read at `first`, just before the batch was sent.
-    pub fn transmit_time(&self, first: SystemTime, position: usize) -> SystemTime {
-        let position = u64::try_from(position).unwrap_or(u64::MAX);
-        let later = Duration::from_nanos(self.per_reply_nanos.saturating_mul(position));
-        first.checked_add(later).unwrap_or(first)
+    /// Where a batch whose clock was read at `reading` is stamped from: the
+    /// reading, or the latest transmit time given if that is later.
+    pub fn batch_start(&self, reading: SystemTime) -> SystemTime {
+        self.latest.map_or(reading, |latest| reading.max(latest))
     }
 
-    /// Learns from a batch of `replies` that took `elapsed` from the clock
-    /// reading to the kernel's return. Single replies and batches slower than
-    /// [`MOST_PER_REPLY`] a reply teach nothing.
-    pub fn observe(&mut self, elapsed: Duration, replies: usize) {
+    /// The transmit time of reply `position` (from 0) of a batch stamped
+    /// from `first` ([`batch_start`](Self::batch_start)).
+    pub fn transmit_time(&mut self, first: SystemTime, position: usize) -> SystemTime {
+        let position = u64::try_from(position).unwrap_or(u64::MAX);
+        let later = Duration::from_nanos(self.per_reply_nanos.saturating_mul(position));
+        let time = first.checked_add(later).unwrap_or(first);
+        self.latest = Some(self.latest.map_or(time, |latest| latest.max(time)));
+        time
+    }
+
+    /// Learns from a batch of `replies` that took `elapsed` from its start
+    /// to the kernel's return; whether its last stamp was later than that
+    /// (then the estimate is lowered now). Single replies teach nothing, nor
+    /// do batches slower than [`MOST_PER_REPLY`] a reply.
+    pub fn observe(&mut self, elapsed: Duration, replies: usize) -> bool {
         let Ok(count) = u32::try_from(replies) else {
-            return;
+            return false;
         };
         if count < 2 {
-            return;
+            return false;
         }
+        let last = Duration::from_nanos(self.per_reply_nanos.saturating_mul(u64::from(count - 1)));
+        let late = last > elapsed;
         let sample = elapsed / (count + 1);
-        if sample > MOST_PER_REPLY {
-            return;
+        if late {
+            self.per_reply_nanos = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
         }
-        self.sample(sample);
+        if sample <= MOST_PER_REPLY {
+            self.sample(sample);
+        }
+        late
     }
 
     /// Learns from the kernel's word that reply `position` (from 0) of a
@@ -161,7 +181,7 @@ mod tests {
 
     #[test]
     fn reply_k_is_stamped_k_replies_of_kernel_work_after_the_reading() {
-        let pace = learned(micros(15), 4); // read as 15 / 5 = 3 µs a reply
+        let mut pace = learned(micros(15), 4); // read as 15 / 5 = 3 µs a reply
         let first = SystemTime::UNIX_EPOCH + micros(1_000);
         assert_eq!(pace.transmit_time(first, 0), first);
         assert_eq!(pace.transmit_time(first, 1), first + micros(3));
@@ -238,5 +258,26 @@ mod tests {
             pace.observe(micros(12), 2);
         }
         assert_eq!(pace.per_reply(), micros(4));
+    }
+
+    #[test]
+    fn a_batch_sent_sooner_than_its_last_stamp_lowers_the_pace_and_the_next_starts_after_it() {
+        let mut pace = learned(micros(15), 4); // 3 µs a reply
+        let first = pace.batch_start(SystemTime::UNIX_EPOCH + micros(1_000));
+        let last = pace.transmit_time(first, 7); // first + 21 µs
+        assert_eq!(last, first + micros(21));
+        // The kernel was done after 18 µs: the last stamp was 3 µs late.
+        assert!(pace.observe(micros(18), 8));
+        assert_eq!(pace.per_reply(), micros(2)); // 18 / 9
+                                                 // The next batch read the clock before that last stamp: it starts
+                                                 // from the stamp, so stamps never go backwards.
+        let next = pace.batch_start(first + micros(19));
+        assert_eq!(next, last);
+        assert!(pace.transmit_time(next, 1) > last);
+        // One read later than every stamp given starts from the reading.
+        let later = first + micros(40);
+        assert_eq!(pace.batch_start(later), later);
+        // A batch as quick as its stamps said is not late.
+        assert!(!pace.observe(micros(14), 8));
     }
 }

@@ -121,7 +121,7 @@ events! {
     /// A kernel transmit timestamp of a plain SNTP reply read back.
     KernelTransmit => kernel_transmit_timestamps, "hora_sntp_kernel_transmit_timestamps_total", [], "Kernel transmit timestamps of plain SNTP replies read back from the socket's error queue (asked for replies to interleaved-mode requests, and one batch in 1,024 to check the predictions).";
     /// A predicted transmit timestamp later than the kernel's.
-    TransmitLate => transmit_predictions_late, "hora_sntp_transmit_predictions_late_total", [], "Predicted SNTP transmit timestamps that the kernel's showed were later than the reply left (each lowers the prediction's pace at once).";
+    TransmitLate => transmit_predictions_late, "hora_sntp_transmit_predictions_late_total", [], "Predicted SNTP transmit timestamps that the kernel's showed were later than the reply left, and batches sent sooner than their last stamp said (each lowers the prediction's pace at once).";
     /// An SNTP receive timestamp from the kernel.
     KernelTimestamp => kernel_timestamps, "hora_sntp_receive_timestamps_total", ["source" = "kernel"], "SNTP receive timestamps, by where they came from.";
     /// An SNTP receive timestamp read from the clock (no kernel timestamp).

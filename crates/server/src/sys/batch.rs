@@ -274,7 +274,8 @@ pub struct Flushed {
     /// Replies it refused.
     pub failed: u64,
     /// Predicted transmit timestamps the kernel showed were later than
-    /// the reply left.
+    /// the reply left, and batches whose last stamp was later than the
+    /// kernel's return from sending them.
     pub late: u64,
     /// The socket refused transmit timestamps: they are off from now on.
     pub stamps_refused: Option<io::ErrorKind>,
@@ -440,7 +441,7 @@ impl Outbox {
                 .map_or(self.replies.len(), |at| next + at);
             let (upto, first) = if stamped {
                 let upto = run.min(next + MOST_PER_BATCH);
-                let first = SystemTime::now();
+                let first = self.pace.batch_start(SystemTime::now());
                 for (position, reply) in self.replies[next..upto].iter_mut().enumerate() {
                     let predicted = self.pace.transmit_time(first, position);
                     reply.predicted = Some((first, position, predicted));
@@ -479,7 +480,9 @@ impl Outbox {
                     // Only a batch of two or more tells the pace.
                     if let (Some(first), true) = (first, sent > 1) {
                         let elapsed = SystemTime::now().duration_since(first).unwrap_or_default();
-                        self.pace.observe(elapsed, sent);
+                        if self.pace.observe(elapsed, sent) {
+                            flushed.late += 1;
+                        }
                     }
                     flushed.sent += sent as u64;
                     next += sent;
