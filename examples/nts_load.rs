@@ -14,7 +14,9 @@
 //! the request's transmit timestamp; the first and every 256th are
 //! authenticated in full, and one that fails is a bad reply.
 //! `ke`: N clients do key exchanges back to back for the duration; counts
-//! the ones that gave cookies.
+//! the ones that gave cookies. `session`: one key exchange, its
+//! client-to-server key and a cookie printed for ntpperf's `-S`
+//! (`bench/ntpperf.sh`; the one mode that may ask beyond loopback).
 //!
 //! ```sh
 //! cargo run --release --example nts_load -- --ke 127.0.0.1:4460 --ca ca.pem requests --clients 64
@@ -84,6 +86,9 @@ enum Mode {
         #[arg(long)]
         ntp: Option<SocketAddr>,
     },
+    /// One key exchange: prints the client-to-server key and one cookie
+    /// in hex as `C2S,COOKIE`, what ntpperf's `-S` takes (bench/ntpperf.sh)
+    Session,
     /// Key exchanges back to back
     Ke {
         #[arg(long, default_value_t = 8)]
@@ -95,7 +100,9 @@ enum Mode {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if !args.ke.ip().is_loopback() {
+    // One key exchange is no load: it may ask a server in a network
+    // namespace the benchmark made (bench/ntpperf.sh).
+    if !args.ke.ip().is_loopback() && !matches!(args.mode, Mode::Session) {
         bail!("the load generator only targets loopback addresses");
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -110,6 +117,17 @@ fn main() -> anyhow::Result<()> {
                 replay,
             } => requests(&args, clients, duration, resend, replay).await,
             Mode::Ke { clients, duration } => exchanges(&args, clients, duration).await,
+            Mode::Session => {
+                let session = exchange(&args).await?;
+                let cookie = session
+                    .cookies
+                    .first()
+                    .context("the server gave no cookie")?;
+                let hex =
+                    |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+                println!("{},{}", hex(session.keys.c2s()), hex(cookie));
+                Ok(())
+            }
             Mode::Probe {
                 count,
                 gap,

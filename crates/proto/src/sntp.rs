@@ -208,7 +208,7 @@ pub fn write_interleaved_reply(
 ) {
     write_header(request, clock, received, out);
     out[24..32].copy_from_slice(&request.receive);
-    out[40..48].copy_from_slice(&(earlier_transmit & !1).to_be_bytes());
+    out[TRANSMIT_FIELD].copy_from_slice(&(earlier_transmit & !1).to_be_bytes());
 }
 
 /// `time` as a reply's receive timestamp: its lowest bit set.
@@ -227,6 +227,31 @@ pub fn transmit_flagged(time: NtpTimestamp) -> NtpTimestamp {
     }
 }
 
+/// Where a reply's receive timestamp lies: the key of interleaved mode's
+/// log, by which a reply the kernel says it sent is known again.
+pub const RECEIVE_FIELD: std::ops::Range<usize> = 32..40;
+
+/// Where a reply's transmit timestamp lies: written last, just before the
+/// reply leaves ([`write_transmit`]). Protocol v2's time answers carry
+/// theirs at the same place, so one writer serves both.
+pub const TRANSMIT_FIELD: std::ops::Range<usize> = 40..48;
+
+/// Writes `time` as `reply`'s transmit timestamp ([`TRANSMIT_FIELD`],
+/// flagged as [`transmit_flagged`] says); nothing if the reply is shorter.
+pub fn write_transmit(reply: &mut [u8], time: SystemTime) {
+    if let Some(field) = reply.get_mut(TRANSMIT_FIELD) {
+        transmit_flagged(NtpTimestamp::from_system_time(time)).write(field);
+    }
+}
+
+/// `reply`'s transmit timestamp ([`TRANSMIT_FIELD`]) as written, if it
+/// is long enough.
+pub fn transmit_of(reply: &[u8]) -> Option<NtpTimestamp> {
+    let field = reply.get(TRANSMIT_FIELD)?;
+    let bytes: [u8; 8] = field.try_into().ok()?;
+    Some(NtpTimestamp::from_u64(u64::from_be_bytes(bytes)))
+}
+
 /// Everything of a reply but its origin and transmit timestamps.
 fn write_header(
     request: &ClientRequest,
@@ -242,7 +267,7 @@ fn write_header(
     out[8..12].copy_from_slice(&ntp_short(clock.root_dispersion).to_be_bytes());
     out[12..16].copy_from_slice(&clock.reference_id);
     received.write(&mut out[16..24]);
-    receive_flagged(received).write(&mut out[32..40]);
+    receive_flagged(received).write(&mut out[RECEIVE_FIELD]);
 }
 
 /// The kiss code of a rate-limited client.

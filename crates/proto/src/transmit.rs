@@ -1,78 +1,89 @@
-//! When each SNTP reply of a batch leaves, for its transmit timestamp.
+//! When each SNTP reply of a send call leaves, for its transmit timestamp.
 //!
-//! A reply's transmit timestamp (t3) should say when the reply left. Sent on
-//! its own, it is read from the clock just before the `sendto` and is early
-//! by that one call (the kernel's work on the reply: on loopback, its whole
-//! delivery). Sent with others in one `sendmmsg`, reply `k` leaves only after
-//! the kernel has done the same work for the `k` replies before it; one clock
-//! reading for the whole batch would make reply `k` early by `k` replies'
-//! worth (microseconds each), and a client's offset early by half that.
+//! A reply's transmit timestamp (t3) should say when the reply left, and
+//! must never be later than that: a client reads a stamp later than the
+//! reply's arrival as a negative delay, which no filter can take out. The
+//! server reads its clock just before each send call (after any wait for
+//! the socket), so a reply sent on its own is early by the kernel's work
+//! on it, as chronyd's are. Sent with others in one `sendmmsg`, reply `k`
+//! leaves only after the kernel has done the same work for the `k` replies
+//! before it; one reading for all would make reply `k` early by `k`
+//! replies' worth (microseconds each).
 //!
-//! [`TransmitPace`] measures how long the kernel takes per reply and stamps
-//! reply `k` with the batch's clock reading plus `k` times that, so each
-//! reply is early by about one reply's work, as a reply sent on its own is.
-//! ntpd did the same for the time its MAC took (`authdelay`).
+//! [`TransmitPace`] stamps reply `k` with the reading plus `k` times the
+//! quickest gap the kernel was seen to leave between two replies of one
+//! call ([`TransmitPace::observe_gap`], from the kernel's own transmit
+//! times, `SO_TIMESTAMPING`). That is a lower bound by construction: reply
+//! `k` leaves after the reading by the kernel's work on the first reply
+//! (the system call's entry, the first reply's path: never counted) plus
+//! `k` gaps, each at least the quickest. Until the kernel's times are
+//! known the pace is zero and every reply of a call gets the reading.
 //!
-//! It must never stamp a reply later than it leaves. A batch of `n` replies
-//! takes `f + n * c` from the clock reading to the kernel's return (`c` the
-//! work per reply, `f` the batch's fixed cost: stamping, the system call's
-//! entry and exit); each batch is read as `(f + n * c) / (n + 1)`, which is
-//! at most `c` whenever `f <= c` (on Linux a fraction of a microsecond
-//! against a few). Reply `k` then gets at most `first + k * c`, before it
-//! leaves at `first + (k + 1) * c` or later. The estimate is the quickest of
-//! the last [`WINDOW`] batches, and zero until that many are measured: a
-//! batch the kernel was interrupted in, or the first ones of a cold start,
-//! read long and are not believed.
+//! Two checks lower the pace at once when the machine gets quicker than
+//! the window saw: a stamp the kernel's time shows was late
+//! ([`TransmitPace::check`]), and a call that returned before its last
+//! stamp ([`TransmitPace::returned`]). A late stamp can't be taken back,
+//! so the next call starts from the latest stamp given, not before
+//! ([`TransmitPace::batch_start`]): a client asking twice never sees its
+//! replies' stamps go backwards.
 //!
-//! Where the kernel reports when each reply left (`SO_TIMESTAMPING`), those
-//! times teach it too ([`TransmitPace::observe_sent`]): reply `k` leaving at
-//! `t` after the reading `first` reads as `(t - first) / (k + 1)`, by the same
-//! bound never later than it leaves; and a prediction the kernel shows was
-//! late lowers the estimate at once, not at the end of the window. So does a
-//! batch the kernel sent sooner than its last stamp said (its return is
-//! after its last reply left). Such a batch can't be unstamped, so the next
-//! batch starts from its last stamp, not before ([`TransmitPace::batch_start`]):
-//! a client asking twice never sees its replies' stamps go backwards.
+//! An earlier pace was learned from how long each `sendmmsg` took, divided
+//! among its replies: a call's fixed cost and the first reply's slower path
+//! made that larger than the gap between replies, and ntpperf saw stamps up
+//! to 15.6 µs later than the replies arrived (BENCHMARKS.md, "Transmit
+//! timestamps by ntpperf").
 
 use std::time::{Duration, SystemTime};
 
-/// The most SNTP replies sent in one batch: with a few microseconds each, a
-/// batch's estimate spans at most tens of microseconds, so a hiccup inside
-/// one (an interrupt) misplaces few replies.
+/// The most SNTP replies sent in one call: with a microsecond or two each,
+/// a call's stamps span a few microseconds, so a hiccup inside one (an
+/// interrupt) misplaces few replies.
 pub const MOST_PER_BATCH: usize = 8;
 
-/// The longest per-reply time believed: a batch that took longer was
-/// interrupted, and its time says nothing of the next.
+/// The longest gap between two replies believed: a call that took longer
+/// was interrupted, and says nothing of the next.
 pub const MOST_PER_REPLY: Duration = Duration::from_micros(20);
 
-/// How many batches one estimate is the quickest of: enough that a run of
-/// slow ones (a cold start, interrupts) does not set it, few enough to follow
-/// a change of load within milliseconds.
+/// How many gaps one estimate is the quickest of: enough that one odd
+/// reading does not set it, few enough to follow a change of load within a
+/// few sampled calls.
 pub const WINDOW: u32 = 16;
 
-/// The kernel's time per reply, as measured on the batches sent so far.
+/// What share of the quickest gap measured stamps count (a half). The
+/// gaps are measured on the calls the kernel timestamps, and timestamping
+/// makes each reply slower (its copy queued for the error queue), so the
+/// calls that are not sampled can leave shorter gaps. Stamps counting the
+/// whole gap were seen by ntpperf up to 0.43 µs late, and three quarters
+/// of it up to 0.78 µs late in a run disturbed by a compile on the same
+/// cores (BENCHMARKS.md, "Transmit timestamps by ntpperf"): half a gap a
+/// reply is the margin until a bound that needs none is found.
+pub const MARGIN: (u64, u64) = (1, 2);
+
+/// The kernel's time between the replies of one send call, as measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TransmitPace {
-    /// Nanoseconds per reply, the quickest of the last complete window;
-    /// zero before the first.
+    /// Nanoseconds stamps count between replies: [`MARGIN`] of the
+    /// quickest gap of the last complete window (or lower, after a late
+    /// stamp); zero before the first.
     per_reply_nanos: u64,
     /// The quickest of the window being measured.
     quickest: Option<u64>,
-    /// Batches measured in it.
+    /// Gaps measured in it.
     measured: u32,
-    /// The latest transmit time given: no later batch starts before it.
+    /// The latest transmit time given: no later call starts before it.
     latest: Option<SystemTime>,
 }
 
 impl TransmitPace {
-    /// Where a batch whose clock was read at `reading` is stamped from: the
+    /// Where a call whose clock was read at `reading` is stamped from: the
     /// reading, or the latest transmit time given if that is later.
     pub fn batch_start(&self, reading: SystemTime) -> SystemTime {
         self.latest.map_or(reading, |latest| reading.max(latest))
     }
 
-    /// The transmit time of reply `position` (from 0) of a batch stamped
-    /// from `first` ([`batch_start`](Self::batch_start)).
+    /// The transmit time of reply `position` (from 0) of a call stamped
+    /// from `first` ([`batch_start`](Self::batch_start)): `position` gaps
+    /// of [`per_reply`](Self::per_reply) after it.
     pub fn transmit_time(&mut self, first: SystemTime, position: usize) -> SystemTime {
         let position = u64::try_from(position).unwrap_or(u64::MAX);
         let later = Duration::from_nanos(self.per_reply_nanos.saturating_mul(position));
@@ -81,11 +92,10 @@ impl TransmitPace {
         time
     }
 
-    /// Learns from a batch of `replies` that took `elapsed` from its start
-    /// to the kernel's return; whether its last stamp was later than that
-    /// (then the estimate is lowered now). Single replies teach nothing, nor
-    /// do batches slower than [`MOST_PER_REPLY`] a reply.
-    pub fn observe(&mut self, elapsed: Duration, replies: usize) -> bool {
+    /// A call of `replies` stamped from its start returned `elapsed` after
+    /// it: whether its last stamp was later than that (the kernel was done
+    /// sooner: the pace is lowered now, below what would have been on time).
+    pub fn returned(&mut self, elapsed: Duration, replies: usize) -> bool {
         let Ok(count) = u32::try_from(replies) else {
             return false;
         };
@@ -94,49 +104,23 @@ impl TransmitPace {
         }
         let last = Duration::from_nanos(self.per_reply_nanos.saturating_mul(u64::from(count - 1)));
         let late = last > elapsed;
-        let sample = elapsed / (count + 1);
         if late {
-            self.per_reply_nanos = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
-        }
-        if sample <= MOST_PER_REPLY {
-            self.sample(sample);
+            self.lower_to(elapsed / count);
         }
         late
     }
 
-    /// Learns from the kernel's word that reply `position` (from 0) of a
-    /// batch whose clock was read at `first`, stamped `predicted`, left at
-    /// `sent`; whether the prediction was later than that (then the
-    /// estimate is lowered now).
-    pub fn observe_sent(
-        &mut self,
-        first: SystemTime,
-        position: usize,
-        predicted: SystemTime,
-        sent: SystemTime,
-    ) -> bool {
-        let late = predicted > sent;
-        let elapsed = sent.duration_since(first).unwrap_or_default();
-        let Ok(count) = u32::try_from(position + 1) else {
-            return late;
-        };
-        let sample = elapsed / count;
-        if late {
-            self.per_reply_nanos = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
+    /// The kernel's word that two replies sent one after the other by one
+    /// call left `gap` apart: a reading of the pace.
+    pub fn observe_gap(&mut self, gap: Duration) {
+        if gap > MOST_PER_REPLY {
+            return;
         }
-        if sample <= MOST_PER_REPLY {
-            self.sample(sample);
-        }
-        late
-    }
-
-    /// One reading of the time per reply, into the window.
-    fn sample(&mut self, sample: Duration) {
-        let sample = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
-        let quickest = self.quickest.map_or(sample, |q| q.min(sample));
+        let gap = u64::try_from(gap.as_nanos()).unwrap_or(u64::MAX);
+        let quickest = self.quickest.map_or(gap, |q| q.min(gap));
         self.measured += 1;
         if self.measured >= WINDOW {
-            self.per_reply_nanos = quickest;
+            self.per_reply_nanos = quickest / MARGIN.1 * MARGIN.0;
             self.quickest = None;
             self.measured = 0;
         } else {
@@ -144,9 +128,46 @@ impl TransmitPace {
         }
     }
 
-    /// The current estimate per reply (`ZERO` before the first window).
+    /// Checks the stamp `predicted` of reply `position` (from 0) of a call
+    /// stamped from `first` against the kernel's word that it left at
+    /// `sent`: whether it was late (then the pace is lowered now, to what
+    /// would have been on time).
+    pub fn check(
+        &mut self,
+        first: SystemTime,
+        position: usize,
+        predicted: SystemTime,
+        sent: SystemTime,
+    ) -> bool {
+        let late = predicted > sent;
+        if late {
+            if let Ok(count) = u32::try_from(position) {
+                let elapsed = sent.duration_since(first).unwrap_or_default();
+                self.lower_to(elapsed.checked_div(count).unwrap_or_default());
+            }
+        }
+        late
+    }
+
+    /// Lowers the pace to `pace` now (never raises it), and starts the
+    /// window anew: the gaps it held were slower.
+    fn lower_to(&mut self, pace: Duration) {
+        let pace = u64::try_from(pace.as_nanos()).unwrap_or(u64::MAX);
+        self.per_reply_nanos = self.per_reply_nanos.min(pace);
+        self.quickest = None;
+        self.measured = 0;
+    }
+
+    /// The gap stamps count per reply: [`MARGIN`] of the quickest gap
+    /// measured, or less after a late stamp (`ZERO` before the first
+    /// window).
     pub fn per_reply(&self) -> Duration {
         Duration::from_nanos(self.per_reply_nanos)
+    }
+
+    /// Whether a window of gaps was measured (the pace is not zero).
+    pub fn is_known(&self) -> bool {
+        self.per_reply_nanos > 0
     }
 }
 
@@ -158,118 +179,138 @@ mod tests {
         Duration::from_micros(n)
     }
 
-    fn learned(elapsed: Duration, replies: usize) -> TransmitPace {
+    fn learned(gap: Duration) -> TransmitPace {
         let mut pace = TransmitPace::default();
         for _ in 0..WINDOW {
-            pace.observe(elapsed, replies);
+            pace.observe_gap(gap);
         }
         pace
     }
 
     #[test]
-    fn until_a_window_is_measured_every_reply_gets_the_clock_reading() {
+    fn until_a_window_of_gaps_is_measured_every_reply_gets_the_reading() {
         let mut pace = TransmitPace::default();
         let first = SystemTime::UNIX_EPOCH + micros(1_000);
         for _ in 1..WINDOW {
-            pace.observe(micros(15), 4);
+            pace.observe_gap(micros(4));
         }
         assert_eq!(pace.transmit_time(first, 0), first);
         assert_eq!(pace.transmit_time(first, 5), first);
-        pace.observe(micros(15), 4);
-        assert_eq!(pace.transmit_time(first, 5), first + micros(15));
+        pace.observe_gap(micros(4));
+        // A margin below the quickest gap: 2 µs of 4.
+        assert_eq!(pace.transmit_time(first, 5), first + micros(10));
     }
 
     #[test]
-    fn reply_k_is_stamped_k_replies_of_kernel_work_after_the_reading() {
-        let mut pace = learned(micros(15), 4); // read as 15 / 5 = 3 µs a reply
+    fn reply_k_is_stamped_k_of_the_quickest_gaps_after_the_reading() {
+        let mut pace = TransmitPace::default();
+        for n in 0..WINDOW {
+            pace.observe_gap(micros(if n == 7 { 4 } else { 8 }));
+        }
         let first = SystemTime::UNIX_EPOCH + micros(1_000);
         assert_eq!(pace.transmit_time(first, 0), first);
-        assert_eq!(pace.transmit_time(first, 1), first + micros(3));
-        assert_eq!(pace.transmit_time(first, 7), first + micros(21));
+        assert_eq!(pace.transmit_time(first, 1), first + micros(2));
+        assert_eq!(pace.transmit_time(first, 7), first + micros(14));
+    }
+
+    /// A kernel that takes `fixed` before the first reply of a call leaves
+    /// and `gap` between replies: when reply `k` leaves.
+    fn leaves(first: SystemTime, fixed: u64, gap: u64, k: usize) -> SystemTime {
+        first + Duration::from_nanos(fixed + gap * k as u64)
     }
 
     #[test]
-    fn no_reply_is_stamped_after_it_leaves_whatever_the_batch_sizes() {
-        // Reply k of a batch leaves at first + fixed + each * (k + 1); a
-        // fixed cost up to one reply's work.
-        let first = SystemTime::UNIX_EPOCH;
-        for (fixed, each) in [(0u64, 3_000u64), (1_000, 3_000), (3_000, 3_000), (500, 800)] {
+    fn no_reply_is_stamped_after_it_leaves_whatever_the_calls_sizes_and_first_replys_cost() {
+        // The first reply of a call may cost far more than the gap after
+        // it (the system call's entry, a cold path): the pace read as a
+        // call's time over its replies was then later than the replies
+        // (5 µs + 1 µs a reply, read from calls of two: 7 / 3 = 2.3 µs a
+        // reply, reply 7 of a call of 8 stamped 4 µs after it left).
+        for (fixed, gap) in [(5_000u64, 1_000u64), (0, 3_000), (3_000, 3_000), (500, 800)] {
             let mut pace = TransmitPace::default();
-            for round in 0..(3 * WINDOW as usize) {
-                let n = [2usize, 8, 3, 8, 5, 2, 2, 7][round % 8];
-                pace.observe(Duration::from_nanos(fixed + each * n as u64), n);
-                for k in 0..MOST_PER_BATCH {
-                    let leaves = first + Duration::from_nanos(fixed + each * (k as u64 + 1));
+            for round in 0..(4 * WINDOW as usize) {
+                // Calls of two teach the pace first, then larger ones come.
+                let n = match round {
+                    r if r < 2 * WINDOW as usize => 2,
+                    r => [8usize, 3, 8, 5, 2, 7][r % 6],
+                };
+                // Each call reads the clock after the one before returned.
+                let first = SystemTime::UNIX_EPOCH + micros(100 * round as u64);
+                let start = pace.batch_start(first);
+                let stamps: Vec<_> = (0..n).map(|k| pace.transmit_time(start, k)).collect();
+                // Back from the call once the last reply left, plus a
+                // little; the kernel's times of the sampled ones after.
+                let back = leaves(first, fixed, gap, n - 1) + micros(1);
+                assert!(!pace.returned(back.duration_since(start).unwrap_or_default(), n));
+                for (k, &stamp) in stamps.iter().enumerate() {
+                    let sent = leaves(first, fixed, gap, k);
                     assert!(
-                        pace.transmit_time(first, k) <= leaves,
-                        "fixed {fixed} ns, {each} ns each, after a batch of {n}: reply {k}"
+                        stamp <= sent,
+                        "{fixed} ns + {gap} ns a reply, a call of {n}: reply {k}"
                     );
+                    assert!(!pace.check(start, k, stamp, sent));
+                    if k > 0 {
+                        pace.observe_gap(
+                            sent.duration_since(leaves(first, fixed, gap, k - 1))
+                                .unwrap(),
+                        );
+                    }
                 }
             }
-            assert!(pace.per_reply() > Duration::ZERO);
+            assert_eq!(pace.per_reply(), Duration::from_nanos(gap / 2));
         }
     }
 
     #[test]
-    fn the_kernels_transmit_times_teach_the_pace_and_a_late_prediction_lowers_it_at_once() {
+    fn a_stamp_the_kernel_shows_late_lowers_the_pace_at_once() {
         let first = SystemTime::UNIX_EPOCH + micros(1_000);
-        let mut pace = TransmitPace::default();
-        // Reply k of each batch leaves 3 µs after the one before it.
-        for _ in 0..WINDOW {
-            for k in 0..4 {
-                let sent = first + micros(3 * (k as u64 + 1));
-                let predicted = pace.transmit_time(first, k);
-                assert!(!pace.observe_sent(first, k, predicted, sent), "never late");
-            }
-        }
-        assert_eq!(pace.per_reply(), micros(3));
-        // The kernel gets quicker: 1 µs a reply. Reply 2 predicted at +6 µs
-        // left at +3: late, and the estimate drops at once.
+        let mut pace = learned(micros(6)); // 3 µs a reply
+                                           // The kernel gets quicker: reply 2 stamped +6 µs left at +3.
         let predicted = pace.transmit_time(first, 2);
-        assert!(pace.observe_sent(first, 2, predicted, first + micros(3)));
-        assert_eq!(pace.per_reply(), micros(1));
+        assert!(pace.check(first, 2, predicted, first + micros(3)));
+        assert_eq!(pace.per_reply(), Duration::from_nanos(1_500));
         assert!(pace.transmit_time(first, 2) <= first + micros(3));
         let predicted = pace.transmit_time(first, 3);
-        assert!(!pace.observe_sent(first, 3, predicted, first + micros(4)));
+        assert!(!pace.check(first, 3, predicted, first + micros(5)));
+        // Slower gaps after it do not raise it before a whole window.
+        for _ in 1..WINDOW {
+            pace.observe_gap(micros(3));
+        }
+        assert_eq!(pace.per_reply(), Duration::from_nanos(1_500));
     }
 
     #[test]
-    fn single_replies_and_batches_too_slow_to_believe_teach_nothing() {
+    fn gaps_too_long_to_believe_teach_nothing() {
         let mut pace = TransmitPace::default();
         for _ in 0..WINDOW {
-            pace.observe(micros(3), 1);
-            pace.observe(micros(500), 4);
-            pace.observe(micros(5), 0);
+            pace.observe_gap(micros(500));
+            assert!(!pace.returned(micros(3), 1));
+            assert!(!pace.returned(micros(5), 0));
         }
         assert_eq!(pace, TransmitPace::default());
     }
 
     #[test]
-    fn slow_batches_do_not_set_the_estimate_and_a_change_of_pace_is_followed() {
-        let mut pace = TransmitPace::default();
-        // A cold start: the first batches slow, then 2 µs a reply.
-        for n in 0..WINDOW {
-            let slow = n < WINDOW / 2;
-            pace.observe(if slow { micros(45) } else { micros(6) }, 2);
-        }
+    fn a_change_of_pace_is_followed_within_a_window() {
+        let mut pace = learned(micros(4));
         assert_eq!(pace.per_reply(), micros(2));
-        // The kernel gets slower (another load): 4 µs a reply.
+        // The kernel gets slower (another load): 8 µs a reply.
         for _ in 0..WINDOW {
-            pace.observe(micros(12), 2);
+            pace.observe_gap(micros(8));
         }
         assert_eq!(pace.per_reply(), micros(4));
     }
 
     #[test]
-    fn a_batch_sent_sooner_than_its_last_stamp_lowers_the_pace_and_the_next_starts_after_it() {
-        let mut pace = learned(micros(15), 4); // 3 µs a reply
+    fn a_call_back_sooner_than_its_last_stamp_lowers_the_pace_and_the_next_starts_after_it() {
+        let mut pace = learned(micros(6)); // 3 µs a reply
         let first = pace.batch_start(SystemTime::UNIX_EPOCH + micros(1_000));
         let last = pace.transmit_time(first, 7); // first + 21 µs
         assert_eq!(last, first + micros(21));
-        // The kernel was done after 18 µs: the last stamp was 3 µs late.
-        assert!(pace.observe(micros(18), 8));
-        assert_eq!(pace.per_reply(), micros(2)); // 18 / 9
-                                                 // The next batch read the clock before that last stamp: it starts
+        // The kernel was done after 16 µs: the last stamp was 5 µs late.
+        assert!(pace.returned(micros(16), 8));
+        assert_eq!(pace.per_reply(), micros(2)); // 16 / 8
+                                                 // The next call read the clock before that last stamp: it starts
                                                  // from the stamp, so stamps never go backwards.
         let next = pace.batch_start(first + micros(19));
         assert_eq!(next, last);
@@ -277,7 +318,7 @@ mod tests {
         // One read later than every stamp given starts from the reading.
         let later = first + micros(40);
         assert_eq!(pace.batch_start(later), later);
-        // A batch as quick as its stamps said is not late.
-        assert!(!pace.observe(micros(14), 8));
+        // A call as quick as its stamps said is not late.
+        assert!(!pace.returned(micros(14), 8));
     }
 }

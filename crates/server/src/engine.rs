@@ -23,8 +23,9 @@ use tracing::{debug, warn};
 
 use crate::live::{Live, LiveView};
 use crate::log_budget::{LogBudget, LogKind};
+use crate::outbox::Outbox;
 use crate::stats::{Counters, Event, Stats};
-use crate::sys::batch::{Inbox, Outbox, BATCH};
+use crate::sys::batch::{Inbox, BATCH};
 use crate::sys::transmit_stamps::{Sent, TransmitTimestamps};
 use crate::sys::Received;
 

@@ -10,6 +10,8 @@
 //! - [`server`]: binds the sockets, starts the loops and tasks, shutdown;
 //! - [`workers`]: where each worker's loops run (threads of their own);
 //! - [`engine`]: the one drive loop every protocol's socket runs;
+//! - [`outbox`]: a batch's replies on their way out, and the transmit
+//!   timestamp each carries (stamped in the send call that takes it);
 //! - [`protocols`]: each protocol's request path (seed, SNTP, Time and Daytime);
 //! - [`sessions`]: the session table keyed by peer address, with its limits
 //!   and idle deadlines;
@@ -36,6 +38,7 @@ pub mod log_budget;
 pub mod logging;
 pub mod nts;
 pub mod ops;
+pub mod outbox;
 pub mod protocols;
 pub mod reload;
 pub mod server;

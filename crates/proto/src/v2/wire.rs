@@ -63,7 +63,7 @@ const ANSWER_TEXT: usize = ANSWER_RECEIVE + 8;
 // where its transmit timestamp starts, at SNTP's offset; the challenge is
 // no larger than the login it answers.
 const _: () = assert!(ANSWER_TOKEN + TOKEN_LEN <= ANSWER_TRANSMIT);
-const _: () = assert!(ANSWER_TRANSMIT == 40);
+const _: () = assert!(ANSWER_TRANSMIT == crate::sntp::TRANSMIT_FIELD.start);
 const _: () = assert!(CHALLENGE_LEN <= REQUEST_LEN);
 
 /// Bytes in a client nonce, a session token, a cookie.

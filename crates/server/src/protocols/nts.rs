@@ -20,8 +20,8 @@ use tracing::debug;
 
 use crate::engine::Context;
 use crate::log_budget::LogKind;
+use crate::outbox::Outbox;
 use crate::stats::Event;
-use crate::sys::batch::Outbox;
 use crate::sys::Received;
 
 /// The cookie keys as the SNTP loop holds them: each keyed once (not per

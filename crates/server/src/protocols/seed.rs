@@ -18,12 +18,12 @@ use tracing::{debug, info, warn};
 use crate::engine::{Context, Protocol, NOTICES_PER_TURN};
 use crate::live::Live;
 use crate::log_budget::{Budget, LogKind};
+use crate::outbox::Outbox;
 use crate::protocols::v2::V2;
 use crate::sessions::{
     Ended, Handled, Known, Limit, SessionId, SessionStats, Sessions, Unanswered,
 };
 use crate::stats::Event;
-use crate::sys::batch::Outbox;
 use crate::sys::Received;
 use crate::time_cache::TimeCache;
 

@@ -26,9 +26,9 @@ use tracing::warn;
 use crate::engine::{Context, Protocol};
 use crate::live::Live;
 use crate::log_budget::LogKind;
+use crate::outbox::Outbox;
 use crate::protocols::nts::{self, HeldKeys};
 use crate::stats::{Counters, Event};
-use crate::sys::batch::Outbox;
 use crate::sys::transmit_stamps::{Sent, TransmitTimestamps};
 use crate::sys::Received;
 
@@ -240,7 +240,11 @@ impl Protocol for Sntp {
     fn transmitted(&mut self, stats: &Counters, sent: &[Sent]) {
         for reply in sent {
             stats.event(Event::KernelTransmit);
-            let receive = u64::from_be_bytes(reply.reply[32..40].try_into().unwrap_or_default());
+            let receive = u64::from_be_bytes(
+                reply.reply[sntp::RECEIVE_FIELD]
+                    .try_into()
+                    .unwrap_or_default(),
+            );
             let transmit = NtpTimestamp::from_system_time(reply.at).to_u64();
             self.log.sent(receive, transmit);
         }

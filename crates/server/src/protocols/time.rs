@@ -10,7 +10,7 @@ use tracing::warn;
 
 use crate::engine::{Context, Protocol};
 use crate::log_budget::LogKind;
-use crate::sys::batch::Outbox;
+use crate::outbox::Outbox;
 use crate::sys::Received;
 
 /// Which of the two a socket serves.

@@ -32,9 +32,9 @@ use tracing::{debug, info, warn};
 use crate::engine::{Context, NOTICES_PER_TURN};
 use crate::live::Live;
 use crate::log_budget::LogKind;
+use crate::outbox::Outbox;
 use crate::sessions::{Ended, Handled, SessionStats, Sessions};
 use crate::stats::Event;
-use crate::sys::batch::Outbox;
 use crate::sys::Received;
 use crate::time_cache::TimeCache;
 
@@ -247,7 +247,7 @@ impl V2 {
             let text = reply.fixed_bytes().unwrap_or_default();
             wire::write_answer(reply, text, token, id, None, &mut answer)
         };
-        // The transmit timestamp (bytes 40..48) is written just before the
+        // The transmit timestamp (`sntp::TRANSMIT_FIELD`) is written just before the
         // batch leaves, as SNTP's is.
         out.push(&answer[..len], peer, reply == Reply::Time);
         Outcome::Answered
