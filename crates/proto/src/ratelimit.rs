@@ -112,13 +112,9 @@ impl RateLimiter {
             self.rebase(now);
         }
         let now = self.micros(now);
-        let source = match ip {
-            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-            IpAddr::V6(v6) => u128::from(v6),
-        };
-        let sets = self.entries.len() / self.ways;
-        let set = (self.keys.hash_one(source) % sets as u64) as usize * self.ways;
-        let set = &mut self.entries[set..set + self.ways];
+        let source = source_bits(ip);
+        let set = self.set_of(source);
+        let set = &mut self.entries[set];
         let entry = match set.iter().position(|entry| entry.source == source) {
             Some(index) => &mut set[index],
             None => {
@@ -150,6 +146,34 @@ impl RateLimiter {
         }
     }
 
+    /// Whether `ip` has a token at `now`, taking none: for a caller that
+    /// charges a source only for what went wrong ([`RateLimiter::check`]
+    /// when it did), so a source that never fails is never limited.
+    pub fn allows(&self, ip: IpAddr, now: Instant) -> bool {
+        self.tokens(ip, now) >= 1.0
+    }
+
+    /// The tokens `ip`'s bucket holds at `now`, taking none: `burst` for a
+    /// source with no entry.
+    pub fn tokens(&self, ip: IpAddr, now: Instant) -> f64 {
+        let source = source_bits(ip);
+        let Some(entry) = self.entries[self.set_of(source)]
+            .iter()
+            .find(|entry| entry.source == source)
+        else {
+            return self.limit.burst;
+        };
+        let earned = self.micros(now).saturating_sub(entry.last) as f64 * 1e-6 * self.limit.rate;
+        (f64::from(entry.tokens) + earned).min(self.limit.burst)
+    }
+
+    /// The entries of the set `source` hashes to.
+    fn set_of(&self, source: u128) -> std::ops::Range<usize> {
+        let sets = self.entries.len() / self.ways;
+        let first = (self.keys.hash_one(source) % sets as u64) as usize * self.ways;
+        first..first + self.ways
+    }
+
     /// `now` in microseconds since the epoch.
     fn micros(&self, now: Instant) -> u64 {
         u64::try_from(now.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
@@ -169,6 +193,14 @@ impl RateLimiter {
     /// The table's size in bytes, for the documentation's memory bound.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.entries)
+    }
+}
+
+/// A source address as an IPv6 address's bits (IPv4 as IPv4-mapped).
+fn source_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
     }
 }
 
@@ -217,6 +249,20 @@ mod tests {
             let now = start + Duration::from_millis(200 * tick);
             assert_eq!(limiter.check(ip(2), now), Verdict::Allow, "at {tick}");
         }
+    }
+
+    #[test]
+    fn allows_takes_no_token_and_says_what_check_would() {
+        let start = Instant::now();
+        let mut limiter = RateLimiter::new(LIMIT, 1024, start);
+        assert!(limiter.allows(ip(1), start), "a stranger has a full bucket");
+        assert_eq!(limiter.tokens(ip(1), start), 20.0);
+        assert_eq!(allowed(&mut limiter, ip(1), start, 19), 19);
+        assert!(limiter.allows(ip(1), start));
+        assert!(limiter.allows(ip(1), start), "asking took nothing");
+        assert_eq!(allowed(&mut limiter, ip(1), start, 1), 1);
+        assert!(!limiter.allows(ip(1), start), "the burst is spent");
+        assert!(limiter.allows(ip(1), start + Duration::from_millis(150)));
     }
 
     #[test]

@@ -317,6 +317,15 @@ pub enum ConfigError {
         /// What it is: "a directory", "a FIFO", ...
         kind: &'static str,
     },
+    /// A secret (a private key, the cookie keys) any user may read: refused,
+    /// as sshd refuses such a host key.
+    #[error("{path}: mode {mode:04o} lets any user read this secret; chmod o-rwx it")]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
     /// The file is larger than any configuration horad reads.
     #[error("{path}: {size} bytes, more than the {MAX_FILE_BYTES} a configuration may have")]
     TooLarge {
@@ -445,6 +454,30 @@ pub fn read_file(path: &Path) -> Result<String, ConfigError> {
         return Err(too_large(text.len() as u64));
     }
     Ok(text)
+}
+
+/// Reads a secret (a private key, the cookie keys) as [`read_file`] does,
+/// refusing one any user may read: whoever could read it could
+/// impersonate the server or forge its cookies.
+pub fn read_secret(path: &Path) -> Result<String, ConfigError> {
+    let text = read_file(path)?;
+    match others_may(path, 0o004) {
+        Some(mode) => Err(ConfigError::Exposed {
+            path: path.to_owned(),
+            mode,
+        }),
+        None => Ok(text),
+    }
+}
+
+/// The mode of the regular file at `path` (symlinks followed), when it
+/// grants other users any of `bits` (0o002: write, 0o004: read); `None`
+/// when it grants none, is no regular file (`/dev/null`), or can't be read.
+pub fn others_may(path: &Path, bits: u32) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let metadata = std::fs::metadata(path).ok()?;
+    let mode = metadata.permissions().mode();
+    (metadata.is_file() && mode & bits != 0).then_some(mode & 0o7777)
 }
 
 impl Config {

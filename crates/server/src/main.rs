@@ -66,19 +66,24 @@ fn main() -> ExitCode {
             eprintln!("horad: {error:#}");
             // A socket that can't be bound: its own status, so the unit's
             // start limit (not an endless restart) and scripts can tell it.
-            let bind = error
-                .downcast_ref::<StartError>()
-                .is_some_and(|start| matches!(start, StartError::Bind(_)));
-            if bind {
-                ExitCode::from(3)
-            } else {
-                ExitCode::FAILURE
+            // A certificate no client would take is a bad configuration:
+            // 2, which the unit doesn't restart on.
+            match error.downcast_ref::<StartError>() {
+                Some(StartError::Bind(_)) => ExitCode::from(3),
+                Some(StartError::Certificate(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
             }
         }
     }
 }
 
 fn serve(config: Config, named: &str, args: Args, source: Option<PathBuf>) -> anyhow::Result<()> {
+    // As sshd's StrictModes, but a warning: the admin may mean it.
+    if let Some(path) = source.as_deref() {
+        if let Some(mode) = hora_server::config::others_may(path, 0o002) {
+            warn!(path = %path.display(), mode = format!("{mode:04o}"), "any user may write the configuration; chmod o-w it");
+        }
+    }
     // One thread: the receive loop is one task, and a work-stealing runtime
     // only adds cross-thread hand-offs to it (measured in BENCHMARKS.md).
     let runtime = tokio::runtime::Builder::new_current_thread()

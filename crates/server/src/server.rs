@@ -101,11 +101,12 @@ pub enum StartError {
     /// A socket could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
-    /// The NTS-KE certificate or key can't serve.
-    #[error("NTS-KE certificate: {0}")]
+    /// The NTS-KE certificate or key can't serve. (The cause follows in
+    /// `{:#}`, as for [`BindError`].)
+    #[error("NTS-KE certificate")]
     Certificate(#[from] TlsError),
     /// The NTS cookie keys can't be had.
-    #[error("NTS cookie keys: {0}")]
+    #[error("NTS cookie keys")]
     Keys(#[from] KeyFileError),
 }
 
@@ -128,6 +129,9 @@ impl Server {
         let group = |addr: SocketAddr, buffer: usize, shared: bool| {
             bind_group(addr, buffer, wanted, shared).map_err(|source| BindError { addr, source })
         };
+        // A certificate no client would take is refused before anything
+        // is written (the cookie keys' file) or bound.
+        nts::NtsLive::new(&config.nts)?;
         let nts = match &config.nts.keys {
             Some(path) => {
                 let file = KeyFile {
@@ -582,12 +586,25 @@ fn sockets_beside(sntp: &Group, workers: usize) -> Vec<Option<std::net::UdpSocke
         .collect()
 }
 
-/// A TCP listener on `addr`, for the operators' HTTP (served on its own
-/// thread's runtime, so not yet registered with any).
+/// Connections the kernel queues for a listener before horad accepts
+/// them: Linux's default `somaxconn`. std's 128 overflowed under a flood
+/// of connections, and a client whose connection lands on a full queue is
+/// dropped or reset by the kernel before horad can tell it from the flood.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A TCP listener on `addr`, for the operators' HTTP and the key exchange
+/// (each served on its own thread's runtime, so not yet registered with
+/// any).
 fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std sets it: a restart binds at once beside connections in
+    // TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// `workers` non-blocking UDP sockets on `addr`, each with a receive

@@ -2,14 +2,19 @@
 //! NTS key exchange): at most a number at once, and at most a share of
 //! them from one source address, so one address holding connections open
 //! can't lock the others out. A connection over either bound is closed at
-//! once, never queued. And the thread each such listener runs on
-//! ([`spawn_listener`]).
+//! once, never queued; when the listener is full, a newcomer may take the
+//! place of the connection quiet longest ([`Held`]). And the thread each
+//! such listener runs on ([`spawn_listener`]), and its accept loop
+//! ([`accept`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
 
 /// Runs `serve` on `listener` on a new thread named `name`, with a
 /// current-thread runtime of its own, so nothing a client of the listener
@@ -40,29 +45,72 @@ where
         })
 }
 
+/// How long a listener waits before accepting again after the kernel said
+/// it is out of file descriptors or memory: retrying at once would spin a
+/// core (the advice of tokio's and hyper's documentation), and a few
+/// connections closing meanwhile is what lets the next accept succeed.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Who is accepting: the listener's name in logs, its log budget, and the
+/// event an accept that must back off counts as.
+#[derive(Debug, Clone, Copy)]
+pub struct Acceptor<'a> {
+    /// The listener's name in logs.
+    pub label: &'a str,
+    /// The log budget its failures are logged within.
+    pub log: &'a crate::log_budget::LogBudget,
+    /// The counters.
+    pub stats: &'a crate::stats::Stats,
+    /// What an accept that backs off counts as.
+    pub backoff: crate::stats::Event,
+}
+
 /// The next connection on `listener`, or `None` once `shutdown` turns
-/// true. A failed accept (out of file descriptors, say) is logged within
-/// its budget, as `label`'s, and the wait goes on.
+/// true. A failed accept is logged within its budget and the wait goes
+/// on; one that failed for want of file descriptors or memory is counted
+/// and waits [`ACCEPT_BACKOFF`] first (the connection stays in the
+/// kernel's queue meanwhile).
 pub async fn accept(
     listener: &tokio::net::TcpListener,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    log: &crate::log_budget::LogBudget,
-    label: &str,
+    acceptor: Acceptor<'_>,
 ) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
     loop {
-        tokio::select! {
+        let error = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => return None,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => return Some(accepted),
-                Err(error) => {
-                    if let Some(suppressed) = log.allow(crate::log_budget::LogKind::ReceiveError) {
-                        tracing::warn!(%error, suppressed, "{label}: accept failed");
-                    }
-                }
+                Err(error) => error,
             },
+        };
+        let exhausted = is_exhaustion(&error);
+        if let Some(suppressed) = acceptor.log.allow(crate::log_budget::LogKind::ReceiveError) {
+            let label = acceptor.label;
+            if exhausted {
+                tracing::warn!(%error, suppressed, "{label}: accept failed; waiting {} ms", ACCEPT_BACKOFF.as_millis());
+            } else {
+                tracing::warn!(%error, suppressed, "{label}: accept failed");
+            }
+        }
+        if exhausted {
+            acceptor.stats.event(acceptor.backoff);
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return None,
+                () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+            }
         }
     }
+}
+
+/// Whether an accept failed for want of a resource that only time gives
+/// back: file descriptors (the process's or the system's), or memory.
+fn is_exhaustion(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// The slots of one listener.
@@ -109,6 +157,70 @@ impl Slots {
             _permit: permit,
             _source: source,
         })
+    }
+}
+
+impl Slot {
+    /// The address the slot is held for.
+    pub fn ip(&self) -> IpAddr {
+        self._source.ip
+    }
+}
+
+/// When a connection last did what it is there for (opened, or asked): the
+/// listener's clock for picking one to cut, moved by the connection.
+pub type Since = Arc<Mutex<Instant>>;
+
+/// The connections a listener serves, by task, each holding its slot until
+/// its task is reaped ([`Held::reap`]) or cut ([`Held::cut_longest_since`]).
+#[derive(Debug, Default)]
+pub struct Held(HashMap<tokio::task::Id, Connection>);
+
+/// One connection being served.
+#[derive(Debug)]
+struct Connection {
+    task: AbortHandle,
+    slot: Slot,
+    since: Since,
+}
+
+impl Held {
+    /// Holds `slot` for the connection `task` serves, quiet since `since`.
+    pub fn insert(&mut self, task: AbortHandle, slot: Slot, since: Since) {
+        self.0.insert(task.id(), Connection { task, slot, since });
+    }
+
+    /// Gives back the slots of the connections whose tasks are done.
+    pub fn reap(&mut self, connections: &mut JoinSet<()>) {
+        while let Some(done) = connections.try_join_next_with_id() {
+            let id = match done {
+                Ok((id, ())) => id,
+                Err(error) => error.id(),
+            };
+            self.0.remove(&id);
+        }
+    }
+
+    /// Cuts the connection quiet longest, if it has been quiet at least
+    /// `at_least` at `now`, giving back its slot; the address it was
+    /// from, if one was cut.
+    pub fn cut_longest_since(&mut self, now: Instant, at_least: Duration) -> Option<IpAddr> {
+        let (since, id) = self
+            .0
+            .iter()
+            .map(|(id, held)| {
+                (
+                    *held.since.lock().unwrap_or_else(PoisonError::into_inner),
+                    *id,
+                )
+            })
+            .min()?;
+        if now.saturating_duration_since(since) < at_least {
+            return None;
+        }
+        let cut = self.0.remove(&id)?;
+        cut.task.abort();
+        Some(cut.slot.ip())
     }
 }
 

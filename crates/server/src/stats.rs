@@ -152,10 +152,20 @@ events! {
     NtsKeTimeout => nts_ke_timeout, "hora_nts_ke_total", ["result" = "timeout"], "Key exchanges (NTS-KE), by result: ok, or why not.";
     /// A connection closed at once: too many open (from its address).
     NtsKeBusy => nts_ke_busy, "hora_nts_ke_total", ["result" = "busy"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// A key exchange cut for a newcomer while the listener was full, after
+    /// running its deadline when full.
+    NtsKeEvicted => nts_ke_evicted, "hora_nts_ke_total", ["result" = "evicted"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// A connection closed at once: its address failed too many exchanges.
+    NtsKeRateLimited => nts_ke_rate_limited, "hora_nts_ke_total", ["result" = "rate_limited"], "Key exchanges (NTS-KE), by result: ok, or why not.";
     /// A connection from outside the access lists, closed at once.
     NtsKeDenied => nts_ke_denied, "hora_nts_ke_total", ["result" = "denied"], "Key exchanges (NTS-KE), by result: ok, or why not.";
     /// A key exchange the server could not finish (no cookie key, I/O).
     NtsKeInternal => nts_ke_internal_error, "hora_nts_ke_total", ["result" = "internal_error"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    /// The key exchange's listener out of file descriptors or memory:
+    /// it waited before accepting again.
+    NtsKeAcceptBackoff => nts_ke_accept_backoffs, "hora_accept_backoffs_total", ["listener" = "nts_ke"], "Accepts that failed for want of file descriptors or memory, each followed by a wait before the next, by listener.";
+    /// The operators' HTTP listener out of file descriptors or memory.
+    HttpAcceptBackoff => http_accept_backoffs, "hora_accept_backoffs_total", ["listener" = "http"], "Accepts that failed for want of file descriptors or memory, each followed by a wait before the next, by listener.";
     /// An NTS request answered with authenticated time.
     NtsAnswered => nts_answered, "hora_nts_requests_total", ["result" = "answered"], "NTS-authenticated SNTP requests, by result: answered, nak (a NTSN kiss: the cookie did not open or the request did not authenticate), malformed (dropped).";
     /// An NTS request answered with a NTSN kiss-o'-death.

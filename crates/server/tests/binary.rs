@@ -293,6 +293,27 @@ fn a_config_toml_in_the_working_directory_is_never_read() {
 }
 
 #[test]
+fn a_configuration_any_user_may_write_is_warned_of_at_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hora.toml");
+    std::fs::write(&path, "idle_timeout = \"10s\"\n").unwrap();
+    let warning = "any user may write the configuration";
+    let private = logs_of_a_run(|command| {
+        command.arg("--config").arg(&path);
+    });
+    assert!(!private.contains(warning), "{private}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let open = logs_of_a_run(|command| {
+        command.arg("--config").arg(&path);
+    });
+    assert!(
+        open.contains(warning) && open.contains("mode=\"0666\""),
+        "{open}"
+    );
+}
+
+#[test]
 fn boolean_variables_read_as_yes_no_true_false_1_0() {
     for (value, off) in [
         ("1", true),
@@ -682,6 +703,60 @@ fn check_config_reads_the_nts_files_and_refuses_a_mismatched_pair_or_missing_key
         "{}",
         stderr_of(&mismatched)
     );
+    // Certificates no client would take.
+    let unservable = pki::unservable(dir.path());
+    for (bad, why) in &unservable {
+        let refused = check(&bad.chain, &bad.key, true);
+        assert_eq!(refused.status.code(), Some(2), "{why}");
+        let stderr = stderr_of(&refused);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
+    // At start, the same: one line, and 2, which the unit doesn't restart on.
+    let started = run(horad()
+        .args(["--config", "/dev/null", "--bind", "127.0.0.1:0"])
+        .args(["--sntp-bind", "127.0.0.1:0", "--nts-bind", "127.0.0.1:0"])
+        .arg("--nts-certificate-chain")
+        .arg(&unservable[0].0.chain)
+        .arg("--nts-private-key")
+        .arg(&unservable[0].0.key)
+        .arg("--nts-keys")
+        .arg(dir.path().join("start-keys")));
+    assert_eq!(started.status.code(), Some(2), "{}", stderr_of(&started));
+    assert_eq!(
+        stderr_of(&started).lines().count(),
+        1,
+        "{}",
+        stderr_of(&started)
+    );
+    assert!(stderr_of(&started).contains("the certificate expired at"));
+    // A key directory this host can't write (read-only even to root):
+    // start would fail when the first key is due, so the check fails now.
+    let read_only = run(horad()
+        .args(["--check-config", "--config", "/dev/null"])
+        .args(["--sntp-bind", "127.0.0.1:0", "--nts-bind", "127.0.0.1:0"])
+        .arg("--nts-certificate-chain")
+        .arg(&first.chain)
+        .arg("--nts-private-key")
+        .arg(&first.key)
+        .args(["--nts-keys", "/proc/nts-keys"]));
+    assert_eq!(read_only.status.code(), Some(2));
+    assert!(
+        stderr_of(&read_only).contains("/proc/nts-keys: cannot write"),
+        "{}",
+        stderr_of(&read_only)
+    );
+    // A private key any user may read, as sshd refuses one.
+    use std::os::unix::fs::PermissionsExt as _;
+    let exposed = pki::make(dir.path(), "exposed");
+    std::fs::set_permissions(&exposed.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = check(&exposed.chain, &exposed.key, true);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr_of(&refused).contains("mode 0644 lets any user read this secret"),
+        "{}",
+        stderr_of(&refused)
+    );
     // A host that only reads the keys needs the file.
     let missing = check(&first.chain, &first.key, false);
     assert_eq!(missing.status.code(), Some(2));
@@ -904,4 +979,96 @@ fn two_sources_in_a_one_bucket_table_are_limited_together() {
     // each newcomer a full bucket, 200 answers in all.
     let together = answered[0] + answered[1];
     assert!((40..=45).contains(&together), "{answered:?} answered");
+}
+
+/// The nanoseconds `pid` has run on a CPU, all its threads together.
+fn cpu_nanos(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn out_of_file_descriptors_the_listeners_wait_instead_of_spinning() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::make(dir.path(), "a");
+    let mut child = Command::new("bash")
+        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_horad"))
+        .args([
+            "--config",
+            "/dev/null",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+        ])
+        .args(["--metrics-bind", "127.0.0.1:0", "--nts-bind", "127.0.0.1:0"])
+        .arg("--nts-certificate-chain")
+        .arg(&pki.chain)
+        .arg("--nts-private-key")
+        .arg(&pki.key)
+        .arg("--nts-keys")
+        .arg(dir.path().join("nts-keys"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let address_after = |line: &str, marker: &str| -> SocketAddr {
+        let rest = line.split(marker).nth(1).unwrap();
+        rest.split(['/', ' ']).next().unwrap().parse().unwrap()
+    };
+    let metrics = address_after(
+        &read_until(&mut lines, "metrics listening on"),
+        "listening on http://",
+    );
+    let ke = address_after(
+        &read_until(&mut lines, "nts-ke listening on"),
+        "listening on ",
+    );
+    std::thread::spawn(move || lines.for_each(drop));
+    // Each from an address of its own (127.0.5.x), so that no limit per
+    // address closes them: horad holds what its 64 descriptors allow, the
+    // kernel queues the rest.
+    let held: Vec<_> = (0..200u32)
+        .filter_map(|n| {
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+            let from = SocketAddr::from((std::net::Ipv4Addr::from(0x7F05_0001 + n), 0));
+            socket.bind(&from.into()).ok()?;
+            let to = if n % 2 == 0 { ke } else { metrics };
+            socket.connect(&to.into()).ok()?;
+            Some(socket)
+        })
+        .collect();
+    assert_eq!(held.len(), 200, "the kernel queues what horad can't accept");
+    let before = cpu_nanos(child.id());
+    let window = Duration::from_secs(3);
+    std::thread::sleep(window); // A measurement window, not a wait for an event.
+    let used = cpu_nanos(child.id()) - before;
+    eprintln!(
+        "horad ran {} us of CPU in {window:?} out of file descriptors",
+        used / 1_000
+    );
+    assert!(
+        used < window.as_nanos() as u64 / 20,
+        "horad ran {:.0} ms of the {} s window out of file descriptors",
+        used as f64 / 1e6,
+        window.as_secs()
+    );
+    drop(held);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
 }

@@ -255,9 +255,25 @@ fn tls_client(ca: &Path, alpn: &[&[u8]], tls12_only: bool) -> tokio_rustls::TlsC
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
+/// A connection to `addr` from a loopback address no other call used
+/// (127.0.3.1 on): each bad input is its own client, so the key exchange's
+/// limit on an address's failures never closes the next.
+async fn connect_afresh(addr: SocketAddr) -> TcpStream {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((
+            std::net::Ipv4Addr::from(0x7F03_0000 + n),
+            0,
+        )))
+        .unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
 /// Sends `request` over TLS (ALPN `ntske/1`) and reads the answer to its end.
 async fn raw_exchange(addr: SocketAddr, ca: &Path, request: &[u8]) -> Vec<u8> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tcp = connect_afresh(addr).await;
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let mut tls = tls_client(ca, &[ALPN], false)
         .connect(name, tcp)
@@ -302,7 +318,7 @@ async fn every_bad_key_exchange_ends_in_its_counted_outcome_and_udp_keeps_answer
     );
 
     // Garbage where a TLS ClientHello belongs.
-    let mut tcp = TcpStream::connect(ke).await.unwrap();
+    let mut tcp = connect_afresh(ke).await;
     tcp.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let _ = tcp.read_to_end(&mut Vec::new()).await;
     until(|| daemon.now().event(Event::NtsKeTls) == 1).await;
@@ -314,7 +330,7 @@ async fn every_bad_key_exchange_ends_in_its_counted_outcome_and_udp_keeps_answer
         (&[&b"http/1.1"[..]][..], false, Event::NtsKeTls, 3),
         (&[][..], false, Event::NtsKeAlpn, 1),
     ] {
-        let tcp = TcpStream::connect(ke).await.unwrap();
+        let tcp = connect_afresh(ke).await;
         if let Ok(mut tls) = tls_client(&pki.ca, alpn, tls12)
             .connect(name.clone(), tcp)
             .await
@@ -352,7 +368,7 @@ async fn every_bad_key_exchange_ends_in_its_counted_outcome_and_udp_keeps_answer
         until(|| daemon.now().event(Event::NtsKeBadRequest) == n as u64 + 1).await;
     }
     // Truncated: the client stops before End of Message.
-    let tcp = TcpStream::connect(ke).await.unwrap();
+    let tcp = connect_afresh(ke).await;
     let mut tls = tls_client(&pki.ca, &[ALPN], false)
         .connect(name.clone(), tcp)
         .await
@@ -430,19 +446,29 @@ async fn a_thousand_idle_connections_are_bounded_and_cut_while_another_address_g
     );
     until(|| daemon.now().event(Event::NtsKeOk) == 1).await;
     // Each idle connection ends in one outcome: closed at once (its
-    // address held its 16 slots) or cut at the 2 s deadline. Only 16 at a
-    // time held a slot: the cut ones are 16 per deadline that passed while
-    // they were being opened (one, unless this machine is slow), plus 16.
+    // address held its 4 places, `busy`, and once those refusals spent its
+    // 8 failures, `rate_limited`) or cut at the 2 s deadline. Only 4 at a
+    // time held a place: the cut ones are 4 per deadline that passed while
+    // they were being opened (none, unless this machine is slow), plus 4.
     let ended = || {
         let now = daemon.now();
-        now.event(Event::NtsKeBusy) + now.event(Event::NtsKeTimeout)
+        now.event(Event::NtsKeBusy)
+            + now.event(Event::NtsKeTimeout)
+            + now.event(Event::NtsKeRateLimited)
     };
     until(|| ended() == 1_000).await;
     let deadlines = 2 + opened_in.as_secs() / hora_server::nts::ke::DEADLINE.as_secs();
-    let cut = daemon.now().event(Event::NtsKeTimeout);
+    let now = daemon.now();
+    let cut = now.event(Event::NtsKeTimeout);
     assert!(
         cut >= per_source && cut <= per_source * deadlines,
         "{cut} cut, opened in {opened_in:?}"
+    );
+    let burst = hora_server::nts::ke::FAILURES.burst as u64;
+    assert!(
+        now.event(Event::NtsKeBusy) >= burst
+            && now.event(Event::NtsKeRateLimited) >= 1_000 - burst - per_source * deadlines * 2,
+        "{now:?}"
     );
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     assert_eq!(
@@ -527,9 +553,9 @@ async fn nts_replies_sent_together_are_stamped_as_they_leave_and_each_authentica
 }
 
 #[tokio::test]
-async fn status_shows_the_nts_settings_in_force() {
+async fn status_and_metrics_show_the_nts_settings_in_force_and_when_the_certificate_expires() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki::make(dir.path(), "a");
+    let pki = pki::make_valid(dir.path(), "a", Some((2020, 2040)));
     let mut config = nts_config(dir.path(), &pki);
     config.metrics.bind = Some(common::loopback());
     config.nts.require = true;
@@ -552,4 +578,223 @@ async fn status_shows_the_nts_settings_in_force() {
         daemon.nts_ke().to_string(),
         "{status}"
     );
+    assert_eq!(
+        nts["certificate_expires"], "2040-01-01T00:00:00+00:00",
+        "{nts}"
+    );
+    let mut stream = TcpStream::connect(daemon.metrics()).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: hora\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    // 2040-01-01 in Unix seconds.
+    assert!(
+        response.contains("\nhora_nts_certificate_expiry_timestamp_seconds 2208988800"),
+        "{response}"
+    );
+}
+
+/// The three certificates no client would take: each reload to one is
+/// refused, and the next key exchange succeeds on the pair in force.
+#[tokio::test]
+async fn a_reload_to_an_expired_not_yet_valid_or_broken_certificate_is_refused_and_the_old_one_serves(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, pki) = start(dir.path()).await;
+    for (refused, (bad, why)) in pki::unservable(dir.path()).into_iter().enumerate() {
+        let config = nts_config(dir.path(), &bad);
+        let messages = hora_server::nts::check(&config.nts)
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(messages.contains(why), "{messages}");
+        daemon.reloads.send(Ok(config)).await.unwrap();
+        until(|| daemon.now().event(Event::ReloadRefused) == refused as u64 + 1).await;
+        assert!(exchange(&daemon, &pki.ca).await.is_ok(), "after {messages}");
+    }
+    assert_eq!(daemon.now().event(Event::ReloadApplied), 0);
+}
+
+/// How a flood's connections hold their places.
+#[derive(Debug, Clone, Copy)]
+enum Attack {
+    /// The first bytes of a ClientHello, never the rest.
+    HalfOpen,
+    /// The whole handshake, then the request a byte a second.
+    Trickle,
+}
+
+/// Holds a connection to `ke` from `from` as a slow client would: the TLS
+/// handshake, then the request a byte a second; another whenever the
+/// server cuts it, until `stop`; how many it opened.
+async fn trickle(
+    ke: SocketAddr,
+    from: std::net::IpAddr,
+    ca: std::path::PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> u64 {
+    let request = [
+        record(NEXT_PROTOCOL, &[0, 0]),
+        record(AEAD, &[0, 15]),
+        record(END, &[]),
+    ]
+    .concat();
+    let connector = tls_client(&ca, &[ALPN], false);
+    let mut opened = 0;
+    while !*stop.borrow() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        let Ok(tcp) = socket.connect(ke).await else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        opened += 1;
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let Ok(mut tls) = connector.connect(name, tcp).await else {
+            continue;
+        };
+        for byte in &request {
+            tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => return opened,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if tls.write_all(&[*byte]).await.is_err() || tls.flush().await.is_err() {
+                break;
+            }
+        }
+    }
+    opened
+}
+
+/// Holds a connection to `ke` from `from`, sending the first bytes of a
+/// ClientHello and never the rest, and opens another whenever the server
+/// cuts it, until `stop`; how many it opened.
+async fn hold_half_open(
+    ke: SocketAddr,
+    from: std::net::IpAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> u64 {
+    let mut opened = 0;
+    while !*stop.borrow() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        let Ok(mut tcp) = socket.connect(ke).await else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        opened += 1;
+        // A handshake record of 512 bytes, of which one comes.
+        let _ = tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
+        let mut byte = [0u8; 1];
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => {}
+            _ = tcp.read(&mut byte) => {}
+        }
+    }
+    opened
+}
+
+/// `per_address` half-open connections from each of `addresses` (from
+/// 127.1.0.0 up), reconnecting when cut, while 40 key exchanges run one
+/// after another from 127.0.0.1; how many of the 40 got cookies, and the
+/// connections the flood opened.
+async fn exchanges_under_a_flood(
+    addresses: u32,
+    per_address: usize,
+    attack: Attack,
+) -> (usize, u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, most) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, most, most).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, pki) = start(dir.path()).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // The flood on a thread and runtime of its own, as another host's: on
+    // the test's runtime its tasks would keep the client from sending its
+    // ClientHello, which no server can help.
+    let ke = daemon.nts_ke();
+    let ca = pki.ca.clone();
+    let flood = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut flood = tokio::task::JoinSet::new();
+            for address in 0..addresses {
+                let from = std::net::Ipv4Addr::from(0x7F01_0000 + address).into();
+                for _ in 0..per_address {
+                    match attack {
+                        Attack::HalfOpen => flood.spawn(hold_half_open(ke, from, stopped.clone())),
+                        Attack::Trickle => {
+                            flood.spawn(trickle(ke, from, ca.clone(), stopped.clone()))
+                        }
+                    };
+                }
+            }
+            flood.join_all().await.into_iter().sum::<u64>()
+        })
+    });
+    // The flood is on once the listener closes or cuts one of its
+    // connections: an address over its places, or all places taken.
+    until(|| {
+        let now = daemon.now();
+        now.event(Event::NtsKeBusy) + now.event(Event::NtsKeEvicted) > 0
+    })
+    .await;
+    let mut succeeded = 0;
+    for _ in 0..40 {
+        let session = key_exchange(
+            "127.0.0.1",
+            &[daemon.nts_ke()],
+            Some(&pki.ca),
+            Duration::from_secs(2),
+        )
+        .await;
+        if let Err(error) = &session {
+            eprintln!("a key exchange failed: {error}");
+        }
+        succeeded += usize::from(session.is_ok());
+    }
+    stop.send(true).unwrap();
+    let opened = tokio::task::spawn_blocking(move || flood.join().unwrap())
+        .await
+        .unwrap();
+    let now = daemon.now();
+    eprintln!(
+        "{succeeded} of 40; the flood opened {opened}; the listener: {:?}",
+        [
+            Event::NtsKeOk,
+            Event::NtsKeBusy,
+            Event::NtsKeEvicted,
+            Event::NtsKeRateLimited,
+            Event::NtsKeTimeout,
+            Event::NtsKeTls,
+        ]
+        .map(|event| (event.name(), now.event(event)))
+    );
+    (succeeded, opened)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_addresses_holding_300_half_open_connections_keep_no_client_out() {
+    let (succeeded, opened) = exchanges_under_a_flood(20, 15, Attack::HalfOpen).await;
+    assert!(opened >= 300, "{opened} opened");
+    assert!(succeeded >= 36, "{succeeded} of 40 key exchanges succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_addresses_holding_half_open_connections_keep_no_client_out() {
+    let (succeeded, opened) = exchanges_under_a_flood(2_000, 1, Attack::HalfOpen).await;
+    assert!(opened >= 2_000, "{opened} opened");
+    assert!(succeeded >= 36, "{succeeded} of 40 key exchanges succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_hundred_connections_trickling_their_requests_are_cut_and_keep_no_client_out() {
+    let (succeeded, opened) = exchanges_under_a_flood(100, 4, Attack::Trickle).await;
+    assert!(opened >= 400, "{opened} opened");
+    assert!(succeeded >= 36, "{succeeded} of 40 key exchanges succeeded");
 }

@@ -8,10 +8,19 @@
 //! most CPU a client can ask of horad), the access lists close a denied
 //! source before a byte is read, at most [`MAX_CONNECTIONS`] are open
 //! ([`MAX_CONNECTIONS_PER_SOURCE`] from one address; one more is closed at
-//! once), and each has [`DEADLINE`] for all of it. Every connection ends
-//! in exactly one counted outcome (`hora_nts_ke_total{result}`).
+//! once), each has [`DEADLINE`] for all of it, and, while all places are
+//! taken, a newcomer takes the place of the connection that has waited
+//! longest for its ClientHello (a client sends it a round trip after
+//! connecting), or, once every one has sent it, of the one that sent it
+//! first; an
+//! address whose exchanges keep failing (held open, cut, broken) is closed
+//! at once past [`FAILURES`]. So a crowd of addresses holding half-open or
+//! trickling connections can't keep a client out. Every
+//! connection ends in exactly one counted outcome
+//! (`hora_nts_ke_total{result}`).
 
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hora_proto::nts::cookie::{self, CookieKey, MAX_COOKIE_LEN, NONCE_LEN};
@@ -20,27 +29,45 @@ use hora_proto::nts::ke::{
 };
 use hora_proto::nts::ring::KeyRing;
 use hora_proto::nts::{Algorithm, Keys};
+use hora_proto::ratelimit::{RateLimit, RateLimiter};
 use rand::RngCore as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
 use crate::live::LiveView;
 use crate::log_budget::{LogBudget, LogKind};
-use crate::slots::{accept, NoSlot, Slots};
+use crate::slots::{accept, Acceptor, Held, NoSlot, Since, Slot, Slots};
 use crate::stats::{Event, Stats};
 
-/// Key exchanges at once; one more is closed at once.
+/// Key exchanges at once; when all are taken, a newcomer takes the place
+/// of the connection that has waited longest for its ClientHello, or, once
+/// every one has sent it, of the one that sent it first.
 pub const MAX_CONNECTIONS: usize = 256;
-/// Key exchanges at once from one address.
-pub const MAX_CONNECTIONS_PER_SOURCE: usize = 16;
+/// Key exchanges at once from one address: a client needs one, a host
+/// behind NAT a few; 64 addresses can't fill the listener.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 4;
 /// How long one key exchange may take, handshake to close: a LAN client
 /// needs milliseconds (chrony's server allows 2 s too); an idle or slow
 /// one is cut.
 pub const DEADLINE: Duration = Duration::from_secs(2);
+/// Failed key exchanges an address may have (cut, timed out, refused as
+/// over its address's share, TLS or the request broken): a burst of 8, then
+/// one every 8 s; an address over it is closed at once. Only failures are
+/// charged (chrony's `ntsratelimit` charges every connection), so a
+/// client whose exchanges succeed is never limited however often it asks,
+/// and addresses that hold connections open run out of places to take.
+pub const FAILURES: RateLimit = RateLimit {
+    rate: 1.0 / 8.0,
+    burst: 8.0,
+};
+/// Addresses whose failures are remembered (a fixed table, as the UDP
+/// rate limit's: a crowd of addresses can only recycle entries).
+const FAILURE_TABLE: usize = 4096;
 
 /// What the listener reads: the live view (access lists, the TLS
 /// settings in force), the cookie keys, the counters and log budgets.
@@ -96,14 +123,20 @@ impl Failure {
 /// Serves `listener` until `shutdown` turns true.
 pub async fn serve(listener: TcpListener, exchange: Exchange, mut shutdown: watch::Receiver<bool>) {
     let slots = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE);
+    let failures = Failures::new();
     let mut connections = JoinSet::new();
+    let mut held = Held::default();
+    let acceptor = Acceptor {
+        label: "NTS-KE listener",
+        log: &exchange.log,
+        stats: &exchange.stats,
+        backoff: Event::NtsKeAcceptBackoff,
+    };
     loop {
-        let Some((stream, peer)) =
-            accept(&listener, &mut shutdown, &exchange.log, "NTS-KE listener").await
-        else {
+        let Some((stream, peer)) = accept(&listener, &mut shutdown, acceptor).await else {
             break;
         };
-        while connections.try_join_next().is_some() {}
+        held.reap(&mut connections);
         let live = Arc::clone(&exchange.live.borrow());
         if !live.gate.admits(peer, &exchange.log) {
             exchange.stats.event(Event::NtsKeDenied);
@@ -113,20 +146,15 @@ pub async fn serve(listener: TcpListener, exchange: Exchange, mut shutdown: watc
             exchange.stats.event(Event::NtsKeInternal);
             continue;
         };
-        let slot = match slots.take(peer.ip()) {
-            Ok(slot) => slot,
-            Err(full) => {
-                exchange.stats.event(Event::NtsKeBusy);
-                if let Some(suppressed) = exchange.log.allow(LogKind::RateLimited) {
-                    let most = match full {
-                        NoSlot::Source => MAX_CONNECTIONS_PER_SOURCE,
-                        NoSlot::Listener => MAX_CONNECTIONS,
-                    };
-                    warn!(%peer, suppressed, "NTS-KE listener: {most} connections open{}; closing a new one",
-                        if full == NoSlot::Source { " from this address" } else { "" });
-                }
-                continue;
+        if !failures.allows(peer.ip()) {
+            exchange.stats.event(Event::NtsKeRateLimited);
+            if let Some(suppressed) = exchange.log.allow(LogKind::RateLimited) {
+                warn!(%peer, suppressed, "NTS-KE listener: too many failed exchanges from this address; closing a new one");
             }
+            continue;
+        }
+        let Some(slot) = take_slot(&slots, &mut held, &failures, &exchange, peer) else {
+            continue;
         };
         let answer = Answer {
             server: live.nts.as_ref().and_then(|nts| nts.ntp_server.clone()),
@@ -136,11 +164,19 @@ pub async fn serve(listener: TcpListener, exchange: Exchange, mut shutdown: watc
                 .and_then(|nts| nts.ntp_port)
                 .or(exchange.sntp_port.filter(|port| *port != 123)),
         };
-        let exchange = exchange.clone();
-        connections.spawn(async move {
-            let _slot = slot;
-            let done =
-                tokio::time::timeout(DEADLINE, handle(stream, tls, &exchange, &answer)).await;
+        // Where the connection stands in line to be cut for a newcomer at
+        // a full listener, the earliest first: when it opened, until its
+        // ClientHello is in (see `handle`). A client sends one a round
+        // trip after connecting, so half-open connections go first, and a
+        // client under way only once none is left.
+        let since = Arc::new(Mutex::new(Instant::now()));
+        let greeted = Arc::clone(&since);
+        let task_exchange = exchange.clone();
+        let task_failures = failures.clone();
+        let task = connections.spawn(async move {
+            let exchange = task_exchange;
+            let exchanged = handle(stream, tls, &exchange, &answer, &greeted);
+            let done = tokio::time::timeout(DEADLINE, exchanged).await;
             let event = match done {
                 Ok(Ok(cookies)) => {
                     exchange.stats.add(Event::NtsCookie, cookies as u64);
@@ -152,11 +188,85 @@ pub async fn serve(listener: TcpListener, exchange: Exchange, mut shutdown: watc
                 }
                 Err(_) => Event::NtsKeTimeout,
             };
+            if event != Event::NtsKeOk {
+                task_failures.charge(peer.ip());
+            }
             exchange.stats.event(event);
         });
+        held.insert(task, slot, since);
+        // Let the connections run before the next accept: with a queue of
+        // connections ready, accepting them all first would cut a client
+        // whose ClientHello had come before its task ever read it.
+        tokio::task::yield_now().await;
     }
     // Exchanges in flight are cut at shutdown: their clients retry.
     connections.shutdown().await;
+}
+
+/// A place for a connection from `peer`: a free one, else that of the
+/// connection first in line to be cut (cut, counted, its address charged).
+/// `None` (counted and logged within budget, the address charged) when its
+/// address holds its share.
+fn take_slot(
+    slots: &Slots,
+    held: &mut Held,
+    failures: &Failures,
+    exchange: &Exchange,
+    peer: SocketAddr,
+) -> Option<Slot> {
+    let mut taken = slots.take(peer.ip());
+    if taken.as_ref().err() == Some(&NoSlot::Listener) {
+        if let Some(cut) = held.cut_longest_since(Instant::now(), Duration::ZERO) {
+            exchange.stats.event(Event::NtsKeEvicted);
+            failures.charge(cut);
+            taken = slots.take(peer.ip());
+        }
+    }
+    match taken {
+        Ok(slot) => Some(slot),
+        Err(full) => {
+            exchange.stats.event(Event::NtsKeBusy);
+            // A full listener is not the newcomer's doing.
+            if full == NoSlot::Source {
+                failures.charge(peer.ip());
+            }
+            if let Some(suppressed) = exchange.log.allow(LogKind::RateLimited) {
+                let most = match full {
+                    NoSlot::Source => MAX_CONNECTIONS_PER_SOURCE,
+                    NoSlot::Listener => MAX_CONNECTIONS,
+                };
+                warn!(%peer, suppressed, "NTS-KE listener: {most} connections open{}; closing a new one",
+                    if full == NoSlot::Source { " from this address" } else { "" });
+            }
+            None
+        }
+    }
+}
+
+/// The addresses' failed exchanges, charged against [`FAILURES`]; shared
+/// by the listener and its connections' tasks.
+#[derive(Debug, Clone)]
+struct Failures(Arc<Mutex<RateLimiter>>);
+
+impl Failures {
+    fn new() -> Failures {
+        let limiter = RateLimiter::new(FAILURES, FAILURE_TABLE, std::time::Instant::now());
+        Failures(Arc::new(Mutex::new(limiter)))
+    }
+
+    /// Whether `ip` may open another connection.
+    fn allows(&self, ip: IpAddr) -> bool {
+        self.lock().allows(ip, std::time::Instant::now())
+    }
+
+    /// Counts a failed exchange against `ip`.
+    fn charge(&self, ip: IpAddr) {
+        let _ = self.lock().check(ip, std::time::Instant::now());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RateLimiter> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The Server and Port records of the answers.
@@ -172,12 +282,16 @@ async fn handle(
     tls: Arc<rustls::ServerConfig>,
     exchange: &Exchange,
     answer: &Answer,
+    greeted: &Since,
 ) -> Result<usize, Failure> {
     let _ = stream.set_nodelay(true);
-    let mut stream = tokio_rustls::TlsAcceptor::from(tls)
-        .accept(stream)
+    let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
         .await
         .map_err(|_| Failure::Tls)?;
+    // A whole ClientHello came: behind every half-open connection in line
+    // (they stand there from when they opened, never a deadline later).
+    *greeted.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now() + DEADLINE;
+    let mut stream = hello.into_stream(tls).await.map_err(|_| Failure::Tls)?;
     if stream.get_ref().1.alpn_protocol() != Some(ALPN) {
         // rustls refuses another ALPN in the handshake; a client that
         // offered none gets here.

@@ -27,6 +27,8 @@ pub struct NtsLive {
     /// A digest of the certificate and key files as read: a reload that
     /// finds it changed says so, and serves the new pair.
     pub certificate_digest: Option<u64>,
+    /// When the served certificate expires, in Unix seconds.
+    pub certificate_expires: Option<i64>,
     /// Whether plain SNTP requests are dropped.
     pub require: bool,
     /// The Server record of the key exchange's answers.
@@ -41,22 +43,28 @@ impl NtsLive {
         if !config.serves() {
             return Ok(None);
         }
-        let (tls, certificate_digest) =
-            match (config.bind, &config.certificate_chain, &config.private_key) {
-                (Some(_), Some(chain), Some(key)) => {
-                    let (tls, digest) = tls::server_config(chain, key)?;
-                    (Some(tls), Some(digest))
-                }
-                _ => (None, None),
-            };
+        let served = match (config.bind, &config.certificate_chain, &config.private_key) {
+            (Some(_), Some(chain), Some(key)) => Some(tls::server_config(chain, key, unix_now())?),
+            _ => None,
+        };
         Ok(Some(NtsLive {
-            tls,
-            certificate_digest,
+            tls: served.as_ref().map(|served| Arc::clone(&served.config)),
+            certificate_digest: served.as_ref().map(|served| served.digest),
+            certificate_expires: served.as_ref().map(|served| served.expires),
             require: config.require,
             ntp_server: config.ntp_server.clone(),
             ntp_port: config.ntp_port,
         }))
     }
+}
+
+/// The wall clock in Unix seconds, for a certificate's validity.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 /// Why `[nts]`'s files can't serve, for `horad --check-config`.

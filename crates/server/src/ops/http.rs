@@ -14,7 +14,6 @@
 //! datagram on the serving thread; a scrape only reads atomics and the
 //! live view.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -26,13 +25,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::{metrics, status, Observed};
 use crate::log_budget::{LogBudget, LogKind};
-use crate::slots::{accept, NoSlot, Slot, Slots};
+use crate::slots::{accept, Acceptor, Held, NoSlot, Slots};
+use crate::stats::Event;
 
 /// Connections served at once; one more is closed at once.
 pub const MAX_CONNECTIONS: usize = 8;
@@ -83,8 +83,13 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     let mut held = Held::default();
     loop {
-        let Some((stream, peer)) = accept(&listener, &mut shutdown, &log, "metrics listener").await
-        else {
+        let acceptor = Acceptor {
+            label: "metrics listener",
+            log: &log,
+            stats: &observed.stats,
+            backoff: Event::HttpAcceptBackoff,
+        };
+        let Some((stream, peer)) = accept(&listener, &mut shutdown, acceptor).await else {
             break;
         };
         held.reap(&mut connections);
@@ -95,7 +100,11 @@ pub async fn serve(
             continue;
         }
         let mut taken = slots.take(peer.ip());
-        if taken.as_ref().err() == Some(&NoSlot::Listener) && held.cut_idlest(Instant::now()) {
+        if taken.as_ref().err() == Some(&NoSlot::Listener)
+            && held
+                .cut_longest_since(Instant::now(), IDLE_WHEN_FULL)
+                .is_some()
+        {
             debug!(%peer, "metrics listener: full; cut the connection idle longest for a new one");
             taken = slots.take(peer.ip());
         }
@@ -135,68 +144,10 @@ pub async fn serve(
                 Err(_) => debug!(%peer, "metrics listener: connection timed out"),
             }
         });
-        held.0.insert(
-            task.id(),
-            Connection {
-                task,
-                _slot: slot,
-                last_request,
-            },
-        );
+        held.insert(task, slot, last_request);
     }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
-}
-
-/// The connections being served, by task, each holding its slot until its
-/// task is reaped or cut.
-#[derive(Default)]
-struct Held(HashMap<tokio::task::Id, Connection>);
-
-/// One connection being served.
-struct Connection {
-    task: AbortHandle,
-    _slot: Slot,
-    /// When it opened, or when its last request came.
-    last_request: Arc<Mutex<Instant>>,
-}
-
-impl Held {
-    /// Gives back the slots of the connections that are done.
-    fn reap(&mut self, connections: &mut JoinSet<()>) {
-        while let Some(done) = connections.try_join_next_with_id() {
-            let id = match done {
-                Ok((id, ())) => id,
-                Err(error) => error.id(),
-            };
-            self.0.remove(&id);
-        }
-    }
-
-    /// Cuts the connection idle longest, if it has been idle at least
-    /// [`IDLE_WHEN_FULL`] at `now`, giving back its slot; whether one was.
-    fn cut_idlest(&mut self, now: Instant) -> bool {
-        let idlest = self
-            .0
-            .iter()
-            .map(|(id, held)| {
-                let last = *held
-                    .last_request
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                (last, *id)
-            })
-            .min();
-        match idlest {
-            Some((last, id)) if now.saturating_duration_since(last) >= IDLE_WHEN_FULL => {
-                if let Some(cut) = self.0.remove(&id) {
-                    cut.task.abort();
-                }
-                true
-            }
-            _ => false,
-        }
-    }
 }
 
 /// The answer to one request.

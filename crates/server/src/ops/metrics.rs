@@ -237,6 +237,15 @@ impl Scrape {
             ConstGauge::new(networks.len() as f64)
                 .encode(metric.encode_family(&[("list", list)])?)?;
         }
+        if let Some(expires) = live.nts.as_ref().and_then(|nts| nts.certificate_expires) {
+            gauge(
+                encoder,
+                "hora_nts_certificate_expiry_timestamp_seconds",
+                "When the key exchange's certificate in force expires (Unix seconds): alert well before.",
+                &[],
+                expires as f64,
+            )?;
+        }
         Ok(())
     }
 }

@@ -116,6 +116,10 @@ fn nts(live: &crate::live::Live) -> Value {
             "ntp_port": nts.ntp_port,
             "keys": config.keys.as_ref().map(|path| path.display().to_string()),
             "key_rotation_s": config.key_rotation.as_secs(),
+            "certificate_expires": nts.certificate_expires.map(|expires| {
+                chrono::DateTime::from_timestamp(expires, 0)
+                    .map_or_else(|| expires.to_string(), |at| at.to_rfc3339())
+            }),
         }),
     }
 }
