@@ -9,10 +9,11 @@
 //! clock reading taken after any wait for the socket, and an NTS reply is
 //! sealed after it: a reply that waited for a full buffer, or that the
 //! kernel took in a later call than the one before it, is stamped when it
-//! goes, not when it was first tried. Up to
-//! [`MOST_PER_BATCH`](hora_proto::transmit::MOST_PER_BATCH) such replies
-//! go in one call, reply `k` stamped `k` of the kernel's quickest gaps
-//! after the reading ([`hora_proto::transmit`]).
+//! goes, not when it was first tried. While few wait, each goes in a call
+//! of its own, from a reading of its own; more go up to
+//! [`MOST_PER_BATCH`](hora_proto::transmit::MOST_PER_BATCH) a call, reply
+//! `k` stamped `k` of the kernel's quickest gaps after the reading
+//! ([`hora_proto::transmit::per_call`]).
 //!
 //! The kernel's transmit times (`SO_TIMESTAMPING`, [`crate::sys::transmit_stamps`])
 //! are asked for in the flushes that need them (interleaved mode's replies)
@@ -26,7 +27,7 @@ use std::time::SystemTime;
 use hora_proto::nts::packet::{self, Unsealed};
 use hora_proto::nts::Keys;
 use hora_proto::sntp::{self, PACKET_LEN};
-use hora_proto::transmit::{TransmitPace, MOST_PER_BATCH};
+use hora_proto::transmit::{self, TransmitPace};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -203,8 +204,9 @@ impl Outbox {
     }
 
     /// Sends every queued reply, in order, as few kernel crossings as it
-    /// takes; replies whose transmit timestamp is written last go at most
-    /// [`MOST_PER_BATCH`] a call, stamped inside each attempt.
+    /// takes; replies whose transmit timestamp is written last go as many a
+    /// call as [`transmit::per_call`] says (one each while few wait),
+    /// stamped inside each attempt.
     pub async fn flush(&mut self, socket: &UdpSocket) -> Flushed {
         let mut flushed = Flushed::default();
         if self.replies.is_empty() && !self.kernel.as_ref().is_some_and(|k| k.behind) {
@@ -218,7 +220,11 @@ impl Outbox {
                 .iter()
                 .position(|r| r.stamp_transmit != stamped)
                 .map_or(self.replies.len(), |at| next + at);
-            let most = if stamped { MOST_PER_BATCH } else { BATCH };
+            let most = if stamped {
+                transmit::per_call(run - next)
+            } else {
+                BATCH
+            };
             let upto = run.min(next + most);
             match self.send_range(socket, next, upto).await {
                 Ok(0) | Err(_) => {
@@ -510,5 +516,49 @@ mod tests {
                 assert_eq!(transmit, 0, "reply {n} untouched");
             }
         }
+    }
+
+    /// A pace far slower than the machine would stamp replies of one call
+    /// later than the kernel sent them; a few replies waiting go one a
+    /// call, each stamped from its own reading, so no pace touches them
+    /// (the kernel's transmit times say so).
+    #[tokio::test]
+    async fn a_few_replies_waiting_are_each_stamped_from_their_own_reading() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = client.local_addr().unwrap();
+        let mut outbox = Outbox::with_transmit_timestamps(None);
+        for _ in 0..hora_proto::transmit::WINDOW {
+            outbox
+                .pace
+                .observe_gap(hora_proto::transmit::MOST_PER_REPLY);
+        }
+        assert!(outbox.pace.is_known());
+        let waiting = 4;
+        assert!(waiting <= hora_proto::transmit::SINGLY_UP_TO);
+        for n in 0..waiting {
+            let mut reply = [0u8; PACKET_LEN];
+            reply[0] = 0x24;
+            reply[32..40].copy_from_slice(&[n as u8, 0, 0, 0, 0, 0, 0, 1]);
+            outbox.push_kernel_stamped(&reply, to, true);
+        }
+        let flushed = outbox.flush(&server).await;
+        assert_eq!((flushed.sent, flushed.late), (waiting as u64, 0));
+        assert_eq!(outbox.sent_stamps().len(), waiting);
+        let mut stamps = Vec::new();
+        for sent in outbox.sent_stamps() {
+            let stamp = sntp::transmit_of(&sent.reply).unwrap().to_u64();
+            let kernel = NtpTimestamp::from_system_time(sent.at).to_u64();
+            assert!(stamp <= kernel, "{stamp:x} after {kernel:x}");
+            stamps.push(stamp);
+        }
+        // One call would have stamped them a pace apart to the tick.
+        let pace = outbox.pace.per_reply().as_secs_f64() * 2f64.powi(32);
+        assert!(
+            stamps
+                .windows(2)
+                .any(|pair| ((pair[1] - pair[0]) as f64 - pace).abs() > 100.0),
+            "{stamps:x?} are a pace ({pace} NTP units) apart: one call"
+        );
     }
 }
