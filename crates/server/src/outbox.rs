@@ -354,12 +354,23 @@ impl Outbox {
             return;
         };
         kernel.sent.clear();
-        let stamped = self.replies.iter().filter(|r| r.stamp_transmit).count();
-        // Every such flush until the pace is known (a few, once), then one
-        // in SAMPLE_EVERY.
+        // Only plain SNTP replies are known again in the kernel's error
+        // queue (`transmit_stamps` reads 48-byte replies back): a flush of
+        // NTS replies alone can teach nothing, and sampling every one of
+        // them while the pace was unknown cost NTS an eighth of its
+        // throughput.
+        let stamped = self
+            .replies
+            .iter()
+            .filter(|r| r.stamp_transmit && r.seal.is_none() && r.len == PACKET_LEN)
+            .count();
+        // And only flushes whose replies go two or more a call: gaps are
+        // between replies of one call. Every such flush until the pace is
+        // known (a few, once), then one in SAMPLE_EVERY.
+        let teaches = transmit::per_call(stamped) >= 2;
         let due = kernel.since_sample >= SAMPLE_EVERY || !self.pace.is_known();
-        let sample = stamped >= 2 && due;
-        if stamped >= 2 {
+        let sample = teaches && due;
+        if teaches {
             kernel.since_sample = if sample { 0 } else { kernel.since_sample + 1 };
         }
         let want = sample || self.replies.iter().any(|r| r.kernel_stamp);
@@ -560,5 +571,39 @@ mod tests {
                 .any(|pair| ((pair[1] - pair[0]) as f64 - pace).abs() > 100.0),
             "{stamps:x?} are a pace ({pace} NTP units) apart: one call"
         );
+    }
+
+    /// Only plain SNTP replies are read back from the error queue, and
+    /// only replies of one call tell a gap, so only flushes of enough
+    /// plain replies to go together are sampled while the pace is unknown:
+    /// NTS replies (longer) alone, or a few replies sent one a call, never
+    /// turn the kernel's transmit times on.
+    #[tokio::test]
+    async fn only_flushes_that_can_teach_the_pace_are_sampled() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = client.local_addr().unwrap();
+        let mut outbox = Outbox::with_transmit_timestamps(None);
+        let together = hora_proto::transmit::SINGLY_UP_TO + 1;
+        for (len, count, sampled) in [
+            (PACKET_LEN + 52, together, false),
+            (PACKET_LEN, together - 1, false),
+            (PACKET_LEN, together, true),
+        ] {
+            for _ in 0..count {
+                outbox.push(&vec![0x24; len], to, true);
+            }
+            assert_eq!(outbox.flush(&server).await.sent, count as u64);
+            assert!(!outbox.pace.is_known());
+            assert_eq!(
+                outbox.kernel.as_ref().map(|kernel| kernel.on),
+                Some(sampled),
+                "{count} {len}-byte replies"
+            );
+            for _ in 0..count {
+                let mut buffer = [0u8; 128];
+                client.recv_from(&mut buffer).await.unwrap();
+            }
+        }
     }
 }
