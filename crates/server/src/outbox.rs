@@ -17,8 +17,9 @@
 //!
 //! The kernel's transmit times (`SO_TIMESTAMPING`, [`crate::sys::transmit_stamps`])
 //! are asked for in the flushes that need them (interleaved mode's replies)
-//! and in one flush of [`SAMPLE_EVERY`] with two or more stamped replies:
-//! they teach the pace and check its stamps.
+//! and, to teach the pace and check its stamps, in flushes that can: enough
+//! plain SNTP replies to go two or more a call (the only replies read back),
+//! every such flush until the pace is learned, then one in [`SAMPLE_EVERY`].
 
 use std::io;
 use std::net::SocketAddr;
