@@ -468,8 +468,11 @@ mod tests {
                     transmit_stamps::set_transmit_timestamps(b, true).unwrap();
                 }
             }
+            // More than go one a call: two calls of eight, whose gaps teach.
+            let replies = 2 * hora_proto::transmit::MOST_PER_BATCH;
+            assert!(replies > hora_proto::transmit::SINGLY_UP_TO);
             for round in 0..20u8 {
-                for n in 0..8u8 {
+                for n in 0..replies as u8 {
                     let mut reply = [0u8; PACKET_LEN];
                     reply[0] = 0x24;
                     reply[32..40].copy_from_slice(&[round, n, 0, 0, 0, 0, 0, 1]);
@@ -478,7 +481,7 @@ mod tests {
                 let flushed = outbox.flush(&server).await;
                 assert_eq!(
                     (flushed.sent, outbox.sent_stamps().len()),
-                    (8, 8),
+                    (replies as u64, replies),
                     "round {round}"
                 );
                 // A prediction is an estimate: one later than the kernel's
@@ -490,7 +493,7 @@ mod tests {
                     late += u64::from(predicted.to_u64() > kernel);
                 }
                 assert!(flushed.late >= late, "beside {beside} round {round}");
-                for _ in 0..8 {
+                for _ in 0..replies {
                     let mut buffer = [0u8; 64];
                     client.recv_from(&mut buffer).await.unwrap();
                 }
