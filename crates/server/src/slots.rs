@@ -134,7 +134,7 @@ pub enum NoSlot {
 #[derive(Debug)]
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
-    _source: SourceSlot,
+    source: SourceSlot,
 }
 
 impl Slots {
@@ -155,7 +155,7 @@ impl Slots {
             .map_err(|_| NoSlot::Listener)?;
         Ok(Slot {
             _permit: permit,
-            _source: source,
+            source,
         })
     }
 }
@@ -163,7 +163,7 @@ impl Slots {
 impl Slot {
     /// The address the slot is held for.
     pub fn ip(&self) -> IpAddr {
-        self._source.ip
+        self.source.ip
     }
 }
 

@@ -109,8 +109,12 @@ impl KeyFile {
         match self.read()? {
             Some(ring) => self.rotate_if_due(ring).map(Refreshed::Read),
             None if self.rotates && !held.is_empty() => {
-                self.write(held)?;
-                self.rotate_if_due(held.clone()).map(Refreshed::Restored)
+                // One write: the rotated ring if a key is due, else `held`.
+                let restored = self.rotate_if_due(held.clone())?;
+                if restored == *held {
+                    self.write(held)?;
+                }
+                Ok(Refreshed::Restored(restored))
             }
             None if self.rotates => self.create().map(Refreshed::Read),
             None => Err(KeyFileError::Empty(self.path.clone())),
