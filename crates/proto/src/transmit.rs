@@ -110,9 +110,24 @@ impl TransmitPace {
     /// from `first` ([`batch_start`](Self::batch_start)): `position` gaps
     /// of [`per_reply`](Self::per_reply) after it.
     pub fn transmit_time(&mut self, first: SystemTime, position: usize) -> SystemTime {
+        self.transmit_time_read_at(first, position, first)
+    }
+
+    /// [`transmit_time`](Self::transmit_time) for a reply whose call read
+    /// the clock again at `reading` before writing it (after sealing the
+    /// NTS replies ahead of it): the later of the two, as the reply leaves
+    /// after both. Sealing takes about as long as the kernel's work on a
+    /// reply, so an NTS reply `k` stamped from the call's one reading would
+    /// be early by `k` seals.
+    pub fn transmit_time_read_at(
+        &mut self,
+        first: SystemTime,
+        position: usize,
+        reading: SystemTime,
+    ) -> SystemTime {
         let position = u64::try_from(position).unwrap_or(u64::MAX);
         let later = Duration::from_nanos(self.per_reply_nanos.saturating_mul(position));
-        let time = first.checked_add(later).unwrap_or(first);
+        let time = first.checked_add(later).unwrap_or(first).max(reading);
         self.latest = Some(self.latest.map_or(time, |latest| latest.max(time)));
         time
     }
@@ -305,6 +320,22 @@ mod tests {
             }
             assert_eq!(pace.per_reply(), Duration::from_nanos(gap / 2));
         }
+    }
+
+    #[test]
+    fn a_reply_read_for_again_is_stamped_from_the_later_of_the_reading_and_the_pace() {
+        let mut pace = learned(micros(4)); // 2 µs a reply
+        let first = SystemTime::UNIX_EPOCH + micros(1_000);
+        // Two seals ahead of reply 2 took 5 µs: its own reading wins.
+        let reading = first + micros(5);
+        assert_eq!(pace.transmit_time_read_at(first, 2, reading), reading);
+        // Quicker seals: the pace's bound is the later one.
+        assert_eq!(
+            pace.transmit_time_read_at(first, 3, first + micros(1)),
+            first + micros(6)
+        );
+        // And the next call starts from no earlier than either.
+        assert_eq!(pace.batch_start(first), first + micros(6));
     }
 
     #[test]

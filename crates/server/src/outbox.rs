@@ -13,7 +13,8 @@
 //! of its own, from a reading of its own; more go up to
 //! [`MOST_PER_BATCH`](hora_proto::transmit::MOST_PER_BATCH) a call, reply
 //! `k` stamped `k` of the kernel's quickest gaps after the reading
-//! ([`hora_proto::transmit::per_call`]).
+//! ([`hora_proto::transmit::per_call`]), or later where the NTS replies
+//! sealed ahead of it took longer: it reads the clock again.
 //!
 //! The kernel's transmit times (`SO_TIMESTAMPING`, [`crate::sys::transmit_stamps`])
 //! are asked for in the flushes that need them (interleaved mode's replies)
@@ -314,16 +315,25 @@ impl Outbox {
     /// seals the NTS ones, once.
     fn stamp(&mut self, from: usize, upto: usize) {
         let first = self.pace.batch_start(SystemTime::now());
+        let mut sealed_ahead = false;
         for (position, reply) in self.replies[from..upto].iter_mut().enumerate() {
             if reply.sealed {
                 continue;
             }
-            let time = self.pace.transmit_time(first, position);
+            // A reply behind sealed ones leaves after their sealing too:
+            // read the clock again (tens of nanoseconds; a seal is ~1 µs).
+            let reading = if sealed_ahead {
+                SystemTime::now()
+            } else {
+                first
+            };
+            let time = self.pace.transmit_time_read_at(first, position, reading);
             reply.stamped = Some((first, position, time));
             let bytes = &mut self.bytes[reply.start..reply.start + reply.len];
             sntp::write_transmit(bytes, time);
             if let Some((keys, unsealed)) = reply.seal.as_deref() {
                 reply.sealed = true;
+                sealed_ahead = true;
                 if packet::seal_reply(keys, unsealed, bytes).is_none() {
                     // Never sent unsealed: its authenticator zeroed fails
                     // every client's check (it can't happen:
@@ -574,6 +584,83 @@ mod tests {
                 .windows(2)
                 .any(|pair| ((pair[1] - pair[0]) as f64 - pace).abs() > 100.0),
             "{stamps:x?} are a pace ({pace} NTP units) apart: one call"
+        );
+    }
+
+    /// An NTS reply sealed after others in one call leaves after their
+    /// seals too (about a microsecond each): each is stamped from a
+    /// reading taken after the seals ahead of it, not from the call's
+    /// first (which made reply `k` early by `k` seals), and still
+    /// authenticates with the stamp it carries.
+    #[tokio::test]
+    async fn nts_replies_of_one_call_are_stamped_after_the_seals_ahead_of_them() {
+        use hora_proto::nts::cookie::{self, CookieKey, KEY_LEN, MAX_COOKIE_LEN, NONCE_LEN};
+        use hora_proto::nts::packet::{self, Parsed, MAX_PACKET};
+        use hora_proto::nts::Algorithm;
+
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = client.local_addr().unwrap();
+        let algorithm = Algorithm::AesSivCmac256;
+        let len = algorithm.key_len();
+        let keys = Keys::new(algorithm, &vec![0xC2; len], &vec![0x2C; len]).unwrap();
+        let server_key = CookieKey {
+            id: 1,
+            key: [1; KEY_LEN],
+        };
+        let mut cookie = [0u8; MAX_COOKIE_LEN];
+        let cookie_len = cookie::seal(&server_key, &keys, &[4; NONCE_LEN], &mut cookie).unwrap();
+        let unique_id = [0x55; 32];
+        let mut header = [0u8; PACKET_LEN];
+        header[0] = 4 << 3 | 3;
+        let request = packet::write_request(
+            &header,
+            &keys,
+            &cookie[..cookie_len],
+            0,
+            &unique_id,
+            &[0x11; 16],
+        )
+        .unwrap();
+        let Ok(Parsed::Nts(parsed)) = packet::read_request(&request) else {
+            panic!("not an NTS request")
+        };
+        let authenticated = packet::authenticate(&parsed, std::slice::from_ref(&server_key)).unwrap();
+        // More than go one a call: a call of eight, then one each.
+        let replies = hora_proto::transmit::SINGLY_UP_TO + 4;
+        let mut outbox = Outbox::default();
+        for _ in 0..replies {
+            let mut out = [0u8; MAX_PACKET];
+            let mut reply_header = [0u8; PACKET_LEN];
+            reply_header[0] = 4 << 3 | 4;
+            let unsealed = packet::prepare_reply(
+                &parsed,
+                &authenticated,
+                &reply_header,
+                &[0x33; 16],
+                |k, room| cookie::seal(&server_key, k, &[8; NONCE_LEN], room),
+                &mut out,
+            )
+            .unwrap();
+            let bytes = &out[..unsealed.len];
+            outbox.push_nts(bytes, to, authenticated.keys.clone(), unsealed);
+        }
+        assert_eq!(outbox.flush(&server).await.sent, replies as u64);
+        let mut stamps = Vec::new();
+        for n in 0..replies {
+            let mut buffer = [0u8; MAX_PACKET];
+            let (len, _) = client.recv_from(&mut buffer).await.unwrap();
+            let arrived = NtpTimestamp::from_system_time(SystemTime::now()).to_u64();
+            let reply = packet::read_reply(&buffer[..len], &keys, &unique_id)
+                .unwrap_or_else(|e| panic!("reply {n}: {e}"));
+            let stamp = sntp::transmit_of(&reply.header).unwrap().to_u64();
+            assert!(stamp <= arrived, "reply {n} stamped after it arrived");
+            stamps.push(stamp);
+        }
+        let call = &stamps[..hora_proto::transmit::MOST_PER_BATCH];
+        assert!(
+            call.windows(2).all(|pair| pair[0] < pair[1]),
+            "{call:x?}: one reading for the call"
         );
     }
 
