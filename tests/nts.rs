@@ -130,3 +130,39 @@ fn sighup_serves_a_renewed_certificate_from_a_new_ca_and_the_udp_service_goes_on
     assert!(plain.status.success(), "{}", text(&plain.stderr));
     assert!(!text(&plain.stdout).contains("authenticated"));
 }
+
+/// A client that refuses horad's certificate (here: it trusts another CA)
+/// hears why in words, and horad's log says that the client refused its
+/// certificate and what to check, where it said nothing before.
+#[test]
+fn a_refused_certificate_is_said_in_words_by_hora_and_logged_by_horad() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = pki::make(dir.path(), "served");
+    let other = pki::make(dir.path(), "other");
+    let keys = dir.path().join("nts-keys");
+    let flags = [
+        "--sntp-bind",
+        "127.0.0.1:0",
+        "--nts-bind",
+        "127.0.0.1:0",
+        "--nts-certificate-chain",
+        served.chain.to_str().unwrap(),
+        "--nts-private-key",
+        served.key.to_str().unwrap(),
+        "--nts-keys",
+        keys.to_str().unwrap(),
+    ];
+    let (horad, found) = Horad::start_serving(&flags, &["sntp", "nts-ke"]);
+    let refused = hora_nts(found[1], &other.ca);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("the server's certificate is not signed by a CA hora trusts"),
+        "{stderr}"
+    );
+    let logged = horad.wait_for_line("NTS-KE: TLS handshake failed");
+    assert!(
+        logged.contains("the client refused horad's certificate"),
+        "{logged}"
+    );
+}

@@ -69,6 +69,49 @@ pub enum NtsError {
     NoCookie,
 }
 
+/// A failed TLS handshake in words: the certificate problems people meet
+/// (a self-signed `CA:TRUE` certificate as `openssl req -x509` makes, an
+/// issuer not trusted, a name not in the certificate, the clocks) said as
+/// what to do, never as rustls' Debug names.
+fn handshake_failure(error: &std::io::Error, host: &str) -> String {
+    use rustls::CertificateError as Certificate;
+    let Some(rustls::Error::InvalidCertificate(refused)) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return error.to_string();
+    };
+    match refused {
+        Certificate::Other(other)
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            "the server's certificate is a CA certificate (basicConstraints CA:TRUE, as \
+             `openssl req -x509` makes one), which hora and other rustls/webpki clients \
+             (ntpd-rs) refuse as a server's own: have a private CA sign a CA:FALSE \
+             certificate for the server (README, \"NTS\")"
+                .to_owned()
+        }
+        Certificate::UnknownIssuer => {
+            "the server's certificate is not signed by a CA hora trusts: give its CA with --ca FILE"
+                .to_owned()
+        }
+        Certificate::NotValidForName | Certificate::NotValidForNameContext { .. } => {
+            format!("the server's certificate does not name `{host}`: ask by a name or address in its subjectAltName")
+        }
+        Certificate::Expired | Certificate::ExpiredContext { .. } => {
+            "the server's certificate has expired (or this machine's clock is wrong)".to_owned()
+        }
+        Certificate::NotValidYet | Certificate::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet (or this machine's clock is wrong)"
+                .to_owned()
+        }
+        other => format!("the server's certificate was refused: {other}"),
+    }
+}
+
 /// The AEAD's name as the RFC registry writes it.
 pub fn algorithm_name(algorithm: Algorithm) -> &'static str {
     match algorithm {
@@ -182,7 +225,7 @@ async fn exchange(
     let mut tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(handshake_failure(&e, host)))?;
     let mut request = Vec::new();
     ke::write_request(algorithms, &mut request);
     tls.write_all(&request)
@@ -292,5 +335,83 @@ impl Dialect for Authenticated {
 
     fn authenticated(&self) -> Option<Algorithm> {
         Some(self.session.keys.algorithm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // A panic is a failed test.
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rustls::pki_types::PrivateKeyDer;
+
+    /// A key exchange server on loopback whose certificate is `params`,
+    /// signed by itself; its PEM, to trust.
+    async fn server_with(params: CertificateParams) -> (SocketAddr, String) {
+        let key = KeyPair::generate().unwrap();
+        let certificate = params.self_signed(&key).unwrap();
+        let pem = certificate.pem();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.der().clone()],
+            PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        tokio::spawn(async move {
+            // Bounded: the one connection the test makes.
+            if let Ok((stream, _)) = listener.accept().await {
+                let _ = acceptor.accept(stream).await;
+            }
+        });
+        (addr, pem)
+    }
+
+    /// The certificate `openssl req -x509 -newkey …` makes is marked
+    /// `CA:TRUE`; chronyd serves it and webpki refuses it as a server's
+    /// own. hora says so in words and says what to do.
+    #[tokio::test]
+    async fn a_ca_certificate_serving_as_the_servers_own_is_refused_in_words() {
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let (addr, pem) = server_with(params).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("cert.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let error = key_exchange("127.0.0.1", &[addr], Some(&ca), Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("the server's certificate is a CA certificate")
+                && error.contains("CA:FALSE"),
+            "{error}"
+        );
+        assert!(!error.contains("OtherError"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_certificate_for_another_name_is_refused_in_words() {
+        let params = CertificateParams::new(vec!["other.example".to_owned()]).unwrap();
+        let (addr, pem) = server_with(params).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("cert.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let error = key_exchange("127.0.0.1", &[addr], Some(&ca), Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("the server's certificate does not name `127.0.0.1`"),
+            "{error}"
+        );
     }
 }

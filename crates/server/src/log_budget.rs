@@ -98,9 +98,12 @@ pub enum LogKind {
     ReceiveError,
     /// A send that failed (debug).
     SendError,
+    /// A key exchange's TLS handshake that failed, with its reason (a
+    /// client that refused horad's certificate says so here).
+    HandshakeFailed,
 }
 
-const KINDS: usize = LogKind::SendError as usize + 1;
+const KINDS: usize = LogKind::HandshakeFailed as usize + 1;
 
 /// One [`Budget`] per [`LogKind`], shared by the tasks of one worker (or of
 /// the rest of the daemon).

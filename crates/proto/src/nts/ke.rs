@@ -162,6 +162,12 @@ pub fn read_request(bytes: &[u8]) -> Result<Progress<Request>, ErrorCode> {
                     &mut protocols
                 };
                 let ids: Vec<u16> = u16s(record.body)?.collect();
+                // A client MUST offer at least one of each (RFC 8915,
+                // 4.1.2 and 4.1.5): an empty list is a bad request, as
+                // chronyd answers, not a server's empty "none agreed".
+                if ids.is_empty() {
+                    return Err(ErrorCode::BadRequest);
+                }
                 // More than one of either is a bad request (RFC 8915, 4.1).
                 let seen_before = list.replace(ids).is_some();
                 if seen_before {
@@ -463,6 +469,16 @@ mod tests {
             (
                 "no next protocol",
                 message(&[aead.clone(), eom()]),
+                ErrorCode::BadRequest,
+            ),
+            (
+                "an empty next protocol list",
+                message(&[record(1, true, &[]), aead.clone(), eom()]),
+                ErrorCode::BadRequest,
+            ),
+            (
+                "an empty aead list",
+                message(&[np.clone(), record(4, true, &[]), eom()]),
                 ErrorCode::BadRequest,
             ),
             (

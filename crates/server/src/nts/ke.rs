@@ -99,9 +99,10 @@ pub fn spawn(
 }
 
 /// Why a key exchange ended without cookies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Failure {
-    Tls,
+    /// The TLS handshake failed: why, in words.
+    Tls(String),
     Alpn,
     BadRequest,
     NoAgreement,
@@ -109,9 +110,9 @@ enum Failure {
 }
 
 impl Failure {
-    fn event(self) -> Event {
+    fn event(&self) -> Event {
         match self {
-            Failure::Tls => Event::NtsKeTls,
+            Failure::Tls(_) => Event::NtsKeTls,
             Failure::Alpn => Event::NtsKeAlpn,
             Failure::BadRequest => Event::NtsKeBadRequest,
             Failure::NoAgreement => Event::NtsKeNoAgreement,
@@ -182,6 +183,12 @@ pub async fn serve(listener: TcpListener, exchange: Exchange, mut shutdown: watc
                     exchange.stats.add(Event::NtsCookie, cookies as u64);
                     Event::NtsKeOk
                 }
+                Ok(Err(Failure::Tls(reason))) => {
+                    if let Some(suppressed) = exchange.log.allow(LogKind::HandshakeFailed) {
+                        warn!(%peer, suppressed, "NTS-KE: TLS handshake failed: {reason}");
+                    }
+                    Event::NtsKeTls
+                }
                 Ok(Err(failure)) => {
                     debug!(%peer, ?failure, "NTS-KE: no cookies");
                     failure.event()
@@ -243,6 +250,28 @@ fn take_slot(
     }
 }
 
+/// Why a handshake failed, in words: a client's alert that it refused
+/// horad's certificate says what to check.
+fn handshake_failure(error: &std::io::Error) -> String {
+    use rustls::AlertDescription as Alert;
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::AlertReceived(
+            alert @ (Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::UnsupportedCertificate),
+        )) => format!(
+            "the client refused horad's certificate (alert {alert:?}): check that the chain \
+             leads to a CA the client trusts, names the host it asks, and is no CA \
+             certificate itself"
+        ),
+        _ => error.to_string(),
+    }
+}
+
 /// The addresses' failed exchanges, charged against [`FAILURES`]; shared
 /// by the listener and its connections' tasks.
 #[derive(Debug, Clone)]
@@ -287,11 +316,14 @@ async fn handle(
     let _ = stream.set_nodelay(true);
     let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
         .await
-        .map_err(|_| Failure::Tls)?;
+        .map_err(|e| Failure::Tls(handshake_failure(&e)))?;
     // A whole ClientHello came: behind every half-open connection in line
     // (they stand there from when they opened, never a deadline later).
     *greeted.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now() + DEADLINE;
-    let mut stream = hello.into_stream(tls).await.map_err(|_| Failure::Tls)?;
+    let mut stream = hello
+        .into_stream(tls)
+        .await
+        .map_err(|e| Failure::Tls(handshake_failure(&e)))?;
     if stream.get_ref().1.alpn_protocol() != Some(ALPN) {
         // rustls refuses another ALPN in the handshake; a client that
         // offered none gets here.
@@ -334,7 +366,9 @@ async fn handle(
         port: answer.port,
     };
     if !respond(&mut stream, &response).await {
-        return Err(Failure::Tls);
+        return Err(Failure::Tls(
+            "the connection failed while the answer was sent".to_owned(),
+        ));
     }
     Ok(cookies.len())
 }

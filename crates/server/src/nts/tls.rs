@@ -51,15 +51,27 @@ pub enum TlsError {
     },
     /// The pair is unusable: a key of another certificate, a key type
     /// rustls doesn't take.
-    #[error("{chain} and {key}: {source}")]
+    #[error("{chain} and {key}: {}", pair_problem(.refused))]
     Pair {
         /// The certificate chain's file.
         chain: PathBuf,
         /// The key's file.
         key: PathBuf,
-        /// What rustls said.
-        source: rustls::Error,
+        /// What rustls said (in words in the message, not as a cause:
+        /// its own text carries Debug names).
+        refused: rustls::Error,
     },
+}
+
+/// What is wrong with a certificate and key, in words: rustls says a key
+/// of another certificate as `keys may not be consistent: KeyMismatch`.
+fn pair_problem(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InconsistentKeys(_) => {
+            "the private key is not the certificate's (the key of another certificate?)".to_owned()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Why clients would refuse a leaf certificate.
@@ -123,10 +135,10 @@ pub fn server_config(chain: &Path, key: &Path, now: i64) -> Result<ServerTls, Tl
     let key_pem = crate::config::read_secret(key)?.into_bytes();
     let private_key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|error| pem_error(key, format!("no private key in PEM ({error})")))?;
-    let pair = |source| TlsError::Pair {
+    let pair = |refused| TlsError::Pair {
         chain: chain.to_owned(),
         key: key.to_owned(),
-        source,
+        refused,
     };
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
