@@ -10,6 +10,11 @@ use std::time::Duration;
 use common::{hora, text, Horad};
 use hora_proto::wire::{LOGIN_MENU, TIME_MENU};
 
+/// Serves the host's clock as a local one (`local_stratum`): v2's time
+/// answers then carry a time `hora time` takes, where an unsynchronized
+/// host clock (a CI container's) is otherwise reported as such.
+const LOCAL_CLOCK: [&str; 2] = ["--sntp-local-stratum", "10"];
+
 /// The last line: `<text> às HH:MM:SS`.
 fn assert_closing_line(stdout: &str, closing: &str) {
     let last = stdout.lines().last().unwrap_or_default();
@@ -40,11 +45,17 @@ fn hora_plays_the_seeds_menu_through_piped_stdin() {
 }
 
 #[test]
-fn an_invalid_option_ends_the_session_as_in_the_seed() {
+fn an_invalid_option_ends_the_session_as_in_the_seed_and_exits_1() {
     let horad = Horad::start(&[]);
-    let output = hora(&["--server", &horad.addr.to_string()], "9\n");
-    assert_eq!(output.status.code(), Some(0));
-    assert_closing_line(&text(&output.stdout), "Opcao invalida. Conexao encerrada");
+    for option in ["9", "3", "abc"] {
+        let output = hora(
+            &["--server", &horad.addr.to_string()],
+            &format!("{option}\n"),
+        );
+        // The server ended the session on an error: not a clean logout.
+        assert_eq!(output.status.code(), Some(1), "{option}");
+        assert_closing_line(&text(&output.stdout), "Opcao invalida. Conexao encerrada");
+    }
 }
 
 #[test]
@@ -57,7 +68,7 @@ fn end_of_input_logs_out_and_exits_0() {
 
 #[test]
 fn hora_time_prints_one_iso_line() {
-    let horad = Horad::start(&[]);
+    let horad = Horad::start(&LOCAL_CLOCK);
     let before = chrono::Local::now().naive_local();
     let output = hora(&["--server", &horad.addr.to_string(), "time"], "");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -70,7 +81,7 @@ fn hora_time_prints_one_iso_line() {
 
 #[test]
 fn hora_time_json_has_time_rtt_and_server() {
-    let horad = Horad::start(&[]);
+    let horad = Horad::start(&LOCAL_CLOCK);
     let output = hora(&["--server", &horad.addr.to_string(), "time", "--json"], "");
     assert_eq!(output.status.code(), Some(0));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -83,7 +94,7 @@ fn hora_time_json_has_time_rtt_and_server() {
 
 #[test]
 fn hora_time_fails_with_one_line_when_refused() {
-    let horad = Horad::start(&["--max-sessions", "1"]);
+    let horad = Horad::start(&["--max-sessions", "1", "--sntp-local-stratum", "10"]);
     let squatter = UdpSocket::bind("127.0.0.1:0").unwrap();
     squatter
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -112,7 +123,13 @@ fn hora_time_fails_with_one_line_when_refused() {
 fn v2_time_is_served_when_forged_seed_sessions_fill_the_victims_address() {
     // Rate limiting off: these 200 datagrams come at once, not refreshed
     // slowly under the limit as a patient forger would send them.
-    let horad = Horad::start(&["--max-sessions-per-ip", "100", "--no-ratelimit"]);
+    let horad = Horad::start(&[
+        "--max-sessions-per-ip",
+        "100",
+        "--no-ratelimit",
+        "--sntp-local-stratum",
+        "10",
+    ]);
     // 100 sessions from this address that log in and ask, as a forger
     // refreshing them would: the seed's protocol can't tell them from
     // 100 users behind one NAT.
@@ -246,7 +263,7 @@ fn hora_resends_when_the_first_datagram_is_lost() {
 
 #[test]
 fn options_work_after_the_command_too() {
-    let horad = Horad::start(&[]);
+    let horad = Horad::start(&LOCAL_CLOCK);
     let server = horad.addr.to_string();
     for args in [
         &["time", "--server", server.as_str()][..],
@@ -265,7 +282,7 @@ fn options_work_after_the_command_too() {
 
 #[test]
 fn json_round_trips_carry_no_float_noise() {
-    let horad = Horad::start(&[]);
+    let horad = Horad::start(&LOCAL_CLOCK);
     let output = hora(&["--server", &horad.addr.to_string(), "time", "--json"], "");
     let stdout = text(&output.stdout);
     let rtt = stdout
@@ -401,9 +418,52 @@ fn a_failed_json_command_still_prints_one_json_object() {
     }
 }
 
+/// A script reads `server` from every failure's object: a full server's
+/// `Servidor lotado` and a local address that can't be bound too, and the
+/// bind failure's cause is said once, not once for each layer that saw it.
+#[test]
+fn every_json_failure_names_the_server_and_says_its_cause_once() {
+    let horad = Horad::start(&["--max-sessions", "1"]);
+    let server = horad.addr.to_string();
+    let holder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    holder
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // A session that has asked for the time is never displaced.
+    for datagram in [&b"login"[..], b"1"] {
+        holder.send_to(datagram, horad.addr).unwrap();
+        holder.recv_from(&mut [0u8; 512]).unwrap();
+    }
+    let seed = ["--server", &server, "--protocol", "seed", "time", "--json"];
+    let full = hora(&seed, "");
+    let unbindable = hora(&[&seed[..], &["--bind", "192.0.2.1:0"]].concat(), "");
+    for (what, output, says) in [
+        ("full", full, "Servidor lotado"),
+        ("unbindable", unbindable, "192.0.2.1:0"),
+    ] {
+        assert_eq!(output.status.code(), Some(1), "{what}");
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+        let object: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{what}: {e}: {:?}", text(&output.stdout)));
+        assert_eq!(object["server"], server.as_str(), "{what}: {object}");
+        let error = object["error"].as_str().unwrap();
+        assert!(error.contains(says), "{what}: {error}");
+        // Each part of the line once: no cause repeated after itself.
+        let parts: Vec<&str> = error.split(": ").collect();
+        for part in &parts {
+            assert_eq!(
+                parts.iter().filter(|p| p == &part).count(),
+                1,
+                "{what}: {error}"
+            );
+        }
+    }
+}
+
 #[test]
 fn hora_time_into_a_closed_pipe_ends_with_141_as_cat_does_not_a_panic() {
-    let horad = Horad::start(&[]);
+    let horad = Horad::start(&LOCAL_CLOCK);
     let mut child = std::process::Command::new(common::binary("hora"))
         .args(["--server", &horad.addr.to_string(), "time"])
         .env_remove("HORA_SERVER")
@@ -456,5 +516,110 @@ fn a_v2_session_shows_the_servers_idle_notice_at_once_and_exits_1() {
     assert!(
         stdout.contains("\nConexao encerrada por inatividade do cliente às "),
         "{stdout}"
+    );
+}
+
+/// Protocol v2's sessions are counted where the seed's are: the summary
+/// line names both, and the shutdown line says how many of each it tells.
+#[test]
+fn v2_sessions_are_named_in_the_summary_and_the_shutdown_line() {
+    use hora_client::exchange::{Exchange, Protocol};
+    let horad = Horad::start(&["--stats-interval", "1s"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_session, _menu) = runtime
+        .block_on(Exchange::open_session(
+            &[horad.addr],
+            None,
+            Duration::from_secs(5),
+            Protocol::V2,
+        ))
+        .unwrap();
+    // Bounded: a summary a second, each waited for up to ten.
+    let counted = (0..5)
+        .map(|_| horad.wait_for_line("summary"))
+        .find(|line| line.contains("v2_sessions_open=1"));
+    assert!(counted.is_some(), "no summary counted the v2 session");
+    let pid = horad.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let line = horad.wait_for_line("notifying open sessions");
+    assert!(
+        line.contains(" sessions=0 ") && line.contains(" v2_sessions=1"),
+        "{line}"
+    );
+}
+
+/// `hora time` over v2 reports the server's clock as `hora sntp` does: the
+/// JSON carries `clock` and `leap`, and a server whose clock is not
+/// synchronized gives no time (exit 1, the same words, `leap: 3`).
+#[test]
+fn hora_time_reports_the_servers_clock_state_as_hora_sntp_does() {
+    let synchronized = hora_server::sys::host_clock().is_ok_and(|clock| clock.synchronized);
+    let local = Horad::start(&["--sntp-local-stratum", "10"]);
+    let output = hora(&["--server", &local.addr.to_string(), "time", "--json"], "");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let object: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let expected = if synchronized {
+        "synchronized"
+    } else {
+        "local"
+    };
+    assert_eq!(object["clock"], expected, "{object}");
+    assert_eq!(object["leap"], 0, "{object}");
+    if synchronized {
+        return; // No unsynchronized server to be had on this host.
+    }
+    let guessing = Horad::start(&[]);
+    let server = guessing.addr.to_string();
+    for json in [false, true] {
+        let mut args = vec!["--server", &server, "time"];
+        if json {
+            args.push("--json");
+        }
+        let output = hora(&args, "");
+        assert_eq!(output.status.code(), Some(1), "json {json}");
+        let stderr = text(&output.stderr);
+        assert_eq!(
+            stderr.trim(),
+            format!("hora: {server}: the server's clock is not synchronized (leap indicator 3): no time")
+        );
+        if json {
+            let object: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            assert_eq!(
+                (object["leap"].as_u64(), object["server"].as_str()),
+                (Some(3), Some(server.as_str()))
+            );
+        } else {
+            assert!(output.stdout.is_empty(), "no time is printed");
+        }
+    }
+}
+
+/// A reload after a change to keys that apply only at a restart says
+/// which changed and that a restart applies them, not "nothing changed".
+#[test]
+fn a_reload_names_the_changed_keys_that_need_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hora.toml");
+    std::fs::write(&path, "workers = 1\nstats_interval = \"60s\"\n").unwrap();
+    let horad = Horad::start(&["--config", path.to_str().unwrap()]);
+    std::fs::write(&path, "workers = 2\nstats_interval = \"30s\"\n").unwrap();
+    let pid = horad.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let line = horad.wait_for_line("configuration reloaded");
+    assert!(!line.contains("nothing changed"), "{line}");
+    assert!(
+        line.contains("workers, stats_interval changed and take effect only at a restart"),
+        "{line}"
     );
 }

@@ -111,6 +111,56 @@ fn hora_works_against_the_seeds_server() {
     );
 }
 
+/// Without `--bind`, the seed's server sends its menu where hora does not
+/// listen, dies on the `login` hora sends again, and hora hears a refusal:
+/// it says then that the seed's server answers only to 127.0.0.1:5010 and
+/// how to bind there, not only that nothing listens.
+#[test]
+fn hora_without_the_seeds_reply_port_says_how_to_bind_it() {
+    let (server_port, client_port) = (free_port(), free_port());
+    let mut server = Command::new("python3")
+        .arg("-u")
+        .arg(seed("servidor.py"))
+        .arg(server_port.to_string())
+        .arg(client_port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is installed (.ci/run installs it)");
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    assert!(lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("Aguardando cliente")));
+    let server_addr = format!("127.0.0.1:{server_port}");
+    let output = hora(
+        &[
+            "--server",
+            &server_addr,
+            "--protocol",
+            "seed",
+            "--timeout",
+            "5s",
+            "time",
+        ],
+        "",
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("no server is listening at {server_addr}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the seed's own server (servidor.py) answers only to 127.0.0.1:5010")
+            && stderr.contains("--bind 127.0.0.1:5010"),
+        "{stderr}"
+    );
+}
+
 /// Every ASCII byte before and after a `1`, and a few datagrams more: hora
 /// reads option 1 exactly where the seed's server, `int(data.decode())`,
 /// reads 1 (where `int()` raises, the seed's server dies; hora calls it

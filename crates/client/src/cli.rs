@@ -26,9 +26,11 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// The seed's own Python server answers only to port 5010: use `--bind
 /// 127.0.0.1:5010`. Options go before or after the command. A name with
 /// several addresses (IPv6 and IPv4) is raced as Happy Eyeballs does: the
-/// next address is asked too 250 ms after the last, the first answer wins. Exit status: 0 when the session ended normally or a time was
-/// obtained; 1 when the server was silent, refused, idled the session out,
-/// shut down, or gave no valid time; 2 for a bad command line or address.
+/// next address is asked too 250 ms after the last, the first answer wins.
+/// Exit status: 0 when the session ended normally or a time was obtained;
+/// 1 when the server was silent, refused, ended the session on an invalid
+/// option, idled it out, shut down, or gave no valid time, or the server's
+/// name did not resolve; 2 for a bad command line or server address.
 #[derive(Debug, Parser)]
 #[command(name = "hora", version, about, long_about)]
 pub struct Args {
@@ -112,12 +114,53 @@ impl Args {
     }
 }
 
-/// Why the server's address is unusable.
+/// Why the server's address is unusable: the command line's fault (exit
+/// 2), or a name the resolver could not turn into addresses, which may be
+/// the network's (exit 1, as any other failure to reach the server).
 #[derive(Debug, thiserror::Error)]
-#[error("bad server address `{given}`: {problem}")]
-pub struct AddressError {
-    given: String,
-    problem: String,
+pub enum AddressError {
+    /// Not an address or a host name at all (a port out of range, a
+    /// character no host name has).
+    #[error("bad server address `{given}`: {problem}")]
+    Malformed {
+        /// What `--server` said.
+        given: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A host name that did not resolve (no such name, or no resolver
+    /// reachable: `Temporary failure in name resolution`).
+    #[error("cannot resolve `{given}`: {problem}")]
+    Unresolved {
+        /// What `--server` said.
+        given: String,
+        /// What the resolver said.
+        problem: String,
+    },
+}
+
+impl AddressError {
+    /// What `--server` said.
+    pub fn given(&self) -> &str {
+        match self {
+            AddressError::Malformed { given, .. } | AddressError::Unresolved { given, .. } => given,
+        }
+    }
+
+    /// Whether the command line itself is at fault (exit status 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, AddressError::Malformed { .. })
+    }
+}
+
+/// Whether `name` can be a host name at all (RFC 1123's letters, digits,
+/// hyphens and dots; underscores as resolvers take them).
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 /// Turns `--server` into the addresses to try, in the resolver's order:
@@ -136,20 +179,32 @@ pub async fn resolve_servers(
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, default_port)]);
     }
-    let error = |problem: String| AddressError {
+    let malformed = |problem: &str| AddressError::Malformed {
+        given: given.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let unresolved = |problem: String| AddressError::Unresolved {
         given: given.to_owned(),
         problem,
     };
-    let found: Vec<SocketAddr> = if given.contains(':') {
-        tokio::net::lookup_host(given).await.map(Iterator::collect)
-    } else {
-        tokio::net::lookup_host((given, default_port))
-            .await
-            .map(Iterator::collect)
+    let (host, port) = match given.rsplit_once(':') {
+        Some((host, port)) => {
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| malformed("the port is not a number from 0 to 65535"))?;
+            (host, port)
+        }
+        None => (given, default_port),
+    };
+    if !is_host_name(host) {
+        return Err(malformed("not an IP address or a host name"));
     }
-    .map_err(|e| error(e.to_string()))?;
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map(Iterator::collect)
+        .map_err(|e| unresolved(e.to_string()))?;
     if found.is_empty() {
-        return Err(error("the name has no address".to_owned()));
+        return Err(unresolved("the name has no address".to_owned()));
     }
     Ok(found)
 }
@@ -182,6 +237,14 @@ pub fn default_bind(server: SocketAddr) -> SocketAddr {
         [0u16; 8].into()
     };
     SocketAddr::new(any, 0)
+}
+
+/// A UDP socket bound to `local`; a failure says which address could not
+/// be bound (`--bind`'s, most often), not only the OS's words.
+pub async fn bind_udp(local: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {local}: {e}")))
 }
 
 #[cfg(test)]

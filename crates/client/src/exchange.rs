@@ -44,6 +44,10 @@ pub enum ExchangeError {
     Refused {
         /// The server asked.
         server: SocketAddr,
+        /// The refusal came only after the request had gone unanswered
+        /// and was sent again: something was there, and went (the seed's
+        /// own server dies on a second `login`).
+        after_silence: bool,
     },
     /// The server's name gave no address to try.
     #[error("the server's name has no address")]
@@ -137,7 +141,7 @@ impl Exchange {
         server: SocketAddr,
         timeout: Duration,
     ) -> io::Result<Exchange> {
-        let socket = UdpSocket::bind(bind).await?;
+        let socket = crate::cli::bind_udp(bind).await?;
         socket.connect(server).await?;
         Ok(Exchange {
             socket,
@@ -272,7 +276,10 @@ impl Exchange {
                     // Nothing listens there: say so at once (a connected
                     // socket learns of it from the ICMP error right away).
                     Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
-                        return Err(ExchangeError::Refused { server: self.server });
+                        return Err(ExchangeError::Refused {
+                            server: self.server,
+                            after_silence: sends.len() > 1,
+                        });
                     }
                     Err(source) => return Err(ExchangeError::Io { server: self.server, source }),
                 },
@@ -415,6 +422,7 @@ impl Exchange {
                 Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
                     return Err(ExchangeError::Refused {
                         server: self.server,
+                        after_silence: false,
                     })
                 }
                 Err(source) => {

@@ -208,6 +208,8 @@ mod tests {
             offset: -0.000_012,
             delay: 0.000_085,
             server_time: 0.0,
+            leap: 0,
+            status: hora_proto::v2::ClockStatus::Synchronized,
         };
         assert_eq!(
             with_offset(&text, &offset),

@@ -2,14 +2,15 @@
 //! any NTP server.
 //!
 //! Exit status: 0 when the session ended normally or a time was obtained; 1
-//! when the server was silent, refused, idled the session out, shut down, or
-//! gave no valid time; 2 for a bad command line or server address.
+//! when the server was silent, refused, ended the session on an invalid
+//! option, idled it out, shut down, or gave no valid time, or the server's
+//! name did not resolve; 2 for a bad command line or server address.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use hora_client::cli::{resolve_servers, Args, Command};
+use hora_client::cli::{resolve_servers, Args, Command, DEFAULT_PORT};
 use hora_client::exchange::{Exchange, ExchangeError};
 use hora_client::interactive::{self, Ending, GREETING, SERVER_SILENT};
 use hora_client::{nts, one_shot, sntp};
@@ -42,33 +43,50 @@ async fn run(args: Args) -> ExitCode {
     let servers = match resolve_servers(args.server.as_deref(), args.default_port()).await {
         Ok(servers) => servers,
         Err(error) => {
-            eprintln!("hora: {error}");
-            return ExitCode::from(2);
+            let (code, asked) = (
+                if error.is_usage() { 2 } else { 1 },
+                error.given().to_owned(),
+            );
+            return fail(&args, &error.into(), &asked, code);
         }
     };
     match talk(&args, &servers).await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("hora: {error:#}");
-            // A script that asked for JSON reads JSON, failure included.
-            let json = matches!(
-                args.command,
-                Some(Command::Sntp { json: true, .. } | Command::Time { json: true })
-            );
-            if json {
-                say(&format!("{}\n", failure_json(&error)));
-            }
-            ExitCode::FAILURE
+            let asked = servers.first().map(ToString::to_string).unwrap_or_default();
+            fail(&args, &error, &asked, 1)
         }
     }
+}
+
+/// Reports `error` once on standard error and, for a script that asked for
+/// JSON (a failure included), as one object on standard output: `asked`
+/// is the server it names where the error names none. Exit status `code`.
+fn fail(args: &Args, error: &anyhow::Error, asked: &str, code: u8) -> ExitCode {
+    eprintln!("hora: {}", hora_proto::report::one_line(error.as_ref()));
+    let json = matches!(
+        args.command,
+        Some(Command::Sntp { json: true, .. } | Command::Time { json: true })
+    );
+    // A bad command line is said on standard error only, as clap says its own.
+    if json && code != 2 {
+        say(&format!("{}\n", failure_json(error, asked)));
+    }
+    ExitCode::from(code)
 }
 
 /// What a failed `--json` command prints on standard output: the error, and
 /// what the server's answer did say (its address, a leap indicator of 3, a
 /// kiss code), when there was one.
-fn failure_json(error: &anyhow::Error) -> serde_json::Value {
+fn failure_json(error: &anyhow::Error, asked: &str) -> serde_json::Value {
     use hora_proto::sntp::ReplyError;
-    let mut object = serde_json::json!({ "error": format!("{error:#}") });
+    let mut object = serde_json::json!({ "error": hora_proto::report::one_line(error.as_ref()), "server": asked });
+    // Protocol v2's word that the clock is not synchronized, as SNTP's.
+    if let Some(one_shot::OneShotError::Unsynchronized { server }) = error.downcast_ref() {
+        object["leap"] = 3.into();
+        object["server"] = server.to_string().into();
+        return object;
+    }
     let server = match error.downcast_ref::<sntp::SntpError>() {
         Some(sntp::SntpError::NoTime { server, reason }) => {
             match reason {
@@ -84,6 +102,7 @@ fn failure_json(error: &anyhow::Error) -> serde_json::Value {
         Some(sntp::SntpError::Timeout { server, .. } | sntp::SntpError::Refused(server)) => {
             Some(*server)
         }
+
         _ => {
             use hora_client::exchange::ExchangeError;
             let exchange = error.downcast_ref::<ExchangeError>().or_else(|| {
@@ -93,9 +112,9 @@ fn failure_json(error: &anyhow::Error) -> serde_json::Value {
                 }
             });
             match exchange {
-                Some(ExchangeError::Timeout { server, .. } | ExchangeError::Refused { server }) => {
-                    Some(*server)
-                }
+                Some(
+                    ExchangeError::Timeout { server, .. } | ExchangeError::Refused { server, .. },
+                ) => Some(*server),
                 _ => None,
             }
         }
@@ -151,7 +170,9 @@ async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
         Some(Command::Time { json }) => {
             let json = *json;
             let (exchange, login) =
-                Exchange::open_session(servers, args.bind, args.timeout, args.protocol).await?;
+                Exchange::open_session(servers, args.bind, args.timeout, args.protocol)
+                    .await
+                    .inspect_err(|error| seed_server_hint(error, args.bind))?;
             say_which_answered(servers, exchange.server());
             let time = one_shot::fetch_time_after(&exchange, &login).await?;
             if json {
@@ -179,6 +200,7 @@ async fn interactive_session(args: &Args, servers: &[SocketAddr]) -> anyhow::Res
                 output.write_all(SERVER_SILENT.as_bytes()).await?;
                 output.flush().await?;
             }
+            seed_server_hint(&error, args.bind);
             return Err(error.into());
         }
     };
@@ -194,6 +216,7 @@ async fn interactive_session(args: &Args, servers: &[SocketAddr]) -> anyhow::Res
     Ok(match ending {
         Ending::Closed(
             ClosedReason::Refused
+            | ClosedReason::InvalidOption
             | ClosedReason::NoSession
             | ClosedReason::Shutdown
             | ClosedReason::IdleTimeout,
@@ -203,6 +226,29 @@ async fn interactive_session(args: &Args, servers: &[SocketAddr]) -> anyhow::Res
         // shells take an interrupt: 128 + SIGINT).
         Ending::Interrupted => ExitCode::from(130),
     })
+}
+
+/// Where a `login` to this host went unanswered (silence at port 5005, or
+/// a refusal only after it was sent again), says on standard error that the seed's
+/// own server sends its answers to 127.0.0.1:5010, not back to the port
+/// asked from, and how to bind there: the most likely cause, as it dies on
+/// the second `login` and the refusal alone would say nothing listens.
+fn seed_server_hint(error: &ExchangeError, bind: Option<SocketAddr>) {
+    let server = match error {
+        ExchangeError::Timeout { server, .. } if server.port() == DEFAULT_PORT => server,
+        ExchangeError::Refused {
+            server,
+            after_silence: true,
+        } => server,
+        _ => return,
+    };
+    let seeds_reply_to = SocketAddr::from(([127, 0, 0, 1], 5010));
+    if server.ip().is_loopback() && bind != Some(seeds_reply_to) {
+        eprintln!(
+            "hora: the seed's own server (servidor.py) answers only to {seeds_reply_to}: \
+             if it is what listens at {server}, run hora with --bind {seeds_reply_to}"
+        );
+    }
 }
 
 /// When an earlier address refused or stayed silent and a later one

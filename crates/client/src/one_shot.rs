@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use hora_proto::v2::client::Offset;
+use hora_proto::v2::ClockStatus;
 use hora_proto::{ClosedReason, ServerMessage};
 
 use crate::exchange::{Exchange, ExchangeError};
@@ -46,6 +47,13 @@ pub enum OneShotError {
     /// The server answered with something that is not the protocol's.
     #[error("unexpected reply from the server: {0:?}")]
     Unexpected(String),
+    /// Protocol v2's answer said the server's clock is not synchronized:
+    /// reported as `hora sntp` reports it, never as a time.
+    #[error("{server}: {}: no time", hora_proto::sntp::ReplyError::Unsynchronized)]
+    Unsynchronized {
+        /// The server.
+        server: std::net::SocketAddr,
+    },
 }
 
 /// Logs in, asks the time, logs out.
@@ -67,7 +75,13 @@ pub async fn fetch_time_after(
         });
     }
     let answer = exchange.request(b"1").await?;
+    let unsynchronized = answer
+        .offset
+        .is_some_and(|offset| offset.status == ClockStatus::Unsynchronized);
     let result = match answer.message() {
+        ServerMessage::Time { .. } if unsynchronized => Err(OneShotError::Unsynchronized {
+            server: exchange.server(),
+        }),
         ServerMessage::Time {
             server_time: Some(time),
             ..
@@ -112,6 +126,8 @@ impl ServerTime {
         if let Some(offset) = self.offset {
             json["offset_s"] = rounded(offset.offset, 6).into();
             json["delay_s"] = rounded(offset.delay, 6).into();
+            json["clock"] = offset.status.name().into();
+            json["leap"] = offset.leap.into();
         }
         json
     }

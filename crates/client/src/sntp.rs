@@ -160,7 +160,7 @@ async fn query_one(
     count: u32,
 ) -> Result<Measurement, SntpError> {
     let io = |source| SntpError::Io { server, source };
-    let socket = UdpSocket::bind(bind.unwrap_or_else(|| default_bind(server)))
+    let socket = crate::cli::bind_udp(bind.unwrap_or_else(|| default_bind(server)))
         .await
         .map_err(io)?;
     socket.connect(server).await.map_err(io)?;

@@ -28,6 +28,33 @@ fn a_bad_server_address_exits_2_with_one_line() {
     }
 }
 
+/// A name the resolver can't turn into an address may be the network's
+/// fault (no resolver reachable), not the command line's: exit 1 as any
+/// other failure to reach the server, and a script asking for JSON gets
+/// its object, naming the server asked.
+#[test]
+fn a_name_that_does_not_resolve_exits_1_with_the_json_error_object() {
+    for command in [&["time", "--json"][..], &["sntp", "--json"][..]] {
+        let mut args = vec!["--server", "nosuch.invalid"];
+        args.extend_from_slice(command);
+        let output = hora(&args);
+        assert_eq!(output.status.code(), Some(1), "{command:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with("hora: cannot resolve `nosuch.invalid`: "),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let object: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{command:?}: {e}: {:?}", output.stdout));
+        assert_eq!(object["server"], "nosuch.invalid", "{object}");
+        assert!(
+            object["error"].as_str().unwrap().contains("cannot resolve"),
+            "{object}"
+        );
+    }
+}
+
 #[test]
 fn a_bad_timeout_is_a_usage_error() {
     let output = hora(&["--timeout", "never"]);

@@ -26,6 +26,7 @@
 //! - [`nts`]: Network Time Security (RFC 8915): key exchange records,
 //!   cookies, and authenticated SNTP;
 //! - [`cpu`]: what the build asks of the CPU, checked before anything runs;
+//! - [`report`]: how both binaries say an error: one line, each cause once;
 //! - [`outcome`]: what became of each datagram, one outcome each;
 //! - [`transmit`]: when each SNTP reply of a batch leaves, for its stamp;
 //! - [`interleave`]: interleaved mode's log of replies and when they left;
@@ -44,6 +45,7 @@ pub mod nts;
 pub mod outcome;
 pub mod overload;
 pub mod ratelimit;
+pub mod report;
 pub mod request;
 pub mod rfc868;
 pub mod session;

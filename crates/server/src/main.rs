@@ -57,13 +57,13 @@ fn main() -> ExitCode {
         };
     }
     if let Err(error) = logging::init(&config.log) {
-        eprintln!("horad: {error:#}");
+        eprintln!("horad: {}", hora_proto::report::one_line(error.as_ref()));
         return ExitCode::from(2);
     }
     match serve(config, &named, args, source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("horad: {error:#}");
+            eprintln!("horad: {}", hora_proto::report::one_line(error.as_ref()));
             // A socket that can't be bound: its own status, so the unit's
             // start limit (not an endless restart) and scripts can tell it.
             // A certificate no client would take is a bad configuration:

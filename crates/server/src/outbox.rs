@@ -625,7 +625,8 @@ mod tests {
         let Ok(Parsed::Nts(parsed)) = packet::read_request(&request) else {
             panic!("not an NTS request")
         };
-        let authenticated = packet::authenticate(&parsed, std::slice::from_ref(&server_key)).unwrap();
+        let authenticated =
+            packet::authenticate(&parsed, std::slice::from_ref(&server_key)).unwrap();
         // More than go one a call: a call of eight, then one each.
         let replies = hora_proto::transmit::SINGLY_UP_TO + 4;
         let mut outbox = Outbox::default();

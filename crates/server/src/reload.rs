@@ -149,15 +149,25 @@ fn apply(live: &watch::Sender<Arc<Live>>, plan: Plan) -> Event {
             log_level,
         } => (live, changed, restart_only, log_level),
     };
+    if changed.is_empty() {
+        if restart_only.is_empty() {
+            info!("configuration reloaded: nothing changed");
+        } else {
+            // Not "nothing changed": the file did, and the admin must know
+            // a restart is what applies it.
+            warn!(
+                restart_only = restart_only.join(", "),
+                "configuration reloaded: nothing applied; {} changed and take effect only at a restart",
+                restart_only.join(", ")
+            );
+        }
+        return Event::ReloadUnchanged;
+    }
     if !restart_only.is_empty() {
         warn!(
             keys = restart_only.join(", "),
             "not applied: these change only at restart"
         );
-    }
-    if changed.is_empty() {
-        info!("configuration reloaded: nothing changed");
-        return Event::ReloadUnchanged;
     }
     if log_level {
         match logging::set_level(&new.config.log.level) {

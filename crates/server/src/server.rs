@@ -112,14 +112,26 @@ pub enum StartError {
 
 /// The socket could not be bound.
 #[derive(Debug, thiserror::Error)]
-// Not "{addr}: {source}": the source is the error's cause, and `{:#}`
-// already prints it after a colon; naming it twice printed it twice.
-#[error("cannot bind {addr}")]
+// The cause is said here, before the hint; `report::one_line` does not say
+// it again.
+#[error("cannot bind {addr}: {source}{}", privileged_hint(*.addr, .source))]
 pub struct BindError {
     /// The address asked for.
     pub addr: SocketAddr,
     /// What the OS said.
     pub source: io::Error,
+}
+
+/// What an admin needs where a port below 1024 was refused: the
+/// capability, and the two lines of the unit that grant it.
+fn privileged_hint(addr: SocketAddr, error: &io::Error) -> &'static str {
+    if error.kind() == io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+        " (ports below 1024 need CAP_NET_BIND_SERVICE: uncomment the unit's \
+         AmbientCapabilities=CAP_NET_BIND_SERVICE and \
+         CapabilityBoundingSet=CAP_NET_BIND_SERVICE, or run by hand as root)"
+    } else {
+        ""
+    }
 }
 
 impl Server {
@@ -132,29 +144,11 @@ impl Server {
         // A certificate no client would take is refused before anything
         // is written (the cookie keys' file) or bound.
         nts::NtsLive::new(&config.nts)?;
-        let nts = match &config.nts.keys {
-            Some(path) => {
-                let file = KeyFile {
-                    path: path.clone(),
-                    rotates: config.nts.bind.is_some(),
-                    rotation: config.nts.key_rotation,
-                };
-                // Read once before anything serves: a restart keeps every
-                // client's cookies good.
-                let ring = file.load()?;
-                let listener = match config.nts.bind {
-                    Some(addr) => {
-                        Some(bind_listener(addr).map_err(|source| BindError { addr, source })?)
-                    }
-                    None => None,
-                };
-                Some(Nts {
-                    file,
-                    keys: watch::channel(Arc::new(ring)).0,
-                    listener,
-                })
+        let nts_listener = match (&config.nts.keys, config.nts.bind) {
+            (Some(_), Some(addr)) => {
+                Some(bind_listener(addr).map_err(|source| BindError { addr, source })?)
             }
-            None => None,
+            _ => None,
         };
         let mut seed = group(config.bind, RECEIVE_BUFFER_BYTES, false)?;
         // How long each datagram waited tells when the server is behind.
@@ -209,6 +203,26 @@ impl Server {
             steer(&mut groups, wanted)
         };
         let live = live::publish(Live::new(config.clone(), None, workers, Instant::now())?);
+        // Last, once nothing else can fail: a key added and written (and
+        // logged so) must not come before an exit for a busy port.
+        let nts = match &config.nts.keys {
+            Some(path) => {
+                let file = KeyFile {
+                    path: path.clone(),
+                    rotates: config.nts.bind.is_some(),
+                    rotation: config.nts.key_rotation,
+                };
+                // Read once before anything serves: a restart keeps every
+                // client's cookies good.
+                let ring = file.load()?;
+                Some(Nts {
+                    file,
+                    keys: watch::channel(Arc::new(ring)).0,
+                    listener: nts_listener,
+                })
+            }
+            None => None,
+        };
         let mut standard = Vec::new();
         let clock = ClockState::start(live.1.clone(), config.sntp.clock_settings(), sntp.is_some());
         if let Some((sockets, _)) = sntp {
@@ -456,7 +470,9 @@ impl Server {
                 debug!("a listener's thread ended abnormally");
             }
         }
-        let snapshot = stats.snapshot(sessions.len());
+        let snapshot = stats
+            .snapshot(sessions.len())
+            .with_v2_sessions(v2_sessions.len());
         log_summary("stopped", &snapshot);
         snapshot
     }
@@ -474,11 +490,8 @@ impl Server {
         if let Some(addr) = self.nts_ke_addr() {
             addresses.push(("nts-ke", addr));
         }
-        let sntp = self
-            .standard
-            .iter()
-            .any(|(_, standard)| matches!(standard, Standard::Sntp(_)));
-        let clock = sntp.then(|| (self.clock.subscribe(), self.clock.kernel()));
+        // Always: v2's time answers carry the clock's state too.
+        let clock = Some((self.clock.subscribe(), self.clock.kernel()));
         ops::Observed {
             stats: Arc::clone(&self.stats),
             sessions: Arc::clone(&self.sessions),

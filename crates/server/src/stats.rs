@@ -48,6 +48,7 @@ macro_rules! events {
         pub fn log_summary(message: &'static str, s: &Snapshot) {
             tracing::info!(
                 sessions_open = s.sessions_open,
+                v2_sessions_open = s.v2_sessions_open,
                 received = s.total_received(),
                 answered = s.total_answered(),
                 dropped = s.total_dropped(),
@@ -286,7 +287,7 @@ impl Stats {
     }
 
     /// The counters now, summed over every set, with the number of open
-    /// sessions.
+    /// sessions of the seed's protocol (v2's: [`Snapshot::with_v2_sessions`]).
     pub fn snapshot(&self, sessions_open: usize) -> Snapshot {
         let mut datagrams = [[0; OUTCOMES]; SERVICES];
         let mut events = vec![0; EVENTS];
@@ -302,6 +303,7 @@ impl Stats {
         }
         Snapshot {
             sessions_open,
+            v2_sessions_open: 0,
             datagrams,
             events,
             workers_received: self.sets[..self.workers()]
@@ -315,8 +317,11 @@ impl Stats {
 /// The counters at one moment, for every report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Sessions open.
+    /// Sessions of the seed's protocol open.
     pub sessions_open: usize,
+    /// Protocol v2's sessions open (a table of their own, under the same
+    /// limits): every report names both.
+    pub v2_sessions_open: usize,
     datagrams: [[u64; OUTCOMES]; SERVICES],
     events: Vec<u64>,
     /// Datagrams each worker received, by worker.
@@ -324,6 +329,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The snapshot with protocol v2's open sessions counted.
+    pub fn with_v2_sessions(mut self, open: usize) -> Snapshot {
+        self.v2_sessions_open = open;
+        self
+    }
+
     /// Datagrams of `service` answered.
     pub fn answered(&self, service: Service) -> u64 {
         self.datagrams[service as usize][0]
@@ -373,7 +384,10 @@ impl Snapshot {
     /// Every counter as `(name, value)`, in report order: the summary
     /// line's and `/status`'s list.
     pub fn fields(&self) -> Vec<(String, u64)> {
-        let mut fields = vec![("sessions_open".to_owned(), self.sessions_open as u64)];
+        let mut fields = vec![
+            ("sessions_open".to_owned(), self.sessions_open as u64),
+            ("v2_sessions_open".to_owned(), self.v2_sessions_open as u64),
+        ];
         for service in Service::ALL {
             let name = service.name();
             fields.push((format!("{name}_received"), self.received(service)));
@@ -428,7 +442,7 @@ mod tests {
         assert_eq!(now.workers_received(), [0], "counted outside the worker");
         let line = now.to_string();
         assert!(
-            line.starts_with("sessions_open=1 seed_received=2 seed_answered=1 "),
+            line.starts_with("sessions_open=1 v2_sessions_open=0 seed_received=2 seed_answered=1 "),
             "{line}"
         );
         assert!(

@@ -93,6 +93,82 @@ fn a_busy_port_exits_3_with_one_clear_line() {
     assert_eq!(stderr.matches("os error").count(), 1, "said once: {stderr}");
 }
 
+/// A port below 1024 without CAP_NET_BIND_SERVICE: the one line says the
+/// capability and the unit's two lines that grant it. (As root, the test
+/// drops to `nobody` with every capability gone, as the unit runs it.)
+#[test]
+fn a_privileged_port_refused_names_the_capability_and_the_units_two_lines() {
+    // The effective uid: the second field of /proc/self/status's Uid line.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let root = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0");
+    let mut command = if root {
+        let mut setpriv = Command::new("setpriv");
+        setpriv.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ]);
+        setpriv.arg(env!("CARGO_BIN_EXE_horad"));
+        setpriv
+    } else {
+        horad()
+    };
+    command.env_remove("RUST_LOG").current_dir("/").args([
+        "--config",
+        "/dev/null",
+        "--bind",
+        "127.0.0.1:0",
+        "--sntp-bind",
+        "127.0.0.1:123",
+    ]);
+    let output = run(&mut command);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("horad: cannot bind 127.0.0.1:123: Permission denied"),
+        "{stderr}"
+    );
+    for needle in [
+        "CAP_NET_BIND_SERVICE",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+    ] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    assert_eq!(stderr.matches("os error").count(), 1, "said once: {stderr}");
+}
+
+/// Nothing is reported done before start-up can still fail: with a busy
+/// port, no cookie key is written or logged as added before the exit.
+#[test]
+fn a_busy_port_exits_before_any_cookie_key_is_written_or_logged() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::make(dir.path(), "busy");
+    let keys = dir.path().join("nts-keys");
+    let output = run(horad()
+        .args(["--config", "/dev/null", "--bind", "127.0.0.1:0"])
+        .args(["--sntp-bind", &busy, "--nts-bind", "127.0.0.1:0"])
+        .arg("--nts-certificate-chain")
+        .arg(&pki.chain)
+        .arg("--nts-private-key")
+        .arg(&pki.key)
+        .arg("--nts-keys")
+        .arg(&keys));
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains("NTS cookie key"), "{stderr}");
+    assert!(!keys.exists(), "a key file was written before the exit");
+}
+
 #[test]
 fn an_sntp_port_another_horad_holds_exits_3_though_sntp_shares_its_port_with_its_own_socket() {
     // The SNTP socket is bound with SO_REUSEPORT (for the send-only socket

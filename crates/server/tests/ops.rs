@@ -398,4 +398,27 @@ async fn status_tells_the_kernels_clock_state_from_how_local_stratum_serves_it()
     let served_as = if kernel { "synchronized" } else { "local" };
     assert_eq!(clock["served_as"], served_as, "{clock}");
     assert_eq!(clock["stratum"], 10, "{clock}");
+    // Served as synchronized or local: a leap second pending or none.
+    let indicator = clock["leap_indicator"].as_u64().unwrap();
+    assert!(indicator < 3, "{clock}");
+    let leap = ["none", "insert", "delete"][usize::try_from(indicator).unwrap()];
+    assert_eq!(clock["leap"], leap, "{clock}");
+    // The same state as gauges an admin can alert on.
+    let metrics = get(daemon.metrics(), "/metrics").await;
+    for line in [
+        format!("hora_clock_synchronized {}.0", u8::from(kernel)),
+        format!("hora_clock_served_as{{state=\"{served_as}\"}} 1.0"),
+        "hora_clock_served_as{state=\"unsynchronized\"} 0.0".to_owned(),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hora_clock_leap_pending ")),
+        "{metrics}"
+    );
 }

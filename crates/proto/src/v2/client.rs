@@ -74,6 +74,10 @@ pub struct Offset {
     pub delay: f64,
     /// The server's transmit time, seconds since the Unix epoch.
     pub server_time: f64,
+    /// The leap indicator the answer carried, as SNTP's.
+    pub leap: u8,
+    /// What the server's clock is: an unsynchronized one's time is a guess.
+    pub status: ClockStatus,
 }
 
 impl Answer<'_> {
@@ -81,15 +85,15 @@ impl Answer<'_> {
     /// and received at `received` (seconds since the Unix epoch, on our
     /// clock), as NTP computes them; `None` for any other answer.
     pub fn sample(&self, sent: f64, received: f64) -> Option<Offset> {
-        if self.reply != Reply::Time || self.status.is_none() {
-            return None;
-        }
+        let status = self.status.filter(|_| self.reply == Reply::Time)?;
         let t2 = self.receive.to_unix_seconds(received);
         let t3 = self.transmit.to_unix_seconds(received);
         Some(Offset {
             offset: ((t2 - sent) + (t3 - received)) / 2.0,
             delay: (received - sent) - (t3 - t2),
             server_time: t3,
+            leap: self.leap,
+            status,
         })
     }
 }

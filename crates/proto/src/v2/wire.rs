@@ -301,6 +301,15 @@ impl ClockStatus {
         }
     }
 
+    /// Its name, as `hora time --json`'s `clock` and `/status` write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClockStatus::Synchronized => "synchronized",
+            ClockStatus::Local => "local",
+            ClockStatus::Unsynchronized => "unsynchronized",
+        }
+    }
+
     fn code(self) -> u8 {
         match self {
             ClockStatus::Synchronized => 0,

@@ -73,9 +73,68 @@ fn gauge(
     labels: &[(&str, &str)],
     value: f64,
 ) -> Result<(), std::fmt::Error> {
+    gauges(encoder, name, help, &[(labels.to_vec(), value)])
+}
+
+/// One gauge family, a value for each set of labels (a state set: 1 for
+/// the state it is in, 0 for the others).
+fn gauges(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Vec<(&str, &str)>, f64)],
+) -> Result<(), std::fmt::Error> {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    let labels: Vec<(&str, &str)> = labels.to_vec();
-    ConstGauge::new(value).encode(metric.encode_family(&labels)?)
+    for (labels, value) in rows {
+        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// The clock's state for alerts: whether the kernel says it is
+/// synchronized, what replies serve it as, and a leap second pending.
+fn encode_clock_state(
+    encoder: &mut DescriptorEncoder,
+    clock: &hora_proto::sntp::ServerClock,
+    kernel_synchronized: bool,
+) -> Result<(), std::fmt::Error> {
+    use hora_proto::v2::ClockStatus;
+    gauge(
+        encoder,
+        "hora_clock_synchronized",
+        "Whether the kernel says the host clock is synchronized (1) or not (0).",
+        &[],
+        f64::from(u8::from(kernel_synchronized)),
+    )?;
+    let served = ClockStatus::of(clock, kernel_synchronized);
+    let states: Vec<_> = [
+        ClockStatus::Synchronized,
+        ClockStatus::Local,
+        ClockStatus::Unsynchronized,
+    ]
+    .into_iter()
+    .map(|state| {
+        let value = f64::from(u8::from(state == served));
+        (vec![("state", state.name())], value)
+    })
+    .collect();
+    gauges(
+        encoder,
+        "hora_clock_served_as",
+        "What SNTP, NTS and v2 answers serve the clock as (1 for the state it is in): synchronized, local (local_stratum: unsynchronized, served anyway) or unsynchronized (clients discard it).",
+        &states,
+    )?;
+    gauge(
+        encoder,
+        "hora_clock_leap_pending",
+        "A leap second announced for the end of the day: 1 inserted, -1 deleted, 0 none.",
+        &[],
+        match clock.leap_indicator {
+            1 => 1.0,
+            2 => -1.0,
+            _ => 0.0,
+        },
+    )
 }
 
 /// The counters of a snapshot: datagrams by protocol and outcome, then
@@ -290,6 +349,8 @@ impl Collector for Scrape {
         self.encode_histograms(&mut encoder)?;
         self.encode_config(&mut encoder)?;
         if let Some(clock) = self.observed.clock() {
+            let kernel = self.observed.kernel_synchronized().unwrap_or(false);
+            encode_clock_state(&mut encoder, &clock, kernel)?;
             gauge(
                 &mut encoder,
                 "hora_sntp_leap_indicator",

@@ -34,8 +34,9 @@ pub struct Observed {
     pub sessions: Arc<SessionStats>,
     /// Protocol v2's sessions (counted apart).
     pub v2_sessions: Arc<SessionStats>,
-    /// What SNTP replies say of the clock, and whether the kernel says it
-    /// is synchronized, when SNTP is served.
+    /// What SNTP replies (and v2's time answers) say of the clock, and
+    /// whether the kernel says it is synchronized (`None` only where a
+    /// test builds a view without a clock).
     pub clock: Option<(watch::Receiver<ServerClock>, watch::Receiver<bool>)>,
     /// The configuration in force (the live view the loops read).
     pub live: LiveView,
@@ -48,7 +49,9 @@ pub struct Observed {
 impl Observed {
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
-        self.stats.snapshot(self.sessions.len())
+        self.stats
+            .snapshot(self.sessions.len())
+            .with_v2_sessions(self.v2_sessions.len())
     }
 
     /// The clock fields SNTP serves now, if SNTP is served.

@@ -29,8 +29,9 @@ pub async fn serve(observed: Observed, interval: Duration, mut shutdown: watch::
             () = next_tick(&mut status) => {
                 let now = observed.snapshot();
                 sys::notify::status(&format!(
-                    "sessions open: {}, requests served: {}",
+                    "sessions open: {} (seed) + {} (v2), requests served: {}",
                     now.sessions_open,
+                    now.v2_sessions_open,
                     now.total_answered()
                 ));
             }

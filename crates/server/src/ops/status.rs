@@ -53,14 +53,17 @@ pub fn document(observed: &Observed) -> Value {
     let clock = observed.clock().map(|clock| {
         // What the kernel says, and how replies serve the clock: with
         // `local_stratum` an unsynchronized clock is served as a local one.
-        let served_as = match (clock.leap_indicator, kernel) {
-            (3, _) => "unsynchronized",
-            (_, true) => "synchronized",
-            (_, false) => "local",
+        let served_as = hora_proto::v2::ClockStatus::of(&clock, kernel).name();
+        let leap = match clock.leap_indicator {
+            0 => "none",
+            1 => "insert",
+            2 => "delete",
+            _ => "unsynchronized",
         };
         json!({
             "synchronized": kernel,
             "served_as": served_as,
+            "leap": leap,
             "leap_indicator": clock.leap_indicator,
             "stratum": clock.stratum,
             "reference_id": reference_id_text(clock.reference_id, clock.stratum),

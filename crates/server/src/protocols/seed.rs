@@ -287,6 +287,15 @@ impl Protocol for Seed {
 
     /// Ends every session, each told the server is going away.
     fn shut_down(&mut self, ctx: &Context<'_>, out: &mut Outbox) -> bool {
+        if self.closing.is_none() && !self.v2.closing_began() {
+            // Once a worker, both protocols' sessions, before any is told.
+            info!(
+                worker = ctx.worker,
+                sessions = self.sessions.len(),
+                v2_sessions = self.v2.open_sessions(),
+                "shutting down; notifying open sessions"
+            );
+        }
         if self.v2.shut_down(ctx, out) {
             return true;
         }
@@ -295,14 +304,9 @@ impl Protocol for Seed {
                 .datagram(Service::Seed, Outcome::Dropped(DropReason::Overloaded));
         }
         let sessions = &mut self.sessions;
-        let closing = self.closing.get_or_insert_with(|| {
-            let closing = sessions.close_all(ctx.now.instant());
-            info!(
-                sessions = closing.len(),
-                "shutting down; notifying open sessions"
-            );
-            closing
-        });
+        let closing = self
+            .closing
+            .get_or_insert_with(|| sessions.close_all(ctx.now.instant()));
         for _ in 0..NOTICES_PER_TURN {
             let Some(Ended {
                 peer,

@@ -240,6 +240,12 @@ impl V2 {
         let mut answer = [0u8; wire::REQUEST_LEN];
         let len = if reply == Reply::Time {
             ctx.stats.event(Event::V2TimeServed);
+            // Its budget is asked only when the line would be written.
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                if let Some(suppressed) = ctx.log.allow(LogKind::TimeServed) {
+                    debug!(%peer, suppressed, "time served (protocol v2)");
+                }
+            }
             let stamps = self.stamps(ctx, received);
             let text = reply.bytes(self.time.at(ctx.now.wall));
             wire::write_answer(reply, text, token, id, Some(&stamps), &mut answer)
@@ -297,6 +303,16 @@ impl V2 {
     /// New limits, from a reload.
     pub fn reconfigure(&mut self, live: &Live) {
         self.sessions.set_limits(live.limits());
+    }
+
+    /// Sessions open in this worker's table.
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether the shutdown's notices began ([`V2::shut_down`] was called).
+    pub fn closing_began(&self) -> bool {
+        self.closing.is_some()
     }
 
     /// Ends every v2 session, each told the server is going away; whether
