@@ -524,7 +524,8 @@ fn a_v2_session_shows_the_servers_idle_notice_at_once_and_exits_1() {
 #[test]
 fn v2_sessions_are_named_in_the_summary_and_the_shutdown_line() {
     use hora_client::exchange::{Exchange, Protocol};
-    let horad = Horad::start(&["--stats-interval", "1s"]);
+    // One worker: the shutdown line is one a worker, each counting its own.
+    let horad = Horad::start(&["--stats-interval", "1s", "--workers", "1"]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

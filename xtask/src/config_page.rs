@@ -18,7 +18,21 @@ pub fn render(config: &str, version: &str) -> String {
     for line in config.lines() {
         let trimmed = line.trim();
         if let Some(text) = trimmed.strip_prefix('#') {
-            comment.push(text.trim().to_owned());
+            let text = text.trim();
+            if is_key_line(text) {
+                // An example of a key off by default: an entry of its own,
+                // with the comment above it, never text of the key before.
+                page.push_str(&format!(".TP\n\\fB{}\\fR\n", escape(text)));
+                page.push_str(&text_lines(&comment));
+                page.push_str("(Commented out in the shipped file: not set by default.)\n");
+                comment.clear();
+            } else if text.is_empty() && !comment.is_empty() {
+                // A bare `#` ends a paragraph, as a blank line does.
+                page.push_str(&paragraph(&comment));
+                comment.clear();
+            } else if !text.is_empty() {
+                comment.push(text.to_owned());
+            }
             continue;
         }
         if trimmed.is_empty() {
@@ -50,6 +64,14 @@ pub fn render(config: &str, version: &str) -> String {
     page.push_str(&paragraph(&comment));
     page.push_str(".SH SEE ALSO\n.BR horad (8),\n.BR hora (1)\n");
     page
+}
+
+/// Whether a comment's text is a key set to a value (`bind = "0.0.0.0:123"`):
+/// a key shown as an example, commented out.
+fn is_key_line(text: &str) -> bool {
+    text.split_once(" = ").is_some_and(|(key, _)| {
+        !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    })
 }
 
 /// Lines of comment text as a roff paragraph.
@@ -97,6 +119,30 @@ mod tests {
         );
         assert!(page.contains(".SH [log]\n"));
         assert!(page.contains("\\fBlevel = \"info\"\\fR\nThe level.\n"));
+    }
+
+    /// A key commented out in the shipped file (off by default) gets an
+    /// entry of its own with the comment above it, not a place in the text
+    /// of the key before it; a bare `#` ends a paragraph.
+    #[test]
+    fn commented_out_keys_get_entries_of_their_own() {
+        let page = render(
+            "[sntp]\n# What it is.\n#\n# Where.\n# bind = \"0.0.0.0:123\"\n# How many.\nclient_log = 8\n# Serve anyway.\n# local_stratum = 10\n",
+            "1.0",
+        );
+        assert!(page.contains(".PP\nWhat it is.\n"), "{page}");
+        assert!(
+            page.contains(".TP\n\\fBbind = \"0.0.0.0:123\"\\fR\nWhere.\n(Commented out"),
+            "{page}"
+        );
+        assert!(
+            page.contains(".TP\n\\fBclient_log = 8\\fR\nHow many.\n.TP\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains(".TP\n\\fBlocal_stratum = 10\\fR\nServe anyway.\n"),
+            "{page}"
+        );
     }
 
     #[test]

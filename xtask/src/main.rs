@@ -60,6 +60,21 @@ pub fn assets(out: &Path) -> anyhow::Result<()> {
     let mut hora_page = render(hora.clone(), "1")?;
     hora_page.extend_from_slice(HORA_SECTIONS.as_bytes());
     write_gzip(&man.join("hora.1.gz"), &hora_page)?;
+    // hora(1) names a page for each command (hora-time(1), hora-sntp(1)):
+    // each has its own, with its flags and the global ones.
+    let mut built = hora.clone();
+    built.build();
+    for sub in built
+        .get_subcommands()
+        .filter(|sub| sub.get_name() != "help")
+    {
+        // clap names commands with `&'static str` (without its `string`
+        // feature): two small names, once a build.
+        let name: &'static str = Box::leak(format!("hora-{}", sub.get_name()).into_boxed_str());
+        let mut page = render(sub.clone().name(name), "1")?;
+        page.extend_from_slice(HORA_SECTIONS.as_bytes());
+        write_gzip(&man.join(format!("{name}.1.gz")), &page)?;
+    }
     let config = fs::read_to_string(workspace_root().join("config.toml"))
         .context("cannot read config.toml")?;
     write_gzip(
@@ -134,18 +149,20 @@ hora(1), hora\-config(5), chronyd(8), systemd.service(5);
 /usr/share/doc/hora/README.md and PROTOCOL.md.
 "#;
 
-/// What hora(1) says beyond its options.
+/// What hora(1) and its commands' pages say beyond their options.
 const HORA_SECTIONS: &str = r#".SH EXIT STATUS
 .TP
 \fB0\fR
 The session ended normally, or a time was obtained.
 .TP
 \fB1\fR
-Silence, a refusal (\fIServidor lotado\fR), an idle timeout, a shutdown, no valid
-SNTP time (an unsynchronized server, a kiss\-o'\-death, a NTSN), or a network error.
+Silence, a refusal (\fIServidor lotado\fR), an invalid option at the menu (the server
+ended the session on it), an idle timeout, a shutdown, no valid time (an unsynchronized
+server over SNTP or v2, a kiss\-o'\-death, a NTSN), a network error, or a server name
+that did not resolve.
 .TP
 \fB2\fR
-A bad command line or server address.
+A bad command line, or a server address that is no address or host name at all.
 .TP
 \fB130\fR
 Interrupted (Ctrl\-C) at the menu, after logging out.
@@ -158,7 +175,7 @@ The reader of standard output went away (a closed pipe), as cat(1) ends.
 The server, as \fB\-\-server\fR; for every command, so give it without a port to share it
 between the seed's protocol (5005) and \fBsntp\fR (123, 4460 with \fB\-\-nts\fR).
 .SH SEE ALSO
-horad(8), hora\-config(5), ntpdate(8), chronyd(8).
+hora(1), hora\-time(1), hora\-sntp(1), horad(8), hora\-config(5), ntpdate(8), chronyd(8).
 "#;
 
 /// A man page of `command` in `section`.
@@ -255,6 +272,25 @@ mod tests {
                     assert!(
                         bash.contains(&format!("--{long}")),
                         "{name}: --{long} not completed"
+                    );
+                }
+            }
+        }
+        // Each command's flags in its own page, which hora(1) names.
+        let hora_page = gunzip(&dir.path().join("man/hora.1.gz"));
+        for sub in hora_client::cli::Args::command().get_subcommands() {
+            let name = format!("hora-{}", sub.get_name());
+            assert!(
+                hora_page.contains(&format!("{}(1)", name.replace('-', "\\-"))),
+                "{name}"
+            );
+            let page = gunzip(&dir.path().join(format!("man/{name}.1.gz")));
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    let escaped = format!("\\-\\-{}", long.replace('-', "\\-"));
+                    assert!(
+                        page.contains(&escaped),
+                        "{name}: --{long} not in its man page"
                     );
                 }
             }

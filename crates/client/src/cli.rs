@@ -34,7 +34,8 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 #[derive(Debug, Parser)]
 #[command(name = "hora", version, about, long_about)]
 pub struct Args {
-    /// Server: HOST:PORT, or HOST for port 5005 (123 for `sntp`) [default: 127.0.0.1]
+    /// Server: HOST:PORT, or HOST for port 5005 (123 for `sntp`, 4460 for
+    /// `sntp --nts`: the key exchange's) [default: 127.0.0.1]
     #[arg(
         short,
         long,
@@ -56,13 +57,7 @@ pub struct Args {
     /// can't fake, the time with this clock's offset), the seed's, or
     /// auto: v2 where the server speaks it, else the seed's at once (the
     /// seed's own server, an older horad)
-    #[arg(
-        long,
-        value_enum,
-        default_value = "auto",
-        env = "HORA_PROTOCOL",
-        global = true
-    )]
+    #[arg(long, value_enum, default_value = "auto", env = "HORA_PROTOCOL")]
     pub protocol: crate::exchange::Protocol,
 
     /// What to do; without one, the interactive menu.
@@ -76,9 +71,14 @@ pub enum Command {
     /// Print the server's time on one line (ISO 8601, server's local time) and exit
     Time {
         /// Print a JSON object: server, protocol, server_time,
-        /// server_time_text, rtt_ms; over v2 also offset_s, delay_s
+        /// server_time_text, rtt_ms; over v2 also offset_s, delay_s, clock
+        /// and leap
         #[arg(long)]
         json: bool,
+        /// Session protocol, as the top-level --protocol (which `sntp`,
+        /// speaking NTP, does not take)
+        #[arg(long, value_enum, value_name = "PROTOCOL")]
+        protocol: Option<crate::exchange::Protocol>,
     },
     /// Ask an SNTP/NTP server (horad's SNTP socket, chronyd, a router) and
     /// print what `ntpdate -q` prints: its time, this clock's offset from
@@ -104,6 +104,18 @@ pub enum Command {
 }
 
 impl Args {
+    /// The session protocol of the menu or `time`: `time --protocol`, else
+    /// the top level's (or `HORA_PROTOCOL`'s).
+    pub fn session_protocol(&self) -> crate::exchange::Protocol {
+        match &self.command {
+            Some(Command::Time {
+                protocol: Some(protocol),
+                ..
+            }) => *protocol,
+            _ => self.protocol,
+        }
+    }
+
     /// The port `--server` means when it names only a host.
     pub fn default_port(&self) -> u16 {
         match self.command {
@@ -250,6 +262,7 @@ pub async fn bind_udp(local: SocketAddr) -> std::io::Result<tokio::net::UdpSocke
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory as _;
 
     #[tokio::test]
     async fn reads_server_addresses() {
@@ -308,7 +321,38 @@ mod tests {
     fn parses_the_one_shot_command() {
         let args = Args::try_parse_from(["hora", "--timeout", "2s", "time", "--json"]).unwrap();
         assert_eq!(args.timeout, Duration::from_secs(2));
-        assert!(matches!(args.command, Some(Command::Time { json: true })));
+        assert!(matches!(
+            args.command,
+            Some(Command::Time { json: true, .. })
+        ));
+    }
+
+    /// `--protocol` chooses the session protocol of the menu and `time`,
+    /// before or after `time`; `sntp` speaks NTP and does not take it.
+    #[test]
+    fn the_session_protocol_goes_with_the_menu_and_time_not_sntp() {
+        use crate::exchange::Protocol;
+        for argv in [
+            &["hora", "--protocol", "seed", "time"][..],
+            &["hora", "time", "--protocol", "seed"],
+        ] {
+            let args = Args::try_parse_from(argv).unwrap();
+            assert_eq!(args.session_protocol(), Protocol::Seed, "{argv:?}");
+        }
+        let menu = Args::try_parse_from(["hora", "--protocol", "v2"]).unwrap();
+        assert_eq!(menu.session_protocol(), Protocol::V2);
+        assert!(Args::try_parse_from(["hora", "sntp", "--protocol", "seed"]).is_err());
+        let mut sntp_help = Vec::new();
+        let mut command = Args::command();
+        command.build();
+        let sntp = command.find_subcommand_mut("sntp").unwrap();
+        sntp.write_long_help(&mut sntp_help).unwrap();
+        let help = String::from_utf8(sntp_help).unwrap();
+        assert!(!help.contains("--protocol"), "{help}");
+        assert!(
+            help.contains("4460"),
+            "-s says the key exchange's port: {help}"
+        );
     }
 
     #[test]
@@ -321,7 +365,10 @@ mod tests {
             let args = Args::try_parse_from(argv).unwrap();
             assert_eq!(args.server.as_deref(), Some("10.0.0.1:7"), "{argv:?}");
             assert_eq!(args.timeout, Duration::from_secs(3), "{argv:?}");
-            assert!(matches!(args.command, Some(Command::Time { json: false })));
+            assert!(matches!(
+                args.command,
+                Some(Command::Time { json: false, .. })
+            ));
         }
         let sntp =
             Args::try_parse_from(["hora", "sntp", "--server", "ntp.lan", "--count", "4"]).unwrap();

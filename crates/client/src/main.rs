@@ -66,7 +66,7 @@ fn fail(args: &Args, error: &anyhow::Error, asked: &str, code: u8) -> ExitCode {
     eprintln!("hora: {}", hora_proto::report::one_line(error.as_ref()));
     let json = matches!(
         args.command,
-        Some(Command::Sntp { json: true, .. } | Command::Time { json: true })
+        Some(Command::Sntp { json: true, .. } | Command::Time { json: true, .. })
     );
     // A bad command line is said on standard error only, as clap says its own.
     if json && code != 2 {
@@ -167,10 +167,10 @@ async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Time { json }) => {
+        Some(Command::Time { json, .. }) => {
             let json = *json;
             let (exchange, login) =
-                Exchange::open_session(servers, args.bind, args.timeout, args.protocol)
+                Exchange::open_session(servers, args.bind, args.timeout, args.session_protocol())
                     .await
                     .inspect_err(|error| seed_server_hint(error, args.bind))?;
             say_which_answered(servers, exchange.server());
@@ -192,7 +192,8 @@ async fn interactive_session(args: &Args, servers: &[SocketAddr]) -> anyhow::Res
     let mut output = tokio::io::stdout();
     output.write_all(GREETING.as_bytes()).await?;
     output.flush().await?;
-    let opened = Exchange::open_session(servers, args.bind, args.timeout, args.protocol).await;
+    let opened =
+        Exchange::open_session(servers, args.bind, args.timeout, args.session_protocol()).await;
     let (exchange, login) = match opened {
         Ok(opened) => opened,
         Err(error) => {

@@ -15,6 +15,15 @@ use crate::config::{Config, ConfigError, LogFormat};
 /// ntpd-rs and nginx read a fixed path too).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hora/config.toml";
 
+/// A flag's help with its key's range, from [`crate::config::RANGES`]
+/// (where every range is written once): `TEXT (LO to HI) [default: D]`.
+fn ranged(text: &str, key: &str, default: &str) -> String {
+    format!(
+        "{text} ({}) [default: {default}]",
+        crate::config::range(key)
+    )
+}
+
 /// horad: a UDP time server for the LAN, speaking the seed's login/menu protocol.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "horad", version, about, long_about = None)]
@@ -29,25 +38,30 @@ pub struct Args {
     #[arg(long, env = "HORAD_BIND", value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
 
-    /// A session silent this long ends, e.g. 10s, 500ms, 2m [default: 10s]
-    #[arg(long, env = "HORAD_IDLE_TIMEOUT", value_name = "DUR", value_parser = humantime::parse_duration)]
+    /// A session silent this long ends, e.g. 10s, 500ms, 2m
+    #[arg(long, env = "HORAD_IDLE_TIMEOUT", value_name = "DUR", value_parser = humantime::parse_duration,
+        help = ranged("A session silent this long ends, e.g. 10s, 500ms, 2m", "idle_timeout", "10s"))]
     pub idle_timeout: Option<Duration>,
 
-    /// The most sessions open at once [default: 1000000]
-    #[arg(long, env = "HORAD_MAX_SESSIONS", value_name = "N")]
+    /// The most sessions open at once
+    #[arg(long, env = "HORAD_MAX_SESSIONS", value_name = "N",
+        help = ranged("The most sessions open at once", "max_sessions", "1000000"))]
     pub max_sessions: Option<usize>,
 
-    /// The most sessions open at once from one IP address [default: 100]
-    #[arg(long, env = "HORAD_MAX_SESSIONS_PER_IP", value_name = "N")]
+    /// The most sessions open at once from one IP address
+    #[arg(long, env = "HORAD_MAX_SESSIONS_PER_IP", value_name = "N",
+        help = ranged("The most sessions open at once from one IP address", "max_sessions_per_ip", "100"))]
     pub max_sessions_per_ip: Option<usize>,
 
     /// Workers serving (a thread and a socket per protocol each, every
-    /// source address on one); 0 is one per core [default: 0]
-    #[arg(long, env = "HORAD_WORKERS", value_name = "N")]
+    /// source address on one); 0 is one per core
+    #[arg(long, env = "HORAD_WORKERS", value_name = "N",
+        help = ranged("Workers serving (a thread and a socket per protocol each, every source address on one); 0 is one per core", "workers", "0"))]
     pub workers: Option<usize>,
 
-    /// How often to log the counters; 0s logs them only at shutdown [default: 60s]
-    #[arg(long, env = "HORAD_STATS_INTERVAL", value_name = "DUR", value_parser = humantime::parse_duration)]
+    /// How often to log the counters; 0s logs them only at shutdown
+    #[arg(long, env = "HORAD_STATS_INTERVAL", value_name = "DUR", value_parser = humantime::parse_duration,
+        help = ranged("How often to log the counters; 0s logs them only at shutdown", "stats_interval", "60s"))]
     pub stats_interval: Option<Duration>,
 
     /// Log filter, e.g. info, debug, warn; RUST_LOG overrides it [default: info]
@@ -58,14 +72,16 @@ pub struct Args {
     #[arg(long, env = "HORAD_SNTP_BIND", value_name = "ADDR")]
     pub sntp_bind: Option<SocketAddr>,
 
-    /// Serve SNTP at this stratum (1-15) even when the kernel says the host
-    /// clock is unsynchronized, as chrony's `local stratum N` [default: off]
-    #[arg(long, env = "HORAD_SNTP_LOCAL_STRATUM", value_name = "N")]
+    /// Serve SNTP at this stratum even when the kernel says the host clock
+    /// is unsynchronized, as chrony's `local stratum N`
+    #[arg(long, env = "HORAD_SNTP_LOCAL_STRATUM", value_name = "N",
+        help = ranged("Serve SNTP at this stratum even when the kernel says the host clock is unsynchronized, as chrony's `local stratum N`", "sntp.local_stratum", "off"))]
     pub sntp_local_stratum: Option<u8>,
 
     /// Entries (16 bytes each) in SNTP's interleaved-mode client log; 0
-    /// serves basic mode only [default: 32768]
-    #[arg(long, env = "HORAD_SNTP_CLIENT_LOG", value_name = "N")]
+    /// serves basic mode only
+    #[arg(long, env = "HORAD_SNTP_CLIENT_LOG", value_name = "N",
+        help = ranged("Entries (16 bytes each) in SNTP's interleaved-mode client log; 0 serves basic mode only", "sntp.client_log", "32768"))]
     pub sntp_client_log: Option<usize>,
 
     /// Serve the Time Protocol (RFC 868) on this address, e.g. 0.0.0.0:37 [default: off]

@@ -354,17 +354,57 @@ pub enum ConfigError {
         /// The key, or the flag that set it.
         key: &'static str,
         /// What is wrong with its value.
-        problem: &'static str,
+        problem: String,
     },
 }
 
 /// A value out of its range: its key and what it must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutOfRange {
     /// The key, dotted (`ratelimit.rate`).
     pub key: &'static str,
     /// What the value must be, as the documentation states it.
-    pub problem: &'static str,
+    pub problem: String,
+}
+
+/// Every bounded key's range, written once: the checks say it from here,
+/// and tests hold `config.toml`'s comments (hence hora-config(5), made from
+/// them) and `horad --help` to it.
+pub const RANGES: [(&str, &str); 15] = [
+    ("idle_timeout", "10ms to 1day"),
+    ("max_sessions", "1 to 4000000"),
+    ("max_sessions_per_ip", "1 to 4000000"),
+    ("workers", "0 to 1024"),
+    ("stats_interval", "1s to 1day"),
+    ("sntp.stratum", "1 to 16"),
+    ("sntp.local_stratum", "1 to 15"),
+    ("sntp.client_log", "0 to 16777216"),
+    ("sntp.precision", "-32 to 0"),
+    ("sntp.root_delay", "0s to 16s"),
+    ("sntp.root_dispersion", "0s to 16s"),
+    ("ratelimit.rate", "0.001 to 1000000"),
+    ("ratelimit.burst", "1 to 1000000"),
+    ("ratelimit.table_size", "1 to 1048576"),
+    ("nts.key_rotation", "2min to 30days"),
+];
+
+/// `key`'s range from [`RANGES`] (empty for a key without one).
+pub fn range(key: &str) -> &'static str {
+    RANGES
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map_or("", |(_, range)| range)
+}
+
+/// "must be RANGE" for `key`, with `note` after it where there is one.
+fn must_be(key: &'static str, note: &str) -> OutOfRange {
+    let range = range(key);
+    let problem = if note.is_empty() {
+        format!("must be {range}")
+    } else {
+        format!("must be {range} ({note})")
+    };
+    OutOfRange { key, problem }
 }
 
 /// The longest idle timeout and summary interval: a day. With it, no deadline
@@ -528,44 +568,50 @@ impl Config {
     /// Every value against its documented range (the shipped `config.toml`
     /// states each one).
     pub fn check(&self) -> Result<(), OutOfRange> {
-        let out = |key, problem| Err(OutOfRange { key, problem });
+        let out = |key, problem: &str| {
+            Err(OutOfRange {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        let bound = |key, note| Err(must_be(key, note));
         if self.idle_timeout < Duration::from_millis(10) || self.idle_timeout > MAX_DURATION {
-            return out("idle_timeout", "must be 10ms to 1day");
+            return bound("idle_timeout", "");
         }
         if !(1..=MAX_SESSIONS).contains(&self.max_sessions) {
-            return out("max_sessions", "must be 1 to 4000000");
+            return bound("max_sessions", "");
         }
         if !(1..=MAX_SESSIONS).contains(&self.max_sessions_per_ip) {
-            return out("max_sessions_per_ip", "must be 1 to 4000000");
+            return bound("max_sessions_per_ip", "");
         }
         if self.workers > crate::sys::steer::MAX_WORKERS {
-            return out("workers", "must be 0 (one per core) to 1024");
+            return bound("workers", "0: one per core");
         }
         let interval = self.stats_interval;
         if !interval.is_zero() && (interval < Duration::from_secs(1) || interval > MAX_DURATION) {
-            return out("stats_interval", "must be 0s (off) or 1s to 1day");
+            return bound("stats_interval", "or 0s: off");
         }
         if !(1..=16).contains(&self.sntp.stratum) {
-            return out("sntp.stratum", "must be 1 to 16");
+            return bound("sntp.stratum", "");
         }
         if self
             .sntp
             .local_stratum
             .is_some_and(|n| !(1..=15).contains(&n))
         {
-            return out("sntp.local_stratum", "must be 1 to 15");
+            return bound("sntp.local_stratum", "");
         }
         if self.sntp.client_log > MAX_CLIENT_LOG {
-            return out("sntp.client_log", "must be 0 (off) to 16777216 entries");
+            return bound("sntp.client_log", "entries; 0: off");
         }
         if !(-32..=0).contains(&self.sntp.precision) {
-            return out("sntp.precision", "must be -32 to 0");
+            return bound("sntp.precision", "");
         }
         if self.sntp.root_delay > MAX_ROOT {
-            return out("sntp.root_delay", "must be 0s to 16s");
+            return bound("sntp.root_delay", "");
         }
         if self.sntp.root_dispersion > MAX_ROOT {
-            return out("sntp.root_dispersion", "must be 0s to 16s");
+            return bound("sntp.root_dispersion", "");
         }
         if self.sntp.settings().is_none() {
             return out(
@@ -575,16 +621,16 @@ impl Config {
         }
         let limit = &self.ratelimit;
         if !(MIN_RATE..=MAX_RATE).contains(&limit.rate) {
-            return out(
+            return bound(
                 "ratelimit.rate",
-                "must be 0.001 (a token in 1,000 s) to 1000000: a smaller rate never refills a bucket",
+                "a token in 1,000 s at the least: a smaller rate never refills a bucket",
             );
         }
         if !(1.0..=MAX_RATE).contains(&limit.burst) {
-            return out("ratelimit.burst", "must be 1 to 1000000");
+            return bound("ratelimit.burst", "");
         }
         if !(1..=MAX_TABLE_SIZE).contains(&limit.table_size) {
-            return out("ratelimit.table_size", "must be 1 to 1048576");
+            return bound("ratelimit.table_size", "");
         }
         // Refused, not warned about: a typo in an access list silently
         // changes who is answered, and --check-config and a reload catch it
@@ -650,7 +696,7 @@ impl Config {
                         if binds_overlap(*a, *b) {
                             return Err(OutOfRange {
                                 key,
-                                problem: "is the same address and port as another socket of horad's (it could not be bound)",
+                                problem: "is the same address and port as another socket of horad's (it could not be bound)".to_owned(),
                             });
                         }
                     }
@@ -663,7 +709,12 @@ impl Config {
     /// The `[nts]` table's rules: the key exchange needs its certificate,
     /// key and cookie keys; NTS needs the SNTP socket it is served on.
     fn check_nts(&self) -> Result<(), OutOfRange> {
-        let out = |key, problem| Err(OutOfRange { key, problem });
+        let out = |key, problem: &str| {
+            Err(OutOfRange {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
         let nts = &self.nts;
         if nts.bind.is_some() {
             if nts.certificate_chain.is_none() {
@@ -700,7 +751,7 @@ impl Config {
             return out("nts.ntp_port", "must be 1 to 65535");
         }
         if nts.key_rotation < Duration::from_secs(120) || nts.key_rotation > 30 * MAX_DURATION {
-            return out("nts.key_rotation", "must be 2min to 30days");
+            return Err(must_be("nts.key_rotation", ""));
         }
         Ok(())
     }
@@ -1036,6 +1087,45 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn every_range_in_the_shipped_config_toml_is_the_one_the_checks_use() {
+        let shipped = include_str!("../../../config.toml");
+        for (key, range) in RANGES {
+            let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
+            let lines: Vec<&str> = shipped.lines().collect();
+            // The key's line in its table, set or commented out.
+            let mut current = "";
+            let at = lines
+                .iter()
+                .position(|line| {
+                    if let Some(header) = line.strip_prefix('[') {
+                        current = header.trim_end_matches(']');
+                    }
+                    let bare = line.trim_start_matches("# ");
+                    current == table && bare.starts_with(&format!("{name} = "))
+                })
+                .unwrap_or_else(|| panic!("{key} not in config.toml"));
+            // Its comment: the lines above it, past the keys it shares one
+            // with, up to a blank line or a table.
+            let mut above = at;
+            while above > 0 && lines[above - 1].contains(" = ") {
+                above -= 1;
+            }
+            let mut comment = Vec::new();
+            while above > 0 && lines[above - 1].starts_with('#') {
+                above -= 1;
+                comment.push(lines[above].trim_start_matches('#').trim());
+            }
+            comment.reverse();
+            let comment = comment.join(" ");
+            assert!(
+                comment.contains(range),
+                "{key}: config.toml says {comment:?}, not {range}"
+            );
+            assert!(must_be(key, "").problem.contains(range));
+        }
     }
 
     #[test]

@@ -213,6 +213,33 @@ fn help_explains_each_option_with_its_default() {
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
+    // Each bounded flag's range, as the checks and config.toml say it.
+    for (flag, key) in [
+        ("--idle-timeout", "idle_timeout"),
+        ("--max-sessions ", "max_sessions"),
+        ("--max-sessions-per-ip", "max_sessions_per_ip"),
+        ("--workers", "workers"),
+        ("--stats-interval", "stats_interval"),
+        ("--sntp-local-stratum", "sntp.local_stratum"),
+        ("--sntp-client-log", "sntp.client_log"),
+    ] {
+        let range = hora_server::config::range(key);
+        let start = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{flag} not in --help"));
+        // Up to the next flag's line.
+        let rest = &help[start + flag.len()..];
+        let end = [rest.find("\n  -"), rest.find("\n      --")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(rest.len());
+        let entry = &rest[..end];
+        assert!(
+            !range.is_empty() && entry.contains(&format!("({range})")),
+            "{flag}: {entry}"
+        );
+    }
 }
 
 /// Starts `horad` on an ephemeral port with logs in `format`, and returns it
