@@ -447,6 +447,43 @@ def tmux_interrupt_check():
     return run
 
 
+def tmux_invalid_option_check():
+    """hora in a real terminal (tmux): an invalid option at the menu ends the
+    session as the seed's server does, and hora exits 1 (the server ended
+    it on an error), not 0 as after a logout."""
+    def run():
+        horad = subprocess.Popen(
+            [HORAD, "--config", "/dev/null", "--bind", f"{LOOPBACK}:0", "--log-format", "text"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        session = f"hora-invalid-{os.getpid()}"
+        try:
+            addr = seed_address(iter(horad.stderr.readline, ""))
+            subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "40",
+                            f"{HORA} --server {addr}; echo EXIT=$?; sleep 30"], check=True)
+            def screen():
+                return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                      capture_output=True, text=True).stdout
+            def wait_for(predicate, what):
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    shown = screen()
+                    if predicate(shown):
+                        return shown
+                    time.sleep(0.1)
+                raise AssertionError(f"no {what} on the screen:\n{screen()}")
+            wait_for(lambda shown: "2 - Encerrar a conexao." in shown, "menu")
+            subprocess.run(["tmux", "send-keys", "-t", session, "3", "Enter"], check=True)
+            shown = wait_for(lambda shown: "EXIT=" in shown, "exit status")
+            assert "Opcao invalida. Conexao encerrada" in shown, f"no closing line:\n{shown}"
+            assert "EXIT=1" in shown, f"exit status is not 1:\n{shown}"
+            return "option 3: Opcao invalida. Conexao encerrada, exit 1"
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+            horad.kill()
+            horad.wait(timeout=5)
+    return run
+
+
 def happy_eyeballs_check():
     """A name with ::1 and 127.0.0.1 (a private mount namespace's
     /etc/hosts), horad on [::] denying ::1: `hora time` and `hora sntp` get
@@ -539,6 +576,7 @@ def main():
           agree_with_ntpdate("horad", start_horad_123, stop))
     check("Happy Eyeballs: a dual-stack name whose ::1 is dropped", happy_eyeballs_check())
     check("tmux: a bare Enter re-prompts, Ctrl-C exits 130", tmux_interrupt_check())
+    check("tmux: an invalid option ends the session, exit 1", tmux_invalid_option_check())
     check("tmux: hora shows the idle notice at once", tmux_notice_check("idle"))
     check("tmux: hora shows the shutdown notice at once", tmux_notice_check("shutdown"))
     passed = sum(results)

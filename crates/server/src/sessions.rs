@@ -692,6 +692,22 @@ mod tests {
 
     use super::*;
 
+    /// BENCHMARKS.md ("Memory per held session") and config.toml state
+    /// the bytes a held session costs from these sizes: a change to them
+    /// must change those numbers too.
+    #[test]
+    fn the_sizes_the_memory_accounting_counts() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<(SocketAddr, Entry)>(), 96, "a map bucket");
+        assert_eq!(size_of::<Candidate>(), 40, "a queue entry");
+        assert_eq!(
+            size_of::<Reverse<(Instant, Candidate)>>(),
+            56,
+            "a heap entry"
+        );
+        assert_eq!(size_of::<(IpAddr, PerIp)>(), 64, "a per-address bucket");
+    }
+
     fn sessions(max_sessions: usize, max_sessions_per_ip: usize) -> Sessions {
         Sessions::new(Limits {
             max_sessions,

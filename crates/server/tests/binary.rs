@@ -801,11 +801,20 @@ fn check_config_reads_the_nts_files_and_refuses_a_mismatched_pair_or_missing_key
     assert!(!keys.exists(), "--check-config writes nothing");
     let mismatched = check(&first.chain, &second.key, true);
     assert_eq!(mismatched.status.code(), Some(2));
+    // In words, once: not rustls' `keys may not be consistent: KeyMismatch`.
+    let said = stderr_of(&mismatched);
     assert!(
-        stderr_of(&mismatched).contains("NTS-KE certificate"),
-        "{}",
-        stderr_of(&mismatched)
+        said.contains("NTS-KE certificate")
+            && said.contains("the private key is not the certificate's"),
+        "{said}"
     );
+    assert!(!said.contains("KeyMismatch"), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    // A key that can't be read: the OS's words once, not once a layer.
+    let unreadable = check(&first.chain, &dir.path().join("no-such-key.pem"), true);
+    let said = stderr_of(&unreadable);
+    assert_eq!(unreadable.status.code(), Some(2), "{said}");
+    assert_eq!(said.matches("os error").count(), 1, "{said}");
     // Certificates no client would take.
     let unservable = pki::unservable(dir.path());
     for (bad, why) in &unservable {
