@@ -244,16 +244,26 @@ def tmux_notice_check(trigger):
 
 
 def ntpdate_q(host):
+    """ntpdate -q's sample: (stratum, offset, its delay or error bound). Three
+    runs, the one with the least delay kept, as `hora sntp --count 4` keeps its
+    best: one sample a run, and a 2-vCPU VM now and then delays one by a
+    millisecond (a check saw ntpdate 1.36 ms off where hora was 0.02 ms)."""
+    samples = [ntpdate_once(host) for _ in range(3)]
+    return min(samples, key=lambda sample: sample[2])[:2]
+
+
+def ntpdate_once(host):
     out = subprocess.run(["ntpdate", "-q", host], capture_output=True, text=True, timeout=30)
     # Classic ntpdate: "server 127.0.0.1, stratum 10, offset +0.000012, delay 0.02580";
     # Debian 12's (ntpsec's ntpdig): "2026-11-26 13:21:14.26758 (+0000) +0.000022
     # +/- 0.000047 127.0.0.1 s10 no-leap".
-    classic = re.search(r"server \S+, stratum (\d+), offset ([-+]?[0-9.]+), delay", out.stdout)
+    classic = re.search(r"server \S+, stratum (\d+), offset ([-+]?[0-9.]+), delay ([0-9.]+)",
+                        out.stdout)
     if classic:
-        return int(classic.group(1)), float(classic.group(2))
-    ntpsec = re.search(r"\) ([-+][0-9.]+) \+/- [0-9.]+ \S+ s(\d+) ", out.stdout)
+        return int(classic.group(1)), float(classic.group(2)), float(classic.group(3))
+    ntpsec = re.search(r"\) ([-+][0-9.]+) \+/- ([0-9.]+) \S+ s(\d+) ", out.stdout)
     if ntpsec:
-        return int(ntpsec.group(2)), float(ntpsec.group(1))
+        return int(ntpsec.group(3)), float(ntpsec.group(1)), float(ntpsec.group(2))
     raise AssertionError(f"no sample in ntpdate's output: {out.stdout!r} {out.stderr!r}")
 
 
