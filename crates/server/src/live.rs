@@ -28,7 +28,9 @@ pub struct Live {
     pub config: Config,
     /// The access lists and the rate limiter.
     pub gate: Gate,
-    /// How SNTP replies describe the clock, when SNTP is served.
+    /// How answers describe the clock: SNTP's replies, and protocol v2's
+    /// time answers, which carry its state with SNTP off too (`None` only
+    /// where the `[sntp]` settings are unusable, which the checks refuse).
     pub clock: Option<ClockSettings>,
     /// NTS's live settings (the key exchange's certificate among them),
     /// when NTS is on.
@@ -56,7 +58,9 @@ impl Live {
         let nts = NtsLive::new(&config.nts)?;
         let workers = workers.max(1);
         let gate = Gate::new(&config, previous.map(|live| &live.gate), workers, now);
-        let clock = config.sntp.bind.and(config.sntp.settings());
+        // Not only with SNTP bound: a reload of `local_stratum` with SNTP
+        // off was reported applied and never reached v2's answers.
+        let clock = config.sntp.settings();
         Ok(Live {
             config,
             gate,

@@ -381,6 +381,43 @@ async fn one_address_holding_connections_leaves_room_for_the_others() {
     daemon.stop().await;
 }
 
+/// With SNTP off, protocol v2's time answers still carry the clock's
+/// state: a reload of the `[sntp]` clock fields reaches it (it was
+/// reported applied, and the start-up settings stayed).
+#[tokio::test]
+async fn a_reload_of_the_clock_fields_applies_with_sntp_off() {
+    let mut config = common::loopback_config();
+    config.metrics.bind = Some(common::loopback());
+    assert!(config.sntp.bind.is_none());
+    let mut daemon = Daemon::start(config.clone()).await;
+    let kernel = hora_server::sys::host_clock().is_ok_and(|host| host.synchronized);
+    config.sntp.stratum = 12;
+    config.sntp.local_stratum = Some(11);
+    daemon.reload(config).await;
+    // Served as synchronized at `stratum`, else as a local clock at
+    // `local_stratum`: either way a value only the reload could give.
+    let (served_as, stratum) = if kernel {
+        ("synchronized", 12)
+    } else {
+        ("local", 11)
+    };
+    let mut clock = serde_json::Value::Null;
+    // Bounded: the clock task takes the new view within a few polls.
+    for _ in 0..200 {
+        let status = get(daemon.metrics(), "/status").await;
+        let body = status.split("\r\n\r\n").nth(1).unwrap();
+        let document: serde_json::Value = serde_json::from_str(body).unwrap();
+        clock = document["sntp_clock"].clone();
+        if clock["stratum"] == stratum {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(clock["stratum"], stratum, "{clock}");
+    assert_eq!(clock["served_as"], served_as, "{clock}");
+    daemon.stop().await;
+}
+
 #[tokio::test]
 async fn status_tells_the_kernels_clock_state_from_how_local_stratum_serves_it() {
     let loopback = common::loopback();
