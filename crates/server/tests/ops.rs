@@ -381,6 +381,27 @@ async fn one_address_holding_connections_leaves_room_for_the_others() {
     daemon.stop().await;
 }
 
+/// `hora_dropped_total`'s help names every reason it is counted by.
+#[tokio::test]
+async fn the_drop_counters_help_names_every_reason() {
+    let mut config = common::loopback_config();
+    config.metrics.bind = Some(common::loopback());
+    let daemon = Daemon::start(config).await;
+    let metrics = get(daemon.metrics(), "/metrics").await;
+    let help = metrics
+        .lines()
+        .find(|line| line.starts_with("# HELP hora_dropped_total "))
+        .unwrap_or_else(|| panic!("no help for hora_dropped_total:\n{metrics}"));
+    for reason in hora_proto::outcome::DropReason::ALL {
+        assert!(
+            help.contains(reason.name()),
+            "{} not in {help}",
+            reason.name()
+        );
+    }
+    daemon.stop().await;
+}
+
 /// With SNTP off, protocol v2's time answers still carry the clock's
 /// state: a reload of the `[sntp]` clock fields reaches it (it was
 /// reported applied, and the start-up settings stayed).

@@ -168,7 +168,14 @@ fn encode_counters(encoder: &mut DescriptorEncoder, now: &Snapshot) -> Result<()
             ));
         }
     }
-    counter(encoder, "hora_dropped_total", "Datagrams not answered, by protocol and reason (denied, rate_limited, invalid, loop, withheld, overloaded).", &dropped)?;
+    // The reasons named from the list the counters use: the help can't
+    // miss one (it missed `unauthenticated` when written by hand).
+    let reasons: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+    let help = format!(
+        "Datagrams not answered, by protocol and reason ({}).",
+        reasons.join(", ")
+    );
+    counter(encoder, "hora_dropped_total", &help, &dropped)?;
     let workers: Vec<String> = (0..now.workers_received().len())
         .map(|w| w.to_string())
         .collect();

@@ -1,7 +1,7 @@
 //! The host clock's state, as the kernel keeps it (`ntp_adjtime`).
 //!
-//! One of the workspace's two `unsafe` calls (the other is
-//! [`super::memory`]'s): neither nix, rustix nor clock-steering has a safe
+//! One of the workspace's three `unsafe` calls (the others are
+//! [`super::memory`]'s and `hora_proto::cpu`'s `cpuid`): neither nix, rustix nor clock-steering has a safe
 //! read-only wrapper for `ntp_adjtime`.
 
 use std::io;

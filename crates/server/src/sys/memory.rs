@@ -4,8 +4,8 @@
 //! glibc keeps what it freed in its heap for reuse: a daemon that held a
 //! million sessions for a minute would hold their memory for good. glibc's
 //! `malloc_trim(0)` hands back every free page, in the middle of the heap
-//! too. The second `unsafe` call of the workspace (the first is in
-//! [`super::clock`]): no crate wraps it.
+//! too. One of the workspace's three `unsafe` calls (the others are in
+//! [`super::clock`] and `hora_proto::cpu`): no crate wraps it.
 
 /// Hands the pages the allocator has free back to the OS; returns whether
 /// any were. A no-op (`false`) where the C library is not glibc.

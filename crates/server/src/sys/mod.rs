@@ -2,7 +2,8 @@
 //! behind safe functions that return plain values:
 //!
 //! - [`clock`]: the host clock's state (`ntp_adjtime`, read-only), the
-//!   first of the workspace's two `unsafe` calls;
+//!   one of the workspace's three `unsafe` calls (with [`memory`]'s and
+//!   `hora_proto::cpu`'s `cpuid`), each with its SAFETY note;
 //! - [`timestamps`]: kernel receive timestamps (`SO_TIMESTAMPNS`);
 //! - [`transmit_stamps`]: kernel transmit timestamps (`SO_TIMESTAMPING`),
 //!   read back from the socket's error queue;
