@@ -8,7 +8,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::{hora, text, Horad};
-use hora_proto::wire::{LOGIN_MENU, TIME_MENU};
+use hora_proto::wire::{LOGIN_MENU, SESSION_CLOSED, TIME_MENU, TIME_PREFIX};
 
 /// Serves the host's clock as a local one (`local_stratum`): v2's time
 /// answers then carry a time `hora time` takes, where an unsynchronized
@@ -463,17 +463,36 @@ fn every_json_failure_names_the_server_and_says_its_cause_once() {
 
 #[test]
 fn hora_time_into_a_closed_pipe_ends_with_141_as_cat_does_not_a_panic() {
-    let horad = Horad::start(&LOCAL_CLOCK);
+    // The test is the server (the seed's protocol), so the reader is gone
+    // before any answer leaves: no race with a fast horad under a busy CI.
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut child = std::process::Command::new(common::binary("hora"))
-        .args(["--server", &horad.addr.to_string(), "time"])
+        .args(["--server", &server.local_addr().unwrap().to_string()])
+        .args(["--protocol", "seed", "time"])
         .env_remove("HORA_SERVER")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Gone before the answer comes back (a network round trip later).
+    let mut buffer = [0u8; 64];
+    let (_, hora) = server.recv_from(&mut buffer).unwrap();
+    assert_eq!(&buffer[..5], b"login");
     drop(child.stdout.take());
+    server.send_to(LOGIN_MENU.as_bytes(), hora).unwrap();
+    let (len, _) = server.recv_from(&mut buffer).unwrap();
+    assert_eq!(&buffer[..len], b"1");
+    let time = format!("{TIME_PREFIX}07/12/2026, 20:00:00{TIME_MENU}");
+    server.send_to(time.as_bytes(), hora).unwrap();
+    // Its logout, answered as the seed's server answers it.
+    if let Ok((len, _)) = server.recv_from(&mut buffer) {
+        if &buffer[..len] == b"2" {
+            let _ = server.send_to(SESSION_CLOSED.as_bytes(), hora);
+        }
+    }
     let output = child.wait_with_output().unwrap();
     let stderr = text(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
