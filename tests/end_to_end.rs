@@ -562,12 +562,7 @@ fn v2_sessions_are_named_in_the_summary_and_the_shutdown_line() {
         .map(|_| horad.wait_for_line("summary"))
         .find(|line| line.contains("v2_sessions_open=1"));
     assert!(counted.is_some(), "no summary counted the v2 session");
-    let pid = horad.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    horad.signal("TERM");
     let line = horad.wait_for_line("notifying open sessions");
     assert!(
         line.contains(" sessions=0 ") && line.contains(" v2_sessions=1"),
@@ -630,12 +625,7 @@ fn a_reload_names_the_changed_keys_that_need_a_restart() {
     std::fs::write(&path, "workers = 1\nstats_interval = \"60s\"\n").unwrap();
     let horad = Horad::start(&["--config", path.to_str().unwrap()]);
     std::fs::write(&path, "workers = 2\nstats_interval = \"30s\"\n").unwrap();
-    let pid = horad.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    horad.signal("HUP");
     let line = horad.wait_for_line("configuration reloaded");
     assert!(!line.contains("nothing changed"), "{line}");
     assert!(

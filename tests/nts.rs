@@ -11,7 +11,7 @@ mod pki;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::{hora, text, Horad};
@@ -41,14 +41,6 @@ fn install(pki: &pki::Pki, chain: &Path, key: &Path) {
         std::fs::copy(from, &staged).unwrap();
         std::fs::rename(&staged, to).unwrap();
     }
-}
-
-fn hup(horad: &Horad) {
-    let sent = Command::new("kill")
-        .args(["-HUP", &horad.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
 }
 
 #[test]
@@ -91,7 +83,7 @@ fn sighup_serves_a_renewed_certificate_from_a_new_ca_and_the_udp_service_goes_on
 
     let second = pki::make(dir.path(), "second");
     install(&second, &chain, &key);
-    hup(&horad);
+    horad.signal("HUP");
     let reloaded = horad.wait_for_line("configuration reloaded");
     assert!(reloaded.contains("nts certificate files"), "{reloaded}");
     let renewed = hora_nts(ke, &second.ca);
@@ -109,7 +101,7 @@ fn sighup_serves_a_renewed_certificate_from_a_new_ca_and_the_udp_service_goes_on
     // A broken pair (the first key with the second chain) is refused: the
     // second keeps serving.
     std::fs::copy(&first.key, &key).unwrap();
-    hup(&horad);
+    horad.signal("HUP");
     let refused = horad.wait_for_line("reload refused");
     assert!(refused.contains("NTS-KE certificate"), "{refused}");
     let still = hora_nts(ke, &second.ca);

@@ -419,14 +419,16 @@ def hora_nts_vs_chronyd_check():
     return run
 
 
-def tmux_interrupt_check():
-    """hora in a real terminal (tmux): a bare Enter shows the menu again and
-    sends nothing (the session lives on), and Ctrl-C logs out and exits 130."""
+def tmux_menu_check(name, script):
+    """hora in a real terminal (tmux) against a fresh horad: `script(keys,
+    wait_for)` presses keys and reads the screen (`wait_for(predicate,
+    what)`: the screen once the predicate holds, within 15 s) and returns
+    the check's line."""
     def run():
         horad = subprocess.Popen(
             [HORAD, "--config", "/dev/null", "--bind", f"{LOOPBACK}:0", "--log-format", "text"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        session = f"hora-interrupt-{os.getpid()}"
+        session = f"hora-{name}-{os.getpid()}"
         try:
             addr = seed_address(iter(horad.stderr.readline, ""))
             subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "40",
@@ -442,56 +444,43 @@ def tmux_interrupt_check():
                         return shown
                     time.sleep(0.1)
                 raise AssertionError(f"no {what} on the screen:\n{screen()}")
-            wait_for(lambda shown: shown.count("2 - Encerrar a conexao.") == 1, "menu")
-            subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
-            shown = wait_for(lambda shown: shown.count("2 - Encerrar a conexao.") == 2, "second menu")
-            assert "Opcao invalida" not in shown, f"a bare Enter was sent:\n{shown}"
-            subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
-            shown = wait_for(lambda shown: "EXIT=" in shown, "exit status")
-            assert "EXIT=130" in shown, f"exit status is not 130:\n{shown}"
-            return "a bare Enter showed the menu again (nothing sent); Ctrl-C logged out, exit 130"
+            def keys(*pressed):
+                subprocess.run(["tmux", "send-keys", "-t", session, *pressed], check=True)
+            return script(keys, wait_for)
         finally:
             subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
             horad.kill()
             horad.wait(timeout=5)
     return run
+
+
+def tmux_interrupt_check():
+    """A bare Enter shows the menu again and sends nothing (the session lives
+    on), and Ctrl-C logs out and exits 130."""
+    def script(keys, wait_for):
+        wait_for(lambda shown: shown.count("2 - Encerrar a conexao.") == 1, "menu")
+        keys("Enter")
+        shown = wait_for(lambda shown: shown.count("2 - Encerrar a conexao.") == 2, "second menu")
+        assert "Opcao invalida" not in shown, f"a bare Enter was sent:\n{shown}"
+        keys("C-c")
+        shown = wait_for(lambda shown: "EXIT=" in shown, "exit status")
+        assert "EXIT=130" in shown, f"exit status is not 130:\n{shown}"
+        return "a bare Enter showed the menu again (nothing sent); Ctrl-C logged out, exit 130"
+    return tmux_menu_check("interrupt", script)
 
 
 def tmux_invalid_option_check():
-    """hora in a real terminal (tmux): an invalid option at the menu ends the
-    session as the seed's server does, and hora exits 1 (the server ended
-    it on an error), not 0 as after a logout."""
-    def run():
-        horad = subprocess.Popen(
-            [HORAD, "--config", "/dev/null", "--bind", f"{LOOPBACK}:0", "--log-format", "text"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        session = f"hora-invalid-{os.getpid()}"
-        try:
-            addr = seed_address(iter(horad.stderr.readline, ""))
-            subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "40",
-                            f"{HORA} --server {addr}; echo EXIT=$?; sleep 30"], check=True)
-            def screen():
-                return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                      capture_output=True, text=True).stdout
-            def wait_for(predicate, what):
-                deadline = time.monotonic() + 15
-                while time.monotonic() < deadline:
-                    shown = screen()
-                    if predicate(shown):
-                        return shown
-                    time.sleep(0.1)
-                raise AssertionError(f"no {what} on the screen:\n{screen()}")
-            wait_for(lambda shown: "2 - Encerrar a conexao." in shown, "menu")
-            subprocess.run(["tmux", "send-keys", "-t", session, "3", "Enter"], check=True)
-            shown = wait_for(lambda shown: "EXIT=" in shown, "exit status")
-            assert "Opcao invalida. Conexao encerrada" in shown, f"no closing line:\n{shown}"
-            assert "EXIT=1" in shown, f"exit status is not 1:\n{shown}"
-            return "option 3: Opcao invalida. Conexao encerrada, exit 1"
-        finally:
-            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-            horad.kill()
-            horad.wait(timeout=5)
-    return run
+    """An invalid option at the menu ends the session as the seed's server
+    does, and hora exits 1 (the server ended it on an error), not 0 as
+    after a logout."""
+    def script(keys, wait_for):
+        wait_for(lambda shown: "2 - Encerrar a conexao." in shown, "menu")
+        keys("3", "Enter")
+        shown = wait_for(lambda shown: "EXIT=" in shown, "exit status")
+        assert "Opcao invalida. Conexao encerrada" in shown, f"no closing line:\n{shown}"
+        assert "EXIT=1" in shown, f"exit status is not 1:\n{shown}"
+        return "option 3: Opcao invalida. Conexao encerrada, exit 1"
+    return tmux_menu_check("invalid", script)
 
 
 def happy_eyeballs_check():

@@ -16,6 +16,33 @@ fn seed(file: &str) -> std::path::PathBuf {
         .join(file)
 }
 
+/// The seed's server on `server_port`, answering to `client_port`, once it
+/// is bound (its "Aguardando cliente..." line); the rest of its output.
+fn seed_server(
+    server_port: u16,
+    client_port: u16,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut server = Command::new("python3")
+        .arg("-u")
+        .arg(seed("servidor.py"))
+        .arg(server_port.to_string())
+        .arg(client_port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is installed (.ci/run installs it)");
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    assert!(lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("Aguardando cliente")));
+    (server, lines)
+}
+
 #[test]
 fn the_seeds_client_works_against_horad() {
     let horad = Horad::start(&[]);
@@ -62,22 +89,7 @@ fn the_seeds_client_quits_on_an_invalid_option_from_horad() {
 #[test]
 fn hora_works_against_the_seeds_server() {
     let (server_port, client_port) = (free_port(), free_port());
-    let mut server = Command::new("python3")
-        .arg("-u")
-        .arg(seed("servidor.py"))
-        .arg(server_port.to_string())
-        .arg(client_port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 is installed (.ci/run installs it)");
-    // Wait for the seed's "Aguardando cliente..." line: it is bound then.
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    assert!(lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|line| line.starts_with("Aguardando cliente")));
+    let (mut server, lines) = seed_server(server_port, client_port);
     let output = hora(
         &[
             "--server",
@@ -118,21 +130,7 @@ fn hora_works_against_the_seeds_server() {
 #[test]
 fn hora_without_the_seeds_reply_port_says_how_to_bind_it() {
     let (server_port, client_port) = (free_port(), free_port());
-    let mut server = Command::new("python3")
-        .arg("-u")
-        .arg(seed("servidor.py"))
-        .arg(server_port.to_string())
-        .arg(client_port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 is installed (.ci/run installs it)");
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    assert!(lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|line| line.starts_with("Aguardando cliente")));
+    let (mut server, _lines) = seed_server(server_port, client_port);
     let server_addr = format!("127.0.0.1:{server_port}");
     let output = hora(
         &[

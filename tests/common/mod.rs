@@ -100,6 +100,15 @@ impl Horad {
         )
     }
 
+    /// Sends it a signal (`"HUP"`, `"TERM"`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{name}");
+    }
+
     /// Waits (at most ten seconds) for a log line containing `needle`;
     /// the line.
     pub fn wait_for_line(&self, needle: &str) -> String {

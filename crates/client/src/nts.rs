@@ -345,9 +345,9 @@ mod tests {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     use rustls::pki_types::PrivateKeyDer;
 
-    /// A key exchange server on loopback whose certificate is `params`,
-    /// signed by itself; its PEM, to trust.
-    async fn server_with(params: CertificateParams) -> (SocketAddr, String) {
+    /// Why a key exchange with a loopback server whose certificate is
+    /// `params`, signed by itself and trusted as a CA, fails.
+    async fn refused(params: CertificateParams) -> String {
         let key = KeyPair::generate().unwrap();
         let certificate = params.self_signed(&key).unwrap();
         let pem = certificate.pem();
@@ -372,7 +372,13 @@ mod tests {
                 let _ = acceptor.accept(stream).await;
             }
         });
-        (addr, pem)
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("cert.pem");
+        std::fs::write(&ca, pem).unwrap();
+        key_exchange("127.0.0.1", &[addr], Some(&ca), Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .to_string()
     }
 
     /// The certificate `openssl req -x509 -newkey …` makes is marked
@@ -382,14 +388,7 @@ mod tests {
     async fn a_ca_certificate_serving_as_the_servers_own_is_refused_in_words() {
         let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let (addr, pem) = server_with(params).await;
-        let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("cert.pem");
-        std::fs::write(&ca, pem).unwrap();
-        let error = key_exchange("127.0.0.1", &[addr], Some(&ca), Duration::from_secs(5))
-            .await
-            .unwrap_err()
-            .to_string();
+        let error = refused(params).await;
         assert!(
             error.contains("the server's certificate is a CA certificate")
                 && error.contains("CA:FALSE"),
@@ -401,14 +400,7 @@ mod tests {
     #[tokio::test]
     async fn a_certificate_for_another_name_is_refused_in_words() {
         let params = CertificateParams::new(vec!["other.example".to_owned()]).unwrap();
-        let (addr, pem) = server_with(params).await;
-        let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("cert.pem");
-        std::fs::write(&ca, pem).unwrap();
-        let error = key_exchange("127.0.0.1", &[addr], Some(&ca), Duration::from_secs(5))
-            .await
-            .unwrap_err()
-            .to_string();
+        let error = refused(params).await;
         assert!(
             error.contains("the server's certificate does not name `127.0.0.1`"),
             "{error}"
