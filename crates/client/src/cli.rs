@@ -241,24 +241,6 @@ pub fn host_of(given: Option<&str>) -> String {
     }
 }
 
-/// The default local address: any address of the server's family, any port.
-pub fn default_bind(server: SocketAddr) -> SocketAddr {
-    let any: IpAddr = if server.is_ipv4() {
-        [0, 0, 0, 0].into()
-    } else {
-        [0u16; 8].into()
-    };
-    SocketAddr::new(any, 0)
-}
-
-/// A UDP socket bound to `local`; a failure says which address could not
-/// be bound (`--bind`'s, most often), not only the OS's words.
-pub async fn bind_udp(local: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
-    tokio::net::UdpSocket::bind(local)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {local}: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,18 +285,6 @@ mod tests {
         assert!(error
             .to_string()
             .starts_with("bad server address `127.0.0.1:99999`: "));
-    }
-
-    #[test]
-    fn binds_the_servers_family() {
-        assert_eq!(
-            default_bind("127.0.0.1:5005".parse().unwrap()).to_string(),
-            "0.0.0.0:0"
-        );
-        assert_eq!(
-            default_bind("[::1]:5005".parse().unwrap()).to_string(),
-            "[::]:0"
-        );
     }
 
     #[test]

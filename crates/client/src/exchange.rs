@@ -141,7 +141,7 @@ impl Exchange {
         server: SocketAddr,
         timeout: Duration,
     ) -> io::Result<Exchange> {
-        let socket = crate::cli::bind_udp(bind).await?;
+        let socket = crate::socket::bind_udp(bind).await?;
         socket.connect(server).await?;
         Ok(Exchange {
             socket,
@@ -482,7 +482,7 @@ impl Exchange {
         challenge_wait: Duration,
     ) -> Result<(Exchange, Answer), ExchangeError> {
         let attempt = |server: SocketAddr, left: Duration| {
-            let local = bind.unwrap_or_else(|| crate::cli::default_bind(server));
+            let local = bind.unwrap_or_else(|| crate::socket::default_bind(server));
             async move {
                 let mut exchange = Exchange::connect(local, server, left)
                     .await
@@ -526,7 +526,7 @@ impl Exchange {
     ) -> Result<(Exchange, Answer), ExchangeError> {
         let first = first.to_vec();
         let attempt = |server: SocketAddr, left: Duration| {
-            let local = bind.unwrap_or_else(|| crate::cli::default_bind(server));
+            let local = bind.unwrap_or_else(|| crate::socket::default_bind(server));
             let first = first.clone();
             async move {
                 let exchange = Exchange::connect(local, server, timeout)

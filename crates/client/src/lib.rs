@@ -8,6 +8,7 @@
 //! - [`sntp`]: `hora sntp`, any NTP server's offset, as `ntpdate -q`;
 //! - [`nts`]: `hora sntp --nts`: the key exchange, then authenticated SNTP;
 //! - [`race`]: Happy Eyeballs over a name's addresses;
+//! - [`socket`]: the local address a client binds;
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod nts;
 pub mod one_shot;
 pub mod race;
 pub mod sntp;
+pub mod socket;
 
 #[cfg(test)]
 mod test_server;

@@ -112,14 +112,6 @@ fn handshake_failure(error: &std::io::Error, host: &str) -> String {
     }
 }
 
-/// The AEAD's name as the RFC registry writes it.
-pub fn algorithm_name(algorithm: Algorithm) -> &'static str {
-    match algorithm {
-        Algorithm::AesSivCmac256 => "AEAD_AES_SIV_CMAC_256",
-        Algorithm::Aes128GcmSiv => "AEAD_AES_128_GCM_SIV",
-    }
-}
-
 /// What a key exchange gave: the keys, the cookies, and where to ask.
 #[derive(Debug)]
 pub struct Session {

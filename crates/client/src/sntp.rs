@@ -12,9 +12,9 @@ use hora_proto::sntp::{self, NtpTimestamp, ReplyError, Sample, PACKET_LEN};
 use tokio::net::UdpSocket;
 use tokio::time::{timeout_at, Instant};
 
-use crate::cli::default_bind;
 use crate::one_shot::rounded;
 use crate::race::{self, Failure};
+use crate::socket::{bind_udp, default_bind};
 
 /// How long one try waits before the request is sent again.
 const TRY_WAIT: Duration = Duration::from_secs(1);
@@ -160,7 +160,7 @@ async fn query_one(
     count: u32,
 ) -> Result<Measurement, SntpError> {
     let io = |source| SntpError::Io { server, source };
-    let socket = crate::cli::bind_udp(bind.unwrap_or_else(|| default_bind(server)))
+    let socket = bind_udp(bind.unwrap_or_else(|| default_bind(server)))
         .await
         .map_err(io)?;
     socket.connect(server).await.map_err(io)?;
@@ -248,10 +248,7 @@ impl Measurement {
     pub fn lines(&self) -> String {
         let best = &self.best;
         let authenticated = match self.authenticated {
-            Some(algorithm) => format!(
-                "authenticated: NTS, {}\n",
-                crate::nts::algorithm_name(algorithm)
-            ),
+            Some(algorithm) => format!("authenticated: NTS, {}\n", algorithm.name()),
             None => String::new(),
         };
         format!(
@@ -284,7 +281,7 @@ impl Measurement {
             "leap": best.leap,
             "reference_id": sntp::reference_id_text(best.reference_id, best.stratum),
             "samples": self.samples,
-            "nts": self.authenticated.map(crate::nts::algorithm_name),
+            "nts": self.authenticated.map(Algorithm::name),
         })
     }
 }

@@ -49,6 +49,14 @@ impl Algorithm {
         }
     }
 
+    /// Its name as the IANA registry writes it (`hora sntp --nts` says it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::AesSivCmac256 => "AEAD_AES_SIV_CMAC_256",
+            Algorithm::Aes128GcmSiv => "AEAD_AES_128_GCM_SIV",
+        }
+    }
+
     /// The algorithm with IANA id `id`, if it is one of ours.
     pub fn from_id(id: u16) -> Option<Algorithm> {
         Algorithm::PREFERRED.into_iter().find(|a| a.id() == id)
