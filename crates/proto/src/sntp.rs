@@ -416,6 +416,18 @@ pub fn read_reply(reply: &[u8], sent: NtpTimestamp, received: f64) -> Result<Sam
     })
 }
 
+/// What a leap indicator says, in a word (`/status`'s `leap`): a second
+/// to insert or delete at the end of the day, none, or (3) a clock not
+/// synchronized.
+pub fn leap_name(indicator: u8) -> &'static str {
+    match indicator {
+        0 => "none",
+        1 => "insert",
+        2 => "delete",
+        _ => "unsynchronized",
+    }
+}
+
 /// A reference id as people read it: four ASCII letters for a primary
 /// server (stratum 1: `GPS`, `PPS`), else the IPv4 address it is.
 pub fn reference_id_text(id: [u8; 4], stratum: u8) -> String {

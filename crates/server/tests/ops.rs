@@ -461,6 +461,7 @@ async fn status_tells_the_kernels_clock_state_from_how_local_stratum_serves_it()
     assert!(indicator < 3, "{clock}");
     let leap = ["none", "insert", "delete"][usize::try_from(indicator).unwrap()];
     assert_eq!(clock["leap"], leap, "{clock}");
+    assert_eq!(hora_proto::sntp::leap_name(3), "unsynchronized");
     // The same state as gauges an admin can alert on.
     let metrics = get(daemon.metrics(), "/metrics").await;
     for line in [

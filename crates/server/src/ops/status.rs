@@ -54,12 +54,7 @@ pub fn document(observed: &Observed) -> Value {
         // What the kernel says, and how replies serve the clock: with
         // `local_stratum` an unsynchronized clock is served as a local one.
         let served_as = hora_proto::v2::ClockStatus::of(&clock, kernel).name();
-        let leap = match clock.leap_indicator {
-            0 => "none",
-            1 => "insert",
-            2 => "delete",
-            _ => "unsynchronized",
-        };
+        let leap = hora_proto::sntp::leap_name(clock.leap_indicator);
         json!({
             "synchronized": kernel,
             "served_as": served_as,
