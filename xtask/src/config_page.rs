@@ -15,6 +15,7 @@ pub fn render(config: &str, version: &str) -> String {
     );
     let mut comment: Vec<String> = Vec::new();
     let mut in_header = true;
+    let mut table = "";
     for line in config.lines() {
         let trimmed = line.trim();
         if let Some(text) = trimmed.strip_prefix('#') {
@@ -25,6 +26,7 @@ pub fn render(config: &str, version: &str) -> String {
                 page.push_str(&format!(".TP\n\\fB{}\\fR\n", escape(text)));
                 page.push_str(&text_lines(&comment));
                 page.push_str("(Commented out in the shipped file: not set by default.)\n");
+                page.push_str(&about(table, text));
                 comment.clear();
             } else if text.is_empty() && !comment.is_empty() {
                 // A bare `#` ends a paragraph, as a blank line does.
@@ -48,6 +50,7 @@ pub fn render(config: &str, version: &str) -> String {
         }
         in_header = false;
         if trimmed.starts_with('[') {
+            table = trimmed.trim_matches(['[', ']']);
             page.push_str(&format!(".SH {}\n", escape(trimmed)));
             page.push_str(&paragraph(&comment));
             comment.clear();
@@ -55,6 +58,7 @@ pub fn render(config: &str, version: &str) -> String {
             // Not `.B`: it would take the value's quotes as its own.
             page.push_str(&format!(".TP\n\\fB{}\\fR\n", escape(trimmed)));
             page.push_str(&text_lines(&comment));
+            page.push_str(&about(table, trimmed));
             comment.clear();
         } else {
             // A continuation of a multi-line value (a list of networks).
@@ -64,6 +68,30 @@ pub fn render(config: &str, version: &str) -> String {
     page.push_str(&paragraph(&comment));
     page.push_str(".SH SEE ALSO\n.BR horad (8),\n.BR hora (1)\n");
     page
+}
+
+/// What the key table says of the key set on `line` under `[table]`: the
+/// flag and variable that set it, and what a reload does with it.
+fn about(table: &str, line: &str) -> String {
+    let name = line.split('=').next().unwrap_or("").trim();
+    let dotted = if table.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{table}.{name}")
+    };
+    let Some(key) = hora_server::config::key(&dotted) else {
+        return String::new();
+    };
+    let set_by = match (key.flag, key.variable()) {
+        (Some(flag), Some(variable)) => {
+            format!(
+                "Set also by \\fB{}\\fR or \\fB{variable}\\fR. ",
+                escape(flag)
+            )
+        }
+        _ => String::new(),
+    };
+    format!(".br\n{set_by}On reload: {}.\n", escape(key.reload.words()))
 }
 
 /// Whether a comment's text is a key set to a value (`bind = "0.0.0.0:123"`):
@@ -118,6 +146,12 @@ mod tests {
             "{page}"
         );
         assert!(page.contains(".SH [log]\n"));
+        // The key table's words, under the key's own table.
+        assert!(
+            page.contains("How long.\n.br\nSet also by \\fB\\-\\-idle\\-timeout\\fR or \\fBHORAD_IDLE_TIMEOUT\\fR. On reload: applied at once.\n"),
+            "{page}"
+        );
+        assert!(page.contains("\\fB\\-\\-log\\-level\\fR"), "{page}");
         assert!(page.contains("\\fBlevel = \"info\"\\fR\nThe level.\n"));
     }
 
@@ -136,7 +170,7 @@ mod tests {
             "{page}"
         );
         assert!(
-            page.contains(".TP\n\\fBclient_log = 8\\fR\nHow many.\n.TP\n"),
+            page.contains(".TP\n\\fBclient_log = 8\\fR\nHow many.\n.br\nSet also by"),
             "{page}"
         );
         assert!(

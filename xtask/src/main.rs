@@ -55,7 +55,7 @@ pub fn assets(out: &Path) -> anyhow::Result<()> {
     let horad = hora_server::cli::Args::command();
     let hora = hora_client::cli::Args::command();
     let mut horad_page = render(horad.clone(), "8")?;
-    horad_page.extend_from_slice(HORAD_SECTIONS.as_bytes());
+    horad_page.extend_from_slice(horad_sections().as_bytes());
     write_gzip(&man.join("horad.8.gz"), &horad_page)?;
     let mut hora_page = render(hora.clone(), "1")?;
     hora_page.extend_from_slice(HORA_SECTIONS.as_bytes());
@@ -90,6 +90,19 @@ pub fn assets(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// [`HORAD_SECTIONS`], with the keys that change only at restart from the
+/// key table.
+fn horad_sections() -> String {
+    let restart_only: Vec<&str> =
+        hora_server::config::keys::names(hora_server::config::Reload::Restart).collect();
+    let list = match restart_only.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "No key".to_owned(),
+    };
+    HORAD_SECTIONS.replace("{RESTART_ONLY}", &list)
+}
+
 /// What horad(8) says beyond its options, as chronyd(8) and sshd(8) do.
 const HORAD_SECTIONS: &str = r#".SH SIGNALS
 .TP
@@ -99,8 +112,8 @@ top and the same checks, and apply what can change live (access lists, rate limi
 session limits, idle timeout, log level, SNTP clock fields, NTS's certificate and key
 and its require, ntp_server and ntp_port) without dropping a session. A file that fails
 to validate, moves a socket, is no regular file, or is gone is refused with one log line
-and the running configuration stays. stats_interval, log.format, nts.keys and
-nts.key_rotation change only at restart. \fBsystemctl reload horad\fR sends it.
+and the running configuration stays. {RESTART_ONLY} change only at restart;
+hora\-config(5) says of each key what a reload does. \fBsystemctl reload horad\fR sends it.
 .TP
 \fBSIGTERM\fR, \fBSIGINT\fR
 Shut down: every open session is told (\fIServidor desligando. Conexao encerrada\fR),
@@ -299,5 +312,14 @@ mod tests {
         for key in ["idle_timeout", "local_stratum", "table_size", "allow"] {
             assert!(config.contains(key), "{key} not in hora-config(5)");
         }
+        // What a reload does, for every key of the table: as many entries
+        // say it as the table has keys.
+        let said = config.matches("On reload: ").count();
+        assert_eq!(said, hora_server::config::KEYS.len(), "{config}");
+        let horad = gunzip(&dir.path().join("man/horad.8.gz"));
+        assert!(
+            horad.contains("workers, stats_interval, log.format, nts.keys and nts.key_rotation change only at restart"),
+            "{horad}"
+        );
     }
 }

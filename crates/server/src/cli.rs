@@ -15,8 +15,8 @@ use crate::config::{Config, ConfigError, LogFormat};
 /// ntpd-rs and nginx read a fixed path too).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hora/config.toml";
 
-/// A flag's help with its key's range, from [`crate::config::RANGES`]
-/// (where every range is written once): `TEXT (LO to HI) [default: D]`.
+/// A flag's help with its key's range, from the key table
+/// ([`crate::config::KEYS`], where every range is written once): `TEXT (LO to HI) [default: D]`.
 fn ranged(text: &str, key: &str, default: &str) -> String {
     format!(
         "{text} ({}) [default: {default}]",
@@ -207,11 +207,13 @@ impl Args {
         // The file's values passed; anything out of range now came from a
         // flag, or from the flag's variable.
         config.check().map_err(|out| {
-            let flag = flag_of(out.key);
-            let variable = variable_of(flag);
+            let key = crate::config::key(out.key);
+            let flag = key.and_then(|key| key.flag).unwrap_or(out.key);
+            let variable = key.and_then(|key| key.variable()).unwrap_or_default();
             let on_the_line =
                 std::env::args().any(|arg| arg == flag || arg.starts_with(&format!("{flag}=")));
-            let from_variable = !on_the_line && std::env::var_os(&variable).is_some();
+            let from_variable =
+                !on_the_line && !variable.is_empty() && std::env::var_os(&variable).is_some();
             ConfigError::Invalid {
                 origin: if from_variable {
                     format!("environment: {variable}")
@@ -297,187 +299,41 @@ impl Args {
     }
 }
 
-/// The `HORAD_*` variable of `flag` (`--log-level`: `HORAD_LOG_LEVEL`).
-fn variable_of(flag: &str) -> String {
-    format!(
-        "HORAD_{}",
-        flag.trim_start_matches("--")
-            .replace('-', "_")
-            .to_ascii_uppercase()
-    )
-}
-
-/// The flag (or its `HORAD_*` variable) that sets a configuration key.
-fn flag_of(key: &'static str) -> &'static str {
-    match key {
-        "idle_timeout" => "--idle-timeout",
-        "max_sessions" => "--max-sessions",
-        "max_sessions_per_ip" => "--max-sessions-per-ip",
-        "stats_interval" => "--stats-interval",
-        "workers" => "--workers",
-        "log.level" => "--log-level",
-        "sntp.local_stratum" => "--sntp-local-stratum",
-        "sntp.client_log" => "--sntp-client-log",
-        "bind" => "--bind",
-        "sntp.bind" => "--sntp-bind",
-        "time.bind" => "--time-bind",
-        "daytime.bind" => "--daytime-bind",
-        "metrics.bind" => "--metrics-bind",
-        "nts.bind" => "--nts-bind",
-        "nts.certificate_chain" => "--nts-certificate-chain",
-        "nts.private_key" => "--nts-private-key",
-        "nts.keys" => "--nts-keys",
-        "nts.ntp_server" => "--nts-ntp-server",
-        "nts.ntp_port" => "--nts-ntp-port",
-        "nts.require" => "--nts-require",
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory as _;
+
     use super::*;
+    use crate::config::KEYS;
 
     #[test]
-    fn flags_override_the_configuration() {
-        let args = Args::try_parse_from([
-            "horad",
-            "--bind",
-            "[::1]:0",
-            "--idle-timeout",
-            "1m 30s",
-            "--max-sessions",
-            "7",
-            "--max-sessions-per-ip",
-            "3",
-            "--stats-interval",
-            "0s",
-            "--log-level",
-            "debug",
-            "--log-format",
-            "json",
-            "--sntp-bind",
-            "127.0.0.1:0",
-            "--time-bind",
-            "127.0.0.2:0",
-            "--daytime-bind",
-            "127.0.0.3:0",
-            "--sntp-local-stratum",
-            "10",
-        ])
-        .unwrap();
-        let mut config = Config::default();
-        args.apply(&mut config);
-        assert_eq!(config.bind, "[::1]:0".parse().unwrap());
-        assert_eq!(config.idle_timeout, Duration::from_secs(90));
-        assert_eq!(config.max_sessions, 7);
-        assert_eq!(config.max_sessions_per_ip, 3);
-        assert_eq!(config.stats_interval, Duration::ZERO);
-        assert_eq!(config.log.level, "debug");
-        assert_eq!(config.log.format, LogFormat::Json);
-        assert_eq!(config.sntp.bind, Some("127.0.0.1:0".parse().unwrap()));
-        assert_eq!(config.time.bind, Some("127.0.0.2:0".parse().unwrap()));
-        assert_eq!(config.daytime.bind, Some("127.0.0.3:0".parse().unwrap()));
-        assert_eq!(config.sntp.local_stratum, Some(10));
-    }
-
-    #[test]
-    fn no_flags_change_nothing() {
-        let args = Args::try_parse_from(["horad"]).unwrap();
-        let mut config = Config::default();
-        args.apply(&mut config);
-        assert_eq!(config, Config::default());
-    }
-
-    #[test]
-    fn bad_flag_values_are_usage_errors() {
-        for bad in [
-            &["horad", "--bind", "localhost"][..],
-            &["horad", "--idle-timeout", "ten"],
-            &["horad", "--max-sessions", "-1"],
-            &["horad", "--log-format", "xml"],
-        ] {
-            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
+    fn the_key_table_names_exactly_the_flags_that_set_keys() {
+        let command = Args::command();
+        let flags: Vec<String> = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_long())
+            .filter(|long| !["config", "check-config"].contains(long))
+            .map(|long| format!("--{long}"))
+            .collect();
+        let mut in_table: Vec<String> = KEYS
+            .iter()
+            .filter_map(|key| key.flag.map(str::to_owned))
+            .collect();
+        let mut flags = flags;
+        flags.sort();
+        in_table.sort();
+        assert_eq!(flags, in_table);
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let Some(key) = KEYS
+                .iter()
+                .find(|key| key.flag == Some(format!("--{long}").as_str()))
+            else {
+                continue;
+            };
+            // The variable clap reads is the one errors name.
+            let env = arg.get_env().and_then(|env| env.to_str());
+            assert_eq!(env, key.variable().as_deref(), "--{long}");
         }
-    }
-
-    #[test]
-    fn a_zero_timeout_on_the_command_line_is_refused() {
-        let args = Args::try_parse_from(["horad", "--config", "/dev/null", "--idle-timeout", "0s"])
-            .unwrap();
-        let error = args.config().unwrap_err().to_string();
-        assert!(
-            error.starts_with("command line: `--idle-timeout`"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn durations_that_would_overflow_are_refused_at_once() {
-        for (flag, value) in [
-            ("--idle-timeout", "18446744073709551615s"),
-            ("--stats-interval", "18446744073709551615s"),
-            ("--stats-interval", "1ns"),
-        ] {
-            let args =
-                Args::try_parse_from(["horad", "--config", "/dev/null", flag, value]).unwrap();
-            let error = args.config().unwrap_err().to_string();
-            assert!(
-                error.starts_with(&format!("command line: `{flag}`")),
-                "{error}"
-            );
-        }
-    }
-
-    #[test]
-    fn without_a_path_the_fixed_file_is_read_never_the_working_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let fixed = dir.path().join("config.toml");
-        let args = Args::try_parse_from(["horad"]).unwrap();
-        // No file at the fixed path: the built-in defaults.
-        let (config, source) = args.config_from(&fixed).unwrap();
-        assert_eq!((config, source), (Config::default(), None));
-        std::fs::write(&fixed, "max_sessions = 7\n").unwrap();
-        let (config, source) = args.config_from(&fixed).unwrap();
-        assert_eq!(config.max_sessions, 7);
-        assert_eq!(source, Some(fixed));
-        assert_eq!(DEFAULT_CONFIG_PATH, "/etc/hora/config.toml");
-    }
-
-    #[test]
-    fn a_directory_at_the_fixed_path_is_refused_not_taken_for_no_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = Args::try_parse_from(["horad"]).unwrap();
-        let error = args.config_from(dir.path()).unwrap_err().to_string();
-        assert!(
-            error.ends_with("is a directory, not a regular file"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn a_reload_reads_the_file_read_at_start_and_never_falls_back_to_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let fixed = dir.path().join("config.toml");
-        std::fs::write(&fixed, "max_sessions = 7\n").unwrap();
-        let args = Args::try_parse_from(["horad"]).unwrap();
-        let (_, source) = args.config_from(&fixed).unwrap();
-        std::fs::write(&fixed, "max_sessions = 8\n").unwrap();
-        let again = args.reload_from(source.as_deref(), &fixed).unwrap();
-        assert_eq!(again.max_sessions, 8);
-        // Deleted, moved or replaced by a directory: an error, not defaults.
-        std::fs::remove_file(&fixed).unwrap();
-        let gone = args.reload_from(source.as_deref(), &fixed).unwrap_err();
-        assert!(gone.to_string().starts_with(&fixed.display().to_string()));
-        std::fs::create_dir(&fixed).unwrap();
-        let error = args.reload_from(source.as_deref(), &fixed).unwrap_err();
-        assert!(error
-            .to_string()
-            .ends_with("is a directory, not a regular file"));
-        // Started on the defaults: a file put there since is read.
-        std::fs::remove_dir(&fixed).unwrap();
-        assert_eq!(args.reload_from(None, &fixed).unwrap(), Config::default());
-        std::fs::write(&fixed, "max_sessions = 9\n").unwrap();
-        assert_eq!(args.reload_from(None, &fixed).unwrap().max_sessions, 9);
     }
 }

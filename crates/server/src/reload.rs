@@ -17,7 +17,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Reload};
 use crate::live::Live;
 use crate::logging;
 use crate::stats::{Event, Stats};
@@ -65,17 +65,18 @@ pub fn plan(current: &Live, loaded: Result<Config, ConfigError>, now: Instant) -
     };
     let old = &current.config;
     let differ = old.changes(&new);
-    let moved: Vec<&str> = differ
-        .iter()
-        .copied()
-        .filter(|key| key.ends_with("bind"))
-        .collect();
+    let named = |reload: Reload| -> Vec<&'static str> {
+        differ
+            .iter()
+            .filter(|key| key.reload == reload)
+            .map(|key| key.name)
+            .collect()
+    };
+    let moved = named(Reload::Refused);
     if !moved.is_empty() {
         return Plan::Refused(Refusal::Moves(moved));
     }
-    let (restart_only, changed): (Vec<&str>, Vec<&str>) = differ
-        .into_iter()
-        .partition(|key| Config::RESTART_ONLY.contains(key));
+    let (restart_only, changed) = (named(Reload::Restart), named(Reload::Live));
     let log_level = changed.contains(&"log.level");
     let new = old.keeping_restart_only(new);
     let live = match Live::new(new, Some(current), current.workers, now) {

@@ -1,0 +1,158 @@
+//! What a configuration serves, one line a part, in words: what
+//! `horad --check-config` prints.
+
+use std::net::SocketAddr;
+
+use hora_proto::access::IpNet;
+
+use super::{Config, LogFormat, NtsConfig, RateLimitConfig, SntpConfig};
+
+impl Config {
+    /// What this configuration serves, one line a part, for
+    /// `horad --check-config`.
+    pub fn describe(&self) -> String {
+        let workers = match self.workers {
+            0 => format!("{} (one per core)", self.workers_wanted()),
+            n => n.to_string(),
+        };
+        let stats = if self.stats_interval.is_zero() {
+            "at shutdown only".to_owned()
+        } else {
+            format!("every {}", humantime::format_duration(self.stats_interval))
+        };
+        let format = match self.log.format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        let metrics = self.metrics.bind.map_or("off".to_owned(), |addr| {
+            format!("http://{addr}/metrics and /status")
+        });
+        format!(
+            "seed protocol: udp {}, idle timeout {}, {} sessions ({} per IP)\n\
+             workers: {workers}, each source address served by one\n\
+             sntp: {}\n\
+             nts: {}\n\
+             time (RFC 868): {}\n\
+             daytime (RFC 867): {}\n\
+             access: allow {}; deny {}\n\
+             rate limit: {}\n\
+             metrics: {metrics}\n\
+             log: level {}, {format}, summary {stats}\n",
+            self.bind,
+            humantime::format_duration(self.idle_timeout),
+            self.max_sessions,
+            self.max_sessions_per_ip,
+            sntp(&self.sntp),
+            nts(&self.nts),
+            udp(self.time.bind),
+            udp(self.daytime.bind),
+            networks(&self.access.allow),
+            networks(&self.access.deny),
+            rate_limit(&self.ratelimit),
+            self.log.level,
+        )
+    }
+}
+
+/// A UDP listener: `udp ADDR`, or `off`.
+fn udp(bind: Option<SocketAddr>) -> String {
+    bind.map_or("off".to_owned(), |addr| format!("udp {addr}"))
+}
+
+/// An access list, comma-separated, or `none`.
+fn networks(list: &[IpNet]) -> String {
+    if list.is_empty() {
+        return "none".to_owned();
+    }
+    let list: Vec<String> = list.iter().map(ToString::to_string).collect();
+    list.join(", ")
+}
+
+/// SNTP's socket, the clock it serves and its modes.
+fn sntp(sntp: &SntpConfig) -> String {
+    let Some(addr) = sntp.bind else {
+        return "off".to_owned();
+    };
+    let unsynchronized = sntp
+        .local_stratum
+        .map_or("leap indicator 3 when not".to_owned(), |n| {
+            format!("local stratum {n} when not")
+        });
+    let modes = match sntp.client_log {
+        0 => "basic mode only".to_owned(),
+        n => format!(
+            "interleaved mode, client log of {n} replies ({} KiB)",
+            n * hora_proto::interleave::ENTRY_BYTES / 1024
+        ),
+    };
+    format!(
+        "udp {addr}, stratum {} when the kernel says synchronized, {unsynchronized}; {modes}",
+        sntp.stratum
+    )
+}
+
+/// NTS: the key exchange (or none here), the cookie keys and who writes
+/// them, and whether plain SNTP is dropped.
+fn nts(nts: &NtsConfig) -> String {
+    let Some(keys) = &nts.keys else {
+        return "off".to_owned();
+    };
+    let (served, keys_are) = match nts.bind {
+        Some(addr) => (
+            format!("key exchange tcp {addr} (TLS 1.3), authenticated SNTP"),
+            format!(
+                "rotated every {}",
+                humantime::format_duration(nts.key_rotation)
+            ),
+        ),
+        None => (
+            "authenticated SNTP only (no key exchange here)".to_owned(),
+            "read only".to_owned(),
+        ),
+    };
+    let plain = if nts.require {
+        "; plain SNTP dropped"
+    } else {
+        ""
+    };
+    format!(
+        "{served}; cookie keys {} ({keys_are}){plain}",
+        keys.display()
+    )
+}
+
+/// The rate limit per source, or `off`.
+fn rate_limit(limit: &RateLimitConfig) -> String {
+    if !limit.enabled {
+        return "off".to_owned();
+    }
+    format!(
+        "{}/s per source, bursts of {}, {} buckets",
+        limit.rate, limit.burst, limit.table_size
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nts_says_who_writes_the_keys_and_what_is_dropped() {
+        let mut config = NtsConfig {
+            keys: Some("/var/lib/hora/nts-keys".into()),
+            require: true,
+            ..NtsConfig::default()
+        };
+        assert_eq!(
+            nts(&config),
+            "authenticated SNTP only (no key exchange here); cookie keys /var/lib/hora/nts-keys (read only); plain SNTP dropped"
+        );
+        config.bind = Some("127.0.0.1:4460".parse().unwrap());
+        config.require = false;
+        assert_eq!(
+            nts(&config),
+            "key exchange tcp 127.0.0.1:4460 (TLS 1.3), authenticated SNTP; cookie keys /var/lib/hora/nts-keys (rotated every 1day)"
+        );
+        assert_eq!(nts(&NtsConfig::default()), "off");
+    }
+}
