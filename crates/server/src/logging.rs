@@ -37,6 +37,22 @@ impl Default for LogConfig {
     }
 }
 
+/// Why a log filter (the configured level, `RUST_LOG`) can't be used, or
+/// the subscriber could not be installed or changed: one line each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The filter is refused: what is wrong with it.
+    #[error("{0}")]
+    Filter(String),
+    /// `RUST_LOG` is refused: what is wrong with it.
+    #[error("RUST_LOG {0}")]
+    Env(String),
+    /// A subscriber is already installed, or the running filter could not
+    /// be swapped.
+    #[error("the log subscriber: {0}")]
+    Subscriber(String),
+}
+
 /// The levels a filter may name.
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
@@ -56,10 +72,10 @@ const TARGETS: [&str; 6] = [
 /// module below one). `tracing`'s own parser takes `infoo` as a target name
 /// and silences everything; this refuses it, so a typo can't silence the
 /// daemon. The error says what was wrong, in one line.
-pub fn check_filter(filter: &str) -> Result<(), String> {
+pub fn check_filter(filter: &str) -> Result<(), LogError> {
     let directives: Vec<&str> = filter.split(',').map(str::trim).collect();
     if directives.iter().all(|d| d.is_empty()) {
-        return Err("is empty (try \"info\")".to_owned());
+        return Err(LogError::Filter("is empty (try \"info\")".to_owned()));
     }
     for directive in directives.into_iter().filter(|d| !d.is_empty()) {
         let (target, level) = match directive.split_once('=') {
@@ -67,26 +83,29 @@ pub fn check_filter(filter: &str) -> Result<(), String> {
             None => (None, directive),
         };
         if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-            return Err(format!(
+            return Err(LogError::Filter(format!(
                 "`{directive}`: `{level}` is not a level ({})",
                 LEVELS.join(", ")
-            ));
+            )));
         }
         if let Some(target) = target {
             let known = TARGETS
                 .iter()
                 .any(|t| target == *t || target.starts_with(&format!("{t}::")));
             if !known {
-                return Err(format!(
+                return Err(LogError::Filter(format!(
                     "`{directive}`: `{target}` is not one of horad's targets ({})",
                     TARGETS.join(", ")
-                ));
+                )));
             }
         }
     }
-    EnvFilter::try_new(normalized(filter))
-        .map(drop)
-        .map_err(|error| error.to_string())
+    parsed(filter).map(drop)
+}
+
+/// The filter as `tracing` parses it, once [`check_filter`] passed it.
+fn parsed(filter: &str) -> Result<EnvFilter, LogError> {
+    EnvFilter::try_new(normalized(filter)).map_err(|error| LogError::Filter(error.to_string()))
 }
 
 /// The filter without the spaces people put after commas, which
@@ -102,28 +121,28 @@ fn normalized(filter: &str) -> String {
 
 /// `RUST_LOG`, when set, checked as start-up checks it (for
 /// `horad --check-config`: a start with a bad one would exit 2).
-pub fn check_env() -> Result<(), String> {
+pub fn check_env() -> Result<(), LogError> {
+    env_filter().map(drop)
+}
+
+/// `RUST_LOG`, when set and not empty, checked.
+fn env_filter() -> Result<Option<String>, LogError> {
     match std::env::var("RUST_LOG") {
-        Ok(from_env) if !from_env.is_empty() => {
-            check_filter(&from_env).map_err(|problem| format!("RUST_LOG {problem}"))
-        }
-        _ => Ok(()),
+        Ok(from_env) if !from_env.is_empty() => match check_filter(&from_env) {
+            Ok(()) => Ok(Some(from_env)),
+            Err(problem) => Err(LogError::Env(problem.to_string())),
+        },
+        _ => Ok(None),
     }
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the
 /// configured level; it is checked as the config's level is. Fails if the
 /// filter is refused or a subscriber is already installed.
-pub fn init(config: &LogConfig) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(from_env) if !from_env.is_empty() => {
-            check_filter(&from_env).map_err(|problem| anyhow::anyhow!("RUST_LOG {problem}"))?;
-            from_env
-        }
-        _ => config.level.clone(),
-    };
+pub fn init(config: &LogConfig) -> Result<(), LogError> {
+    let filter = env_filter()?.unwrap_or_else(|| config.level.clone());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(normalized(&filter))?)
+        .with_env_filter(parsed(&filter)?)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
@@ -156,7 +175,7 @@ pub fn init(config: &LogConfig) -> anyhow::Result<()> {
             builder.try_init()
         }
     };
-    installed.map_err(|error| anyhow::anyhow!(error))
+    installed.map_err(|error| LogError::Subscriber(error.to_string()))
 }
 
 /// A text line with its sd-daemon(3) priority in front: `<3>` error, `<4>`
@@ -198,7 +217,7 @@ fn keep_reloader(reload: impl Fn(EnvFilter) -> Result<(), String> + Send + Sync 
 /// Applies a reloaded `[log] level`. `Ok(false)` when `RUST_LOG` is set (it
 /// overrides the file, at start-up and on reload alike) or no subscriber of
 /// ours is installed (tests).
-pub fn set_level(level: &str) -> Result<bool, String> {
+pub fn set_level(level: &str) -> Result<bool, LogError> {
     if std::env::var("RUST_LOG").is_ok_and(|from_env| !from_env.is_empty()) {
         return Ok(false);
     }
@@ -206,8 +225,9 @@ pub fn set_level(level: &str) -> Result<bool, String> {
         return Ok(false);
     };
     check_filter(level)?;
-    let filter = EnvFilter::try_new(normalized(level)).map_err(|error| error.to_string())?;
-    reload(filter).map(|()| true)
+    reload(parsed(level)?)
+        .map(|()| true)
+        .map_err(LogError::Subscriber)
 }
 
 #[cfg(test)]
@@ -242,7 +262,7 @@ mod tests {
             ("", "is empty"),
             (" , ", "is empty"),
         ] {
-            let error = check_filter(bad).unwrap_err();
+            let error = check_filter(bad).unwrap_err().to_string();
             assert!(error.contains(says), "{bad:?}: {error}");
         }
     }

@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         };
     }
     if let Err(error) = logging::init(&config.log) {
-        eprintln!("horad: {}", hora_proto::report::one_line(error.as_ref()));
+        eprintln!("horad: {}", hora_proto::report::one_line(&error));
         return ExitCode::from(2);
     }
     match serve(config, &named, args, source) {
