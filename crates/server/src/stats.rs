@@ -16,10 +16,59 @@ use hora_proto::outcome::{DropReason, Outcome, Service};
 const SERVICES: usize = Service::ALL.len();
 const OUTCOMES: usize = 1 + DropReason::ALL.len();
 
-/// Declares [`Event`] from one list: variant, name in logs, Prometheus
-/// metric (with at most one label) and help. Every report is generated from it.
+/// A Prometheus metric family: its name and help, written once however
+/// many events count into it under labels of their own.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+}
+
+/// Declares the families, `CONST = "name", "help";` each.
+macro_rules! families {
+    ($($family:ident = $name:literal, $help:literal;)*) => {
+        $(pub(super) const $family: Family = Family { name: $name, help: $help };)*
+    };
+}
+
+/// The metric families of [`Event`]s (the datagram outcomes' are
+/// `ops::metrics`'s own).
+mod family {
+    use super::Family;
+
+    families! {
+    LOGINS = "hora_logins_total", "Sessions opened by a login.";
+    LOGINS_REFUSED = "hora_logins_refused_total", "Logins refused, by the limit they met (per_ip, table): every session in the way had asked for the time.";
+    LOGINS_DISPLACING = "hora_logins_displacing_total", "Logins at a limit (per_ip, table) that took the place of a session that never asked.";
+    SESSIONS_ENDED = "hora_sessions_ended_total", "Sessions ended, by reason.";
+    TIME_REPLIES = "hora_time_replies_total", "Time replies of the seed's protocol (option 1).";
+    NO_SESSION_REPLIES = "hora_no_session_replies_total", "Replies to an option from a peer without a session.";
+    INVALID_DATAGRAMS = "hora_invalid_datagrams_total", "Seed-protocol datagrams that were not a request, from any peer.";
+    V2_CHALLENGES = "hora_v2_challenges_total", "Protocol v2 logins answered with a stateless cookie challenge.";
+    V2_LOGINS = "hora_v2_logins_total", "Protocol v2 sessions opened (a confirmation returned a good cookie).";
+    V2_LOGINS_REFUSED = "hora_v2_logins_refused_total", "Protocol v2 confirmations refused at max_sessions or max_sessions_per_ip (v2 sessions count apart from the seed's).";
+    V2_COOKIES_REFUSED = "hora_v2_cookies_refused_total", "Protocol v2 confirmations dropped: the cookie was not this server's for that address and nonce, or too old.";
+    V2_TOKENS_WRONG = "hora_v2_tokens_wrong_total", "Protocol v2 requests dropped: the token was not the session's of that address.";
+    V2_TIME_REPLIES = "hora_v2_time_replies_total", "Time answers of protocol v2 (option 1).";
+    SNTP_KISS_OF_DEATH = "hora_sntp_kiss_of_death_total", "SNTP RATE kiss-o'-death replies sent to rate-limited clients.";
+    SNTP_INTERLEAVED_REQUESTS = "hora_sntp_interleaved_requests_total", "SNTP requests in interleaved mode (RFC 9769), by how they were answered: interleaved (with the earlier reply's kernel transmit time), basic_no_transmit_time (the earlier reply is logged but the kernel never said when it left), basic_not_logged (not in the client log: evicted, used, or never ours).";
+    SNTP_KERNEL_TRANSMIT_TIMESTAMPS = "hora_sntp_kernel_transmit_timestamps_total", "Kernel transmit timestamps of plain SNTP replies read back from the socket's error queue (asked for replies to interleaved-mode requests, and one batch in 1,024 to check the predictions).";
+    SNTP_TRANSMIT_PREDICTIONS_LATE = "hora_sntp_transmit_predictions_late_total", "Predicted SNTP transmit timestamps that the kernel's showed were later than the reply left, and batches sent sooner than their last stamp said (each lowers the prediction's pace at once).";
+    SNTP_RECEIVE_TIMESTAMPS = "hora_sntp_receive_timestamps_total", "SNTP receive timestamps, by where they came from.";
+    DATAGRAMS_SENT = "hora_datagrams_sent_total", "Datagrams sent: replies and notices, on every socket.";
+    SEND_ERRORS = "hora_send_errors_total", "Replies the OS would not send.";
+    RECEIVE_ERRORS = "hora_receive_errors_total", "Receives that failed.";
+    RELOADS = "hora_reloads_total", "Reloads (SIGHUP), by result: applied, unchanged, refused.";
+    NTS_KE = "hora_nts_ke_total", "Key exchanges (NTS-KE), by result: ok, or why not.";
+    ACCEPT_BACKOFFS = "hora_accept_backoffs_total", "Accepts that failed for want of file descriptors or memory, each followed by a wait before the next, by listener.";
+    NTS_REQUESTS = "hora_nts_requests_total", "NTS-authenticated SNTP requests, by result: answered, nak (a NTSN kiss: the cookie did not open or the request did not authenticate), malformed (dropped).";
+    NTS_COOKIES_ISSUED = "hora_nts_cookies_issued_total", "NTS cookies issued, by the key exchange and in NTS replies.";
+    }
+}
+
+/// Declares [`Event`] from one list: variant, name in logs, metric family
+/// (with at most one label). Every report is generated from it.
 macro_rules! events {
-    ($($(#[$doc:meta])* $variant:ident => $name:ident, $metric:literal, [$($label:literal = $value:literal)?], $help:literal;)*) => {
+    ($($(#[$doc:meta])* $variant:ident => $name:ident, $family:ident, [$($label:literal = $value:literal)?];)*) => {
         /// Something that happened, counted beside the datagram outcomes.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Event {
@@ -38,7 +87,11 @@ macro_rules! events {
             /// Its Prometheus metric: name, label (if any), help.
             pub fn metric(self) -> (&'static str, Option<(&'static str, &'static str)>, &'static str) {
                 match self {
-                    $(Event::$variant => ($metric, None$(.or(Some(($label, $value))))?, $help),)*
+                    $(Event::$variant => (
+                        family::$family.name,
+                        None$(.or(Some(($label, $value))))?,
+                        family::$family.help,
+                    ),)*
                 }
             }
         }
@@ -70,111 +123,111 @@ macro_rules! events {
 
 events! {
     /// A session opened.
-    Login => logins, "hora_logins_total", [], "Sessions opened by a login.";
+    Login => logins, LOGINS, [];
     /// A login refused at `max_sessions_per_ip` (every session of its
     /// address had asked).
-    RefusalPerIp => refusals_per_ip, "hora_logins_refused_total", ["limit" = "per_ip"], "Logins refused, by the limit they met (per_ip, table): every session in the way had asked for the time.";
+    RefusalPerIp => refusals_per_ip, LOGINS_REFUSED, ["limit" = "per_ip"];
     /// A login refused at `max_sessions` (every session had asked).
-    RefusalTable => refusals_table, "hora_logins_refused_total", ["limit" = "table"], "Logins refused, by the limit they met (per_ip, table): every session in the way had asked for the time.";
+    RefusalTable => refusals_table, LOGINS_REFUSED, ["limit" = "table"];
     /// A login at `max_sessions_per_ip` that took the place of a session
     /// of its address that never asked.
-    DisplacingPerIp => displacing_per_ip, "hora_logins_displacing_total", ["limit" = "per_ip"], "Logins at a limit (per_ip, table) that took the place of a session that never asked.";
+    DisplacingPerIp => displacing_per_ip, LOGINS_DISPLACING, ["limit" = "per_ip"];
     /// A login at `max_sessions` that took the place of a session that
     /// never asked.
-    DisplacingTable => displacing_table, "hora_logins_displacing_total", ["limit" = "table"], "Logins at a limit (per_ip, table) that took the place of a session that never asked.";
+    DisplacingTable => displacing_table, LOGINS_DISPLACING, ["limit" = "table"];
     /// A session ended by option 2.
-    EndLogout => ended_logout, "hora_sessions_ended_total", ["reason" = "logout"], "Sessions ended, by reason.";
+    EndLogout => ended_logout, SESSIONS_ENDED, ["reason" = "logout"];
     /// A session ended by an invalid option.
-    EndInvalidOption => ended_invalid_option, "hora_sessions_ended_total", ["reason" = "invalid_option"], "Sessions ended, by reason.";
+    EndInvalidOption => ended_invalid_option, SESSIONS_ENDED, ["reason" = "invalid_option"];
     /// A session idled out.
-    EndIdle => ended_idle, "hora_sessions_ended_total", ["reason" = "idle"], "Sessions ended, by reason.";
+    EndIdle => ended_idle, SESSIONS_ENDED, ["reason" = "idle"];
     /// A session ended by shutdown.
-    EndShutdown => ended_shutdown, "hora_sessions_ended_total", ["reason" = "shutdown"], "Sessions ended, by reason.";
+    EndShutdown => ended_shutdown, SESSIONS_ENDED, ["reason" = "shutdown"];
     /// A session that never asked made room for a login.
-    EndDisplaced => ended_displaced, "hora_sessions_ended_total", ["reason" = "displaced"], "Sessions ended, by reason.";
+    EndDisplaced => ended_displaced, SESSIONS_ENDED, ["reason" = "displaced"];
     /// A time reply of the seed's protocol.
-    TimeServed => time_served, "hora_time_replies_total", [], "Time replies of the seed's protocol (option 1).";
+    TimeServed => time_served, TIME_REPLIES, [];
     /// A `Sessao inexistente` reply to a peer without a session.
-    NoSession => no_session, "hora_no_session_replies_total", [], "Replies to an option from a peer without a session.";
+    NoSession => no_session, NO_SESSION_REPLIES, [];
     /// A datagram of the seed's protocol that was not a request (any peer).
-    InvalidDatagram => invalid_datagrams, "hora_invalid_datagrams_total", [], "Seed-protocol datagrams that were not a request, from any peer.";
+    InvalidDatagram => invalid_datagrams, INVALID_DATAGRAMS, [];
     /// A protocol v2 login answered with a challenge (no state kept).
-    V2Challenge => v2_challenges, "hora_v2_challenges_total", [], "Protocol v2 logins answered with a stateless cookie challenge.";
+    V2Challenge => v2_challenges, V2_CHALLENGES, [];
     /// A protocol v2 session opened: its address proven by a good cookie.
-    V2Login => v2_logins, "hora_v2_logins_total", [], "Protocol v2 sessions opened (a confirmation returned a good cookie).";
+    V2Login => v2_logins, V2_LOGINS, [];
     /// A protocol v2 confirmation refused at a limit (every v2 session in
     /// the way is proven).
-    V2Refused => v2_refused, "hora_v2_logins_refused_total", [], "Protocol v2 confirmations refused at max_sessions or max_sessions_per_ip (v2 sessions count apart from the seed's).";
+    V2Refused => v2_refused, V2_LOGINS_REFUSED, [];
     /// A protocol v2 confirmation whose cookie did not check: dropped.
-    V2CookieRefused => v2_cookies_refused, "hora_v2_cookies_refused_total", [], "Protocol v2 confirmations dropped: the cookie was not this server's for that address and nonce, or too old.";
+    V2CookieRefused => v2_cookies_refused, V2_COOKIES_REFUSED, [];
     /// A protocol v2 request whose token is not its session's: dropped.
-    V2TokenWrong => v2_tokens_wrong, "hora_v2_tokens_wrong_total", [], "Protocol v2 requests dropped: the token was not the session's of that address.";
+    V2TokenWrong => v2_tokens_wrong, V2_TOKENS_WRONG, [];
     /// A time answer of protocol v2.
-    V2TimeServed => v2_time_served, "hora_v2_time_replies_total", [], "Time answers of protocol v2 (option 1).";
+    V2TimeServed => v2_time_served, V2_TIME_REPLIES, [];
     /// An SNTP `RATE` kiss-o'-death sent.
-    KissOfDeath => kisses_of_death, "hora_sntp_kiss_of_death_total", [], "SNTP RATE kiss-o'-death replies sent to rate-limited clients.";
+    KissOfDeath => kisses_of_death, SNTP_KISS_OF_DEATH, [];
     /// An interleaved-mode SNTP request answered in interleaved mode.
-    InterleavedAnswered => interleaved_answered, "hora_sntp_interleaved_requests_total", ["answer" = "interleaved"], "SNTP requests in interleaved mode (RFC 9769), by how they were answered: interleaved (with the earlier reply's kernel transmit time), basic_no_transmit_time (the earlier reply is logged but the kernel never said when it left), basic_not_logged (not in the client log: evicted, used, or never ours).";
+    InterleavedAnswered => interleaved_answered, SNTP_INTERLEAVED_REQUESTS, ["answer" = "interleaved"];
     /// One whose earlier reply is logged without the kernel's time.
-    InterleavedMissingTransmit => interleaved_missing_transmit, "hora_sntp_interleaved_requests_total", ["answer" = "basic_no_transmit_time"], "SNTP requests in interleaved mode (RFC 9769), by how they were answered: interleaved (with the earlier reply's kernel transmit time), basic_no_transmit_time (the earlier reply is logged but the kernel never said when it left), basic_not_logged (not in the client log: evicted, used, or never ours).";
+    InterleavedMissingTransmit => interleaved_missing_transmit, SNTP_INTERLEAVED_REQUESTS, ["answer" = "basic_no_transmit_time"];
     /// One whose earlier reply is not in the log.
-    InterleavedNotLogged => interleaved_not_logged, "hora_sntp_interleaved_requests_total", ["answer" = "basic_not_logged"], "SNTP requests in interleaved mode (RFC 9769), by how they were answered: interleaved (with the earlier reply's kernel transmit time), basic_no_transmit_time (the earlier reply is logged but the kernel never said when it left), basic_not_logged (not in the client log: evicted, used, or never ours).";
+    InterleavedNotLogged => interleaved_not_logged, SNTP_INTERLEAVED_REQUESTS, ["answer" = "basic_not_logged"];
     /// A kernel transmit timestamp of a plain SNTP reply read back.
-    KernelTransmit => kernel_transmit_timestamps, "hora_sntp_kernel_transmit_timestamps_total", [], "Kernel transmit timestamps of plain SNTP replies read back from the socket's error queue (asked for replies to interleaved-mode requests, and one batch in 1,024 to check the predictions).";
+    KernelTransmit => kernel_transmit_timestamps, SNTP_KERNEL_TRANSMIT_TIMESTAMPS, [];
     /// A predicted transmit timestamp later than the kernel's.
-    TransmitLate => transmit_predictions_late, "hora_sntp_transmit_predictions_late_total", [], "Predicted SNTP transmit timestamps that the kernel's showed were later than the reply left, and batches sent sooner than their last stamp said (each lowers the prediction's pace at once).";
+    TransmitLate => transmit_predictions_late, SNTP_TRANSMIT_PREDICTIONS_LATE, [];
     /// An SNTP receive timestamp from the kernel.
-    KernelTimestamp => kernel_timestamps, "hora_sntp_receive_timestamps_total", ["source" = "kernel"], "SNTP receive timestamps, by where they came from.";
+    KernelTimestamp => kernel_timestamps, SNTP_RECEIVE_TIMESTAMPS, ["source" = "kernel"];
     /// An SNTP receive timestamp read from the clock (no kernel timestamp).
-    ClockTimestamp => clock_timestamps, "hora_sntp_receive_timestamps_total", ["source" = "clock"], "SNTP receive timestamps, by where they came from.";
+    ClockTimestamp => clock_timestamps, SNTP_RECEIVE_TIMESTAMPS, ["source" = "clock"];
     /// A datagram sent: a reply or a notice.
-    Sent => sent, "hora_datagrams_sent_total", [], "Datagrams sent: replies and notices, on every socket.";
+    Sent => sent, DATAGRAMS_SENT, [];
     /// A send the OS refused.
-    SendError => send_errors, "hora_send_errors_total", [], "Replies the OS would not send.";
+    SendError => send_errors, SEND_ERRORS, [];
     /// A receive that failed.
-    ReceiveError => receive_errors, "hora_receive_errors_total", [], "Receives that failed.";
+    ReceiveError => receive_errors, RECEIVE_ERRORS, [];
     /// A reload (SIGHUP) that applied a changed configuration.
-    ReloadApplied => reloads_applied, "hora_reloads_total", ["result" = "applied"], "Reloads (SIGHUP), by result: applied, unchanged, refused.";
+    ReloadApplied => reloads_applied, RELOADS, ["result" = "applied"];
     /// A reload whose configuration changed nothing that applies live.
-    ReloadUnchanged => reloads_unchanged, "hora_reloads_total", ["result" = "unchanged"], "Reloads (SIGHUP), by result: applied, unchanged, refused.";
+    ReloadUnchanged => reloads_unchanged, RELOADS, ["result" = "unchanged"];
     /// A reload refused: the running configuration stays.
-    ReloadRefused => reloads_refused, "hora_reloads_total", ["result" = "refused"], "Reloads (SIGHUP), by result: applied, unchanged, refused.";
+    ReloadRefused => reloads_refused, RELOADS, ["result" = "refused"];
     /// A key exchange that gave a client its keys and cookies.
-    NtsKeOk => nts_ke_ok, "hora_nts_ke_total", ["result" = "ok"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    NtsKeOk => nts_ke_ok, NTS_KE, ["result" = "ok"];
     /// A key exchange whose TLS handshake failed (not TLS 1.3, garbage).
-    NtsKeTls => nts_ke_tls_failed, "hora_nts_ke_total", ["result" = "tls_failed"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    NtsKeTls => nts_ke_tls_failed, NTS_KE, ["result" = "tls_failed"];
     /// A key exchange whose client did not ask for ALPN `ntske/1`.
-    NtsKeAlpn => nts_ke_no_alpn, "hora_nts_ke_total", ["result" = "no_alpn"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    NtsKeAlpn => nts_ke_no_alpn, NTS_KE, ["result" = "no_alpn"];
     /// A key exchange request that broke RFC 8915 (an Error record sent).
-    NtsKeBadRequest => nts_ke_bad_request, "hora_nts_ke_total", ["result" = "bad_request"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    NtsKeBadRequest => nts_ke_bad_request, NTS_KE, ["result" = "bad_request"];
     /// A key exchange that agreed on no protocol or algorithm.
-    NtsKeNoAgreement => nts_ke_no_agreement, "hora_nts_ke_total", ["result" = "no_agreement"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    NtsKeNoAgreement => nts_ke_no_agreement, NTS_KE, ["result" = "no_agreement"];
     /// A key exchange cut at its deadline (a slow or idle client).
-    NtsKeTimeout => nts_ke_timeout, "hora_nts_ke_total", ["result" = "timeout"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    NtsKeTimeout => nts_ke_timeout, NTS_KE, ["result" = "timeout"];
     /// A connection closed at once: too many open (from its address).
-    NtsKeBusy => nts_ke_busy, "hora_nts_ke_total", ["result" = "busy"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    NtsKeBusy => nts_ke_busy, NTS_KE, ["result" = "busy"];
     /// A key exchange cut for a newcomer while the listener was full, after
     /// running its deadline when full.
-    NtsKeEvicted => nts_ke_evicted, "hora_nts_ke_total", ["result" = "evicted"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    NtsKeEvicted => nts_ke_evicted, NTS_KE, ["result" = "evicted"];
     /// A connection closed at once: its address failed too many exchanges.
-    NtsKeRateLimited => nts_ke_rate_limited, "hora_nts_ke_total", ["result" = "rate_limited"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    NtsKeRateLimited => nts_ke_rate_limited, NTS_KE, ["result" = "rate_limited"];
     /// A connection from outside the access lists, closed at once.
-    NtsKeDenied => nts_ke_denied, "hora_nts_ke_total", ["result" = "denied"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    NtsKeDenied => nts_ke_denied, NTS_KE, ["result" = "denied"];
     /// A key exchange the server could not finish (no cookie key, I/O).
-    NtsKeInternal => nts_ke_internal_error, "hora_nts_ke_total", ["result" = "internal_error"], "Key exchanges (NTS-KE), by result: ok, or why not.";
+    NtsKeInternal => nts_ke_internal_error, NTS_KE, ["result" = "internal_error"];
     /// The key exchange's listener out of file descriptors or memory:
     /// it waited before accepting again.
-    NtsKeAcceptBackoff => nts_ke_accept_backoffs, "hora_accept_backoffs_total", ["listener" = "nts_ke"], "Accepts that failed for want of file descriptors or memory, each followed by a wait before the next, by listener.";
+    NtsKeAcceptBackoff => nts_ke_accept_backoffs, ACCEPT_BACKOFFS, ["listener" = "nts_ke"];
     /// The operators' HTTP listener out of file descriptors or memory.
-    HttpAcceptBackoff => http_accept_backoffs, "hora_accept_backoffs_total", ["listener" = "http"], "Accepts that failed for want of file descriptors or memory, each followed by a wait before the next, by listener.";
+    HttpAcceptBackoff => http_accept_backoffs, ACCEPT_BACKOFFS, ["listener" = "http"];
     /// An NTS request answered with authenticated time.
-    NtsAnswered => nts_answered, "hora_nts_requests_total", ["result" = "answered"], "NTS-authenticated SNTP requests, by result: answered, nak (a NTSN kiss: the cookie did not open or the request did not authenticate), malformed (dropped).";
+    NtsAnswered => nts_answered, NTS_REQUESTS, ["result" = "answered"];
     /// An NTS request answered with a NTSN kiss-o'-death.
-    NtsNak => nts_naks, "hora_nts_requests_total", ["result" = "nak"], "NTS-authenticated SNTP requests, by result: answered, nak (a NTSN kiss: the cookie did not open or the request did not authenticate), malformed (dropped).";
+    NtsNak => nts_naks, NTS_REQUESTS, ["result" = "nak"];
     /// An NTS request that could not be read, dropped.
-    NtsMalformed => nts_malformed, "hora_nts_requests_total", ["result" = "malformed"], "NTS-authenticated SNTP requests, by result: answered, nak (a NTSN kiss: the cookie did not open or the request did not authenticate), malformed (dropped).";
+    NtsMalformed => nts_malformed, NTS_REQUESTS, ["result" = "malformed"];
     /// A cookie sealed for a client, by the key exchange or in a reply.
-    NtsCookie => nts_cookies_issued, "hora_nts_cookies_issued_total", [], "NTS cookies issued, by the key exchange and in NTS replies.";
+    NtsCookie => nts_cookies_issued, NTS_COOKIES_ISSUED, [];
 }
 
 /// One set of counters: plain atomics, relaxed ordering being enough for
@@ -482,6 +535,54 @@ mod tests {
             if let Some((key, value)) = label {
                 assert!(!key.is_empty() && !value.is_empty());
             }
+        }
+    }
+
+    /// A `Write` into a shared buffer, for a subscriber in a test.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut buffer) = self.0.lock() {
+                buffer.extend_from_slice(bytes);
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The summary line names its fields one by one (a log field's name is
+    /// fixed at compile time): each drop reason must have one.
+    #[test]
+    fn the_summary_line_has_a_field_for_every_drop_reason() {
+        let stats = Stats::default();
+        // Reason i dropped 2^i datagrams: a count no other field has.
+        for (i, &reason) in DropReason::ALL.iter().enumerate() {
+            for _ in 0..1u64 << i {
+                stats.datagram(Service::Sntp, Outcome::Dropped(reason));
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            log_summary("summary", &stats.snapshot(0));
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        let fields = line["fields"].as_object().unwrap();
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert!(
+                fields.values().any(|value| value.as_u64() == Some(1 << i)),
+                "{reason:?} has no field in {fields:?}"
+            );
         }
     }
 }
