@@ -67,6 +67,14 @@ impl ClockState {
         self.kernel.subscribe()
     }
 
+    /// Both, for protocol v2's time answers.
+    pub fn feed(&self) -> ClockFeed {
+        ClockFeed {
+            served: self.subscribe(),
+            kernel: self.kernel(),
+        }
+    }
+
     /// Reads the kernel's state once a second until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(PERIOD);
@@ -146,5 +154,25 @@ fn log_state(host: &HostClock, settings: &ClockSettings) {
             synchronized = false, leap,
             "host clock not synchronized; SNTP replies say so (leap indicator 3) and clients will not use them; set [sntp] local_stratum to serve it anyway"
         ),
+    }
+}
+/// What a v2 time answer says of the clock: SNTP's fields, and whether
+/// the kernel says it is synchronized (read here, once a second).
+#[derive(Debug, Clone)]
+pub struct ClockFeed {
+    /// What SNTP replies say of the clock.
+    pub served: watch::Receiver<ServerClock>,
+    /// Whether the kernel says the clock is synchronized.
+    pub kernel: watch::Receiver<bool>,
+}
+
+impl ClockFeed {
+    /// A clock that never changes from `served` (tests).
+    #[cfg(test)]
+    pub fn fixed(served: ServerClock, kernel: bool) -> ClockFeed {
+        ClockFeed {
+            served: watch::channel(served).1,
+            kernel: watch::channel(kernel).1,
+        }
     }
 }

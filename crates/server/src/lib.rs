@@ -7,7 +7,10 @@
 //!   the configuration, published once per reload;
 //! - [`reload`]: what a reload (SIGHUP) applies, refuses and says;
 //! - [`gate`]: access lists and per-source rate limits, before any protocol;
-//! - [`server`]: binds the sockets, starts the loops and tasks, shutdown;
+//! - [`sockets`]: every socket horad binds: one list of the UDP protocols
+//!   served, a group per protocol steered by source address, the listeners;
+//! - [`server`]: starts each worker's loops on its sockets, and the tasks;
+//!   shutdown;
 //! - [`workers`]: where each worker's loops run (threads of their own);
 //! - [`engine`]: the one drive loop every protocol's socket runs;
 //! - [`outbox`]: a batch's replies on their way out, and the transmit
@@ -44,10 +47,12 @@ pub mod reload;
 pub mod server;
 pub mod sessions;
 pub mod slots;
+pub mod sockets;
 pub mod stats;
 pub mod sys;
 pub mod time_cache;
 pub mod workers;
 
 pub use config::Config;
-pub use server::{BindError, Server, StartError};
+pub use server::{Server, StartError};
+pub use sockets::BindError;

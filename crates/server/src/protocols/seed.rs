@@ -12,17 +12,16 @@ use hora_proto::outcome::{DropReason, Outcome, Service};
 use hora_proto::overload::{Admission, Backlog, BACKLOG_AFTER_IDLE, BACKLOG_CHUNK};
 use hora_proto::ratelimit::Verdict;
 use hora_proto::v2::is_v2;
-use hora_proto::{parse, Effect, EndReason, ParseError, Reply, Request};
+use hora_proto::{parse, Effect, ParseError, Reply, Request};
 use tracing::{debug, info, warn};
 
-use crate::engine::{Context, Protocol, NOTICES_PER_TURN};
+use crate::engine::{Context, Protocol};
 use crate::live::Live;
 use crate::log_budget::{Budget, LogKind};
 use crate::outbox::Outbox;
+use crate::protocols::session_ends::{self, Dialect, OptionalId};
 use crate::protocols::v2::V2;
-use crate::sessions::{
-    Ended, Handled, Known, Limit, SessionId, SessionStats, Sessions, Unanswered,
-};
+use crate::sessions::{Ended, Handled, Known, Limit, SessionStats, Sessions, Unanswered};
 use crate::stats::Event;
 use crate::sys::Received;
 use crate::time_cache::TimeCache;
@@ -263,21 +262,7 @@ impl Protocol for Seed {
     /// Ends the sessions that idled out, each told so.
     fn due(&mut self, ctx: &Context<'_>, out: &mut Outbox) {
         self.v2.due(ctx, out);
-        for _ in 0..NOTICES_PER_TURN {
-            let Some(Ended {
-                peer, id, decision, ..
-            }) = self.sessions.expire_due(ctx.now.instant())
-            else {
-                return;
-            };
-            ctx.stats.event(Event::EndIdle);
-            if let Some(suppressed) = ctx.log.allow(LogKind::Idle) {
-                info!(session = %id, %peer, suppressed, "session idled out");
-            }
-            if let Some(bytes) = decision.reply.as_ref().and_then(Reply::fixed_bytes) {
-                out.push(bytes, peer, false);
-            }
-        }
+        session_ends::expire_due(&mut self.sessions, ctx, out, Dialect::Seed, tell);
     }
 
     fn reconfigure(&mut self, live: &Live) {
@@ -307,23 +292,14 @@ impl Protocol for Seed {
         let closing = self
             .closing
             .get_or_insert_with(|| sessions.close_all(ctx.now.instant()));
-        for _ in 0..NOTICES_PER_TURN {
-            let Some(Ended {
-                peer,
-                id: session,
-                decision,
-                ..
-            }) = closing.pop()
-            else {
-                return false;
-            };
-            if let Some(bytes) = decision.reply.as_ref().and_then(Reply::fixed_bytes) {
-                out.push(bytes, peer, false);
-            }
-            ctx.stats.event(Event::EndShutdown);
-            debug!(%session, %peer, "session closed by shutdown");
-        }
-        !closing.is_empty()
+        session_ends::tell_closed(closing, ctx, out, Dialect::Seed, tell)
+    }
+}
+
+/// Queues a notice of the seed's protocol to the session the table ended.
+fn tell(ended: &Ended, out: &mut Outbox) {
+    if let Some(bytes) = ended.decision.reply.as_ref().and_then(Reply::fixed_bytes) {
+        out.push(bytes, ended.peer, false);
     }
 }
 
@@ -352,18 +328,7 @@ fn log_effect(ctx: &Context<'_>, handled: &Handled, peer: SocketAddr) {
             }
         }
         Effect::Keep { .. } => {}
-        Effect::End(EndReason::Logout) => {
-            stats.event(Event::EndLogout);
-            if let Some(suppressed) = log.allow(LogKind::Logout) {
-                info!(%session, %peer, suppressed, "logout");
-            }
-        }
-        Effect::End(_) => {
-            stats.event(Event::EndInvalidOption);
-            if let Some(suppressed) = log.allow(LogKind::InvalidOption) {
-                info!(%session, %peer, suppressed, "session ended by an invalid option");
-            }
-        }
+        Effect::End(_) => session_ends::count_end(ctx, handled, peer, Dialect::Seed),
         Effect::Refuse => {
             let (event, limit) = match handled.limit {
                 Some(Limit::PerIp) => (Event::RefusalPerIp, "max_sessions_per_ip"),
@@ -378,18 +343,6 @@ fn log_effect(ctx: &Context<'_>, handled: &Handled, peer: SocketAddr) {
             if handled.decision.reply == Some(Reply::NoSession) {
                 stats.event(Event::NoSession);
             }
-        }
-    }
-}
-
-/// A session id for logs, or `-` for a peer without one.
-struct OptionalId(Option<SessionId>);
-
-impl std::fmt::Display for OptionalId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(id) => id.fmt(f),
-            None => f.write_str("-"),
         }
     }
 }
@@ -419,10 +372,10 @@ mod tests {
     use hora_proto::sntp::ServerClock;
 
     use super::*;
+    use crate::clock_state::ClockFeed;
     use crate::config::Config;
     use crate::engine::Clocks;
     use crate::log_budget::LogBudget;
-    use crate::protocols::v2::ClockFeed;
     use crate::stats::Stats;
 
     fn live() -> Live {

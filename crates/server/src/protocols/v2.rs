@@ -22,42 +22,22 @@ use std::time::Instant;
 use hora_proto::outcome::{DropReason, Outcome};
 use hora_proto::overload::Admission;
 use hora_proto::ratelimit::Verdict;
-use hora_proto::sntp::{NtpTimestamp, ServerClock};
+use hora_proto::sntp::NtpTimestamp;
 use hora_proto::v2::wire::{self, Stamps};
 use hora_proto::v2::{parse_client, ClientMessage, ClockStatus, CookieKey, Nonce, Token};
-use hora_proto::{Effect, EndReason, Reply};
-use tokio::sync::watch;
+use hora_proto::{Effect, Reply};
 use tracing::{debug, info, warn};
 
-use crate::engine::{Context, NOTICES_PER_TURN};
+use crate::clock_state::ClockFeed;
+use crate::engine::Context;
 use crate::live::Live;
 use crate::log_budget::LogKind;
 use crate::outbox::Outbox;
-use crate::sessions::{Ended, Handled, SessionStats, Sessions};
+use crate::protocols::session_ends::{self, Dialect, OptionalId};
+use crate::sessions::{Ended, SessionStats, Sessions};
 use crate::stats::Event;
 use crate::sys::Received;
 use crate::time_cache::TimeCache;
-
-/// What a v2 time answer says of the clock: SNTP's fields, and whether
-/// the kernel says it is synchronized (`crate::clock_state`).
-#[derive(Debug, Clone)]
-pub struct ClockFeed {
-    /// What SNTP replies say of the clock.
-    pub served: watch::Receiver<ServerClock>,
-    /// Whether the kernel says the clock is synchronized.
-    pub kernel: watch::Receiver<bool>,
-}
-
-impl ClockFeed {
-    /// A clock that never changes from `served` (tests).
-    #[cfg(test)]
-    pub fn fixed(served: ServerClock, kernel: bool) -> ClockFeed {
-        ClockFeed {
-            served: watch::channel(served).1,
-            kernel: watch::channel(kernel).1,
-        }
-    }
-}
 
 /// Protocol v2's state, owned by the seed protocol's loop.
 #[derive(Debug)]
@@ -174,7 +154,7 @@ impl V2 {
                 self.sessions.prove(peer, token);
                 ctx.stats.event(Event::V2Login);
                 if let Some(suppressed) = ctx.log.allow(LogKind::Login) {
-                    info!(session = %OptionalId(&handled), %peer, suppressed, "login (protocol v2)");
+                    info!(session = %OptionalId(handled.session), %peer, suppressed, "login (protocol v2)");
                 }
                 (Reply::Menu, token)
             }
@@ -218,7 +198,7 @@ impl V2 {
                 else {
                     return Outcome::Dropped(DropReason::Invalid);
                 };
-                log_end(ctx, &handled, peer);
+                session_ends::count_end(ctx, &handled, peer, Dialect::V2);
                 handled.decision.reply
             }
             Some(_) => {
@@ -288,16 +268,7 @@ impl V2 {
 
     /// Ends the v2 sessions that idled out, each told so with its token.
     pub fn due(&mut self, ctx: &Context<'_>, out: &mut Outbox) {
-        for _ in 0..NOTICES_PER_TURN {
-            let Some(ended) = self.sessions.expire_due(ctx.now.instant()) else {
-                return;
-            };
-            ctx.stats.event(Event::EndIdle);
-            if let Some(suppressed) = ctx.log.allow(LogKind::Idle) {
-                info!(session = %ended.id, peer = %ended.peer, suppressed, "session idled out (protocol v2)");
-            }
-            notify(&ended, out);
-        }
+        session_ends::expire_due(&mut self.sessions, ctx, out, Dialect::V2, notify);
     }
 
     /// New limits, from a reload.
@@ -322,15 +293,7 @@ impl V2 {
         let closing = self
             .closing
             .get_or_insert_with(|| sessions.close_all(ctx.now.instant()));
-        for _ in 0..NOTICES_PER_TURN {
-            let Some(ended) = closing.pop() else {
-                return false;
-            };
-            notify(&ended, out);
-            ctx.stats.event(Event::EndShutdown);
-            debug!(session = %ended.id, peer = %ended.peer, "session closed by shutdown (protocol v2)");
-        }
-        !closing.is_empty()
+        session_ends::tell_closed(closing, ctx, out, Dialect::V2, notify)
     }
 }
 
@@ -345,42 +308,10 @@ fn notify(ended: &Ended, out: &mut Outbox) {
     out.push(&answer[..len], ended.peer, false);
 }
 
-/// Counts and logs a session a request ended.
-fn log_end(ctx: &Context<'_>, handled: &Handled, peer: SocketAddr) {
-    let session = OptionalId(handled);
-    match handled.decision.effect {
-        Effect::End(EndReason::Logout) => {
-            ctx.stats.event(Event::EndLogout);
-            if let Some(suppressed) = ctx.log.allow(LogKind::Logout) {
-                info!(%session, %peer, suppressed, "logout (protocol v2)");
-            }
-        }
-        Effect::End(_) => {
-            ctx.stats.event(Event::EndInvalidOption);
-            if let Some(suppressed) = ctx.log.allow(LogKind::InvalidOption) {
-                info!(%session, %peer, suppressed, "session ended by an invalid option (protocol v2)");
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Logs (within its budget) a datagram a forger may have sent.
 fn log_forged(ctx: &Context<'_>, peer: SocketAddr, what: &str) {
     if let Some(suppressed) = ctx.log.allow(LogKind::Forged) {
         warn!(%peer, suppressed, "protocol v2 {what}: dropped");
-    }
-}
-
-/// A handled request's session id for logs, or `-`.
-struct OptionalId<'a>(&'a Handled);
-
-impl std::fmt::Display for OptionalId<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.session {
-            Some(id) => id.fmt(f),
-            None => f.write_str("-"),
-        }
     }
 }
 
@@ -425,7 +356,7 @@ mod tests {
     impl Bench {
         fn new(max_sessions: usize) -> Bench {
             let live = live(max_sessions);
-            let clock = ClockFeed::fixed(ServerClock::default(), true);
+            let clock = ClockFeed::fixed(hora_proto::sntp::ServerClock::default(), true);
             Bench {
                 v2: V2::new(&live, Arc::default(), clock),
                 live,

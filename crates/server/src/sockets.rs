@@ -1,0 +1,366 @@
+//! horad's sockets, bound: one list of the UDP protocols it serves, each a
+//! group of sockets (one per worker, in one `SO_REUSEPORT` group steered by
+//! source address, with SNTP's send-only sockets beside), and its TCP
+//! listeners. Binding, sizing, steering and the errors an admin reads live
+//! here; what each protocol does with its socket is [`crate::server`]'s.
+//! A UDP protocol is added with a variant of [`Udp`] and its row in
+//! [`Udp::ALL`].
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+
+use tracing::{debug, warn};
+
+use crate::config::Config;
+use crate::sys;
+
+/// The receive buffer asked of the kernel for the seed protocol's socket
+/// (it caps it at `net.core.rmem_max`). The default (~200 KiB) holds only a
+/// few hundred small datagrams, so a burst of logins from a thousand peers
+/// overflows it and datagrams are lost; a session's client would resend
+/// only after a second.
+const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
+
+/// The receive buffer of the SNTP socket: small, as chronyd keeps its own.
+/// A request that waits in a deep queue gets a late answer whose delay the
+/// client can't use; a request dropped from a short one is retried by its
+/// client, which polls again anyway. 256 KiB holds a few hundred requests,
+/// under a millisecond of work (BENCHMARKS.md, "SNTP under a garbage flood at full speed").
+const SNTP_RECEIVE_BUFFER_BYTES: usize = 256 << 10;
+
+/// Connections the kernel queues for a listener before horad accepts
+/// them: Linux's default `somaxconn`. std's 128 overflowed under a flood
+/// of connections, and a client whose connection lands on a full queue is
+/// dropped or reset by the kernel before horad can tell it from the flood.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// One protocol's sockets, one per worker, in one `SO_REUSEPORT` group
+/// (one socket alone with one worker, but SNTP's).
+pub type Group = Vec<UdpSocket>;
+
+/// A UDP protocol horad serves on a socket of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Udp {
+    /// The seed's login/menu protocol, and protocol v2 beside it.
+    Seed,
+    /// SNTP, plain and NTS-authenticated.
+    Sntp,
+    /// The Time Protocol (RFC 868).
+    Time,
+    /// The Daytime Protocol (RFC 867).
+    Daytime,
+}
+
+impl Udp {
+    /// Every UDP protocol, in the order they are bound and listed.
+    pub const ALL: [Udp; 4] = [Udp::Seed, Udp::Sntp, Udp::Time, Udp::Daytime];
+
+    /// Its name in `/status` and in tests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Udp::Seed => "seed",
+            Udp::Sntp => "sntp",
+            Udp::Time => "time",
+            Udp::Daytime => "daytime",
+        }
+    }
+
+    /// Where `config` serves it; `None`: off.
+    fn bind(self, config: &Config) -> Option<SocketAddr> {
+        match self {
+            Udp::Seed => Some(config.bind),
+            // Validation refuses an unusable clock first; never served so.
+            Udp::Sntp => config
+                .sntp
+                .bind
+                .filter(|_| config.sntp.settings().is_some()),
+            Udp::Time => config.time.bind,
+            Udp::Daytime => config.daytime.bind,
+        }
+    }
+
+    /// The receive buffer its sockets ask for.
+    fn buffer(self) -> usize {
+        match self {
+            Udp::Sntp => SNTP_RECEIVE_BUFFER_BYTES,
+            Udp::Seed | Udp::Time | Udp::Daytime => RECEIVE_BUFFER_BYTES,
+        }
+    }
+
+    /// What the kernel's receive timestamps are for on it, said when they
+    /// can't be had. Every socket asks for them even where they teach
+    /// nothing: the batch reader's headers are shared by a thread's
+    /// sockets, and one without a timestamp would leave them no room for
+    /// the SNTP socket's (`sys::batch`).
+    fn without_timestamps(self) -> &'static str {
+        match self {
+            Udp::Seed => "no kernel receive timestamps on the seed protocol's socket; it never counts as behind",
+            Udp::Sntp => "no kernel receive timestamps on the SNTP socket; the clock is read instead",
+            Udp::Time | Udp::Daytime => "no kernel receive timestamps",
+        }
+    }
+}
+
+/// One UDP protocol's sockets, bound.
+#[derive(Debug)]
+pub struct Bound {
+    /// The protocol served on them.
+    pub udp: Udp,
+    /// One socket per worker.
+    pub sockets: Group,
+    /// SNTP's send-only socket beside each of its sockets, for replies
+    /// whose kernel transmit time is wanted; `None` elsewhere or where one
+    /// can't be had.
+    pub beside: Vec<Option<UdpSocket>>,
+}
+
+impl Bound {
+    /// The address bound (its port when the configuration said port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        first(&self.sockets)?.local_addr()
+    }
+
+    /// The port bound, if the OS says.
+    pub fn port(&self) -> Option<u16> {
+        self.local_addr().ok().map(|addr| addr.port())
+    }
+}
+
+/// The socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+// The cause is said here, before the hint; `report::one_line` does not say
+// it again.
+#[error("cannot bind {addr}: {source}{}", privileged_hint(*.addr, .source))]
+pub struct BindError {
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// What the OS said.
+    pub source: io::Error,
+}
+
+/// What an admin needs where a port below 1024 was refused: the
+/// capability, and the two lines of the unit that grant it.
+fn privileged_hint(addr: SocketAddr, error: &io::Error) -> &'static str {
+    if error.kind() == io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+        " (ports below 1024 need CAP_NET_BIND_SERVICE: uncomment the unit's \
+         AmbientCapabilities=CAP_NET_BIND_SERVICE and \
+         CapabilityBoundingSet=CAP_NET_BIND_SERVICE, or run by hand as root)"
+    } else {
+        ""
+    }
+}
+
+/// Binds every UDP protocol `config` serves, a socket per worker of the
+/// `wanted` each, steers them, and returns them with how many workers
+/// serve ([`steer`]).
+pub fn bind_udp(config: &Config, wanted: usize) -> Result<(Vec<Bound>, usize), BindError> {
+    let mut bound = Vec::new();
+    for udp in Udp::ALL {
+        let Some(addr) = udp.bind(config) else {
+            continue;
+        };
+        // SNTP's group is formed even for one worker, for its send-only
+        // sockets to join.
+        let sockets = bind_group(addr, udp.buffer(), wanted, udp == Udp::Sntp)
+            .map_err(|source| BindError { addr, source })?;
+        if let Some(error) = sockets
+            .iter()
+            .find_map(|s| sys::enable_receive_timestamps(s).err())
+        {
+            warn!(%error, "{}", udp.without_timestamps());
+        }
+        bound.push(Bound {
+            udp,
+            sockets,
+            beside: Vec::new(),
+        });
+    }
+    let workers = {
+        let mut groups: Vec<&mut Group> = bound.iter_mut().map(|b| &mut b.sockets).collect();
+        steer(&mut groups, wanted)
+    };
+    for one in &mut bound {
+        one.beside = match one.udp {
+            Udp::Sntp => sockets_beside(&one.sockets, workers),
+            _ => one.sockets.iter().map(|_| None).collect(),
+        };
+    }
+    Ok((bound, workers))
+}
+
+/// A TCP listener on `addr`, for the operators' HTTP and the key exchange
+/// (each served on its own thread's runtime, so not yet registered with
+/// any).
+pub fn bind_listener(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    listener(addr).map_err(|source| BindError { addr, source })
+}
+
+fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std sets it: a restart binds at once beside connections in
+    // TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// The ports of every UDP socket the daemon serves: a datagram from one
+/// of them (on another host) is another daemon's reply, never a request.
+pub fn own_ports(bound: &[Bound]) -> Vec<u16> {
+    bound.iter().filter_map(Bound::port).collect()
+}
+
+/// A group's first socket: its address is the group's.
+fn first(group: &Group) -> io::Result<&UdpSocket> {
+    group
+        .first()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+}
+
+/// With more than one worker wanted, attaches the steering program to
+/// every group (one socket per worker each) and returns how many workers
+/// serve: `wanted`, or 1 if the kernel refused a program, every group then
+/// cut to its first socket (one worker is always exact; several steered by
+/// the kernel's 4-tuple hash are not). One worker's SNTP group gets its
+/// program from [`sockets_beside`].
+fn steer(groups: &mut [&mut Group], wanted: usize) -> usize {
+    if wanted <= 1 {
+        return 1;
+    }
+    let refused = groups
+        .iter()
+        .find_map(|group| sys::steer::attach(first(group).ok()?, wanted).err());
+    let Some(error) = refused else {
+        return wanted;
+    };
+    warn!(%error, workers = wanted, "the kernel can't steer source addresses to workers (SO_ATTACH_REUSEPORT_CBPF): serving with one worker");
+    for group in groups.iter_mut() {
+        group.truncate(1);
+    }
+    1
+}
+
+/// The send-only socket beside each of SNTP's sockets, for replies whose
+/// kernel transmit time is wanted (`sys::transmit_stamps::open_beside`).
+/// With one worker the group's program is attached first (several workers
+/// have theirs already); where it or a socket can't be had, none.
+fn sockets_beside(sntp: &Group, workers: usize) -> Vec<Option<UdpSocket>> {
+    let why_not = |error: io::Error| {
+        debug!(%error, "no send-only socket beside SNTP's: its kernel transmit timestamps are turned on and off on it");
+    };
+    let steered = match (workers, first(sntp)) {
+        (1, Ok(serving)) => sys::steer::attach(serving, 1),
+        (_, serving) => serving.map(drop),
+    };
+    if let Err(error) = steered {
+        why_not(error);
+        return sntp.iter().map(|_| None).collect();
+    }
+    sntp.iter()
+        .map(|serving| {
+            sys::transmit_stamps::open_beside(serving)
+                .map_err(why_not)
+                .ok()
+        })
+        .collect()
+}
+
+/// `workers` non-blocking UDP sockets on `addr`, each with a receive
+/// buffer of `buffer` bytes, in one `SO_REUSEPORT` group; with one worker
+/// and `shared` false, one plain socket. `shared`: the group is formed
+/// even for one worker, so that the send-only socket for kernel-stamped
+/// replies can join it (`sys::transmit_stamps::open_beside`). A plain bind
+/// first, closed at once, keeps a port another socket holds an error, as
+/// without `SO_REUSEPORT`: a second horad on the port still fails to start.
+fn bind_group(addr: SocketAddr, buffer: usize, workers: usize, shared: bool) -> io::Result<Group> {
+    if workers <= 1 && !shared {
+        return Ok(vec![bind_with(addr, buffer, false)?]);
+    }
+    if addr.port() != 0 {
+        drop(UdpSocket::bind(addr)?);
+    }
+    let first = bind_with(addr, buffer, true)?;
+    // Port 0: the others join the port the first one got.
+    let addr = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..workers {
+        group.push(bind_with(addr, buffer, true)?);
+    }
+    Ok(group)
+}
+
+fn bind_with(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    #[cfg(target_os = "linux")]
+    if reuse_port {
+        use nix::sys::socket::{setsockopt, sockopt::ReusePort};
+        setsockopt(&socket, ReusePort, &true).map_err(io::Error::from)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = reuse_port;
+    if let Err(error) = socket.set_recv_buffer_size(buffer) {
+        warn!(%error, "cannot size the receive buffer; bursts may be lost");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    debug!(bytes = socket.recv_buffer_size()?, "receive buffer");
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_share_a_port_and_one_refused_program_means_one_worker() {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut seed = bind_group(loopback, 1 << 16, 3, false).unwrap();
+        let ports: Vec<u16> = seed
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(ports.len(), 3);
+        assert!(ports.iter().all(|&p| p == ports[0]), "{ports:?}");
+        assert_eq!(steer(&mut [&mut seed], 3), 3);
+        // A group the kernel can't steer (no SO_REUSEPORT: two plain
+        // sockets stand for it) turns every group back to one socket.
+        let mut plain = vec![
+            bind_with(loopback, 1 << 16, false).unwrap(),
+            bind_with(loopback, 1 << 16, false).unwrap(),
+        ];
+        assert_eq!(steer(&mut [&mut seed, &mut plain], 3), 1);
+        assert_eq!((seed.len(), plain.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_port_already_taken_is_refused_even_with_reuseport() {
+        let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        assert!(bind_group(addr, 1 << 16, 2, true).is_err());
+    }
+
+    #[test]
+    fn every_configured_protocol_is_bound_once_in_order_with_sntp_beside() {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = Config {
+            bind: loopback,
+            ..Config::default()
+        };
+        config.sntp.bind = Some(loopback);
+        config.daytime.bind = Some(loopback);
+        let (bound, workers) = bind_udp(&config, 1).unwrap();
+        assert_eq!(workers, 1);
+        let served: Vec<Udp> = bound.iter().map(|b| b.udp).collect();
+        assert_eq!(served, [Udp::Seed, Udp::Sntp, Udp::Daytime]);
+        for one in &bound {
+            assert_eq!(one.sockets.len(), 1);
+            assert_eq!(one.beside.len(), 1, "{:?}", one.udp);
+        }
+        assert!(bound[0].beside[0].is_none() && bound[2].beside[0].is_none());
+        assert_eq!(own_ports(&bound).len(), 3);
+    }
+}
