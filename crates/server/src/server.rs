@@ -23,6 +23,7 @@ use crate::log_budget::LogBudget;
 use crate::nts::{self, keys::KeyFile, keys::KeyFileError, tls::TlsError};
 use crate::ops;
 use crate::protocols::seed::Seed;
+use crate::protocols::seed_socket::SeedSocket;
 use crate::protocols::sntp::Sntp;
 use crate::protocols::time::{Kind, Stateless};
 use crate::protocols::v2::V2;
@@ -427,8 +428,9 @@ impl LoopParts {
                     Arc::clone(&self.v2_sessions),
                     self.clock.clone(),
                 );
-                let seed = Seed::new(&live.borrow(), Arc::clone(&self.sessions), v2);
-                workers::serving(socket, seed, shared, live, stopped)
+                let seed = Seed::new(&live.borrow(), Arc::clone(&self.sessions));
+                let both = SeedSocket::new(seed, v2);
+                workers::serving(socket, both, shared, live, stopped)
             }
             Udp::Sntp => {
                 let sntp = Sntp::new(self.clock.served.clone(), self.keys.clone(), beside);

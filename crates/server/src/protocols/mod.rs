@@ -1,6 +1,8 @@
 //! Each protocol's request path, one file each, as the drive loop
 //! ([`crate::engine`]) runs it:
 //!
+//! - [`seed_socket`]: the seed's socket, where the seed's protocol and v2
+//!   are siblings;
 //! - [`seed`]: the seed's login/menu protocol and its sessions;
 //! - [`v2`]: protocol v2, beside the seed's on its socket;
 //! - [`session_ends`]: what the two share: a session's end counted and
@@ -11,6 +13,7 @@
 
 pub mod nts;
 pub mod seed;
+pub mod seed_socket;
 pub mod session_ends;
 pub mod sntp;
 pub mod time;

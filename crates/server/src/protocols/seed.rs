@@ -11,7 +11,6 @@ use std::time::Duration;
 use hora_proto::outcome::{DropReason, Outcome, Service};
 use hora_proto::overload::{Admission, Backlog, BACKLOG_AFTER_IDLE, BACKLOG_CHUNK};
 use hora_proto::ratelimit::Verdict;
-use hora_proto::v2::is_v2;
 use hora_proto::{parse, Effect, ParseError, Reply, Request};
 use tracing::{debug, info, warn};
 
@@ -20,7 +19,6 @@ use crate::live::Live;
 use crate::log_budget::{Budget, LogKind};
 use crate::outbox::Outbox;
 use crate::protocols::session_ends::{self, Dialect, OptionalId};
-use crate::protocols::v2::V2;
 use crate::sessions::{Ended, Handled, Known, Limit, SessionStats, Sessions, Unanswered};
 use crate::stats::Event;
 use crate::sys::Received;
@@ -45,17 +43,14 @@ pub struct Seed {
     backlog: Backlog<SocketAddr>,
     /// The sessions still to be told of the shutdown, once it began.
     closing: Option<Vec<Ended>>,
-    /// Protocol v2, which shares the socket.
-    v2: V2,
 }
 
 impl Seed {
     /// The protocol with an empty table, under `live`'s limits, counting
     /// its sessions in `sessions` (every worker's table shares it: see
-    /// [`Sessions::sharing`]); protocol v2 beside it ([`V2::new`]).
-    pub fn new(live: &Live, sessions: Arc<SessionStats>, v2: V2) -> Seed {
+    /// [`Sessions::sharing`]).
+    pub fn new(live: &Live, sessions: Arc<SessionStats>) -> Seed {
         Seed {
-            v2,
             sessions: Sessions::sharing(live.limits(), sessions),
             time: TimeCache::new(),
             notices: Budget::new(
@@ -201,14 +196,7 @@ impl Protocol for Seed {
         out: &mut Outbox,
     ) -> Option<Outcome> {
         let peer = received.peer;
-        // How long it waited in the socket's queue; a clock stepped back
-        // reads as no wait.
-        let waited = received.kernel_time.map_or(Duration::ZERO, |at| {
-            ctx.now.wall.duration_since(at).unwrap_or_default()
-        });
-        if is_v2(datagram) {
-            return Some(self.v2.datagram(ctx, datagram, &received, waited, out));
-        }
+        let waited = waited(ctx, &received);
         let request = parse(datagram);
         let handled = match self.admit(ctx, request, peer, Some(waited)) {
             Ok(handled) => handled,
@@ -253,37 +241,20 @@ impl Protocol for Seed {
     }
 
     fn next_deadline(&self) -> Option<std::time::Instant> {
-        match (self.sessions.next_deadline(), self.v2.next_deadline()) {
-            (Some(seed), Some(v2)) => Some(seed.min(v2)),
-            (seed, v2) => seed.or(v2),
-        }
+        self.sessions.next_deadline()
     }
 
     /// Ends the sessions that idled out, each told so.
     fn due(&mut self, ctx: &Context<'_>, out: &mut Outbox) {
-        self.v2.due(ctx, out);
         session_ends::expire_due(&mut self.sessions, ctx, out, Dialect::Seed, tell);
     }
 
     fn reconfigure(&mut self, live: &Live) {
         self.sessions.set_limits(live.limits());
-        self.v2.reconfigure(live);
     }
 
     /// Ends every session, each told the server is going away.
     fn shut_down(&mut self, ctx: &Context<'_>, out: &mut Outbox) -> bool {
-        if self.closing.is_none() && !self.v2.closing_began() {
-            // Once a worker, both protocols' sessions, before any is told.
-            info!(
-                worker = ctx.worker,
-                sessions = self.sessions.len(),
-                v2_sessions = self.v2.open_sessions(),
-                "shutting down; notifying open sessions"
-            );
-        }
-        if self.v2.shut_down(ctx, out) {
-            return true;
-        }
         for _ in 0..self.backlog.clear() {
             ctx.stats
                 .datagram(Service::Seed, Outcome::Dropped(DropReason::Overloaded));
@@ -293,6 +264,26 @@ impl Protocol for Seed {
             .closing
             .get_or_insert_with(|| sessions.close_all(ctx.now.instant()));
         session_ends::tell_closed(closing, ctx, out, Dialect::Seed, tell)
+    }
+}
+
+/// How long a datagram waited in the socket's queue; a clock stepped back
+/// reads as no wait.
+pub fn waited(ctx: &Context<'_>, received: &Received) -> Duration {
+    received.kernel_time.map_or(Duration::ZERO, |at| {
+        ctx.now.wall.duration_since(at).unwrap_or_default()
+    })
+}
+
+impl Seed {
+    /// Sessions open in this worker's table.
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether the shutdown's notices began.
+    pub fn closing_began(&self) -> bool {
+        self.closing.is_some()
     }
 }
 
@@ -369,10 +360,8 @@ mod tests {
     use std::time::Instant as StdInstant;
 
     use hora_proto::overload::{BACKLOG, BACKLOG_AGE, STRANGERS_BURST};
-    use hora_proto::sntp::ServerClock;
 
     use super::*;
-    use crate::clock_state::ClockFeed;
     use crate::config::Config;
     use crate::engine::Clocks;
     use crate::log_budget::LogBudget;
@@ -394,8 +383,7 @@ mod tests {
     }
 
     fn seed(live: &Live) -> Seed {
-        let clock = ClockFeed::fixed(ServerClock::default(), true);
-        Seed::new(live, Arc::default(), V2::new(live, Arc::default(), clock))
+        Seed::new(live, Arc::default())
     }
 
     /// A login from `peer` that waited 3 ms in the queue: late.
