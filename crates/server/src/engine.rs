@@ -245,10 +245,22 @@ pub async fn drive<P: Protocol>(
             }
         }
     }
+    say_goodbyes(&socket, &mut protocol, &current, &shared, &mut outbox).await;
+}
+
+/// At shutdown: the protocol's goodbyes, a chunk a call, each flushed,
+/// until none remain.
+async fn say_goodbyes<P: Protocol>(
+    socket: &UdpSocket,
+    protocol: &mut P,
+    current: &Live,
+    shared: &Shared,
+    outbox: &mut Outbox,
+) {
     loop {
-        let ctx = context(&current, &shared, Clocks::now());
-        let more = protocol.shut_down(&ctx, &mut outbox);
-        flush(&socket, &mut outbox, &shared, &mut protocol).await;
+        let ctx = context(current, shared, Clocks::now());
+        let more = protocol.shut_down(&ctx, outbox);
+        flush(socket, outbox, shared, protocol).await;
         if !more {
             break;
         }

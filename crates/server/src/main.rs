@@ -95,46 +95,7 @@ fn serve(config: Config, named: &str, args: Args, source: Option<PathBuf>) -> an
         let shutdown = shutdown_signal();
         let reloads = reload_on_sighup(args, source);
         let server = Server::bind(&config).await?;
-        let addr = server
-            .local_addr()
-            .context("cannot read the bound address")?;
-        if !server.limits_rate() {
-            tracing::warn!("per-source rate limiting is off");
-        }
-        // The address once a line: in the text (people read it there), and
-        // as a field only in JSON (collectors read it there).
-        let field = |addr: std::net::SocketAddr| {
-            (config.log.format == hora_server::config::LogFormat::Json).then(|| addr.to_string())
-        };
-        info!(addr = field(addr), config = named, "listening on {addr}");
-        let workers = server.workers();
-        let plural = if workers == 1 { "" } else { "s" };
-        info!(
-            workers = field_count(&config, workers),
-            "serving with {workers} worker{plural}, each source address on one"
-        );
-        for (protocol, addr) in server
-            .standard_addrs()
-            .context("cannot read the bound addresses")?
-        {
-            info!(
-                addr = field(addr),
-                protocol, "{protocol} listening on {addr}"
-            );
-        }
-        if let Some(addr) = server.metrics_addr() {
-            info!(
-                addr = field(addr),
-                "metrics listening on http://{addr}/metrics and /status"
-            );
-        }
-        if let Some(addr) = server.nts_ke_addr() {
-            info!(
-                addr = field(addr),
-                protocol = "nts-ke",
-                "nts-ke listening on {addr} (TCP, TLS 1.3, ALPN ntske/1)"
-            );
-        }
+        announce(&server, &config, named)?;
         // Every socket is bound: tell systemd (Type=notify) we are up.
         sys::notify::ready();
         server
@@ -148,6 +109,51 @@ fn serve(config: Config, named: &str, args: Args, source: Option<PathBuf>) -> an
             .await;
         Ok(())
     })
+}
+
+/// Says, a line each, where horad listens and with how many workers.
+fn announce(server: &Server, config: &Config, named: &str) -> anyhow::Result<()> {
+    let addr = server
+        .local_addr()
+        .context("cannot read the bound address")?;
+    if !server.limits_rate() {
+        tracing::warn!("per-source rate limiting is off");
+    }
+    // The address once a line: in the text (people read it there), and
+    // as a field only in JSON (collectors read it there).
+    let field = |addr: std::net::SocketAddr| {
+        (config.log.format == hora_server::config::LogFormat::Json).then(|| addr.to_string())
+    };
+    info!(addr = field(addr), config = named, "listening on {addr}");
+    let workers = server.workers();
+    let plural = if workers == 1 { "" } else { "s" };
+    info!(
+        workers = field_count(config, workers),
+        "serving with {workers} worker{plural}, each source address on one"
+    );
+    for (protocol, addr) in server
+        .standard_addrs()
+        .context("cannot read the bound addresses")?
+    {
+        info!(
+            addr = field(addr),
+            protocol, "{protocol} listening on {addr}"
+        );
+    }
+    if let Some(addr) = server.metrics_addr() {
+        info!(
+            addr = field(addr),
+            "metrics listening on http://{addr}/metrics and /status"
+        );
+    }
+    if let Some(addr) = server.nts_ke_addr() {
+        info!(
+            addr = field(addr),
+            protocol = "nts-ke",
+            "nts-ke listening on {addr} (TCP, TLS 1.3, ALPN ntske/1)"
+        );
+    }
+    Ok(())
 }
 
 /// A count as a field only in JSON logs, as the addresses are.

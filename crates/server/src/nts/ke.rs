@@ -157,14 +157,7 @@ pub async fn serve(listener: TcpListener, exchange: Exchange, mut shutdown: watc
         let Some(slot) = take_slot(&slots, &mut held, &failures, &exchange, peer) else {
             continue;
         };
-        let answer = Answer {
-            server: live.nts.as_ref().and_then(|nts| nts.ntp_server.clone()),
-            port: live
-                .nts
-                .as_ref()
-                .and_then(|nts| nts.ntp_port)
-                .or(exchange.sntp_port.filter(|port| *port != 123)),
-        };
+        let answer = answer(&live, &exchange);
         // Where the connection stands in line to be cut for a newcomer at
         // a full listener, the earliest first: when it opened, until its
         // ClientHello is in (see `handle`). A client sends one a round
@@ -175,30 +168,16 @@ pub async fn serve(listener: TcpListener, exchange: Exchange, mut shutdown: watc
         let task_exchange = exchange.clone();
         let task_failures = failures.clone();
         let task = connections.spawn(async move {
-            let exchange = task_exchange;
-            let exchanged = handle(stream, tls, &exchange, &answer, &greeted);
-            let done = tokio::time::timeout(DEADLINE, exchanged).await;
-            let event = match done {
-                Ok(Ok(cookies)) => {
-                    exchange.stats.add(Event::NtsCookie, cookies as u64);
-                    Event::NtsKeOk
-                }
-                Ok(Err(Failure::Tls(reason))) => {
-                    if let Some(suppressed) = exchange.log.allow(LogKind::HandshakeFailed) {
-                        warn!(%peer, suppressed, "NTS-KE: TLS handshake failed: {reason}");
-                    }
-                    Event::NtsKeTls
-                }
-                Ok(Err(failure)) => {
-                    debug!(%peer, ?failure, "NTS-KE: no cookies");
-                    failure.event()
-                }
-                Err(_) => Event::NtsKeTimeout,
-            };
+            let exchanged = handle(stream, tls, &task_exchange, &answer, &greeted);
+            let event = outcome(
+                tokio::time::timeout(DEADLINE, exchanged).await,
+                &task_exchange,
+                peer,
+            );
             if event != Event::NtsKeOk {
                 task_failures.charge(peer.ip());
             }
-            exchange.stats.event(event);
+            task_exchange.stats.event(event);
         });
         held.insert(task, slot, since);
         // Let the connections run before the next accept: with a queue of
@@ -208,6 +187,44 @@ pub async fn serve(listener: TcpListener, exchange: Exchange, mut shutdown: watc
     }
     // Exchanges in flight are cut at shutdown: their clients retry.
     connections.shutdown().await;
+}
+
+/// The NTP server and port the answer names: the configured ones, or
+/// (unnamed) this host, on its SNTP port when that is not 123.
+fn answer(live: &crate::live::Live, exchange: &Exchange) -> Answer {
+    let nts = live.nts.as_ref();
+    Answer {
+        server: nts.and_then(|nts| nts.ntp_server.clone()),
+        port: nts
+            .and_then(|nts| nts.ntp_port)
+            .or(exchange.sntp_port.filter(|port| *port != 123)),
+    }
+}
+
+/// What an exchange with `peer` came to, as its counter: its cookies
+/// counted when it gave some, a failed handshake logged within budget.
+fn outcome(
+    done: Result<Result<usize, Failure>, tokio::time::error::Elapsed>,
+    exchange: &Exchange,
+    peer: SocketAddr,
+) -> Event {
+    match done {
+        Ok(Ok(cookies)) => {
+            exchange.stats.add(Event::NtsCookie, cookies as u64);
+            Event::NtsKeOk
+        }
+        Ok(Err(Failure::Tls(reason))) => {
+            if let Some(suppressed) = exchange.log.allow(LogKind::HandshakeFailed) {
+                warn!(%peer, suppressed, "NTS-KE: TLS handshake failed: {reason}");
+            }
+            Event::NtsKeTls
+        }
+        Ok(Err(failure)) => {
+            debug!(%peer, ?failure, "NTS-KE: no cookies");
+            failure.event()
+        }
+        Err(_) => Event::NtsKeTimeout,
+    }
 }
 
 /// A place for a connection from `peer`: a free one, else that of the

@@ -127,27 +127,37 @@ pub async fn serve(
         let observed = Arc::clone(&observed);
         let last_request = Arc::new(Mutex::new(Instant::now()));
         let asked = Arc::clone(&last_request);
-        let task = connections.spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                *asked.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
-                let response = respond(&observed, &request);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => debug!(%peer, %error, "metrics listener: connection failed"),
-                Err(_) => debug!(%peer, "metrics listener: connection timed out"),
-            }
-        });
+        let task = connections.spawn(connection(stream, peer, observed, asked));
         held.insert(task, slot, last_request);
     }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+}
+
+/// One connection, served until its client closes it or its deadline;
+/// `asked` is set at each request (the connection idle longest is cut
+/// first at a full listener).
+async fn connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    observed: Arc<Observed>,
+    asked: Arc<Mutex<Instant>>,
+) {
+    let service = hyper::service::service_fn(move |request| {
+        *asked.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        let response = respond(&observed, &request);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => debug!(%peer, %error, "metrics listener: connection failed"),
+        Err(_) => debug!(%peer, "metrics listener: connection timed out"),
+    }
 }
 
 /// The answer to one request.

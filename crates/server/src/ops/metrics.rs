@@ -190,7 +190,11 @@ fn encode_counters(encoder: &mut DescriptorEncoder, now: &Snapshot) -> Result<()
         "Datagrams received by each worker, every protocol's: each source address meets one worker.",
         &by_worker,
     )?;
-    // The events, one family per metric name, in the list's order.
+    encode_events(encoder, now)
+}
+
+/// The events' counters, one family per metric name, in the list's order.
+fn encode_events(encoder: &mut DescriptorEncoder, now: &Snapshot) -> Result<(), std::fmt::Error> {
     let mut done: Vec<&str> = Vec::new();
     for &event in Event::ALL {
         let (name, _, help) = event.metric();

@@ -10,6 +10,7 @@ use hora_proto::sntp::reference_id_text;
 use serde_json::{json, Map, Value};
 
 use super::Observed;
+use crate::stats::Snapshot;
 
 /// The document for `observed` now.
 pub fn document(observed: &Observed) -> Value {
@@ -24,23 +25,6 @@ pub fn document(observed: &Observed) -> Value {
         .iter()
         .map(|(name, addr)| ((*name).to_owned(), json!(addr.to_string())))
         .collect();
-    let datagrams: Map<String, Value> = Service::ALL
-        .iter()
-        .map(|&service| {
-            let dropped: Map<String, Value> = DropReason::ALL
-                .iter()
-                .map(|&r| (r.name().to_owned(), json!(now.dropped(service, r))))
-                .collect();
-            (
-                service.name().to_owned(),
-                json!({
-                    "received": now.received(service),
-                    "answered": now.answered(service),
-                    "dropped": dropped,
-                }),
-            )
-        })
-        .collect();
     let counters: Map<String, Value> = now
         .fields()
         .into_iter()
@@ -49,23 +33,6 @@ pub fn document(observed: &Observed) -> Value {
     let live = std::sync::Arc::clone(&observed.live.borrow());
     let config = &live.config;
     let limit = &config.ratelimit;
-    let kernel = observed.kernel_synchronized().unwrap_or(false);
-    let clock = observed.clock().map(|clock| {
-        // What the kernel says, and how replies serve the clock: with
-        // `local_stratum` an unsynchronized clock is served as a local one.
-        let served_as = hora_proto::v2::ClockStatus::of(&clock, kernel).name();
-        let leap = hora_proto::sntp::leap_name(clock.leap_indicator);
-        json!({
-            "synchronized": kernel,
-            "served_as": served_as,
-            "leap": leap,
-            "leap_indicator": clock.leap_indicator,
-            "stratum": clock.stratum,
-            "reference_id": reference_id_text(clock.reference_id, clock.stratum),
-            "root_delay_s": clock.root_delay.as_secs_f64(),
-            "root_dispersion_s": clock.root_dispersion.as_secs_f64(),
-        })
-    });
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "started": started,
@@ -93,10 +60,52 @@ pub fn document(observed: &Observed) -> Value {
         },
         "sessions_open": now.sessions_open,
         "v2_sessions_open": observed.v2_sessions.len(),
-        "datagrams": datagrams,
+        "datagrams": datagrams(&now),
         "counters": counters,
-        "sntp_clock": clock,
+        "sntp_clock": clock(observed),
         "nts": nts(&live),
+    })
+}
+
+/// Each protocol's datagrams: received, answered, and dropped by reason.
+fn datagrams(now: &Snapshot) -> Map<String, Value> {
+    Service::ALL
+        .iter()
+        .map(|&service| {
+            let dropped: Map<String, Value> = DropReason::ALL
+                .iter()
+                .map(|&r| (r.name().to_owned(), json!(now.dropped(service, r))))
+                .collect();
+            (
+                service.name().to_owned(),
+                json!({
+                    "received": now.received(service),
+                    "answered": now.answered(service),
+                    "dropped": dropped,
+                }),
+            )
+        })
+        .collect()
+}
+
+/// The clock as SNTP replies and v2's time answers serve it: what the
+/// kernel says, and how it is served (with `local_stratum` an
+/// unsynchronized clock is served as a local one).
+fn clock(observed: &Observed) -> Option<Value> {
+    let kernel = observed.kernel_synchronized().unwrap_or(false);
+    observed.clock().map(|clock| {
+        let served_as = hora_proto::v2::ClockStatus::of(&clock, kernel).name();
+        let leap = hora_proto::sntp::leap_name(clock.leap_indicator);
+        json!({
+            "synchronized": kernel,
+            "served_as": served_as,
+            "leap": leap,
+            "leap_indicator": clock.leap_indicator,
+            "stratum": clock.stratum,
+            "reference_id": reference_id_text(clock.reference_id, clock.stratum),
+            "root_delay_s": clock.root_delay.as_secs_f64(),
+            "root_dispersion_s": clock.root_dispersion.as_secs_f64(),
+        })
     })
 }
 

@@ -61,6 +61,25 @@ fn ciphers(ring: &KeyRing) -> Vec<CookieCipher> {
         .collect()
 }
 
+/// Answers a request whose cookie did not open or that did not
+/// authenticate with a NTSN kiss (RFC 8915, 5.7), logged within budget.
+fn nak(
+    ctx: &Context<'_>,
+    request: &Request<'_>,
+    peer: std::net::SocketAddr,
+    reject: &dyn std::fmt::Display,
+    out: &mut Outbox,
+) -> Outcome {
+    if let Some(suppressed) = ctx.log.allow(LogKind::Ignored) {
+        debug!(protocol = "nts", %peer, suppressed, "NTSN: {reject}");
+    }
+    let mut reply = [0u8; MAX_PACKET];
+    let len = packet::write_nak(request, &mut reply);
+    out.push(&reply[..len], peer, false);
+    ctx.stats.event(Event::NtsNak);
+    Outcome::Answered
+}
+
 /// Answers the NTS `request` from `received.peer`, received at
 /// `received_at`: authenticated time, or a NTSN kiss.
 pub fn answer(
@@ -77,15 +96,7 @@ pub fn answer(
     let mut reply = [0u8; MAX_PACKET];
     let authenticated = match packet::authenticate_with(request, &mut keys.ciphers) {
         Ok(authenticated) => authenticated,
-        Err(reject) => {
-            if let Some(suppressed) = ctx.log.allow(LogKind::Ignored) {
-                debug!(protocol = "nts", %peer, suppressed, "NTSN: {reject}");
-            }
-            let len = packet::write_nak(request, &mut reply);
-            out.push(&reply[..len], peer, false);
-            ctx.stats.event(Event::NtsNak);
-            return Outcome::Answered;
-        }
+        Err(reject) => return nak(ctx, request, peer, &reject, out),
     };
     let now = ctx
         .now

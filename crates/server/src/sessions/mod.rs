@@ -253,6 +253,20 @@ impl Sessions {
                 limit: None,
             });
         }
+        self.stranger(peer, request, now, rules, answerable)
+    }
+
+    /// [`Sessions::handle`] for a peer without a session: a login that may
+    /// open one (taking a free place or an unestablished session's), or
+    /// anything else, which opens nothing.
+    fn stranger(
+        &mut self,
+        peer: SocketAddr,
+        request: Result<Request, ParseError>,
+        now: Instant,
+        rules: Rules,
+        answerable: impl FnOnce(Known) -> Result<(), Unanswered>,
+    ) -> Result<Handled, Unanswered> {
         // The checks come before the look for room, so a shed login costs
         // little.
         if answers_stranger(&request) {
