@@ -95,7 +95,7 @@ pub enum SntpError {
     NoAddress,
     /// The NTS key exchange or an authenticated reply failed.
     #[error(transparent)]
-    Nts(#[from] crate::nts::NtsError),
+    Nts(#[from] crate::nts::error::NtsError),
     /// The socket failed.
     #[error("network error talking to {server}: {source}")]
     Io {

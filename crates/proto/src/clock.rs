@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use chrono::{NaiveDateTime, Timelike};
 
-use crate::wire::{TIME_FORMAT, TIME_MENU, TIME_PREFIX};
+use crate::wire::{Reply, TIME_FORMAT, TIME_MENU, TIME_PREFIX};
 
 /// The longest time reply: the prefix, a date with a five-digit year, the menu.
 const CAPACITY: usize = TIME_PREFIX.len() + 21 + TIME_MENU.len();
@@ -42,6 +42,19 @@ impl TimeReply {
     /// The reply's bytes, ready to send.
     pub fn as_bytes(&self) -> &[u8] {
         self.text.as_bytes()
+    }
+}
+
+impl Reply {
+    /// The reply's exact bytes; `time` supplies the text of [`Reply::Time`].
+    /// (Here, beside [`TimeReply`], so that the wire's strings need nothing
+    /// of the clock.)
+    ///
+    /// Borrowing rather than allocating keeps the server's hot path free of
+    /// allocations: every reply but the time is a constant, and the time reply
+    /// is rendered once a second by the caller.
+    pub fn bytes<'a>(&self, time: &'a TimeReply) -> &'a [u8] {
+        self.fixed_bytes().unwrap_or_else(|| time.as_bytes())
     }
 }
 

@@ -7,8 +7,6 @@
 //! session is over (`data.decode().find("Conexao encerrada") != -1`), so the
 //! seed's own client quits cleanly on each of them.
 
-use crate::clock::TimeReply;
-
 /// What a client sends to open a session.
 pub const LOGIN: &str = "login";
 
@@ -53,7 +51,8 @@ pub const SHUTDOWN_NOTICE: &str = "Servidor desligando. Conexao encerrada";
 /// Everything the server ever sends in the seed's protocol.
 ///
 /// A reply is data, not bytes, so the state machine can decide it without a
-/// clock; [`Reply::bytes`] renders it with the current [`TimeReply`].
+/// clock; [`Reply::bytes`] (in [`crate::clock`]) renders it with the
+/// current [`crate::clock::TimeReply`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
     /// [`LOGIN_MENU`], the answer to `login`.
@@ -75,15 +74,6 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// The reply's exact bytes; `time` supplies the text of [`Reply::Time`].
-    ///
-    /// Borrowing rather than allocating keeps the server's hot path free of
-    /// allocations: every reply but the time is a constant, and the time reply
-    /// is rendered once a second by the caller.
-    pub fn bytes<'a>(&self, time: &'a TimeReply) -> &'a [u8] {
-        self.fixed_bytes().unwrap_or_else(|| time.as_bytes())
-    }
-
     /// The reply's bytes when they do not depend on the time: every reply but
     /// [`Reply::Time`]. Drivers that only ever send notices (an idle timer,
     /// shutdown) use this and need no clock.

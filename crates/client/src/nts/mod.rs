@@ -6,11 +6,11 @@
 //! certificates and the randomness.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hora_proto::nts::ke::{self, AnswerError, Progress, ALPN};
+use hora_proto::nts::ke::{self, Progress, ALPN};
 use hora_proto::nts::packet::{self, ReplyError};
 use hora_proto::nts::{Algorithm, Keys};
 use hora_proto::sntp::{NtpTimestamp, PACKET_LEN};
@@ -22,52 +22,12 @@ use tokio::net::TcpStream;
 
 use crate::sntp::{Dialect, SntpError};
 
+pub mod error;
+
+pub use error::NtsError;
+
 /// NTP's port, where the key exchange names none.
 const NTP_PORT: u16 = 123;
-
-/// Why NTS gave no authenticated time.
-#[derive(Debug, thiserror::Error)]
-pub enum NtsError {
-    /// The trusted certificates could not be read.
-    #[error("{path}: {what}")]
-    Trust {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        what: String,
-    },
-    /// No trusted certificate at all (no `--ca`, and the system has none).
-    #[error("no trusted certificates: give the server's CA with --ca FILE")]
-    NoTrust,
-    /// The host name is no TLS server name.
-    #[error("`{0}` is not a host name or address TLS can verify")]
-    Name(String),
-    /// TCP or TLS failed (the certificate not trusted, among others).
-    #[error("key exchange with {server}: {what}")]
-    Exchange {
-        /// The key exchange server.
-        server: SocketAddr,
-        /// What failed.
-        what: String,
-    },
-    /// The server's answer can't be used.
-    #[error("key exchange with {server}: {source}")]
-    Answer {
-        /// The key exchange server.
-        server: SocketAddr,
-        /// What was wrong with it.
-        source: AnswerError,
-    },
-    /// The NTP server named by the key exchange has no address.
-    #[error("the NTP server `{0}` the key exchange named has no address")]
-    NtpServer(String),
-    /// A reply that failed to authenticate, or a NTSN kiss.
-    #[error("NTS: {0}")]
-    Reply(ReplyError),
-    /// Every cookie is spent.
-    #[error("NTS: no cookie left")]
-    NoCookie,
-}
 
 /// A failed TLS handshake in words: the certificate problems people meet
 /// (a self-signed `CA:TRUE` certificate as `openssl req -x509` makes, an
