@@ -1,7 +1,8 @@
 //! `horad`, the hora time daemon: a thin driver of I/O, time and tasks around
 //! the protocol decisions of `hora_proto`.
 //!
-//! - [`config`]: `config.toml`, with defaults and validation;
+//! - [`config`]: `config.toml`, with defaults and validation, and the
+//!   table of keys (flag, range, what a reload does) everything else reads;
 //! - [`cli`]: the command line, which overrides the file;
 //! - [`live`]: the live view, everything the loops and `/status` read of
 //!   the configuration, published once per reload;
@@ -15,7 +16,8 @@
 //! - [`engine`]: the one drive loop every protocol's socket runs;
 //! - [`outbox`]: a batch's replies on their way out, and the transmit
 //!   timestamp each carries (stamped in the send call that takes it);
-//! - [`protocols`]: each protocol's request path (seed, SNTP, Time and Daytime);
+//! - [`protocols`]: each protocol's request path (seed and v2 as siblings
+//!   on the seed's socket, SNTP, NTS, Time and Daytime);
 //! - [`sessions`]: the session table keyed by peer address, with its limits
 //!   and idle deadlines;
 //! - [`clock_state`]: the host clock's state, read from the kernel once a
