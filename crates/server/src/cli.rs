@@ -34,9 +34,10 @@ pub struct Args {
     #[arg(short, long, env = "HORAD_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// UDP address to serve on, IPv4 or IPv6 [default: 127.0.0.1:5005]
-    #[arg(long, env = "HORAD_BIND", value_name = "ADDR")]
-    pub bind: Option<SocketAddr>,
+    /// UDP address to serve the seed's protocol on, IPv4 or IPv6; several
+    /// as the flag again or a comma-separated list [default: 127.0.0.1:5005]
+    #[arg(long, env = "HORAD_BIND", value_name = "ADDR", value_delimiter = ',')]
+    pub bind: Vec<SocketAddr>,
 
     /// A session silent this long ends, e.g. 10s, 500ms, 2m
     #[arg(long, env = "HORAD_IDLE_TIMEOUT", value_name = "DUR", value_parser = humantime::parse_duration,
@@ -68,9 +69,15 @@ pub struct Args {
     #[arg(long, env = "HORAD_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
 
-    /// Serve SNTP (RFC 4330) on this address, e.g. 0.0.0.0:123 [default: off]
-    #[arg(long, env = "HORAD_SNTP_BIND", value_name = "ADDR")]
-    pub sntp_bind: Option<SocketAddr>,
+    /// Serve SNTP (RFC 4330) on this address, e.g. 0.0.0.0:123; several as
+    /// --bind takes them [default: off]
+    #[arg(
+        long,
+        env = "HORAD_SNTP_BIND",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub sntp_bind: Vec<SocketAddr>,
 
     /// Serve SNTP at this stratum even when the kernel says the host clock
     /// is unsynchronized, as chrony's `local stratum N`
@@ -84,24 +91,47 @@ pub struct Args {
         help = ranged("Entries (16 bytes each) in SNTP's interleaved-mode client log; 0 serves basic mode only", "sntp.client_log", "32768"))]
     pub sntp_client_log: Option<usize>,
 
-    /// Serve the Time Protocol (RFC 868) on this address, e.g. 0.0.0.0:37 [default: off]
-    #[arg(long, env = "HORAD_TIME_BIND", value_name = "ADDR")]
-    pub time_bind: Option<SocketAddr>,
+    /// Serve the Time Protocol (RFC 868) on this address, e.g. 0.0.0.0:37;
+    /// several as --bind takes them [default: off]
+    #[arg(
+        long,
+        env = "HORAD_TIME_BIND",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub time_bind: Vec<SocketAddr>,
 
-    /// Serve the Daytime Protocol (RFC 867) on this address, e.g. 0.0.0.0:13 [default: off]
-    #[arg(long, env = "HORAD_DAYTIME_BIND", value_name = "ADDR")]
-    pub daytime_bind: Option<SocketAddr>,
+    /// Serve the Daytime Protocol (RFC 867) on this address, e.g.
+    /// 0.0.0.0:13; several as --bind takes them [default: off]
+    #[arg(
+        long,
+        env = "HORAD_DAYTIME_BIND",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub daytime_bind: Vec<SocketAddr>,
 
     /// Serve /metrics (Prometheus) and /status (JSON) over HTTP on this
-    /// address, e.g. 127.0.0.1:9975 [default: off]
-    #[arg(long, env = "HORAD_METRICS_BIND", value_name = "ADDR")]
-    pub metrics_bind: Option<SocketAddr>,
+    /// address, e.g. 127.0.0.1:9975; several as --bind takes them
+    /// [default: off]
+    #[arg(
+        long,
+        env = "HORAD_METRICS_BIND",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub metrics_bind: Vec<SocketAddr>,
 
     /// Serve the NTS key exchange (RFC 8915, TLS 1.3) on this TCP address,
-    /// e.g. 0.0.0.0:4460; needs the certificate, its key and the cookie
-    /// keys [default: off]
-    #[arg(long, env = "HORAD_NTS_BIND", value_name = "ADDR")]
-    pub nts_bind: Option<SocketAddr>,
+    /// e.g. 0.0.0.0:4460 (several as --bind takes them); needs the
+    /// certificate, its key and the cookie keys [default: off]
+    #[arg(
+        long,
+        env = "HORAD_NTS_BIND",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub nts_bind: Vec<SocketAddr>,
 
     /// The NTS-KE certificate chain, PEM, leaf first
     #[arg(long, env = "HORAD_NTS_CERTIFICATE_CHAIN", value_name = "PATH")]
@@ -229,8 +259,18 @@ impl Args {
 
     /// Overrides the file's values with the flags given.
     fn apply(&self, config: &mut Config) {
-        if let Some(bind) = self.bind {
-            config.bind = bind;
+        let nts = &mut config.nts;
+        for (flag, key) in [
+            (&self.bind, &mut config.bind),
+            (&self.sntp_bind, &mut config.sntp.bind),
+            (&self.time_bind, &mut config.time.bind),
+            (&self.daytime_bind, &mut config.daytime.bind),
+            (&self.metrics_bind, &mut config.metrics.bind),
+            (&self.nts_bind, &mut nts.bind),
+        ] {
+            if !flag.is_empty() {
+                *key = flag.clone().into();
+            }
         }
         if let Some(timeout) = self.idle_timeout {
             config.idle_timeout = timeout;
@@ -256,27 +296,11 @@ impl Args {
         if self.no_ratelimit {
             config.ratelimit.enabled = false;
         }
-        if let Some(bind) = self.sntp_bind {
-            config.sntp.bind = Some(bind);
-        }
         if let Some(stratum) = self.sntp_local_stratum {
             config.sntp.local_stratum = Some(stratum);
         }
         if let Some(entries) = self.sntp_client_log {
             config.sntp.client_log = entries;
-        }
-        if let Some(bind) = self.time_bind {
-            config.time.bind = Some(bind);
-        }
-        if let Some(bind) = self.daytime_bind {
-            config.daytime.bind = Some(bind);
-        }
-        if let Some(bind) = self.metrics_bind {
-            config.metrics.bind = Some(bind);
-        }
-        let nts = &mut config.nts;
-        if let Some(bind) = self.nts_bind {
-            nts.bind = Some(bind);
         }
         for (flag, key) in [
             (&self.nts_certificate_chain, &mut nts.certificate_chain),
@@ -301,10 +325,44 @@ impl Args {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory as _;
+    use clap::{CommandFactory as _, Parser as _};
 
     use super::*;
     use crate::config::KEYS;
+
+    #[test]
+    fn an_address_flag_takes_several_again_or_with_commas() {
+        let args = Args::try_parse_from([
+            "horad",
+            "--config",
+            "/dev/null",
+            "--sntp-bind",
+            "127.0.0.1:1230",
+            "--sntp-bind",
+            "127.0.0.2:1230",
+            "--bind",
+            "127.0.0.1:5005,[::1]:5005",
+        ])
+        .unwrap();
+        let (config, _) = args.config().unwrap();
+        assert_eq!(
+            config.sntp.bind.to_string(),
+            "127.0.0.1:1230, 127.0.0.2:1230"
+        );
+        assert_eq!(config.bind.to_string(), "127.0.0.1:5005, [::1]:5005");
+        assert!(config.time.bind.is_empty());
+        // Overlapping ones are refused, naming the flag.
+        let args = Args::try_parse_from([
+            "horad",
+            "--config",
+            "/dev/null",
+            "--time-bind",
+            "0.0.0.0:3700,127.0.0.1:3700",
+        ])
+        .unwrap();
+        let error = args.config().unwrap_err().to_string();
+        assert!(error.contains("`--time-bind`"), "{error}");
+    }
 
     #[test]
     fn the_key_table_names_exactly_the_flags_that_set_keys() {

@@ -125,6 +125,9 @@ fn announce(server: &Server, config: &Config, named: &str) -> anyhow::Result<()>
         (config.log.format == hora_server::config::LogFormat::Json).then(|| addr.to_string())
     };
     info!(addr = field(addr), config = named, "listening on {addr}");
+    for addr in server.seed_addrs().into_iter().skip(1) {
+        info!(addr = field(addr), config = named, "listening on {addr}");
+    }
     let workers = server.workers();
     let plural = if workers == 1 { "" } else { "s" };
     info!(
@@ -140,13 +143,13 @@ fn announce(server: &Server, config: &Config, named: &str) -> anyhow::Result<()>
             protocol, "{protocol} listening on {addr}"
         );
     }
-    if let Some(addr) = server.metrics_addr() {
+    for addr in server.metrics_addrs() {
         info!(
             addr = field(addr),
             "metrics listening on http://{addr}/metrics and /status"
         );
     }
-    if let Some(addr) = server.nts_ke_addr() {
+    for addr in server.nts_ke_addrs() {
         info!(
             addr = field(addr),
             protocol = "nts-ke",

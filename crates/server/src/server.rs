@@ -35,12 +35,12 @@ use crate::workers::{self, Loop};
 use hora_proto::nts::ring::KeyRing;
 
 /// NTS's parts, when it is on: the cookie keys (their file and where they
-/// are published) and the key exchange's listener, if this host runs it.
+/// are published) and the key exchange's listeners, if this host runs it.
 #[derive(Debug)]
 struct Nts {
     file: KeyFile,
     keys: watch::Sender<Arc<KeyRing>>,
-    listener: Option<std::net::TcpListener>,
+    listeners: Vec<std::net::TcpListener>,
 }
 
 impl Nts {
@@ -49,21 +49,21 @@ impl Nts {
     /// cookies good.
     fn load(
         config: &Config,
-        listener: Option<std::net::TcpListener>,
+        listeners: Vec<std::net::TcpListener>,
     ) -> Result<Option<Nts>, KeyFileError> {
         let Some(path) = &config.nts.keys else {
             return Ok(None);
         };
         let file = KeyFile {
             path: path.clone(),
-            rotates: config.nts.bind.is_some(),
+            rotates: !config.nts.bind.is_empty(),
             rotation: config.nts.key_rotation,
         };
         let ring = file.load()?;
         Ok(Some(Nts {
             file,
             keys: watch::channel(Arc::new(ring)).0,
-            listener,
+            listeners,
         }))
     }
 }
@@ -71,17 +71,23 @@ impl Nts {
 impl Nts {
     /// Starts the cookie keys' task (rotation on the KE host, re-reading
     /// elsewhere) as one of `tasks` and, on the KE host, the key exchange
-    /// on a thread of its own, whose handle is returned.
+    /// on each of its listeners, each on a thread of its own, whose handles
+    /// are returned.
     fn start(
         self,
-        exchange: nts::ke::Exchange,
+        exchange: &nts::ke::Exchange,
         tasks: &mut JoinSet<()>,
         stopped: &watch::Receiver<bool>,
-    ) -> Option<std::thread::JoinHandle<()>> {
+    ) -> Vec<std::thread::JoinHandle<()>> {
         tasks.spawn(nts::keys::serve(self.file, self.keys, stopped.clone()));
-        nts::ke::spawn(self.listener?, exchange, stopped.clone())
-            .map_err(|error| warn!(%error, "NTS-KE listener: cannot start its thread"))
-            .ok()
+        self.listeners
+            .into_iter()
+            .filter_map(|listener| {
+                nts::ke::spawn(listener, exchange.clone(), stopped.clone())
+                    .map_err(|error| warn!(%error, "NTS-KE listener: cannot start its thread"))
+                    .ok()
+            })
+            .collect()
     }
 }
 
@@ -92,8 +98,8 @@ pub struct Server {
     nts: Option<Nts>,
     /// Every UDP protocol served, the seed's first.
     udp: Vec<Bound>,
-    /// The operators' HTTP listener, when configured.
-    metrics: Option<std::net::TcpListener>,
+    /// The operators' HTTP listeners, when configured.
+    metrics: Vec<std::net::TcpListener>,
     /// Where reloads publish the live view, and where everyone reads it.
     live: (watch::Sender<Arc<Live>>, LiveView),
     stats: Arc<Stats>,
@@ -131,20 +137,16 @@ impl Server {
         // A certificate no client would take is refused before anything
         // is written (the cookie keys' file) or bound.
         nts::NtsLive::new(&config.nts)?;
-        let nts_listener = match (&config.nts.keys, config.nts.bind) {
-            (Some(_), Some(addr)) => Some(sockets::bind_listener(addr)?),
-            _ => None,
+        let nts_listeners = match &config.nts.keys {
+            Some(_) => sockets::bind_listeners(&config.nts.bind)?,
+            None => Vec::new(),
         };
         let (udp, workers) = sockets::bind_udp(config, config.workers_wanted())?;
-        let metrics = config
-            .metrics
-            .bind
-            .map(sockets::bind_listener)
-            .transpose()?;
+        let metrics = sockets::bind_listeners(&config.metrics.bind)?;
         let live = live::publish(Live::new(config.clone(), None, workers, Instant::now())?);
         // Last, once nothing else can fail: a key added and written (and
         // logged so) must not come before an exit for a busy port.
-        let nts = Nts::load(config, nts_listener)?;
+        let nts = Nts::load(config, nts_listeners)?;
         let serves_sntp = udp.iter().any(|bound| bound.udp == Udp::Sntp);
         let clock = ClockState::start(live.1.clone(), config.sntp.clock_settings(), serves_sntp);
         Ok(Server {
@@ -178,6 +180,15 @@ impl Server {
             .local_addr()
     }
 
+    /// Every address the seed's protocol is served on.
+    pub fn seed_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter(|bound| bound.udp == Udp::Seed)
+            .filter_map(|bound| bound.local_addr().ok())
+            .collect()
+    }
+
     /// The sockets of `udp`, when it is served.
     fn bound(&self, udp: Udp) -> Option<&Bound> {
         self.udp.iter().find(|bound| bound.udp == udp)
@@ -198,19 +209,31 @@ impl Server {
             .map(|bound| Ok((bound.udp.name(), bound.local_addr()?)))
             .collect()
     }
-    /// The NTS key exchange's address, when it is served.
+    /// The NTS key exchange's first address, when it is served.
     pub fn nts_ke_addr(&self) -> Option<SocketAddr> {
-        self.nts
-            .as_ref()
-            .and_then(|nts| nts.listener.as_ref())
-            .and_then(|listener| listener.local_addr().ok())
+        self.nts_ke_addrs().first().copied()
     }
 
-    /// The operators' HTTP address, when configured.
+    /// Every address the NTS key exchange is served on.
+    pub fn nts_ke_addrs(&self) -> Vec<SocketAddr> {
+        let listeners = self.nts.as_ref().map_or(&[][..], |nts| &nts.listeners[..]);
+        listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The operators' first HTTP address, when configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addrs().first().copied()
+    }
+
+    /// Every address the operators' HTTP is served on.
+    pub fn metrics_addrs(&self) -> Vec<SocketAddr> {
         self.metrics
-            .as_ref()
-            .and_then(|listener| listener.local_addr().ok())
+            .iter()
+            .filter_map(|listener| listener.local_addr().ok())
+            .collect()
     }
 
     /// Whether per-source rate limiting is on (start-up logs say so).
@@ -281,12 +304,15 @@ impl Server {
             interval,
             stopped.clone(),
         ));
-        let ops = metrics.and_then(|listener| {
-            let log = Arc::clone(&log);
-            spawn_ops(listener, observed, log, ops_thread, &mut tasks, &stopped)
-        });
+        let ops: Vec<_> = metrics
+            .into_iter()
+            .filter_map(|listener| {
+                let (observed, log) = (observed.clone(), Arc::clone(&log));
+                spawn_ops(listener, observed, log, ops_thread, &mut tasks, &stopped)
+            })
+            .collect();
         let keys = nts.as_ref().map(|nts| nts.keys.subscribe());
-        let ke = nts.and_then(|nts| {
+        let ke = nts.map_or_else(Vec::new, |nts| {
             let exchange = nts::ke::Exchange {
                 live: live.clone(),
                 keys: nts.keys.subscribe(),
@@ -294,7 +320,7 @@ impl Server {
                 log: Arc::clone(&log),
                 sntp_port,
             };
-            nts.start(exchange, &mut tasks, &stopped)
+            nts.start(&exchange, &mut tasks, &stopped)
         });
         let workers = live.borrow().workers;
         let parts = LoopParts {
@@ -329,10 +355,10 @@ impl Server {
                 addresses.push((bound.udp.name(), addr));
             }
         }
-        if let Some(addr) = self.metrics_addr() {
+        for addr in self.metrics_addrs() {
             addresses.push(("metrics", addr));
         }
-        if let Some(addr) = self.nts_ke_addr() {
+        for addr in self.nts_ke_addrs() {
             addresses.push(("nts-ke", addr));
         }
         // Always: v2's time answers carry the clock's state too.

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use tracing::{debug, warn};
 
-use crate::config::Config;
+use crate::config::{Addresses, Config};
 use crate::sys;
 
 /// The receive buffer asked of the kernel for the seed protocol's socket
@@ -65,18 +65,17 @@ impl Udp {
         }
     }
 
-    /// Where `config` serves it; `None`: off.
-    fn bind(self, config: &Config) -> Option<SocketAddr> {
-        match self {
-            Udp::Seed => Some(config.bind),
+    /// Where `config` serves it: none, off.
+    fn binds(self, config: &Config) -> Vec<SocketAddr> {
+        let binds = match self {
+            Udp::Seed => &config.bind,
             // Validation refuses an unusable clock first; never served so.
-            Udp::Sntp => config
-                .sntp
-                .bind
-                .filter(|_| config.sntp.settings().is_some()),
-            Udp::Time => config.time.bind,
-            Udp::Daytime => config.daytime.bind,
-        }
+            Udp::Sntp if config.sntp.settings().is_none() => return Vec::new(),
+            Udp::Sntp => &config.sntp.bind,
+            Udp::Time => &config.time.bind,
+            Udp::Daytime => &config.daytime.bind,
+        };
+        binds.iter().collect()
     }
 
     /// The receive buffer its sockets ask for.
@@ -150,30 +149,15 @@ fn privileged_hint(addr: SocketAddr, error: &io::Error) -> &'static str {
     }
 }
 
-/// Binds every UDP protocol `config` serves, a socket per worker of the
-/// `wanted` each, steers them, and returns them with how many workers
+/// Binds every UDP protocol `config` serves, on each of its addresses, a
+/// socket per worker of the `wanted` each, steers them, and returns them with how many workers
 /// serve ([`steer`]).
 pub fn bind_udp(config: &Config, wanted: usize) -> Result<(Vec<Bound>, usize), BindError> {
     let mut bound = Vec::new();
     for udp in Udp::ALL {
-        let Some(addr) = udp.bind(config) else {
-            continue;
-        };
-        // SNTP's group is formed even for one worker, for its send-only
-        // sockets to join.
-        let sockets = bind_group(addr, udp.buffer(), wanted, udp == Udp::Sntp)
-            .map_err(|source| BindError { addr, source })?;
-        if let Some(error) = sockets
-            .iter()
-            .find_map(|s| sys::enable_receive_timestamps(s).err())
-        {
-            warn!(%error, "{}", udp.without_timestamps());
+        for addr in udp.binds(config) {
+            bound.push(bind_one(udp, addr, wanted)?);
         }
-        bound.push(Bound {
-            udp,
-            sockets,
-            beside: Vec::new(),
-        });
     }
     let workers = {
         let mut groups: Vec<&mut Group> = bound.iter_mut().map(|b| &mut b.sockets).collect();
@@ -186,6 +170,31 @@ pub fn bind_udp(config: &Config, wanted: usize) -> Result<(Vec<Bound>, usize), B
         };
     }
     Ok((bound, workers))
+}
+
+/// `udp`'s group on `addr`: a socket per worker of the `wanted`, each
+/// with kernel receive timestamps asked for.
+fn bind_one(udp: Udp, addr: SocketAddr, wanted: usize) -> Result<Bound, BindError> {
+    // SNTP's group is formed even for one worker, for its send-only
+    // sockets to join.
+    let sockets = bind_group(addr, udp.buffer(), wanted, udp == Udp::Sntp)
+        .map_err(|source| BindError { addr, source })?;
+    if let Some(error) = sockets
+        .iter()
+        .find_map(|s| sys::enable_receive_timestamps(s).err())
+    {
+        warn!(%error, "{}", udp.without_timestamps());
+    }
+    Ok(Bound {
+        udp,
+        sockets,
+        beside: Vec::new(),
+    })
+}
+
+/// Every TCP listener of `addresses` ([`bind_listener`]).
+pub fn bind_listeners(addresses: &Addresses) -> Result<Vec<TcpListener>, BindError> {
+    addresses.iter().map(bind_listener).collect()
 }
 
 /// A TCP listener on `addr`, for the operators' HTTP and the key exchange
@@ -344,23 +353,25 @@ mod tests {
     }
 
     #[test]
-    fn every_configured_protocol_is_bound_once_in_order_with_sntp_beside() {
+    fn every_configured_address_of_every_protocol_is_bound_in_order_with_sntp_beside() {
         let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let mut config = Config {
-            bind: loopback,
+            bind: vec![loopback, "127.0.0.2:0".parse().unwrap()].into(),
             ..Config::default()
         };
-        config.sntp.bind = Some(loopback);
-        config.daytime.bind = Some(loopback);
+        config.sntp.bind = loopback.into();
+        config.daytime.bind = loopback.into();
         let (bound, workers) = bind_udp(&config, 1).unwrap();
         assert_eq!(workers, 1);
         let served: Vec<Udp> = bound.iter().map(|b| b.udp).collect();
-        assert_eq!(served, [Udp::Seed, Udp::Sntp, Udp::Daytime]);
+        assert_eq!(served, [Udp::Seed, Udp::Seed, Udp::Sntp, Udp::Daytime]);
+        assert_eq!(bound[1].local_addr().unwrap().ip().to_string(), "127.0.0.2");
         for one in &bound {
             assert_eq!(one.sockets.len(), 1);
             assert_eq!(one.beside.len(), 1, "{:?}", one.udp);
         }
-        assert!(bound[0].beside[0].is_none() && bound[2].beside[0].is_none());
-        assert_eq!(own_ports(&bound).len(), 3);
+        assert!(bound[0].beside[0].is_none() && bound[3].beside[0].is_none());
+        assert!(bound[2].beside[0].is_some(), "SNTP's send-only socket");
+        assert_eq!(own_ports(&bound).len(), 4);
     }
 }

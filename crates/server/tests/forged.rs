@@ -32,10 +32,10 @@ async fn start(adjust: impl FnOnce(&mut Config)) -> Daemon {
     let loopback = common::loopback();
     let mut config = common::loopback_config();
     config.time = ServiceConfig {
-        bind: Some(loopback),
+        bind: loopback.into(),
     };
     config.daytime = ServiceConfig {
-        bind: Some(loopback),
+        bind: loopback.into(),
     };
     adjust(&mut config);
     Daemon::start(config).await
@@ -399,7 +399,7 @@ async fn heavy_among_thousands(
 ) -> u32 {
     use hora_proto::outcome::Service;
     let daemon = start(|config| {
-        config.sntp.bind = Some(common::loopback());
+        config.sntp.bind = common::loopback().into();
         config.sntp.local_stratum = Some(10);
         config.ratelimit.table_size = 64;
     })
@@ -479,7 +479,7 @@ async fn a_seed_session_among_thousands_of_others_gets_its_rate_and_burst() {
 async fn two_sources_alternating_in_a_one_bucket_table_are_both_limited() {
     use hora_proto::outcome::Service;
     let daemon = start(|config| {
-        config.sntp.bind = Some(common::loopback());
+        config.sntp.bind = common::loopback().into();
         config.sntp.local_stratum = Some(10);
         config.ratelimit.table_size = 1;
     })

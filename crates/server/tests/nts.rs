@@ -33,9 +33,9 @@ use common::{ask, until, Daemon};
 /// (`local_stratum`), cookie keys in `dir`.
 fn nts_config(dir: &Path, pki: &Pki) -> Config {
     let mut config = common::loopback_config();
-    config.sntp.bind = Some(common::loopback());
+    config.sntp.bind = common::loopback().into();
     config.sntp.local_stratum = Some(10);
-    config.nts.bind = Some(common::loopback());
+    config.nts.bind = common::loopback().into();
     config.nts.certificate_chain = Some(pki.chain.clone());
     config.nts.private_key = Some(pki.key.clone());
     config.nts.keys = Some(dir.join("nts-keys"));
@@ -214,7 +214,7 @@ async fn cookies_from_before_a_restart_authenticate_after_it_and_on_a_host_shari
     // The same host restarted, and an NTP-only host of the fleet (no key
     // exchange, the same key file): no new key exchange with either.
     let mut fleet_host = config.clone();
-    fleet_host.nts.bind = None;
+    fleet_host.nts.bind = Default::default();
     for config in [config, fleet_host] {
         let daemon = Daemon::start(config).await;
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -557,7 +557,7 @@ async fn status_and_metrics_show_the_nts_settings_in_force_and_when_the_certific
     let dir = tempfile::tempdir().unwrap();
     let pki = pki::make_valid(dir.path(), "a", Some((2020, 2040)));
     let mut config = nts_config(dir.path(), &pki);
-    config.metrics.bind = Some(common::loopback());
+    config.metrics.bind = common::loopback().into();
     config.nts.require = true;
     let daemon = Daemon::start(config).await;
     let mut stream = TcpStream::connect(daemon.metrics()).await.unwrap();
@@ -571,11 +571,15 @@ async fn status_and_metrics_show_the_nts_settings_in_force_and_when_the_certific
     let status: serde_json::Value = serde_json::from_str(body).unwrap();
     let nts = &status["nts"];
     assert_eq!(nts["require"], true, "{nts}");
-    assert_eq!(nts["key_exchange"], "127.0.0.1:0", "{nts}");
+    assert_eq!(
+        nts["key_exchange"],
+        serde_json::json!(["127.0.0.1:0"]),
+        "{nts}"
+    );
     assert_eq!(nts["key_rotation_s"], 86_400, "{nts}");
     assert_eq!(
         status["addresses"]["nts-ke"],
-        daemon.nts_ke().to_string(),
+        serde_json::json!([daemon.nts_ke().to_string()]),
         "{status}"
     );
     assert_eq!(

@@ -22,7 +22,7 @@ use common::{ask, Daemon};
 async fn start() -> Daemon {
     let loopback = common::loopback();
     let mut config = common::loopback_config();
-    config.metrics.bind = Some(loopback);
+    config.metrics.bind = loopback.into();
     Daemon::start(config).await
 }
 
@@ -132,8 +132,14 @@ async fn metrics_and_status_read_what_udp_clients_did() {
     assert_eq!(json["counters"]["logins"], 3);
     assert_eq!(json["counters"]["ended_logout"], 1);
     assert_eq!(json["datagrams"]["seed"]["received"], 6);
-    assert_eq!(json["addresses"]["seed"], daemon.addr.to_string());
-    assert_eq!(json["addresses"]["metrics"], daemon.metrics().to_string());
+    assert_eq!(
+        json["addresses"]["seed"],
+        serde_json::json!([daemon.addr.to_string()])
+    );
+    assert_eq!(
+        json["addresses"]["metrics"],
+        serde_json::json!([daemon.metrics().to_string()])
+    );
     assert_eq!(json["limits"]["max_sessions"], 1_000_000);
     assert_eq!(json["workers"]["count"], 1);
     assert_eq!(json["workers"]["received"], serde_json::json!([6]));
@@ -258,7 +264,7 @@ async fn a_slow_drip_is_cut_off_by_the_header_deadline() {
 async fn after_a_reload_status_and_metrics_show_every_value_in_force() {
     let mut daemon = start().await;
     let mut config = common::loopback_config();
-    config.metrics.bind = Some(common::loopback());
+    config.metrics.bind = common::loopback().into();
     let before = get(daemon.metrics(), "/status").await;
     assert!(before.contains("\"idle_timeout_s\": 10.0"), "{before}");
     // What the issue tried: idle_timeout 10 s -> 30 s, max_sessions 20000 -> 15000;
@@ -385,7 +391,7 @@ async fn one_address_holding_connections_leaves_room_for_the_others() {
 #[tokio::test]
 async fn the_drop_counters_help_names_every_reason() {
     let mut config = common::loopback_config();
-    config.metrics.bind = Some(common::loopback());
+    config.metrics.bind = common::loopback().into();
     let daemon = Daemon::start(config).await;
     let metrics = get(daemon.metrics(), "/metrics").await;
     let help = metrics
@@ -408,8 +414,8 @@ async fn the_drop_counters_help_names_every_reason() {
 #[tokio::test]
 async fn a_reload_of_the_clock_fields_applies_with_sntp_off() {
     let mut config = common::loopback_config();
-    config.metrics.bind = Some(common::loopback());
-    assert!(config.sntp.bind.is_none());
+    config.metrics.bind = common::loopback().into();
+    assert!(config.sntp.bind.is_empty());
     let mut daemon = Daemon::start(config.clone()).await;
     let kernel = hora_server::sys::host_clock().is_ok_and(|host| host.synchronized);
     config.sntp.stratum = 12;
@@ -443,8 +449,8 @@ async fn a_reload_of_the_clock_fields_applies_with_sntp_off() {
 async fn status_tells_the_kernels_clock_state_from_how_local_stratum_serves_it() {
     let loopback = common::loopback();
     let mut config = common::loopback_config();
-    config.metrics.bind = Some(loopback);
-    config.sntp.bind = Some(loopback);
+    config.metrics.bind = loopback.into();
+    config.sntp.bind = loopback.into();
     config.sntp.local_stratum = Some(10);
     let daemon = Daemon::start(config).await;
     let kernel = hora_server::sys::host_clock().is_ok_and(|host| host.synchronized);

@@ -31,12 +31,12 @@ fn config_with(adjust: impl FnOnce(&mut Config)) -> Config {
     let mut config = common::loopback_config();
     config.sntp.local_stratum = Some(10);
     adjust(&mut config);
-    config.sntp.bind = Some(loopback);
+    config.sntp.bind = loopback.into();
     config.time = ServiceConfig {
-        bind: Some(loopback),
+        bind: loopback.into(),
     };
     config.daytime = ServiceConfig {
-        bind: Some(loopback),
+        bind: loopback.into(),
     };
     config
 }

@@ -249,7 +249,7 @@ async fn every_session_on_every_worker_is_told_at_shutdown() {
 #[tokio::test]
 async fn sntp_on_two_workers_answers_every_address_from_its_own_address() {
     let mut config = config();
-    config.sntp.bind = Some(common::loopback());
+    config.sntp.bind = common::loopback().into();
     config.sntp.local_stratum = Some(10);
     let daemon = Daemon::start(config).await;
     let server = daemon.sntp();
@@ -279,7 +279,7 @@ async fn sntp_on_two_workers_answers_every_address_from_its_own_address() {
 #[tokio::test]
 async fn metrics_and_status_count_each_workers_datagrams() {
     let mut config = config();
-    config.metrics.bind = Some(common::loopback());
+    config.metrics.bind = common::loopback().into();
     let daemon = Daemon::start(config).await;
     let mut expected = [0u64; 2];
     for n in 0..30 {

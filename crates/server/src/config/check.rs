@@ -9,7 +9,7 @@ use std::time::Duration;
 use hora_proto::access::has_host_bits;
 
 use super::keys::range;
-use super::{Config, ConfigError, OutOfRange, MAX_CLIENT_LOG};
+use super::{Addresses, Config, ConfigError, OutOfRange, MAX_CLIENT_LOG};
 
 /// "must be RANGE" for `key`, with `note` after it where there is one.
 fn must_be(key: &'static str, note: &str) -> OutOfRange {
@@ -188,26 +188,35 @@ impl Config {
     /// already in use`, every restart again): refused here instead, so
     /// `--check-config` catches them.
     fn check_binds(&self) -> Result<(), OutOfRange> {
-        let udp = [
-            ("bind", Some(self.bind)),
-            ("sntp.bind", self.sntp.bind),
-            ("time.bind", self.time.bind),
-            ("daytime.bind", self.daytime.bind),
-        ];
-        let tcp = [
-            ("metrics.bind", self.metrics.bind),
-            ("nts.bind", self.nts.bind),
-        ];
+        if self.bind.is_empty() {
+            return out(
+                "bind",
+                "names no address: the seed's protocol always serves (give at least one)",
+            );
+        }
+        let each = |list: &[(&'static str, &Addresses)]| -> Vec<(&'static str, SocketAddr)> {
+            list.iter()
+                .flat_map(|(key, binds)| binds.iter().map(move |addr| (*key, addr)))
+                .collect()
+        };
+        let udp = each(&[
+            ("bind", &self.bind),
+            ("sntp.bind", &self.sntp.bind),
+            ("time.bind", &self.time.bind),
+            ("daytime.bind", &self.daytime.bind),
+        ]);
+        let tcp = each(&[
+            ("metrics.bind", &self.metrics.bind),
+            ("nts.bind", &self.nts.bind),
+        ]);
         for sockets in [&udp[..], &tcp[..]] {
             for (i, (_, first)) in sockets.iter().enumerate() {
                 for (key, second) in &sockets[i + 1..] {
-                    if let (Some(a), Some(b)) = (first, second) {
-                        if binds_overlap(*a, *b) {
-                            return out(
-                                key,
-                                "is the same address and port as another socket of horad's (it could not be bound)",
-                            );
-                        }
+                    if binds_overlap(*first, *second) {
+                        return out(
+                            key,
+                            "has the same address and port as another socket of horad's, or a wildcard address on a port a specific one has (it could not be bound)",
+                        );
                     }
                 }
             }
@@ -219,7 +228,7 @@ impl Config {
     /// key and cookie keys; NTS needs the SNTP socket it is served on.
     fn check_nts(&self) -> Result<(), OutOfRange> {
         let nts = &self.nts;
-        if nts.bind.is_some() {
+        if !nts.bind.is_empty() {
             if nts.certificate_chain.is_none() {
                 return out("nts.certificate_chain", "must be set when nts.bind is");
             }
@@ -233,7 +242,7 @@ impl Config {
         if nts.require && nts.keys.is_none() {
             return out("nts.require", "needs nts.keys: it would answer no one");
         }
-        if nts.keys.is_some() && nts.bind.is_none() && self.sntp.bind.is_none() {
+        if nts.keys.is_some() && nts.bind.is_empty() && self.sntp.bind.is_empty() {
             return out(
                 "nts.keys",
                 "needs sntp.bind or nts.bind: nothing would use it",
@@ -271,6 +280,11 @@ mod tests {
             ("bind = \"127.0.0.1:5005\"\n[sntp]\nbind = \"127.0.0.1:5005\"", "sntp.bind"),
             ("bind = \"0.0.0.0:5005\"\n[time]\nbind = \"127.0.0.1:5005\"", "time.bind"),
             ("[metrics]\nbind = \"127.0.0.1:4460\"\n[nts]\nbind = \"0.0.0.0:4460\"\ncertificate_chain = \"c\"\nprivate_key = \"k\"\nkeys = \"n\"", "nts.bind"),
+            ("bind = []", "bind"),
+            ("[sntp]\nbind = [\"10.0.0.1:123\", \"10.0.0.1:123\"]", "sntp.bind"),
+            ("[sntp]\nbind = [\"10.0.0.1:123\", \"0.0.0.0:123\"]", "sntp.bind"),
+            ("[time]\nbind = [\"10.0.0.1:5005\"]\n[daytime]\nbind = [\"10.0.0.2:13\", \"10.0.0.1:5005\"]", "daytime.bind"),
+            ("[metrics]\nbind = [\"127.0.0.1:9975\", \"[::1]:9975\", \"[::]:9975\"]", "metrics.bind"),
             ("[ratelimit]\nrate = 0.0", "ratelimit.rate"),
             ("[ratelimit]\nburst = 0.5", "ratelimit.burst"),
             ("[ratelimit]\ntable_size = 0", "ratelimit.table_size"),

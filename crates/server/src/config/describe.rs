@@ -1,11 +1,9 @@
 //! What a configuration serves, one line a part, in words: what
 //! `horad --check-config` prints.
 
-use std::net::SocketAddr;
-
 use hora_proto::access::IpNet;
 
-use super::{Config, LogFormat, NtsConfig, RateLimitConfig, SntpConfig};
+use super::{Addresses, Config, LogFormat, NtsConfig, RateLimitConfig, SntpConfig};
 
 impl Config {
     /// What this configuration serves, one line a part, for
@@ -24,11 +22,18 @@ impl Config {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
         };
-        let metrics = self.metrics.bind.map_or("off".to_owned(), |addr| {
-            format!("http://{addr}/metrics and /status")
-        });
+        let metrics = if self.metrics.bind.is_empty() {
+            "off".to_owned()
+        } else {
+            let each = self
+                .metrics
+                .bind
+                .iter()
+                .map(|a| format!("http://{a}/metrics"));
+            format!("{} and /status", each.collect::<Vec<_>>().join(", "))
+        };
         format!(
-            "seed protocol: udp {}, idle timeout {}, {} sessions ({} per IP)\n\
+            "seed protocol: {}, idle timeout {}, {} sessions ({} per IP)\n\
              workers: {workers}, each source address served by one\n\
              sntp: {}\n\
              nts: {}\n\
@@ -38,14 +43,14 @@ impl Config {
              rate limit: {}\n\
              metrics: {metrics}\n\
              log: level {}, {format}, summary {stats}\n",
-            self.bind,
+            udp(&self.bind),
             humantime::format_duration(self.idle_timeout),
             self.max_sessions,
             self.max_sessions_per_ip,
             sntp(&self.sntp),
             nts(&self.nts),
-            udp(self.time.bind),
-            udp(self.daytime.bind),
+            udp(&self.time.bind),
+            udp(&self.daytime.bind),
             networks(&self.access.allow),
             networks(&self.access.deny),
             rate_limit(&self.ratelimit),
@@ -54,9 +59,18 @@ impl Config {
     }
 }
 
-/// A UDP listener: `udp ADDR`, or `off`.
-fn udp(bind: Option<SocketAddr>) -> String {
-    bind.map_or("off".to_owned(), |addr| format!("udp {addr}"))
+/// A UDP listener: `udp ADDR`, one for each address, or `off`.
+fn udp(binds: &Addresses) -> String {
+    listeners("udp", binds)
+}
+
+/// `KIND ADDR` for each address, or `off`.
+fn listeners(kind: &str, binds: &Addresses) -> String {
+    if binds.is_empty() {
+        return "off".to_owned();
+    }
+    let each: Vec<String> = binds.iter().map(|addr| format!("{kind} {addr}")).collect();
+    each.join(", ")
 }
 
 /// An access list, comma-separated, or `none`.
@@ -70,9 +84,9 @@ fn networks(list: &[IpNet]) -> String {
 
 /// SNTP's socket, the clock it serves and its modes.
 fn sntp(sntp: &SntpConfig) -> String {
-    let Some(addr) = sntp.bind else {
+    if sntp.bind.is_empty() {
         return "off".to_owned();
-    };
+    }
     let unsynchronized = sntp
         .local_stratum
         .map_or("leap indicator 3 when not".to_owned(), |n| {
@@ -86,7 +100,8 @@ fn sntp(sntp: &SntpConfig) -> String {
         ),
     };
     format!(
-        "udp {addr}, stratum {} when the kernel says synchronized, {unsynchronized}; {modes}",
+        "{}, stratum {} when the kernel says synchronized, {unsynchronized}; {modes}",
+        udp(&sntp.bind),
         sntp.stratum
     )
 }
@@ -97,18 +112,22 @@ fn nts(nts: &NtsConfig) -> String {
     let Some(keys) = &nts.keys else {
         return "off".to_owned();
     };
-    let (served, keys_are) = match nts.bind {
-        Some(addr) => (
-            format!("key exchange tcp {addr} (TLS 1.3), authenticated SNTP"),
+    let (served, keys_are) = if nts.bind.is_empty() {
+        (
+            "authenticated SNTP only (no key exchange here)".to_owned(),
+            "read only".to_owned(),
+        )
+    } else {
+        (
+            format!(
+                "key exchange {} (TLS 1.3), authenticated SNTP",
+                listeners("tcp", &nts.bind)
+            ),
             format!(
                 "rotated every {}",
                 humantime::format_duration(nts.key_rotation)
             ),
-        ),
-        None => (
-            "authenticated SNTP only (no key exchange here)".to_owned(),
-            "read only".to_owned(),
-        ),
+        )
     };
     let plain = if nts.require {
         "; plain SNTP dropped"
@@ -147,7 +166,10 @@ mod tests {
             nts(&config),
             "authenticated SNTP only (no key exchange here); cookie keys /var/lib/hora/nts-keys (read only); plain SNTP dropped"
         );
-        config.bind = Some("127.0.0.1:4460".parse().unwrap());
+        config.bind = "127.0.0.1:4460"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into();
         config.require = false;
         assert_eq!(
             nts(&config),

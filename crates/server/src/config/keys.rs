@@ -242,7 +242,7 @@ mod tests {
         let mut new = old.clone();
         new.sntp.precision = -20;
         new.ratelimit.table_size = 64;
-        new.metrics.bind = Some("127.0.0.1:0".parse().unwrap());
+        new.metrics.bind = "127.0.0.1:0".parse().unwrap();
         new.nts.key_rotation = Duration::from_secs(3600);
         let names: Vec<&str> = old.changes(&new).iter().map(|key| key.name).collect();
         assert_eq!(

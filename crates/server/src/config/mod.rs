@@ -31,9 +31,10 @@ pub use read::{others_may, read_file, read_secret, MAX_FILE_BYTES};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The UDP address to serve the seed's protocol on (IPv4 or IPv6).
-    #[serde(deserialize_with = "read::text::address")]
-    pub bind: SocketAddr,
+    /// The UDP addresses to serve the seed's protocol on (IPv4 or IPv6):
+    /// one, or a list; at least one.
+    #[serde(deserialize_with = "read::text::addresses")]
+    pub bind: Addresses,
     /// How long a session may stay silent before it ends.
     #[serde(deserialize_with = "read::text::duration")]
     pub idle_timeout: Duration,
@@ -68,6 +69,65 @@ pub struct Config {
     pub nts: NtsConfig,
 }
 
+/// Where a listener serves: one address (`bind = "0.0.0.0:123"`) or a list
+/// (`bind = ["192.168.1.1:123", "10.0.0.1:123", "[fd00::1]:123"]`), each
+/// bound with a socket (a group per worker) of its own, so a host on
+/// several networks serves each from its own address. None: off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Addresses(Vec<SocketAddr>);
+
+impl Addresses {
+    /// Each address, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// The first address, if any.
+    pub fn first(&self) -> Option<SocketAddr> {
+        self.0.first().copied()
+    }
+
+    /// Whether there is none: the listener is off.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<SocketAddr> for Addresses {
+    fn from(addr: SocketAddr) -> Addresses {
+        Addresses(vec![addr])
+    }
+}
+
+impl From<Vec<SocketAddr>> for Addresses {
+    fn from(list: Vec<SocketAddr>) -> Addresses {
+        Addresses(list)
+    }
+}
+
+impl std::str::FromStr for Addresses {
+    type Err = std::net::AddrParseError;
+
+    /// `IP:PORT`, or several separated by commas.
+    fn from_str(text: &str) -> Result<Addresses, Self::Err> {
+        let list: Result<Vec<SocketAddr>, _> = text.split(',').map(|a| a.trim().parse()).collect();
+        list.map(Addresses)
+    }
+}
+
+impl std::fmt::Display for Addresses {
+    /// `a, b`, as `--check-config` and the logs say them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, addr) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{addr}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The `[nts]` table. With `keys` alone, the SNTP socket answers NTS
 /// requests whose cookies those keys open (an NTP host of a fleet); with
 /// `bind`, `certificate_chain` and `private_key` too, horad also runs the
@@ -77,8 +137,8 @@ pub struct Config {
 pub struct NtsConfig {
     /// The NTS-KE listener (TCP, TLS 1.3); absent means off. Its standard
     /// port is 4460.
-    #[serde(deserialize_with = "read::text::optional_address")]
-    pub bind: Option<SocketAddr>,
+    #[serde(deserialize_with = "read::text::addresses")]
+    pub bind: Addresses,
     /// The server's certificate chain, PEM, leaf first. Re-read on SIGHUP.
     pub certificate_chain: Option<PathBuf>,
     /// The certificate's private key, PEM. Re-read on SIGHUP.
@@ -103,7 +163,7 @@ impl Default for NtsConfig {
     /// Off; keys rotate daily once it is on.
     fn default() -> Self {
         NtsConfig {
-            bind: None,
+            bind: Addresses::default(),
             certificate_chain: None,
             private_key: None,
             keys: None,
@@ -174,8 +234,8 @@ impl Default for RateLimitConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
     /// Where to serve it; absent means off.
-    #[serde(deserialize_with = "read::text::optional_address")]
-    pub bind: Option<SocketAddr>,
+    #[serde(deserialize_with = "read::text::addresses")]
+    pub bind: Addresses,
 }
 
 /// The `[sntp]` table: where to serve, and how to describe the clock. The
@@ -185,8 +245,8 @@ pub struct ServiceConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SntpConfig {
     /// Where to serve SNTP; absent means off. Its standard port is 123.
-    #[serde(deserialize_with = "read::text::optional_address")]
-    pub bind: Option<SocketAddr>,
+    #[serde(deserialize_with = "read::text::addresses")]
+    pub bind: Addresses,
     /// The stratum served while the kernel says the clock is synchronized:
     /// one above the host's own source's, 1 to 15 (16: never trust me).
     pub stratum: u8,
@@ -222,7 +282,7 @@ impl Default for SntpConfig {
     fn default() -> Self {
         let clock = ServerClock::default();
         SntpConfig {
-            bind: None,
+            bind: Addresses::default(),
             stratum: clock.stratum,
             reference_id: "127.127.1.1".to_owned(),
             precision: clock.precision,
@@ -262,7 +322,7 @@ impl Default for Config {
     /// The seed's address, port and timeout; limits sized for a LAN.
     fn default() -> Self {
         Config {
-            bind: SocketAddr::from(([127, 0, 0, 1], 5005)),
+            bind: SocketAddr::from(([127, 0, 0, 1], 5005)).into(),
             idle_timeout: Duration::from_secs(10),
             max_sessions: 1_000_000,
             max_sessions_per_ip: 100,
@@ -409,7 +469,7 @@ mod tests {
              [time]\nbind = \"[::1]:37\"\n[daytime]\nbind = \"0.0.0.0:13\"\n",
         )
         .unwrap();
-        assert_eq!(config.sntp.bind, Some("127.0.0.1:123".parse().unwrap()));
+        assert_eq!(config.sntp.bind, "127.0.0.1:123".parse().unwrap());
         let clock = config.sntp.settings().unwrap();
         assert_eq!(clock.stratum, 3);
         assert_eq!(clock.reference_id, *b"GPS\0");
@@ -417,8 +477,8 @@ mod tests {
         assert_eq!(clock.root_delay, Duration::from_millis(1));
         assert_eq!(clock.root_dispersion, Duration::from_millis(2));
         assert_eq!(clock.local_stratum, Some(9));
-        assert_eq!(config.time.bind, Some("[::1]:37".parse().unwrap()));
-        assert_eq!(config.daytime.bind, Some("0.0.0.0:13".parse().unwrap()));
+        assert_eq!(config.time.bind, "[::1]:37".parse().unwrap());
+        assert_eq!(config.daytime.bind, "0.0.0.0:13".parse().unwrap());
     }
 
     #[test]
@@ -442,11 +502,35 @@ mod tests {
     }
 
     #[test]
+    fn a_listener_takes_one_address_or_a_list() {
+        let config = parse(
+            "bind = [\"127.0.0.1:5005\", \"[::1]:5005\"]\n[sntp]\nbind = []\n\
+             [time]\nbind = [\"10.0.0.1:37\"]\n[daytime]\nbind = \"10.0.0.1:13\"\n",
+        )
+        .unwrap();
+        let seed: Vec<String> = config.bind.iter().map(|a| a.to_string()).collect();
+        assert_eq!(seed, ["127.0.0.1:5005", "[::1]:5005"]);
+        assert!(config.sntp.bind.is_empty(), "an empty list is off");
+        assert_eq!(config.time.bind, "10.0.0.1:37".parse().unwrap());
+        assert_eq!(config.daytime.bind, "10.0.0.1:13".parse().unwrap());
+        assert_eq!(config.bind.to_string(), "127.0.0.1:5005, [::1]:5005");
+        assert!(config.validate("config.toml").is_ok(), "no two overlap");
+        // A bad entry of a list is named, at its line.
+        let error = parse("[sntp]\nbind = [\"10.0.0.1:123\", \"10.0.0.2\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("config.toml:2:"), "{error}");
+        assert!(error.contains("`10.0.0.2` has no port"), "{error}");
+        let error = parse("bind = 5005\n").unwrap_err().to_string();
+        assert!(error.contains("\"IP:PORT\" or a list of them"), "{error}");
+    }
+
+    #[test]
     fn the_standard_protocols_are_off_by_default() {
         let config = Config::default();
-        assert_eq!(config.sntp.bind, None);
-        assert_eq!(config.time.bind, None);
-        assert_eq!(config.daytime.bind, None);
+        assert!(config.sntp.bind.is_empty());
+        assert!(config.time.bind.is_empty());
+        assert!(config.daytime.bind.is_empty());
         let settings = config.sntp.settings().unwrap();
         assert_eq!(settings.local_stratum, None, "local stratum is opt-in");
         assert_eq!(settings.stratum, ServerClock::default().stratum);

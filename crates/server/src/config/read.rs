@@ -148,19 +148,25 @@ pub(super) mod text {
     use serde::de::Error as _;
     use serde::{Deserialize as _, Deserializer};
 
-    /// `IP:PORT`.
-    pub fn address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
-        parse_address(&String::deserialize(deserializer)?).map_err(D::Error::custom)
-    }
-
-    /// `IP:PORT`, when given.
-    pub fn optional_address<'de, D: Deserializer<'de>>(
+    /// `IP:PORT`, or a list of them (`[]`: none).
+    pub fn addresses<'de, D: Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<Option<SocketAddr>, D::Error> {
-        Option::<String>::deserialize(deserializer)?
-            .map(|text| parse_address(&text))
-            .transpose()
-            .map_err(D::Error::custom)
+    ) -> Result<super::super::Addresses, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        let texts = match OneOrMany::deserialize(deserializer)
+            .map_err(|_| D::Error::custom("must be \"IP:PORT\" or a list of them"))?
+        {
+            OneOrMany::One(text) => vec![text],
+            OneOrMany::Many(texts) => texts,
+        };
+        let list: Result<Vec<SocketAddr>, String> =
+            texts.iter().map(|text| parse_address(text)).collect();
+        list.map(Into::into).map_err(D::Error::custom)
     }
 
     fn parse_address(text: &str) -> Result<SocketAddr, String> {

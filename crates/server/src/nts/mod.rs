@@ -43,8 +43,10 @@ impl NtsLive {
         if !config.serves() {
             return Ok(None);
         }
-        let served = match (config.bind, &config.certificate_chain, &config.private_key) {
-            (Some(_), Some(chain), Some(key)) => Some(tls::server_config(chain, key, unix_now())?),
+        let served = match (&config.certificate_chain, &config.private_key) {
+            (Some(chain), Some(key)) if !config.bind.is_empty() => {
+                Some(tls::server_config(chain, key, unix_now())?)
+            }
             _ => None,
         };
         Ok(Some(NtsLive {
@@ -86,7 +88,7 @@ pub fn check(config: &NtsConfig) -> Result<(), CheckError> {
     if let Some(path) = &config.keys {
         keys::KeyFile {
             path: path.clone(),
-            rotates: config.bind.is_some(),
+            rotates: !config.bind.is_empty(),
             rotation: config.key_rotation,
         }
         .check()?;

@@ -20,11 +20,16 @@ pub fn document(observed: &Observed) -> Value {
         .map_or(0.0, |up| up.as_secs_f64());
     let started = chrono::DateTime::<chrono::Utc>::from(observed.started)
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let addresses: Map<String, Value> = observed
-        .addresses
-        .iter()
-        .map(|(name, addr)| ((*name).to_owned(), json!(addr.to_string())))
-        .collect();
+    // Every address each listener is bound to, in the order configured.
+    let mut addresses = Map::new();
+    for (name, addr) in &observed.addresses {
+        let list = addresses
+            .entry((*name).to_owned())
+            .or_insert_with(|| json!([]));
+        if let Value::Array(list) = list {
+            list.push(json!(addr.to_string()));
+        }
+    }
     let counters: Map<String, Value> = now
         .fields()
         .into_iter()
@@ -117,7 +122,8 @@ fn nts(live: &crate::live::Live) -> Value {
     match &live.nts {
         None => Value::Null,
         Some(nts) => json!({
-            "key_exchange": config.bind.map(|addr| addr.to_string()),
+            "key_exchange": (!config.bind.is_empty())
+                .then(|| config.bind.iter().map(|addr| addr.to_string()).collect::<Vec<_>>()),
             "require": nts.require,
             "ntp_server": nts.ntp_server,
             "ntp_port": nts.ntp_port,

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 /// them): what every test starts from.
 pub fn loopback_config() -> Config {
     Config {
-        bind: loopback(),
+        bind: loopback().into(),
         stats_interval: std::time::Duration::ZERO,
         workers: 1,
         ..Config::default()
