@@ -368,6 +368,8 @@ fn decide_batch<P: Protocol>(
             continue;
         };
         let outcome = if ctx.live.gate.admits(received.peer, ctx.log) {
+            // Its replies leave from the address it was sent to.
+            outbox.reply_from(received.local);
             protocol.datagram(ctx, datagram, received, outbox)
         } else {
             Some(Outcome::Dropped(DropReason::Denied))
@@ -376,6 +378,8 @@ fn decide_batch<P: Protocol>(
             ctx.stats.datagram(protocol.service(), outcome);
         }
     }
+    // What the protocol sends later (a deadline's notices) says its own.
+    outbox.reply_from(None);
 }
 
 fn context<'a>(live: &'a Live, shared: &'a Shared, now: Clocks) -> Context<'a> {

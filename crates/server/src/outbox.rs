@@ -34,6 +34,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use crate::sys::batch::{self, BATCH};
+use crate::sys::destination::Local;
 use crate::sys::transmit_stamps::{self, Sent};
 
 pub use crate::sys::batch::REPLY;
@@ -51,6 +52,9 @@ struct Reply {
     start: usize,
     len: usize,
     peer: SocketAddr,
+    /// The address it leaves from, where the socket is bound to a wildcard
+    /// one (the address the client asked, [`crate::sys::destination`]).
+    from: Option<Local>,
     /// Its transmit timestamp is written just before it is sent.
     stamp_transmit: bool,
     /// An NTS reply, sealed with the client's keys once stamped (boxed:
@@ -97,6 +101,8 @@ pub struct Outbox {
     /// Kernel transmit timestamps, where asked for
     /// ([`Outbox::with_transmit_timestamps`]).
     kernel: Option<KernelTimes>,
+    /// Where the replies now pushed leave from ([`Outbox::reply_from`]).
+    from: Option<Local>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -114,6 +120,7 @@ impl Default for Outbox {
             bytes: Vec::with_capacity(BATCH * 256),
             pace: TransmitPace::default(),
             kernel: None,
+            from: None,
         }
     }
 }
@@ -147,6 +154,26 @@ impl Outbox {
             }),
             ..Outbox::default()
         }
+    }
+
+    /// The replies pushed from now on leave from `local`: the address the
+    /// datagram they answer was sent to (`None`: wherever the kernel's
+    /// route back says, as a socket bound to one address always does).
+    pub fn reply_from(&mut self, local: Option<Local>) {
+        self.from = local;
+    }
+
+    /// Where the replies now pushed leave from ([`Outbox::reply_from`]).
+    pub fn source(&self) -> Option<Local> {
+        self.from
+    }
+
+    /// Queues a notice for `peer` from `local` (a session's own address),
+    /// whatever [`Outbox::reply_from`] last said.
+    pub fn push_from(&mut self, bytes: &[u8], peer: SocketAddr, local: Option<Local>) {
+        let before = std::mem::replace(&mut self.from, local);
+        self.queue(bytes, peer, false, None, false);
+        self.from = before;
     }
 
     /// Queues `bytes` (at most [`REPLY`]) for `peer`. With `stamp_transmit`,
@@ -196,6 +223,7 @@ impl Outbox {
             start: self.bytes.len(),
             len,
             peer,
+            from: self.from,
             stamp_transmit,
             seal,
             sealed: false,
@@ -217,10 +245,11 @@ impl Outbox {
         self.prepare_kernel_times(socket, &mut flushed);
         let mut next = 0;
         while next < self.replies.len() {
-            let stamped = self.replies[next].stamp_transmit;
+            let (stamped, from) = (self.replies[next].stamp_transmit, self.replies[next].from);
+            // A call sends replies of one kind from one source.
             let run = self.replies[next..]
                 .iter()
-                .position(|r| r.stamp_transmit != stamped)
+                .position(|r| r.stamp_transmit != stamped || r.from != from)
                 .map_or(self.replies.len(), |at| next + at);
             let most = if stamped {
                 transmit::per_call(run - next)
@@ -307,7 +336,8 @@ impl Outbox {
                     (&bytes[r.start..r.start + r.len], r.peer)
                 })
         });
-        batch::send(socket, &pending[..(upto - from).min(BATCH)])
+        let source = self.replies[from].from;
+        batch::send(socket, &pending[..(upto - from).min(BATCH)], source)
     }
 
     /// Stamps replies `from..upto` (all stamped last) as one call sent

@@ -185,6 +185,16 @@ fn bind_one(udp: Udp, addr: SocketAddr, wanted: usize) -> Result<Bound, BindErro
     {
         warn!(%error, "{}", udp.without_timestamps());
     }
+    // On a wildcard address, each datagram's destination: its reply leaves
+    // from the address the client asked.
+    if sys::destination::wanted(addr) {
+        if let Some(error) = sockets
+            .iter()
+            .find_map(|s| sys::destination::enable(s, addr).err())
+        {
+            warn!(%error, %addr, "no destination addresses on a wildcard socket: replies leave from the route's source address");
+        }
+    }
     Ok(Bound {
         udp,
         sockets,

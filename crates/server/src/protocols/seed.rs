@@ -21,6 +21,7 @@ use crate::outbox::Outbox;
 use crate::protocols::session_ends::{self, Dialect, OptionalId};
 use crate::sessions::{Ended, Handled, Known, Limit, SessionStats, Sessions, Unanswered};
 use crate::stats::Event;
+use crate::sys::destination::Local;
 use crate::sys::Received;
 use crate::time_cache::TimeCache;
 
@@ -40,7 +41,7 @@ pub struct Seed {
     /// while the server is behind.
     admission: Admission,
     /// The late logins past that, waiting for the socket's queue to empty.
-    backlog: Backlog<SocketAddr>,
+    backlog: Backlog<(SocketAddr, Option<Local>)>,
     /// The sessions still to be told of the shutdown, once it began.
     closing: Option<Vec<Ended>>,
 }
@@ -90,23 +91,12 @@ impl Seed {
             .handle(peer, request, now, ctx.live.rules(), answerable)
     }
 
-    /// Queues a refusal or displacement notice, within the notice budget;
-    /// whether it was queued.
-    fn notify(
-        &mut self,
-        ctx: &Context<'_>,
-        reply: Option<Reply>,
-        peer: SocketAddr,
-        out: &mut Outbox,
-    ) -> bool {
-        let Some(bytes) = reply.as_ref().and_then(Reply::fixed_bytes) else {
-            return false;
-        };
-        if self.notices.allow(ctx.now.monotonic).is_none() {
-            return false;
-        }
-        out.push(bytes, peer, false);
-        true
+    /// A refusal or displacement notice's bytes, within the notice budget;
+    /// `None` when past it (or the decision sends none).
+    fn notice(&mut self, ctx: &Context<'_>, reply: Option<Reply>) -> Option<&'static [u8]> {
+        let bytes = reply.as_ref().and_then(Reply::fixed_bytes)?;
+        self.notices.allow(ctx.now.monotonic)?;
+        Some(bytes)
     }
 
     /// Counts, logs and answers what the table decided; the outcome.
@@ -133,7 +123,11 @@ impl Seed {
             }
         }
         log_effect(ctx, handled, peer);
-        if let Some((displaced, id, notice)) = handled.displaced {
+        if let Effect::Open { .. } = handled.decision.effect {
+            // Its notices leave from the address it logged in on.
+            self.sessions.reply_from(peer, out.source());
+        }
+        if let Some((displaced, id, notice, local)) = handled.displaced {
             ctx.stats.event(Event::EndDisplaced);
             ctx.stats.event(match handled.limit {
                 Some(Limit::PerIp) => Event::DisplacingPerIp,
@@ -142,7 +136,9 @@ impl Seed {
             if let Some(suppressed) = ctx.log.allow(LogKind::Displaced) {
                 info!(session = %id, peer = %displaced, by = %peer, suppressed, "session that never asked made room for a login");
             }
-            self.notify(ctx, notice.reply, displaced, out);
+            if let Some(bytes) = self.notice(ctx, notice.reply) {
+                out.push_from(bytes, displaced, local);
+            }
         }
         self.answer(ctx, handled, peer, out)
     }
@@ -157,7 +153,8 @@ impl Seed {
     ) -> Outcome {
         match handled.decision.reply {
             Some(Reply::Refused) => {
-                if self.notify(ctx, Some(Reply::Refused), peer, out) {
+                if let Some(bytes) = self.notice(ctx, Some(Reply::Refused)) {
+                    out.push(bytes, peer, false);
                     Outcome::Answered
                 } else {
                     Outcome::Dropped(DropReason::Withheld)
@@ -204,7 +201,8 @@ impl Protocol for Seed {
             Err(Unanswered::RateLimited) => return Some(Outcome::Dropped(DropReason::RateLimited)),
             // A late login waits for a moment the queue is empty.
             Err(Unanswered::Shed)
-                if request == Ok(Request::Login) && self.backlog.push(peer, ctx.now.instant()) =>
+                if request == Ok(Request::Login)
+                    && self.backlog.push((peer, received.local), ctx.now.instant()) =>
             {
                 return None;
             }
@@ -228,9 +226,12 @@ impl Protocol for Seed {
                 ctx.stats
                     .datagram(Service::Seed, Outcome::Dropped(DropReason::Overloaded));
             }
-            let Some(peer) = peer else {
+            let Some((peer, local)) = peer else {
+                out.reply_from(None);
                 return;
             };
+            // Answered from the address it was sent to, as at once.
+            out.reply_from(local);
             let login = Ok(Request::Login);
             let outcome = match self.admit(ctx, login, peer, None) {
                 Ok(handled) => self.carry_out(ctx, &handled, login, b"login", peer, out),
@@ -238,6 +239,7 @@ impl Protocol for Seed {
             };
             ctx.stats.datagram(Service::Seed, outcome);
         }
+        out.reply_from(None);
     }
 
     fn next_deadline(&self) -> Option<std::time::Instant> {
@@ -287,10 +289,11 @@ impl Seed {
     }
 }
 
-/// Queues a notice of the seed's protocol to the session the table ended.
+/// Queues a notice of the seed's protocol to the session the table ended,
+/// from the address it logged in on.
 fn tell(ended: &Ended, out: &mut Outbox) {
     if let Some(bytes) = ended.decision.reply.as_ref().and_then(Reply::fixed_bytes) {
-        out.push(bytes, ended.peer, false);
+        out.push_from(bytes, ended.peer, ended.local);
     }
 }
 
@@ -397,6 +400,7 @@ mod tests {
             len: 5,
             peer,
             kernel_time: Some(ctx.now.wall - Duration::from_millis(3)),
+            local: None,
         };
         seed.datagram(ctx, b"login", received, out)
     }

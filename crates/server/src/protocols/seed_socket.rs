@@ -116,6 +116,7 @@ mod tests {
             len: datagram.len(),
             peer,
             kernel_time: None,
+            local: None,
         }
     }
 

@@ -152,6 +152,7 @@ impl V2 {
             Effect::Open { .. } => {
                 let token = Token(rand::random());
                 self.sessions.prove(peer, token);
+                self.sessions.reply_from(peer, out.source());
                 ctx.stats.event(Event::V2Login);
                 if let Some(suppressed) = ctx.log.allow(LogKind::Login) {
                     info!(session = %OptionalId(handled.session), %peer, suppressed, "login (protocol v2)");
@@ -305,7 +306,7 @@ fn notify(ended: &Ended, out: &mut Outbox) {
     let mut answer = [0u8; wire::REQUEST_LEN];
     let text = reply.fixed_bytes().unwrap_or_default();
     let len = wire::write_answer(reply, text, &token, 0, None, &mut answer);
-    out.push(&answer[..len], ended.peer, false);
+    out.push_from(&answer[..len], ended.peer, ended.local);
 }
 
 /// Logs (within its budget) a datagram a forger may have sent.
@@ -395,6 +396,7 @@ mod tests {
                     len: datagram.len(),
                     peer: from,
                     kernel_time: Some(ctx.now.wall),
+                    local: None,
                 };
                 v2.datagram(ctx, datagram, &received, Duration::ZERO, out)
             });

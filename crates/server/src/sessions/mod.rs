@@ -40,6 +40,8 @@ use std::time::Instant;
 
 use hora_proto::v2::Token;
 
+use crate::sys::destination::Local;
+
 mod observed;
 
 use hora_proto::{
@@ -86,6 +88,11 @@ struct Entry {
     opened: Instant,
     /// A proven (protocol v2) session's token ([`Sessions::prove`]).
     token: Option<Token>,
+    /// The address its notices leave from, on a wildcard socket
+    /// ([`Sessions::reply_from`]): an index into the table's `locals`, 0
+    /// for none. Two bytes in the entry's padding: a session costs the
+    /// same.
+    local: u16,
 }
 
 /// A session the table ended on its own (idled out, shut down): whom to
@@ -100,6 +107,8 @@ pub struct Ended {
     pub decision: Decision,
     /// Its token, if it is a proven session: the notice carries it.
     pub token: Option<Token>,
+    /// The address the notice leaves from: the one its client asked.
+    pub local: Option<Local>,
 }
 
 /// A session that had not asked when it was queued: `(peer, id)`.
@@ -124,6 +133,10 @@ pub struct Sessions {
     next_id: u64,
     limits: Limits,
     observed: Arc<SessionStats>,
+    /// The local addresses sessions were opened on (a wildcard socket's:
+    /// a handful, one per address of the host), each entry's `local` an
+    /// index into it, plus one.
+    locals: Vec<Local>,
 }
 
 /// Which of the session limits a login met, for the counters by reason.
@@ -144,7 +157,7 @@ pub struct Handled {
     pub session: Option<SessionId>,
     /// The session that made room for this login, if one had to: its peer,
     /// its id and what to tell it.
-    pub displaced: Option<(SocketAddr, SessionId, Decision)>,
+    pub displaced: Option<(SocketAddr, SessionId, Decision, Option<Local>)>,
     /// The limit a login met, if it met one: it was refused, or it
     /// displaced [`Handled::displaced`].
     pub limit: Option<Limit>,
@@ -187,7 +200,34 @@ impl Sessions {
             next_id: 0,
             limits,
             observed,
+            locals: Vec::new(),
         }
+    }
+
+    /// `peer`'s session (just opened) is answered from `local`: its
+    /// notices (idle, shutdown, displaced) leave from the address its
+    /// client asked, as every reply does.
+    pub fn reply_from(&mut self, peer: SocketAddr, local: Option<Local>) {
+        let Some(local) = local else { return };
+        let index = match self.locals.iter().position(|known| *known == local) {
+            Some(at) => at,
+            // More distinct addresses than a host has: the rest go from
+            // the route's source.
+            None if self.locals.len() < usize::from(u16::MAX - 1) => {
+                self.locals.push(local);
+                self.locals.len() - 1
+            }
+            None => return,
+        };
+        if let Some(entry) = self.by_peer.get_mut(&peer) {
+            entry.local = u16::try_from(index + 1).unwrap_or(0);
+        }
+    }
+
+    /// The address of the table's `locals` an entry's `local` names.
+    fn local(&self, index: u16) -> Option<Local> {
+        let at = usize::from(index).checked_sub(1)?;
+        self.locals.get(at).copied()
     }
 
     /// What observers read: the sessions open and their durations.
@@ -301,8 +341,9 @@ impl Sessions {
         let (displaced, limit) = match room {
             Room::Displacing((gone, gone_id), limit) => {
                 // Its place is the new session's.
+                let local = self.by_peer.get(&gone).and_then(|e| self.local(e.local));
                 self.take_out(gone, now);
-                (Some((gone, gone_id, displace())), Some(limit))
+                (Some((gone, gone_id, displace(), local)), Some(limit))
             }
             Room::Free | Room::None(_) => (None, None),
         };
@@ -367,7 +408,7 @@ impl Sessions {
                 }
                 Some(decision) => {
                     let late = now.saturating_duration_since(entry.idle_deadline);
-                    let token = entry.token;
+                    let (token, local) = (entry.token, self.local(entry.local));
                     self.observed.record_late(late);
                     self.remove(peer, now);
                     return Some(Ended {
@@ -375,6 +416,7 @@ impl Sessions {
                         id,
                         decision,
                         token,
+                        local,
                     });
                 }
             }
@@ -389,17 +431,19 @@ impl Sessions {
         self.unestablished.clear();
         self.deadlines.clear();
         self.observed.release(self.by_peer.len());
-        let observed = &self.observed;
+        let (observed, locals) = (&self.observed, &self.locals);
         let closed = self
             .by_peer
             .drain()
             .map(|(peer, entry)| {
                 observed.record(now.saturating_duration_since(entry.opened));
+                let at = usize::from(entry.local).checked_sub(1);
                 Ended {
                     peer,
                     id: entry.id,
                     decision: shut_down(),
                     token: entry.token,
+                    local: at.and_then(|at| locals.get(at).copied()),
                 }
             })
             .collect();
@@ -419,6 +463,7 @@ impl Sessions {
                 established: false,
                 opened: now,
                 token: None,
+                local: 0,
             },
         );
         self.deadlines.push(Reverse((idle_deadline, (peer, id))));
@@ -733,7 +778,7 @@ mod tests {
         handle(&mut table, peer(ip, 1), Ok(Request::Time), now);
         let fourth = handle(&mut table, peer(ip, 4), Ok(Request::Login), now);
         assert!(matches!(fourth.decision.effect, Effect::Open { .. }));
-        let (gone, gone_id, notice) = fourth.displaced.expect("one made room");
+        let (gone, gone_id, notice, _) = fourth.displaced.expect("one made room");
         assert_eq!((gone, Some(gone_id)), (peer(ip, 2), ids[1]));
         assert_eq!(notice.reply, Some(Reply::Refused));
         assert_eq!(notice.effect, Effect::End(EndReason::Displaced));

@@ -17,6 +17,7 @@ use std::os::fd::AsFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use super::destination::{self, Local};
 use super::timestamps::Received;
 
 /// The most datagrams read, and replies sent, in one kernel crossing.
@@ -32,25 +33,75 @@ const DATAGRAM: usize = 1500;
 pub const REPLY: usize = DATAGRAM;
 
 // nix's message headers hold raw pointers, so they can't live in a task's
-// state (which must be Send); each thread keeps one set, used only inside a
-// synchronous call, allocated once. The kernel leaves each header's control
-// length at what it wrote, and nix does not restore it: every socket read
-// through them must carry the same control message (each has receive
-// timestamps on, `server::bind`), or one datagram without it would leave
-// its header no room for the next socket's timestamp.
+// state (which must be Send); each thread keeps its sets, used only inside
+// a synchronous call, allocated once. The kernel leaves each header's name
+// and control lengths at what it last wrote, and nix does not restore
+// them: a set is shared only by sockets whose datagrams carry the same
+// address family and control messages ([`Shape`]; every socket has receive
+// timestamps on, `sockets::bind_udp`), or one datagram would leave its
+// header too short for the next one's (an IPv6 source after an IPv4 one
+// was cut, and the datagram dropped).
 #[cfg(target_os = "linux")]
 type Headers = nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>;
 
 #[cfg(target_os = "linux")]
+type SendHeaders = (Headers, Vec<Option<nix::sys::socket::SockaddrStorage>>);
+
+#[cfg(target_os = "linux")]
 thread_local! {
-    static RECEIVE_HEADERS: std::cell::RefCell<Option<Headers>> = const { std::cell::RefCell::new(None) };
-    static SEND_HEADERS: std::cell::RefCell<Option<(Headers, Vec<Option<nix::sys::socket::SockaddrStorage>>)>> = const { std::cell::RefCell::new(None) };
+    static RECEIVE_HEADERS: [std::cell::RefCell<Option<Headers>>; 4] =
+        const { [const { std::cell::RefCell::new(None) }; 4] };
+    /// Replies without a source (none), from an IPv4 source, an IPv6 one.
+    static SEND_HEADERS: [std::cell::RefCell<Option<SendHeaders>>; 3] =
+        const { [const { std::cell::RefCell::new(None) }; 3] };
+}
+
+/// What a socket's datagrams carry besides their bytes: an IPv4 or IPv6
+/// source, and their destination or not ([`super::destination`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    ipv6: bool,
+    destination: bool,
+}
+
+impl Shape {
+    /// The shape of `socket`'s datagrams, from the address it is bound to.
+    fn of(socket: &UdpSocket) -> Shape {
+        socket.local_addr().map_or(
+            Shape {
+                ipv6: false,
+                destination: false,
+            },
+            |bound| Shape {
+                ipv6: bound.is_ipv6(),
+                destination: super::destination::wanted(bound),
+            },
+        )
+    }
+
+    /// Its set of headers among a thread's.
+    fn index(self) -> usize {
+        usize::from(self.ipv6) * 2 + usize::from(self.destination)
+    }
+
+    /// Room for its control messages.
+    #[cfg(target_os = "linux")]
+    fn control_space(self) -> Vec<u8> {
+        use nix::sys::time::TimeSpec;
+        match (self.destination, self.ipv6) {
+            (false, _) => nix::cmsg_space!(TimeSpec),
+            (true, false) => nix::cmsg_space!(TimeSpec, libc::in_pktinfo),
+            (true, true) => nix::cmsg_space!(TimeSpec, libc::in6_pktinfo),
+        }
+    }
 }
 
 /// Buffers for one batch of received datagrams, allocated once per socket.
 pub struct Inbox {
     buffers: Vec<[u8; DATAGRAM]>,
     received: Vec<Received>,
+    /// What its socket's datagrams carry, once read.
+    shape: Option<Shape>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -66,6 +117,7 @@ impl Default for Inbox {
         Inbox {
             buffers: vec![[0; DATAGRAM]; BATCH],
             received: Vec::with_capacity(BATCH),
+            shape: None,
         }
     }
 }
@@ -105,9 +157,12 @@ impl Inbox {
 
         use nix::sys::socket::{recvmmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
 
-        let Inbox { buffers, received } = self;
+        let shape = *self.shape.get_or_insert_with(|| Shape::of(socket));
+        let Inbox {
+            buffers, received, ..
+        } = self;
         received.clear();
-        RECEIVE_HEADERS.with(|cell| {
+        RECEIVE_HEADERS.with(|sets| {
             // On the stack: no allocation per batch.
             let mut buffers = buffers.iter_mut();
             let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
@@ -115,10 +170,9 @@ impl Inbox {
                     buffers.next().map_or(&mut [][..], |b| &mut b[..]),
                 )]
             });
-            let mut cell = cell.borrow_mut();
-            let headers = cell.get_or_insert_with(|| {
-                Headers::preallocate(BATCH, Some(nix::cmsg_space!(nix::sys::time::TimeSpec)))
-            });
+            let mut cell = sets[shape.index()].borrow_mut();
+            let headers = cell
+                .get_or_insert_with(|| Headers::preallocate(BATCH, Some(shape.control_space())));
             let results = recvmmsg(
                 socket.as_raw_fd(),
                 headers,
@@ -138,28 +192,36 @@ impl Inbox {
                                 .map(|v6| SocketAddr::V6((*v6).into()))
                         })
                 });
-                let kernel_time = message.cmsgs().ok().and_then(|mut cmsgs| {
-                    cmsgs.find_map(|cmsg| match cmsg {
+                let (mut kernel_time, mut local) = (None, None);
+                for cmsg in message.cmsgs().into_iter().flatten() {
+                    match cmsg {
                         ControlMessageOwned::ScmTimestampns(spec) => {
-                            Some(SystemTime::UNIX_EPOCH + Duration::from(spec))
+                            kernel_time = Some(SystemTime::UNIX_EPOCH + Duration::from(spec));
                         }
-                        _ => None,
-                    })
-                });
+                        ControlMessageOwned::Ipv4PacketInfo(info) => {
+                            local = Some(destination::from_v4(&info));
+                        }
+                        ControlMessageOwned::Ipv6PacketInfo(info) => {
+                            local = Some(destination::from_v6(&info));
+                        }
+                        _ => {}
+                    }
+                }
                 // A datagram without an IP source can't be answered: skip it.
-                if let Some(peer) = peer {
-                    received.push(Received {
+                received.push(match peer {
+                    Some(peer) => Received {
                         len: message.bytes,
                         peer,
                         kernel_time,
-                    });
-                } else {
-                    received.push(Received {
+                        local,
+                    },
+                    None => Received {
                         len: 0,
                         peer: SocketAddr::from(([0, 0, 0, 0], 0)),
                         kernel_time: None,
-                    });
-                }
+                        local: None,
+                    },
+                });
             }
             Ok(received.len())
         })
@@ -173,28 +235,39 @@ impl Inbox {
             len,
             peer,
             kernel_time: None,
+            local: None,
         });
         Ok(1)
     }
 }
 
 /// Sends `replies` (each its bytes and where to; at most [`BATCH`]) on
-/// `socket` in one call, never waiting: `sendto` for one (the kernel's
-/// shortest path for it), `sendmmsg` for more. How many the kernel took;
+/// `socket` in one call, never waiting, each from `from` where given (a
+/// wildcard socket's answer from the address it was asked on,
+/// [`destination`]): `sendto`/`sendmsg` for one (the kernel's shortest
+/// path for it), `sendmmsg` for more. How many the kernel took;
 /// `WouldBlock` when its buffer is full.
-pub fn send(socket: &impl AsFd, replies: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
-    match replies {
-        [] => Ok(0),
-        [(bytes, peer)] => {
+pub fn send(
+    socket: &impl AsFd,
+    replies: &[(&[u8], SocketAddr)],
+    from: Option<Local>,
+) -> io::Result<usize> {
+    match (replies, from) {
+        ([], _) => Ok(0),
+        ([(bytes, peer)], None) => {
             socket2::SockRef::from(socket).send_to(bytes, &(*peer).into())?;
             Ok(1)
         }
-        more => send_many(socket, more),
+        (more, from) => send_many(socket, more, from),
     }
 }
 
 #[cfg(target_os = "linux")]
-fn send_many(socket: &impl AsFd, replies: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
+fn send_many(
+    socket: &impl AsFd,
+    replies: &[(&[u8], SocketAddr)],
+    from: Option<Local>,
+) -> io::Result<usize> {
     use std::io::IoSlice;
     use std::os::fd::AsRawFd;
 
@@ -205,11 +278,31 @@ fn send_many(socket: &impl AsFd, replies: &[(&[u8], SocketAddr)]) -> io::Result<
     let mut each = pending.iter();
     let slices: [[IoSlice<'_>; 1]; BATCH] =
         std::array::from_fn(|_| [IoSlice::new(each.next().map_or(&[][..], |r| r.0))]);
-    let none: [ControlMessage<'_>; 0] = [];
-    SEND_HEADERS.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let (headers, addresses) = cell
-            .get_or_insert_with(|| (Headers::preallocate(BATCH, None), Vec::with_capacity(BATCH)));
+    let ipv6 = pending.first().is_some_and(|r| r.1.is_ipv6());
+    let v4 = from.and_then(destination::to_v4);
+    let v6 = from.map(destination::to_v6);
+    let (set, cmsg) = match (from, ipv6) {
+        (None, _) => (0, None),
+        (Some(_), false) => match &v4 {
+            Some(info) => (1, Some(ControlMessage::Ipv4PacketInfo(info))),
+            None => (0, None),
+        },
+        (Some(_), true) => (2, v6.as_ref().map(ControlMessage::Ipv6PacketInfo)),
+    };
+    let cmsgs = cmsg.as_slice();
+    SEND_HEADERS.with(|sets| {
+        let mut cell = sets[set].borrow_mut();
+        let (headers, addresses) = cell.get_or_insert_with(|| {
+            let space = match set {
+                1 => Some(nix::cmsg_space!(libc::in_pktinfo)),
+                2 => Some(nix::cmsg_space!(libc::in6_pktinfo)),
+                _ => None,
+            };
+            (
+                Headers::preallocate(BATCH, space),
+                Vec::with_capacity(BATCH),
+            )
+        });
         // Only the replies sent: an address is 128 bytes, a full batch's
         // written each call cost the seed's replies 16% more CPU.
         addresses.clear();
@@ -219,7 +312,7 @@ fn send_many(socket: &impl AsFd, replies: &[(&[u8], SocketAddr)]) -> io::Result<
             headers,
             slices[..pending.len()].iter(),
             &addresses[..],
-            none,
+            cmsgs,
             MsgFlags::MSG_DONTWAIT,
         )
         .map_err(io::Error::from)?
@@ -229,8 +322,12 @@ fn send_many(socket: &impl AsFd, replies: &[(&[u8], SocketAddr)]) -> io::Result<
 }
 
 #[cfg(not(target_os = "linux"))]
-fn send_many(socket: &impl AsFd, replies: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
-    send(socket, &replies[..1])
+fn send_many(
+    socket: &impl AsFd,
+    replies: &[(&[u8], SocketAddr)],
+    _from: Option<Local>,
+) -> io::Result<usize> {
+    send(socket, &replies[..1], None)
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -259,7 +356,7 @@ mod tests {
                 seen.push(datagram.to_vec());
                 replies.push((datagram, received.peer));
             }
-            assert_eq!(send(&server, &replies).unwrap(), count);
+            assert_eq!(send(&server, &replies, None).unwrap(), count);
         }
         assert_eq!(seen, (0..5u8).map(|n| vec![n; 3]).collect::<Vec<_>>());
         for n in 0..5u8 {

@@ -8,6 +8,8 @@
 //! - [`transmit_stamps`]: kernel transmit timestamps (`SO_TIMESTAMPING`),
 //!   read back from the socket's error queue;
 //! - [`batch`]: `recvmmsg`/`sendmmsg`, a batch of datagrams per kernel crossing;
+//! - [`destination`]: the address a datagram was sent to on a wildcard
+//!   socket (`IP_PKTINFO`), for the reply to leave from it;
 //! - [`steer`]: which worker's socket a datagram reaches, by its source
 //!   address (`SO_ATTACH_REUSEPORT_CBPF`);
 //! - [`notify`]: systemd readiness (`sd_notify`);
@@ -20,6 +22,7 @@
 
 pub mod batch;
 pub mod clock;
+pub mod destination;
 pub mod journal;
 pub mod memory;
 pub mod notify;

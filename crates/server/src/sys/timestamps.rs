@@ -20,6 +20,9 @@ pub struct Received {
     /// When the kernel took it off the wire (`SO_TIMESTAMPNS`), if the socket
     /// asked for it and the kernel gave it.
     pub kernel_time: Option<SystemTime>,
+    /// The address it was sent to, on a socket bound to a wildcard address
+    /// ([`super::destination`]); `None` elsewhere.
+    pub local: Option<super::destination::Local>,
 }
 
 /// Asks the kernel to stamp every datagram `socket` receives with the time it
