@@ -10,9 +10,14 @@ client namespace sits on one of them (10.77.N.2). Then:
    protocol): on each, chronyd -Q (whose NTP socket is connected to the
    server), ntpdate -q, `hora time` and the seed's own Python client get the
    time; the third network, where horad is not bound, gets no answer.
-2. horad bound to the wildcard address: a client asking the second address
+2. horad bound to the wildcard address tied to network 1's interface
+   (`0.0.0.0:5005%IFACE`), and to a link-local address with its scope
+   (`[fe80::1%IFACE]:5005`): network 1's clients get the time, over IPv4
+   and link-local IPv6; network 3's get nothing.
+3. horad bound to the wildcard address: a client asking the second address
    of its network (10.77.2.100, not the one the route back would pick) gets
-   its answer from it: chronyd -Q, ntpdate -q and `hora time` alike.
+   its answer from it: chronyd -Q, ntpdate -q, `hora time` and the seed's
+   client alike.
 
 Prints one line per check and "vlans: N passed, M failed"; exits 1 if any
 failed. The namespaces go away at the end, whatever happened.
@@ -67,6 +72,9 @@ def make_networks():
         run("ip", "addr", "add", f"10.77.{n}.2/24", "dev", there, ns=client)
         run("ip", "link", "set", there, "up", ns=client)
     run("ip", "addr", "add", "10.77.2.100/24", "dev", f"{TAG}s2", ns=SERVER)
+    # Link-local addresses of their own on network 1, at once (no DAD).
+    run("ip", "-6", "addr", "add", "fe80::1/64", "dev", f"{TAG}s1", "nodad", ns=SERVER)
+    run("ip", "-6", "addr", "add", "fe80::2/64", "dev", f"{TAG}c1", "nodad", ns=CLIENTS[1])
 
 
 def remove_networks():
@@ -164,6 +172,36 @@ def seed_client(client, client_ip, server):
     return fn
 
 
+def hora_time_scoped(client, interface, server):
+    """`hora time` to a link-local `server` through `interface`, its scope
+    given as the interface's index (as a socket address writes it)."""
+    def fn():
+        index = run("cat", f"/sys/class/net/{interface}/ifindex", ns=client).stdout.strip()
+        done = run(HORA, "--server", f"[{server}%{index}]:5005", "time", ns=client, check=False)
+        assert done.returncode == 0, f"exit {done.returncode}: {done.stderr.strip()!r}"
+        return f"[{server}%{interface}]: {done.stdout.strip()!r}"
+    return fn
+
+
+def sntp_scoped(client, interface, server):
+    """One SNTP request to a link-local `server` through `interface`, on a
+    socket connected to it: a server-mode reply."""
+    def fn():
+        probe = (
+            "import socket, sys\n"
+            "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+            "s.settimeout(5)\n"
+            f"where = socket.getaddrinfo('{server}%{interface}', 123, socket.AF_INET6)[0][4]\n"
+            "s.connect(where)\n"
+            "s.send(bytes([0x23]) + bytes(47))\n"
+            "reply = s.recv(1024)\n"
+            "sys.exit(0 if len(reply) == 48 and reply[0] & 7 == 4 else 1)\n")
+        done = run("python3", "-c", probe, ns=client, check=False)
+        assert done.returncode == 0, f"no server reply: {done.stderr.strip()!r}"
+        return f"[{server}%{interface}]:123: a server reply"
+    return fn
+
+
 def no_answer(client, server, port):
     """A datagram to `server`:`port` from `client` gets no answer."""
     def fn():
@@ -204,6 +242,21 @@ def main():
                   no_answer(CLIENTS[3], "10.77.3.1", 5005))
             check("an address horad is not bound to: SNTP's port",
                   no_answer(CLIENTS[3], "10.77.3.1", 123))
+        finally:
+            stop(horad)
+        horad = start_horad("--bind", f"0.0.0.0:5005%{TAG}s1,[fe80::1%{TAG}s1]:5005",
+                            "--sntp-bind", f"0.0.0.0:123%{TAG}s1,[fe80::1%{TAG}s1]:123")
+        try:
+            check("tied to an interface: hora time on its network",
+                  hora_time(CLIENTS[1], "10.77.1.1"))
+            check("tied to an interface: chronyd -Q on its network",
+                  chronyd_q(CLIENTS[1], "10.77.1.1"))
+            check("tied to an interface: another network's client gets nothing",
+                  no_answer(CLIENTS[3], "10.77.3.1", 5005))
+            check("a link-local address with its scope: hora time",
+                  hora_time_scoped(CLIENTS[1], f"{TAG}c1", "fe80::1"))
+            check("a link-local address with its scope: SNTP",
+                  sntp_scoped(CLIENTS[1], f"{TAG}c1", "fe80::1"))
         finally:
             stop(horad)
         horad = start_horad("--bind", "0.0.0.0:5005", "--sntp-bind", "0.0.0.0:123")

@@ -1,13 +1,12 @@
 //! `horad`'s command line. Each flag overrides the same key of the
 //! configuration file, and most can also come from a `HORAD_*` variable.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::{Config, ConfigError, LogFormat};
+use crate::config::{Config, ConfigError, Listen, LogFormat};
 
 /// The file read when neither `--config` nor `HORAD_CONFIG` names one, if it
 /// exists. Never a file in the working directory: a daemon started from a
@@ -37,7 +36,7 @@ pub struct Args {
     /// UDP address to serve the seed's protocol on, IPv4 or IPv6; several
     /// as the flag again or a comma-separated list [default: 127.0.0.1:5005]
     #[arg(long, env = "HORAD_BIND", value_name = "ADDR", value_delimiter = ',')]
-    pub bind: Vec<SocketAddr>,
+    pub bind: Vec<Listen>,
 
     /// A session silent this long ends, e.g. 10s, 500ms, 2m
     #[arg(long, env = "HORAD_IDLE_TIMEOUT", value_name = "DUR", value_parser = humantime::parse_duration,
@@ -77,7 +76,7 @@ pub struct Args {
         value_name = "ADDR",
         value_delimiter = ','
     )]
-    pub sntp_bind: Vec<SocketAddr>,
+    pub sntp_bind: Vec<Listen>,
 
     /// Serve SNTP at this stratum even when the kernel says the host clock
     /// is unsynchronized, as chrony's `local stratum N`
@@ -99,7 +98,7 @@ pub struct Args {
         value_name = "ADDR",
         value_delimiter = ','
     )]
-    pub time_bind: Vec<SocketAddr>,
+    pub time_bind: Vec<Listen>,
 
     /// Serve the Daytime Protocol (RFC 867) on this address, e.g.
     /// 0.0.0.0:13; several as --bind takes them [default: off]
@@ -109,7 +108,7 @@ pub struct Args {
         value_name = "ADDR",
         value_delimiter = ','
     )]
-    pub daytime_bind: Vec<SocketAddr>,
+    pub daytime_bind: Vec<Listen>,
 
     /// Serve /metrics (Prometheus) and /status (JSON) over HTTP on this
     /// address, e.g. 127.0.0.1:9975; several as --bind takes them
@@ -120,7 +119,7 @@ pub struct Args {
         value_name = "ADDR",
         value_delimiter = ','
     )]
-    pub metrics_bind: Vec<SocketAddr>,
+    pub metrics_bind: Vec<Listen>,
 
     /// Serve the NTS key exchange (RFC 8915, TLS 1.3) on this TCP address,
     /// e.g. 0.0.0.0:4460 (several as --bind takes them); needs the
@@ -131,7 +130,7 @@ pub struct Args {
         value_name = "ADDR",
         value_delimiter = ','
     )]
-    pub nts_bind: Vec<SocketAddr>,
+    pub nts_bind: Vec<Listen>,
 
     /// The NTS-KE certificate chain, PEM, leaf first
     #[arg(long, env = "HORAD_NTS_CERTIFICATE_CHAIN", value_name = "PATH")]

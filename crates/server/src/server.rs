@@ -351,15 +351,15 @@ impl Server {
     fn observed(&self) -> ops::Observed {
         let mut addresses = Vec::new();
         for bound in &self.udp {
-            if let Ok(addr) = bound.local_addr() {
-                addresses.push((bound.udp.name(), addr));
+            if let Ok(listen) = bound.listen() {
+                addresses.push((bound.udp.name(), listen.to_string()));
             }
         }
         for addr in self.metrics_addrs() {
-            addresses.push(("metrics", addr));
+            addresses.push(("metrics", addr.to_string()));
         }
         for addr in self.nts_ke_addrs() {
-            addresses.push(("nts-ke", addr));
+            addresses.push(("nts-ke", addr.to_string()));
         }
         // Always: v2's time answers carry the clock's state too.
         let clock = Some((self.clock.subscribe(), self.clock.kernel()));

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use tracing::{debug, warn};
 
-use crate::config::{Addresses, Config};
+use crate::config::{Addresses, Config, Listen};
 use crate::sys;
 
 /// The receive buffer asked of the kernel for the seed protocol's socket
@@ -66,7 +66,7 @@ impl Udp {
     }
 
     /// Where `config` serves it: none, off.
-    fn binds(self, config: &Config) -> Vec<SocketAddr> {
+    fn binds(self, config: &Config) -> Vec<Listen> {
         let binds = match self {
             Udp::Seed => &config.bind,
             // Validation refuses an unusable clock first; never served so.
@@ -75,7 +75,7 @@ impl Udp {
             Udp::Time => &config.time.bind,
             Udp::Daytime => &config.daytime.bind,
         };
-        binds.iter().collect()
+        binds.iter().cloned().collect()
     }
 
     /// The receive buffer its sockets ask for.
@@ -111,12 +111,23 @@ pub struct Bound {
     /// whose kernel transmit time is wanted; `None` elsewhere or where one
     /// can't be had.
     pub beside: Vec<Option<UdpSocket>>,
+    /// The interface the sockets are tied to, if any.
+    pub interface: Option<String>,
 }
 
 impl Bound {
     /// The address bound (its port when the configuration said port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         first(&self.sockets)?.local_addr()
+    }
+
+    /// The address bound, with its interface, as the configuration writes
+    /// it: what `/status` lists.
+    pub fn listen(&self) -> io::Result<Listen> {
+        Ok(Listen {
+            addr: self.local_addr()?,
+            interface: self.interface.clone(),
+        })
     }
 
     /// The port bound, if the OS says.
@@ -129,18 +140,21 @@ impl Bound {
 #[derive(Debug, thiserror::Error)]
 // The cause is said here, before the hint; `report::one_line` does not say
 // it again.
-#[error("cannot bind {addr}: {source}{}", privileged_hint(*.addr, .source))]
+#[error("cannot bind {addr}: {source}{}", privileged_hint(.addr, .source))]
 pub struct BindError {
-    /// The address asked for.
-    pub addr: SocketAddr,
+    /// The address asked for, as written (with its interface, if any).
+    pub addr: String,
     /// What the OS said.
     pub source: io::Error,
 }
 
 /// What an admin needs where a port below 1024 was refused: the
 /// capability, and the two lines of the unit that grant it.
-fn privileged_hint(addr: SocketAddr, error: &io::Error) -> &'static str {
-    if error.kind() == io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+fn privileged_hint(addr: &str, error: &io::Error) -> &'static str {
+    let port = addr
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.split('%').next()?.parse::<u16>().ok());
+    if error.kind() == io::ErrorKind::PermissionDenied && port.is_some_and(|port| port < 1024) {
         " (ports below 1024 need CAP_NET_BIND_SERVICE: uncomment the unit's \
          AmbientCapabilities=CAP_NET_BIND_SERVICE and \
          CapabilityBoundingSet=CAP_NET_BIND_SERVICE, or run by hand as root)"
@@ -155,8 +169,8 @@ fn privileged_hint(addr: SocketAddr, error: &io::Error) -> &'static str {
 pub fn bind_udp(config: &Config, wanted: usize) -> Result<(Vec<Bound>, usize), BindError> {
     let mut bound = Vec::new();
     for udp in Udp::ALL {
-        for addr in udp.binds(config) {
-            bound.push(bind_one(udp, addr, wanted)?);
+        for listen in udp.binds(config) {
+            bound.push(bind_one(udp, &listen, wanted)?);
         }
     }
     let workers = {
@@ -172,13 +186,19 @@ pub fn bind_udp(config: &Config, wanted: usize) -> Result<(Vec<Bound>, usize), B
     Ok((bound, workers))
 }
 
-/// `udp`'s group on `addr`: a socket per worker of the `wanted`, each
+/// `udp`'s group on `listen`: a socket per worker of the `wanted`, each
 /// with kernel receive timestamps asked for.
-fn bind_one(udp: Udp, addr: SocketAddr, wanted: usize) -> Result<Bound, BindError> {
+fn bind_one(udp: Udp, listen: &Listen, wanted: usize) -> Result<Bound, BindError> {
+    let error = |source| BindError {
+        addr: listen.to_string(),
+        source,
+    };
+    let addr = scoped(listen).map_err(error)?;
+    let device = listen.interface.as_deref();
     // SNTP's group is formed even for one worker, for its send-only
     // sockets to join.
-    let sockets = bind_group(addr, udp.buffer(), wanted, udp == Udp::Sntp)
-        .map_err(|source| BindError { addr, source })?;
+    let sockets =
+        bind_group(addr, device, udp.buffer(), wanted, udp == Udp::Sntp).map_err(error)?;
     if let Some(error) = sockets
         .iter()
         .find_map(|s| sys::enable_receive_timestamps(s).err())
@@ -199,7 +219,20 @@ fn bind_one(udp: Udp, addr: SocketAddr, wanted: usize) -> Result<Bound, BindErro
         udp,
         sockets,
         beside: Vec::new(),
+        interface: listen.interface.clone(),
     })
+}
+
+/// `listen`'s address, an IPv6 link-local one with its interface's index
+/// as its scope (the kernel needs it to bind one).
+fn scoped(listen: &Listen) -> io::Result<SocketAddr> {
+    match (listen.addr, &listen.interface) {
+        (SocketAddr::V6(mut v6), Some(name)) if v6.ip().is_unicast_link_local() => {
+            v6.set_scope_id(sys::interface_index(name)?);
+            Ok(SocketAddr::V6(v6))
+        }
+        (addr, _) => Ok(addr),
+    }
 }
 
 /// Every TCP listener of `addresses` ([`bind_listener`]).
@@ -207,16 +240,22 @@ pub fn bind_listeners(addresses: &Addresses) -> Result<Vec<TcpListener>, BindErr
     addresses.iter().map(bind_listener).collect()
 }
 
-/// A TCP listener on `addr`, for the operators' HTTP and the key exchange
-/// (each served on its own thread's runtime, so not yet registered with
-/// any).
-pub fn bind_listener(addr: SocketAddr) -> Result<TcpListener, BindError> {
-    listener(addr).map_err(|source| BindError { addr, source })
+/// A TCP listener on `listen`, for the operators' HTTP and the key
+/// exchange (each served on its own thread's runtime, so not yet
+/// registered with any).
+pub fn bind_listener(listen: &Listen) -> Result<TcpListener, BindError> {
+    let error = |source| BindError {
+        addr: listen.to_string(),
+        source,
+    };
+    let addr = scoped(listen).map_err(error)?;
+    listener(addr, listen.interface.as_deref()).map_err(error)
 }
 
-fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
+fn listener(addr: SocketAddr, device: Option<&str>) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    tie(&socket, device)?;
     // As std sets it: a restart binds at once beside connections in
     // TIME_WAIT.
     socket.set_reuse_address(true)?;
@@ -224,6 +263,21 @@ fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// Ties `socket` to the interface named `device`, if any
+/// (`SO_BINDTODEVICE`): it then takes only what arrives there.
+fn tie(socket: &socket2::Socket, device: Option<&str>) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if let Some(name) = device {
+        socket.bind_device(Some(name.as_bytes()))?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    if device.is_some() {
+        let _ = socket;
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    }
+    Ok(())
 }
 
 /// The ports of every UDP socket the daemon serves: a datagram from one
@@ -287,33 +341,46 @@ fn sockets_beside(sntp: &Group, workers: usize) -> Vec<Option<UdpSocket>> {
         .collect()
 }
 
-/// `workers` non-blocking UDP sockets on `addr`, each with a receive
-/// buffer of `buffer` bytes, in one `SO_REUSEPORT` group; with one worker
-/// and `shared` false, one plain socket. `shared`: the group is formed
-/// even for one worker, so that the send-only socket for kernel-stamped
-/// replies can join it (`sys::transmit_stamps::open_beside`). A plain bind
-/// first, closed at once, keeps a port another socket holds an error, as
-/// without `SO_REUSEPORT`: a second horad on the port still fails to start.
-fn bind_group(addr: SocketAddr, buffer: usize, workers: usize, shared: bool) -> io::Result<Group> {
+/// `workers` non-blocking UDP sockets on `addr` (tied to `device`, if
+/// any), each with a receive buffer of `buffer` bytes, in one
+/// `SO_REUSEPORT` group; with one worker and `shared` false, one plain
+/// socket. `shared`: the group is formed even for one worker, so that the
+/// send-only socket for kernel-stamped replies can join it
+/// (`sys::transmit_stamps::open_beside`). A plain bind first, closed at
+/// once, keeps a port another socket holds an error, as without
+/// `SO_REUSEPORT`: a second horad on the port still fails to start.
+fn bind_group(
+    addr: SocketAddr,
+    device: Option<&str>,
+    buffer: usize,
+    workers: usize,
+    shared: bool,
+) -> io::Result<Group> {
     if workers <= 1 && !shared {
-        return Ok(vec![bind_with(addr, buffer, false)?]);
+        return Ok(vec![bind_with(addr, device, buffer, false)?]);
     }
     if addr.port() != 0 {
-        drop(UdpSocket::bind(addr)?);
+        drop(bind_with(addr, device, buffer, false)?);
     }
-    let first = bind_with(addr, buffer, true)?;
+    let first = bind_with(addr, device, buffer, true)?;
     // Port 0: the others join the port the first one got.
     let addr = first.local_addr()?;
     let mut group = vec![first];
     for _ in 1..workers {
-        group.push(bind_with(addr, buffer, true)?);
+        group.push(bind_with(addr, device, buffer, true)?);
     }
     Ok(group)
 }
 
-fn bind_with(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<UdpSocket> {
+fn bind_with(
+    addr: SocketAddr,
+    device: Option<&str>,
+    buffer: usize,
+    reuse_port: bool,
+) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    tie(&socket, device)?;
     #[cfg(target_os = "linux")]
     if reuse_port {
         use nix::sys::socket::{setsockopt, sockopt::ReusePort};
@@ -337,7 +404,7 @@ mod tests {
     #[test]
     fn workers_share_a_port_and_one_refused_program_means_one_worker() {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let mut seed = bind_group(loopback, 1 << 16, 3, false).unwrap();
+        let mut seed = bind_group(loopback, None, 1 << 16, 3, false).unwrap();
         let ports: Vec<u16> = seed
             .iter()
             .map(|s| s.local_addr().unwrap().port())
@@ -348,8 +415,8 @@ mod tests {
         // A group the kernel can't steer (no SO_REUSEPORT: two plain
         // sockets stand for it) turns every group back to one socket.
         let mut plain = vec![
-            bind_with(loopback, 1 << 16, false).unwrap(),
-            bind_with(loopback, 1 << 16, false).unwrap(),
+            bind_with(loopback, None, 1 << 16, false).unwrap(),
+            bind_with(loopback, None, 1 << 16, false).unwrap(),
         ];
         assert_eq!(steer(&mut [&mut seed, &mut plain], 3), 1);
         assert_eq!((seed.len(), plain.len()), (1, 1));
@@ -359,7 +426,7 @@ mod tests {
     fn a_port_already_taken_is_refused_even_with_reuseport() {
         let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        assert!(bind_group(addr, 1 << 16, 2, true).is_err());
+        assert!(bind_group(addr, None, 1 << 16, 2, true).is_err());
     }
 
     #[test]

@@ -3,13 +3,12 @@
 //! that would collide. Refused before anything serves, so `--check-config`
 //! and a reload catch them.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use hora_proto::access::has_host_bits;
 
 use super::keys::range;
-use super::{Addresses, Config, ConfigError, OutOfRange, MAX_CLIENT_LOG};
+use super::{Addresses, Config, ConfigError, Listen, OutOfRange, MAX_CLIENT_LOG};
 
 /// "must be RANGE" for `key`, with `note` after it where there is one.
 fn must_be(key: &'static str, note: &str) -> OutOfRange {
@@ -176,25 +175,32 @@ impl Config {
 /// Whether two sockets of one kind (UDP, or TCP) on `a` and `b` can't both
 /// be bound: the same port (not 0) on the same address, or on the
 /// wildcard address of the family and any address of it.
-fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() != 0
-        && a.port() == b.port()
-        && a.is_ipv4() == b.is_ipv4()
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+fn binds_overlap(a: &Listen, b: &Listen) -> bool {
+    let (one, other) = (a.addr, b.addr);
+    // Two interfaces are apart: each socket takes only its own's.
+    let same_interface = match (&a.interface, &b.interface) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    };
+    one.port() != 0
+        && one.port() == other.port()
+        && one.is_ipv4() == other.is_ipv4()
+        && (one.ip() == other.ip() || one.ip().is_unspecified() || other.ip().is_unspecified())
+        && same_interface
 }
 
 impl Config {
     /// Sockets that would collide at start-up (`cannot bind ...: Address
     /// already in use`, every restart again): refused here instead, so
     /// `--check-config` catches them.
-    fn check_binds(&self) -> Result<(), OutOfRange> {
+    fn check_binds<'a>(&'a self) -> Result<(), OutOfRange> {
         if self.bind.is_empty() {
             return out(
                 "bind",
                 "names no address: the seed's protocol always serves (give at least one)",
             );
         }
-        let each = |list: &[(&'static str, &Addresses)]| -> Vec<(&'static str, SocketAddr)> {
+        let each = |list: &[(&'static str, &'a Addresses)]| -> Vec<(&'static str, &'a Listen)> {
             list.iter()
                 .flat_map(|(key, binds)| binds.iter().map(move |addr| (*key, addr)))
                 .collect()
@@ -212,10 +218,10 @@ impl Config {
         for sockets in [&udp[..], &tcp[..]] {
             for (i, (_, first)) in sockets.iter().enumerate() {
                 for (key, second) in &sockets[i + 1..] {
-                    if binds_overlap(*first, *second) {
+                    if binds_overlap(first, second) {
                         return out(
                             key,
-                            "has the same address and port as another socket of horad's, or a wildcard address on a port a specific one has (it could not be bound)",
+                            "has the same address and port as another socket of horad's, or a wildcard address on a port a specific one has, on one interface (it could not be bound)",
                         );
                     }
                 }
@@ -281,6 +287,8 @@ mod tests {
             ("bind = \"0.0.0.0:5005\"\n[time]\nbind = \"127.0.0.1:5005\"", "time.bind"),
             ("[metrics]\nbind = \"127.0.0.1:4460\"\n[nts]\nbind = \"0.0.0.0:4460\"\ncertificate_chain = \"c\"\nprivate_key = \"k\"\nkeys = \"n\"", "nts.bind"),
             ("bind = []", "bind"),
+            ("bind = [\"0.0.0.0:5005%eth1\", \"10.0.0.1:5005\"]", "bind"),
+            ("bind = [\"0.0.0.0:5005%eth1\", \"0.0.0.0:5005%eth1\"]", "bind"),
             ("[sntp]\nbind = [\"10.0.0.1:123\", \"10.0.0.1:123\"]", "sntp.bind"),
             ("[sntp]\nbind = [\"10.0.0.1:123\", \"0.0.0.0:123\"]", "sntp.bind"),
             ("[time]\nbind = [\"10.0.0.1:5005\"]\n[daytime]\nbind = [\"10.0.0.2:13\", \"10.0.0.1:5005\"]", "daytime.bind"),

@@ -74,17 +74,24 @@ pub struct Config {
 /// bound with a socket (a group per worker) of its own, so a host on
 /// several networks serves each from its own address. None: off.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Addresses(Vec<SocketAddr>);
+pub struct Addresses(Vec<Listen>);
+
+/// One address to listen on, and the interface it is tied to, if any:
+/// `0.0.0.0:123%eth1` answers only what arrives on eth1 (`SO_BINDTODEVICE`,
+/// as chrony's `binddevice`), `[fe80::1%eth1]:123` is a link-local address
+/// and its interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// The address and port.
+    pub addr: SocketAddr,
+    /// The interface's name.
+    pub interface: Option<String>,
+}
 
 impl Addresses {
     /// Each address, in the order given.
-    pub fn iter(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.0.iter().copied()
-    }
-
-    /// The first address, if any.
-    pub fn first(&self) -> Option<SocketAddr> {
-        self.0.first().copied()
+    pub fn iter(&self) -> impl Iterator<Item = &Listen> + '_ {
+        self.0.iter()
     }
 
     /// Whether there is none: the listener is off.
@@ -95,22 +102,32 @@ impl Addresses {
 
 impl From<SocketAddr> for Addresses {
     fn from(addr: SocketAddr) -> Addresses {
-        Addresses(vec![addr])
+        Addresses::from(vec![addr])
     }
 }
 
 impl From<Vec<SocketAddr>> for Addresses {
     fn from(list: Vec<SocketAddr>) -> Addresses {
+        let each = list.into_iter().map(|addr| Listen {
+            addr,
+            interface: None,
+        });
+        Addresses(each.collect())
+    }
+}
+
+impl From<Vec<Listen>> for Addresses {
+    fn from(list: Vec<Listen>) -> Addresses {
         Addresses(list)
     }
 }
 
 impl std::str::FromStr for Addresses {
-    type Err = std::net::AddrParseError;
+    type Err = String;
 
     /// `IP:PORT`, or several separated by commas.
-    fn from_str(text: &str) -> Result<Addresses, Self::Err> {
-        let list: Result<Vec<SocketAddr>, _> = text.split(',').map(|a| a.trim().parse()).collect();
+    fn from_str(text: &str) -> Result<Addresses, String> {
+        let list: Result<Vec<Listen>, _> = text.split(',').map(|a| a.trim().parse()).collect();
         list.map(Addresses)
     }
 }
@@ -118,13 +135,77 @@ impl std::str::FromStr for Addresses {
 impl std::fmt::Display for Addresses {
     /// `a, b`, as `--check-config` and the logs say them.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, addr) in self.0.iter().enumerate() {
+        for (i, listen) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{addr}")?;
+            write!(f, "{listen}")?;
         }
         Ok(())
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    /// `IP:PORT`, `IP:PORT%IFACE`, `[IPV6%IFACE]:PORT` (a link-local
+    /// address and its interface; a numeric scope, `[fe80::1%2]:123`, is
+    /// taken as the kernel's index). The error says how to write it.
+    fn from_str(text: &str) -> Result<Listen, String> {
+        let (address, interface) = split_interface(text);
+        let addr: SocketAddr = address.parse().map_err(|_| {
+            let bare = address.trim_start_matches('[').trim_end_matches(']');
+            if bare.parse::<std::net::IpAddr>().is_ok() {
+                format!("`{text}` has no port: write IP:PORT, e.g. \"127.0.0.1:5005\" or \"[::1]:5005\"")
+            } else {
+                format!("`{text}` is not IP:PORT (e.g. \"127.0.0.1:5005\", \"[::]:123\", \"0.0.0.0:123%eth1\"; a host name is not taken)")
+            }
+        })?;
+        if let Some(name) = interface {
+            let usable = !name.is_empty()
+                && name.len() < 16
+                && !name.contains(|c: char| c == '/' || c == '%' || c.is_whitespace());
+            if !usable {
+                return Err(format!(
+                    "`{text}`: `{name}` is not an interface name (1 to 15 characters, no `/` or spaces)"
+                ));
+            }
+        }
+        Ok(Listen {
+            addr,
+            interface: interface.map(str::to_owned),
+        })
+    }
+}
+
+/// `text` without its interface, and the interface's name: `IP:PORT%IFACE`
+/// or `[IPV6%IFACE]:PORT`. A numeric IPv6 scope stays in the address (the
+/// standard parser takes it).
+fn split_interface(text: &str) -> (String, Option<&str>) {
+    if let Some(inside) = text.strip_prefix('[') {
+        if let Some((host, rest)) = inside.split_once(']') {
+            if let Some((ip, name)) = host.split_once('%') {
+                if !name.bytes().all(|b| b.is_ascii_digit()) {
+                    return (format!("[{ip}]{rest}"), Some(name));
+                }
+            }
+        }
+        return (text.to_owned(), None);
+    }
+    match text.rsplit_once('%') {
+        Some((address, name)) => (address.to_owned(), Some(name)),
+        None => (text.to_owned(), None),
+    }
+}
+
+impl std::fmt::Display for Listen {
+    /// As it is written: `[fe80::1%eth1]:123`, `0.0.0.0:123%eth1`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.interface, self.addr) {
+            (None, addr) => write!(f, "{addr}"),
+            (Some(name), SocketAddr::V6(v6)) => write!(f, "[{}%{name}]:{}", v6.ip(), v6.port()),
+            (Some(name), SocketAddr::V4(v4)) => write!(f, "{v4}%{name}"),
+        }
     }
 }
 
@@ -523,6 +604,37 @@ mod tests {
         assert!(error.contains("`10.0.0.2` has no port"), "{error}");
         let error = parse("bind = 5005\n").unwrap_err().to_string();
         assert!(error.contains("\"IP:PORT\" or a list of them"), "{error}");
+    }
+
+    #[test]
+    fn an_address_may_name_its_interface() {
+        let config = parse(
+            "bind = [\"0.0.0.0:5005%eth1\", \"0.0.0.0:5005%eth2\"]\n\
+             [sntp]\nbind = [\"[fe80::1%eth1]:123\", \"[fe80::2%2]:123\"]\n",
+        )
+        .unwrap();
+        let seed: Vec<String> = config.bind.iter().map(ToString::to_string).collect();
+        assert_eq!(seed, ["0.0.0.0:5005%eth1", "0.0.0.0:5005%eth2"]);
+        let sntp: Vec<&Listen> = config.sntp.bind.iter().collect();
+        assert_eq!(sntp[0].interface.as_deref(), Some("eth1"));
+        assert_eq!(sntp[0].to_string(), "[fe80::1%eth1]:123");
+        // A numeric scope is the kernel's index, kept in the address.
+        assert_eq!(sntp[1].interface, None);
+        assert!(matches!(sntp[1].addr, SocketAddr::V6(v6) if v6.scope_id() == 2));
+        // Two interfaces are apart: one wildcard port on each is no overlap.
+        assert!(config.validate("config.toml").is_ok());
+        for (bad, says) in [
+            ("0.0.0.0:123%", "is not an interface name"),
+            ("0.0.0.0:123%a/b", "is not an interface name"),
+            (
+                "0.0.0.0:123%averyveryverylongname",
+                "is not an interface name",
+            ),
+            ("[fe80::1%eth1]", "has no port"),
+        ] {
+            let error = bad.parse::<Listen>().unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -142,7 +142,6 @@ impl Config {
 /// is wrong and how to write it (and, for durations, the same words as the
 /// command line's).
 pub(super) mod text {
-    use std::net::{IpAddr, SocketAddr};
     use std::time::Duration;
 
     use serde::de::Error as _;
@@ -164,20 +163,9 @@ pub(super) mod text {
             OneOrMany::One(text) => vec![text],
             OneOrMany::Many(texts) => texts,
         };
-        let list: Result<Vec<SocketAddr>, String> =
-            texts.iter().map(|text| parse_address(text)).collect();
+        let list: Result<Vec<super::super::Listen>, String> =
+            texts.iter().map(|text| text.parse()).collect();
         list.map(Into::into).map_err(D::Error::custom)
-    }
-
-    fn parse_address(text: &str) -> Result<SocketAddr, String> {
-        text.parse().map_err(|_| {
-            let bare = text.trim_start_matches('[').trim_end_matches(']');
-            if bare.parse::<IpAddr>().is_ok() {
-                format!("`{text}` has no port: write IP:PORT, e.g. \"127.0.0.1:5005\" or \"[::1]:5005\"")
-            } else {
-                format!("`{text}` is not IP:PORT (e.g. \"127.0.0.1:5005\", \"[::]:123\"; a host name is not taken)")
-            }
-        })
     }
 
     /// A duration as humantime writes it (`10s`, `500ms`, `1day`).

@@ -12,7 +12,6 @@ pub mod metrics;
 pub mod report;
 pub mod status;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -42,8 +41,9 @@ pub struct Observed {
     pub live: LiveView,
     /// When the daemon started.
     pub started: SystemTime,
-    /// Every address served, by protocol name.
-    pub addresses: Vec<(&'static str, SocketAddr)>,
+    /// Every address served, by protocol name, as the configuration
+    /// writes it (with its interface, if any).
+    pub addresses: Vec<(&'static str, String)>,
 }
 
 impl Observed {

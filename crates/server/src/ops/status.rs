@@ -27,7 +27,7 @@ pub fn document(observed: &Observed) -> Value {
             .entry((*name).to_owned())
             .or_insert_with(|| json!([]));
         if let Value::Array(list) = list {
-            list.push(json!(addr.to_string()));
+            list.push(json!(addr));
         }
     }
     let counters: Map<String, Value> = now

@@ -49,6 +49,25 @@ pub fn enable(socket: &impl AsFd, bound: SocketAddr) -> io::Result<()> {
     }
 }
 
+/// The index of the interface named `name` (an IPv6 link-local address's
+/// scope).
+pub fn interface_index(name: &str) -> io::Result<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        nix::net::if_::if_nametoindex(name).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface named {name}"),
+            )
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = name;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
 /// The destination an `IP_PKTINFO` control message names.
 #[cfg(target_os = "linux")]
 pub fn from_v4(info: &libc::in_pktinfo) -> Local {

@@ -31,4 +31,5 @@ pub mod timestamps;
 pub mod transmit_stamps;
 
 pub use clock::host_clock;
+pub use destination::interface_index;
 pub use timestamps::{enable_receive_timestamps, Received};

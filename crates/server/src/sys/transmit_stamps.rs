@@ -94,6 +94,12 @@ pub fn open_beside(serving: &impl AsFd) -> io::Result<std::net::UdpSocket> {
         if addr.is_ipv6() {
             socket.set_only_v6(serving.only_v6()?)?;
         }
+        // Tied to the serving socket's interface, if it is: else it would
+        // form a group of its own, which the kernel may pick first for
+        // every datagram, and they would never be read.
+        if let Some(device) = serving.device()? {
+            socket.bind_device(Some(&device))?;
+        }
         setsockopt(&socket, ReusePort, &true).map_err(io::Error::from)?;
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
