@@ -37,9 +37,17 @@ echo "== bash completions"
 for command in horad hora; do
   bash -c "source /usr/share/bash-completion/completions/$command && complete -p $command"
 done
+echo "== the socket unit (an example, not enabled)"
+test -f /usr/share/doc/hora/examples/horad.socket
+[ ! -e /usr/lib/systemd/system/horad.socket ] || { echo "horad.socket is installed as a unit"; exit 1; }
 if command -v systemd-analyze >/dev/null 2>&1; then
   echo "== systemd-analyze verify"
   systemd-analyze verify /usr/lib/systemd/system/horad.service
+  # The example beside its service, as an admin installs it.
+  units=$(mktemp -d)
+  cp /usr/share/doc/hora/examples/horad.socket /usr/lib/systemd/system/horad.service "$units/"
+  systemd-analyze verify "$units/horad.socket"
+  rm -rf "$units"
 fi
 echo "== purge"
 dpkg --purge hora

@@ -19,6 +19,15 @@ fn main() -> ExitCode {
         eprintln!("{reason}");
         return ExitCode::FAILURE;
     }
+    // Before any thread: the crate that takes them clears the variables
+    // that name them.
+    let passed = match sys::activation::take() {
+        Ok(passed) => passed,
+        Err(error) => {
+            eprintln!("horad: socket activation: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let args = Args::parse();
     let (config, source) = match args.config() {
         Ok(loaded) => loaded,
@@ -32,35 +41,13 @@ fn main() -> ExitCode {
         |p| p.display().to_string(),
     );
     if args.check_config {
-        // The files NTS reads are part of the configuration: a broken
-        // certificate fails `systemctl reload` here, before SIGHUP.
-        if let Err(error) = hora_server::nts::check(&config.nts) {
-            eprintln!("horad: {error}");
-            return ExitCode::from(2);
-        }
-        if let Err(error) = logging::check_env() {
-            eprintln!("horad: {error}");
-            return ExitCode::from(2);
-        }
-        use std::io::Write as _;
-        let report = format!("horad: configuration OK ({named})\n{}", config.describe());
-        let mut out = std::io::stdout().lock();
-        return match out.write_all(report.as_bytes()).and_then(|()| out.flush()) {
-            Ok(()) => ExitCode::SUCCESS,
-            // `horad --check-config | head -1`: the reader went away, as
-            // `cat` takes it (128 + SIGPIPE), with no panic.
-            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
-            Err(error) => {
-                eprintln!("horad: cannot write the report: {error}");
-                ExitCode::FAILURE
-            }
-        };
+        return check_config(&config, &named);
     }
     if let Err(error) = logging::init(&config.log) {
         eprintln!("horad: {}", hora_proto::report::one_line(&error));
         return ExitCode::from(2);
     }
-    match serve(config, &named, args, source) {
+    match serve(config, &named, args, source, passed) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("horad: {}", hora_proto::report::one_line(error.as_ref()));
@@ -70,14 +57,50 @@ fn main() -> ExitCode {
             // 2, which the unit doesn't restart on.
             match error.downcast_ref::<StartError>() {
                 Some(StartError::Bind(_)) => ExitCode::from(3),
-                Some(StartError::Certificate(_)) => ExitCode::from(2),
+                Some(StartError::Certificate(_) | StartError::Unclaimed { .. }) => {
+                    ExitCode::from(2)
+                }
                 _ => ExitCode::FAILURE,
             }
         }
     }
 }
 
-fn serve(config: Config, named: &str, args: Args, source: Option<PathBuf>) -> anyhow::Result<()> {
+/// `--check-config`: the configuration, the files NTS reads and
+/// `RUST_LOG` checked; what it would serve said on standard output.
+fn check_config(config: &Config, named: &str) -> ExitCode {
+    // The files NTS reads are part of the configuration: a broken
+    // certificate fails `systemctl reload` here, before SIGHUP.
+    if let Err(error) = hora_server::nts::check(&config.nts) {
+        eprintln!("horad: {error}");
+        return ExitCode::from(2);
+    }
+    if let Err(error) = logging::check_env() {
+        eprintln!("horad: {error}");
+        return ExitCode::from(2);
+    }
+    use std::io::Write as _;
+    let report = format!("horad: configuration OK ({named})\n{}", config.describe());
+    let mut out = std::io::stdout().lock();
+    match out.write_all(report.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `horad --check-config | head -1`: the reader went away, as
+        // `cat` takes it (128 + SIGPIPE), with no panic.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
+        Err(error) => {
+            eprintln!("horad: cannot write the report: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(
+    config: Config,
+    named: &str,
+    args: Args,
+    source: Option<PathBuf>,
+    passed: sys::activation::Passed,
+) -> anyhow::Result<()> {
     // As sshd's StrictModes, but a warning: the admin may mean it.
     if let Some(path) = source.as_deref() {
         if let Some(mode) = hora_server::config::others_may(path, 0o002) {
@@ -94,7 +117,11 @@ fn serve(config: Config, named: &str, args: Args, source: Option<PathBuf>) -> an
         // Before anything is bound or announced: see shutdown_signal.
         let shutdown = shutdown_signal();
         let reloads = reload_on_sighup(args, source);
-        let server = Server::bind(&config).await?;
+        let from_systemd = !passed.is_empty();
+        let server = Server::bind_passed(&config, passed).await?;
+        if from_systemd {
+            info!("serving on the sockets systemd passed (socket activation) where given");
+        }
         announce(&server, &config, named)?;
         // Every socket is bound: tell systemd (Type=notify) we are up.
         sys::notify::ready();

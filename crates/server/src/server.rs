@@ -31,6 +31,7 @@ use crate::reload;
 use crate::sessions::SessionStats;
 use crate::sockets::{self, BindError, Bound, Udp};
 use crate::stats::{log_summary, Snapshot, Stats};
+use crate::sys::activation::Passed;
 use crate::workers::{self, Loop};
 use hora_proto::nts::ring::KeyRing;
 
@@ -129,20 +130,36 @@ pub enum StartError {
     /// The NTS cookie keys can't be had.
     #[error("NTS cookie keys")]
     Keys(#[from] KeyFileError),
+    /// systemd passed a socket the configuration does not bind.
+    #[error("socket activation: systemd passed {name} {addr}, which the configuration does not bind; bind it there (the {name} listener's bind) or remove it from the socket unit")]
+    Unclaimed {
+        /// Its `FileDescriptorName=` (`-` when none).
+        name: String,
+        /// Its address.
+        addr: String,
+    },
 }
 
 impl Server {
     /// Binds every configured address. Nothing is served until [`Server::run`].
     pub async fn bind(config: &Config) -> Result<Server, StartError> {
+        Server::bind_passed(config, Passed::default()).await
+    }
+
+    /// [`Server::bind`], taking the sockets systemd passed for configured
+    /// addresses instead of binding them; a passed socket the configuration
+    /// does not bind is refused ([`StartError::Unclaimed`]).
+    pub async fn bind_passed(config: &Config, mut passed: Passed) -> Result<Server, StartError> {
         // A certificate no client would take is refused before anything
         // is written (the cookie keys' file) or bound.
         nts::NtsLive::new(&config.nts)?;
         let nts_listeners = match &config.nts.keys {
-            Some(_) => sockets::bind_listeners(&config.nts.bind)?,
+            Some(_) => sockets::bind_listeners(&config.nts.bind, "nts-ke", &mut passed.tcp)?,
             None => Vec::new(),
         };
-        let (udp, workers) = sockets::bind_udp(config, config.workers_wanted())?;
-        let metrics = sockets::bind_listeners(&config.metrics.bind)?;
+        let (udp, workers) = sockets::bind_udp(config, config.workers_wanted(), &mut passed.udp)?;
+        let metrics = sockets::bind_listeners(&config.metrics.bind, "metrics", &mut passed.tcp)?;
+        unclaimed(&passed)?;
         let live = live::publish(Live::new(config.clone(), None, workers, Instant::now())?);
         // Last, once nothing else can fail: a key added and written (and
         // logged so) must not come before an exit for a busy port.
@@ -299,18 +316,12 @@ impl Server {
         let reload = reload::serve(publisher, reloads, Arc::clone(&stats), stopped.clone());
         tasks.spawn(reload);
         let interval = live.borrow().config.stats_interval;
-        tasks.spawn(ops::report::serve(
-            observed.clone(),
-            interval,
-            stopped.clone(),
-        ));
-        let ops: Vec<_> = metrics
-            .into_iter()
-            .filter_map(|listener| {
-                let (observed, log) = (observed.clone(), Arc::clone(&log));
-                spawn_ops(listener, observed, log, ops_thread, &mut tasks, &stopped)
-            })
-            .collect();
+        let reports = Reports {
+            observed,
+            log: Arc::clone(&log),
+            own_thread: ops_thread,
+        };
+        let ops = reports.start(metrics, interval, &mut tasks, &stopped);
         let keys = nts.as_ref().map(|nts| nts.keys.subscribe());
         let ke = nts.map_or_else(Vec::new, |nts| {
             let exchange = nts::ke::Exchange {
@@ -372,6 +383,24 @@ impl Server {
             started: self.started,
             addresses,
         }
+    }
+}
+
+/// Refuses sockets systemd passed that no configured address took: a unit
+/// and a configuration that disagree would serve what neither says.
+fn unclaimed(passed: &Passed) -> Result<(), StartError> {
+    let udp = passed.udp.iter().map(|(name, s)| (name, s.local_addr()));
+    let tcp = passed.tcp.iter().map(|(name, s)| (name, s.local_addr()));
+    match udp.chain(tcp).next() {
+        None => Ok(()),
+        Some((name, addr)) => Err(StartError::Unclaimed {
+            name: if name.is_empty() {
+                "-".to_owned()
+            } else {
+                name.clone()
+            },
+            addr: addr.map_or_else(|_| "?".to_owned(), |a| a.to_string()),
+        }),
     }
 }
 
@@ -472,6 +501,43 @@ impl LoopParts {
                 workers::serving(socket, stateless, shared, live, stopped)
             }
         }
+    }
+}
+
+/// What the reports need: the summary line's timer and the operators'
+/// HTTP listeners.
+struct Reports {
+    observed: ops::Observed,
+    log: Arc<LogBudget>,
+    /// Whether each HTTP listener gets a thread of its own.
+    own_thread: bool,
+}
+
+impl Reports {
+    /// Starts the summary line every `interval` and an HTTP server on each
+    /// of `metrics`; the handles of the threads to join.
+    fn start(
+        self,
+        metrics: Vec<std::net::TcpListener>,
+        interval: std::time::Duration,
+        tasks: &mut JoinSet<()>,
+        stopped: &watch::Receiver<bool>,
+    ) -> Vec<std::thread::JoinHandle<()>> {
+        let Reports {
+            observed,
+            log,
+            own_thread,
+        } = self;
+        tasks.spawn(ops::report::serve(
+            observed.clone(),
+            interval,
+            stopped.clone(),
+        ));
+        let each = metrics.into_iter().filter_map(|listener| {
+            let (observed, log) = (observed.clone(), Arc::clone(&log));
+            spawn_ops(listener, observed, log, own_thread, tasks, stopped)
+        });
+        each.collect()
     }
 }
 

@@ -164,13 +164,21 @@ fn privileged_hint(addr: &str, error: &io::Error) -> &'static str {
 }
 
 /// Binds every UDP protocol `config` serves, on each of its addresses, a
-/// socket per worker of the `wanted` each, steers them, and returns them with how many workers
-/// serve ([`steer`]).
-pub fn bind_udp(config: &Config, wanted: usize) -> Result<(Vec<Bound>, usize), BindError> {
+/// socket per worker of the `wanted` each (the first one systemd's, where
+/// it passed one for that address: `passed`, which keeps those it did
+/// not), steers them, and returns them with how many workers serve
+/// ([`steer`]).
+pub fn bind_udp(
+    config: &Config,
+    wanted: usize,
+    passed: &mut Vec<(String, UdpSocket)>,
+) -> Result<(Vec<Bound>, usize), BindError> {
+    let wanted = workers_with(passed, wanted);
     let mut bound = Vec::new();
     for udp in Udp::ALL {
         for listen in udp.binds(config) {
-            bound.push(bind_one(udp, &listen, wanted)?);
+            let theirs = take_passed(passed, udp.name(), &listen, |s| s.local_addr());
+            bound.push(bind_one(udp, &listen, wanted, theirs)?);
         }
     }
     let workers = {
@@ -186,19 +194,62 @@ pub fn bind_udp(config: &Config, wanted: usize) -> Result<(Vec<Bound>, usize), B
     Ok((bound, workers))
 }
 
-/// `udp`'s group on `listen`: a socket per worker of the `wanted`, each
-/// with kernel receive timestamps asked for.
-fn bind_one(udp: Udp, listen: &Listen, wanted: usize) -> Result<Bound, BindError> {
+/// How many workers serve with the sockets systemd `passed`: `wanted`,
+/// but one where a passed socket has no `SO_REUSEPORT` (the unit's
+/// `ReusePort=yes`): the others could not join its port.
+fn workers_with(passed: &[(String, UdpSocket)], wanted: usize) -> usize {
+    let alone = passed.iter().find(|(_, socket)| !sys::reuses_port(socket));
+    match alone {
+        Some((name, _)) if wanted > 1 => {
+            warn!(socket = %name, workers = wanted, "systemd passed a socket without ReusePort=yes: serving with one worker");
+            1
+        }
+        _ => wanted,
+    }
+}
+
+/// The names a socket unit's `FileDescriptorName=` may give a protocol's
+/// sockets. Any other name (systemd's default is the unit's own) says
+/// nothing of the protocol: the address alone decides.
+const PROTOCOL_NAMES: [&str; 6] = ["seed", "sntp", "time", "daytime", "metrics", "nts-ke"];
+
+/// The socket systemd passed for `listen`, the address of protocol `name`,
+/// if it did: one on that address that names no other protocol. Taken out
+/// of `passed`.
+fn take_passed<S>(
+    passed: &mut Vec<(String, S)>,
+    name: &str,
+    listen: &Listen,
+    addr_of: impl Fn(&S) -> io::Result<SocketAddr>,
+) -> Option<S> {
+    let at = passed.iter().position(|(given, socket)| {
+        let another = PROTOCOL_NAMES.contains(&given.as_str()) && given != name;
+        !another && addr_of(socket).is_ok_and(|a| a == listen.addr)
+    })?;
+    Some(passed.remove(at).1)
+}
+
+/// `udp`'s group on `listen`: a socket per worker of the `wanted` (the
+/// first one `theirs`, systemd's, where it passed one), each with kernel
+/// receive timestamps asked for.
+fn bind_one(
+    udp: Udp,
+    listen: &Listen,
+    wanted: usize,
+    theirs: Option<UdpSocket>,
+) -> Result<Bound, BindError> {
     let error = |source| BindError {
         addr: listen.to_string(),
         source,
     };
     let addr = scoped(listen).map_err(error)?;
     let device = listen.interface.as_deref();
-    // SNTP's group is formed even for one worker, for its send-only
-    // sockets to join.
-    let sockets =
-        bind_group(addr, device, udp.buffer(), wanted, udp == Udp::Sntp).map_err(error)?;
+    let sockets = match theirs {
+        Some(socket) => adopt(socket, device, udp.buffer(), wanted).map_err(error)?,
+        // SNTP's group is formed even for one worker, for its send-only
+        // sockets to join.
+        None => bind_group(addr, device, udp.buffer(), wanted, udp == Udp::Sntp).map_err(error)?,
+    };
     if let Some(error) = sockets
         .iter()
         .find_map(|s| sys::enable_receive_timestamps(s).err())
@@ -235,9 +286,26 @@ fn scoped(listen: &Listen) -> io::Result<SocketAddr> {
     }
 }
 
-/// Every TCP listener of `addresses` ([`bind_listener`]).
-pub fn bind_listeners(addresses: &Addresses) -> Result<Vec<TcpListener>, BindError> {
-    addresses.iter().map(bind_listener).collect()
+/// Every TCP listener of `addresses` ([`bind_listener`]), systemd's where
+/// it passed one named `name` (or unnamed) for the address.
+pub fn bind_listeners(
+    addresses: &Addresses,
+    name: &str,
+    passed: &mut Vec<(String, TcpListener)>,
+) -> Result<Vec<TcpListener>, BindError> {
+    let each = addresses.iter().map(|listen| {
+        match take_passed(passed, name, listen, TcpListener::local_addr) {
+            Some(theirs) => theirs
+                .set_nonblocking(true)
+                .map(|()| theirs)
+                .map_err(|source| BindError {
+                    addr: listen.to_string(),
+                    source,
+                }),
+            None => bind_listener(listen),
+        }
+    });
+    each.collect()
 }
 
 /// A TCP listener on `listen`, for the operators' HTTP and the key
@@ -372,6 +440,27 @@ fn bind_group(
     Ok(group)
 }
 
+/// A group whose first socket is `theirs`, passed by systemd: made
+/// non-blocking, its buffer sized, and joined by a socket per other worker
+/// (the unit gave it `SO_REUSEPORT`, [`workers_with`]).
+fn adopt(
+    theirs: UdpSocket,
+    device: Option<&str>,
+    buffer: usize,
+    workers: usize,
+) -> io::Result<Group> {
+    theirs.set_nonblocking(true)?;
+    if let Err(error) = socket2::SockRef::from(&theirs).set_recv_buffer_size(buffer) {
+        warn!(%error, "cannot size the receive buffer; bursts may be lost");
+    }
+    let addr = theirs.local_addr()?;
+    let mut group = vec![theirs];
+    for _ in 1..workers {
+        group.push(bind_with(addr, device, buffer, true)?);
+    }
+    Ok(group)
+}
+
 fn bind_with(
     addr: SocketAddr,
     device: Option<&str>,
@@ -438,7 +527,7 @@ mod tests {
         };
         config.sntp.bind = loopback.into();
         config.daytime.bind = loopback.into();
-        let (bound, workers) = bind_udp(&config, 1).unwrap();
+        let (bound, workers) = bind_udp(&config, 1, &mut Vec::new()).unwrap();
         assert_eq!(workers, 1);
         let served: Vec<Udp> = bound.iter().map(|b| b.udp).collect();
         assert_eq!(served, [Udp::Seed, Udp::Seed, Udp::Sntp, Udp::Daytime]);
@@ -450,5 +539,25 @@ mod tests {
         assert!(bound[0].beside[0].is_none() && bound[3].beside[0].is_none());
         assert!(bound[2].beside[0].is_some(), "SNTP's send-only socket");
         assert_eq!(own_ports(&bound).len(), 4);
+    }
+
+    #[test]
+    fn a_passed_socket_goes_to_its_address_unless_it_names_another_protocol() {
+        let socket = |addr: &str| UdpSocket::bind(addr).unwrap();
+        let seed = socket("127.0.0.1:0");
+        let sntp = socket("127.0.0.1:0");
+        let (seed_at, sntp_at) = (seed.local_addr().unwrap(), sntp.local_addr().unwrap());
+        let listen = |addr: SocketAddr| Listen {
+            addr,
+            interface: None,
+        };
+        // systemd names a unit's sockets after the unit unless told.
+        let mut passed = vec![("horad.socket".to_owned(), seed), ("sntp".to_owned(), sntp)];
+        let addr = |s: &UdpSocket| s.local_addr();
+        assert!(take_passed(&mut passed, "seed", &listen(sntp_at), addr).is_none());
+        let taken = take_passed(&mut passed, "seed", &listen(seed_at), addr).unwrap();
+        assert_eq!(taken.local_addr().unwrap(), seed_at);
+        assert!(take_passed(&mut passed, "sntp", &listen(sntp_at), addr).is_some());
+        assert!(passed.is_empty());
     }
 }

@@ -153,9 +153,8 @@ impl Inbox {
     fn receive_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         use std::io::IoSliceMut;
         use std::os::fd::AsRawFd;
-        use std::time::Duration;
 
-        use nix::sys::socket::{recvmmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+        use nix::sys::socket::{recvmmsg, MsgFlags, SockaddrStorage};
 
         let shape = *self.shape.get_or_insert_with(|| Shape::of(socket));
         let Inbox {
@@ -192,21 +191,7 @@ impl Inbox {
                                 .map(|v6| SocketAddr::V6((*v6).into()))
                         })
                 });
-                let (mut kernel_time, mut local) = (None, None);
-                for cmsg in message.cmsgs().into_iter().flatten() {
-                    match cmsg {
-                        ControlMessageOwned::ScmTimestampns(spec) => {
-                            kernel_time = Some(SystemTime::UNIX_EPOCH + Duration::from(spec));
-                        }
-                        ControlMessageOwned::Ipv4PacketInfo(info) => {
-                            local = Some(destination::from_v4(&info));
-                        }
-                        ControlMessageOwned::Ipv6PacketInfo(info) => {
-                            local = Some(destination::from_v6(&info));
-                        }
-                        _ => {}
-                    }
-                }
+                let (kernel_time, local) = control(message.cmsgs().into_iter().flatten());
                 // A datagram without an IP source can't be answered: skip it.
                 received.push(match peer {
                     Some(peer) => Received {
@@ -239,6 +224,32 @@ impl Inbox {
         });
         Ok(1)
     }
+}
+
+/// What a datagram's control messages say: when the kernel received it,
+/// and the address it was sent to (on a wildcard socket).
+#[cfg(target_os = "linux")]
+fn control(
+    cmsgs: impl Iterator<Item = nix::sys::socket::ControlMessageOwned>,
+) -> (Option<SystemTime>, Option<Local>) {
+    use nix::sys::socket::ControlMessageOwned;
+    let (mut kernel_time, mut local) = (None, None);
+    for cmsg in cmsgs {
+        match cmsg {
+            ControlMessageOwned::ScmTimestampns(spec) => {
+                let since = std::time::Duration::from(spec);
+                kernel_time = Some(SystemTime::UNIX_EPOCH + since);
+            }
+            ControlMessageOwned::Ipv4PacketInfo(info) => {
+                local = Some(destination::from_v4(&info));
+            }
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                local = Some(destination::from_v6(&info));
+            }
+            _ => {}
+        }
+    }
+    (kernel_time, local)
 }
 
 /// Sends `replies` (each its bytes and where to; at most [`BATCH`]) on

@@ -13,6 +13,7 @@
 //! - [`steer`]: which worker's socket a datagram reaches, by its source
 //!   address (`SO_ATTACH_REUSEPORT_CBPF`);
 //! - [`notify`]: systemd readiness (`sd_notify`);
+//! - [`activation`]: the sockets systemd passes (socket activation);
 //! - [`journal`]: whether standard error is the journal (`JOURNAL_STREAM`);
 //! - [`memory`]: freed memory handed back to the OS (`malloc_trim`).
 //!
@@ -20,6 +21,7 @@
 //! carries a kernel timestamp and there is no systemd to notify; horad then
 //! says so and goes on.
 
+pub mod activation;
 pub mod batch;
 pub mod clock;
 pub mod destination;
@@ -32,4 +34,19 @@ pub mod transmit_stamps;
 
 pub use clock::host_clock;
 pub use destination::interface_index;
+
+/// Whether `socket` has `SO_REUSEPORT` (a socket systemd passed: its
+/// unit's `ReusePort=yes`).
+pub fn reuses_port(socket: &impl std::os::fd::AsFd) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::socket::{getsockopt, sockopt::ReusePort};
+        getsockopt(socket, ReusePort).unwrap_or(false)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = socket;
+        false
+    }
+}
 pub use timestamps::{enable_receive_timestamps, Received};
