@@ -5,8 +5,8 @@
    seed and SNTP sockets (`--fdname=seed:sntp`): both answer; a socket the
    configuration does not bind is refused with one line and exit 2.
 2. Ten restarts (SIGTERM, then the next start at once) while a paced SNTP
-   client and a paced seed-protocol client (one `login` each 20 ms, each
-   on the seed's socket, where protocol v2 is served too) keep asking. As
+   client and a paced protocol v2 client (a v2 login each 20 ms, on the
+   seed's socket, each answered with its challenge) keep asking. As
    systemd's socket unit does, this script holds the sockets and passes
    them to each horad (LISTEN_FDS, LISTEN_FDNAMES): every request is
    answered, the ones sent while no horad ran late, not refused. The same
@@ -63,6 +63,19 @@ def sntp_request(n):
     return bytes(packet)
 
 
+def v2_login(n):
+    """A protocol v2 login (PROTOCOL.md) with nonce `n`: the magic, `1`,
+    the nonce written two bits a character in whitespace, spaces to 256."""
+    magic, spaces = b"\n\x0b\x0c\r\t\x0c\x0b\n", b" \t\x0b\x0c"
+    out = bytearray(b" " * 256)
+    out[:8] = magic
+    out[8] = ord("1")
+    for i, byte in enumerate(n.to_bytes(16, "big")):
+        for pair in range(4):
+            out[9 + 4 * i + pair] = spaces[(byte >> (6 - 2 * pair)) & 3]
+    return bytes(out)
+
+
 def ask(address, datagram):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(3)
@@ -104,15 +117,22 @@ def a_socket_not_configured_is_refused():
     return f"exit 2: {said!r}"
 
 
+def answered(name, answer):
+    """An SNTP server reply, or v2's challenge (its magic, then `C`)."""
+    if name == "sntp":
+        return len(answer) == 48 and answer[0] & 7 == 4
+    return answer[:8] == b"\n\x0b\x0c\r\t\x0c\x0b\n" and answer[8:9] == b"C"
+
+
 class PacedClients:
-    """An SNTP client and a seed-protocol client, one request each PACE,
+    """An SNTP client and a protocol v2 client, one request each PACE,
     each request on its own source port, every answer counted."""
 
     def __init__(self, seed, sntp):
-        self.targets = [("sntp", ("127.0.0.1", sntp)), ("seed", ("127.0.0.1", seed))]
-        self.sent = {"sntp": 0, "seed": 0}
-        self.answered = {"sntp": 0, "seed": 0}
-        self.refused = {"sntp": 0, "seed": 0}
+        self.targets = [("sntp", ("127.0.0.1", sntp)), ("v2", ("127.0.0.1", seed))]
+        self.sent = {"sntp": 0, "v2": 0}
+        self.answered = {"sntp": 0, "v2": 0}
+        self.refused = {"sntp": 0, "v2": 0}
         self.sockets = []
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -126,7 +146,7 @@ class PacedClients:
                 s.setblocking(False)
                 n += 1
                 try:
-                    s.send(sntp_request(n) if name == "sntp" else b"login")
+                    s.send(sntp_request(n) if name == "sntp" else v2_login(n))
                     self.sent[name] += 1
                     self.sockets.append((name, s))
                 except OSError:
@@ -143,8 +163,9 @@ class PacedClients:
             still = []
             for name, s in pending:
                 try:
-                    s.recv(2048)
-                    self.answered[name] += 1
+                    answer = s.recv(2048)
+                    if answered(name, answer):
+                        self.answered[name] += 1
                     s.close()
                 except BlockingIOError:
                     still.append((name, s))
