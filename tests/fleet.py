@@ -35,23 +35,14 @@ import tempfile
 import time
 import urllib.request
 
+from checks import check, finish
+
 HORAD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/debug/horad")
 HORA = os.path.join(os.path.dirname(HORAD), "hora")
 TAG = f"hf{os.getpid() % 100000}"
 NS = {name: f"{TAG}{name}" for name in ("client", "router", "A", "B", "C")}
 HOSTS = {"A": 1, "B": 2, "C": 3}
 ANYCAST = "10.88.100.1"
-results = []
-
-
-def check(name, fn):
-    try:
-        detail = fn()
-        results.append(True)
-        print(f"PASS {name}: {detail}", flush=True)
-    except Exception as error:  # a failed check, whatever its cause
-        results.append(False)
-        print(f"FAIL {name}: {error}", flush=True)
 
 
 def run(*args, ns=None, timeout=60, check=True):
@@ -236,9 +227,7 @@ def main():
             for horad in hosts.values():
                 stop(horad)
             remove_network()
-    passed = sum(results)
-    print(f"fleet: {passed} passed, {len(results) - passed} failed")
-    sys.exit(0 if all(results) else 1)
+    finish("fleet")
 
 
 if __name__ == "__main__":

@@ -25,20 +25,11 @@ import sys
 import tempfile
 import time
 
+from checks import check, finish
+
 HORAD = sys.argv[1] if len(sys.argv) > 1 else "target/debug/horad"
 HORA = os.path.join(os.path.dirname(HORAD), "hora")
 LOOPBACK = "127.0.0.1"
-results = []
-
-
-def check(name, fn):
-    try:
-        detail = fn()
-        results.append(True)
-        print(f"PASS {name}: {detail}")
-    except Exception as error:  # a failed check, whatever its cause
-        results.append(False)
-        print(f"FAIL {name}: {error}")
 
 
 def kernel_clock_synchronized():
@@ -578,10 +569,7 @@ def main():
     check("tmux: an invalid option ends the session, exit 1", tmux_invalid_option_check())
     check("tmux: hora shows the idle notice at once", tmux_notice_check("idle"))
     check("tmux: hora shows the shutdown notice at once", tmux_notice_check("shutdown"))
-    passed = sum(results)
-    failed = len(results) - passed
-    print(f"real clients: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish("real clients")
 
 
 if __name__ == "__main__":

@@ -27,20 +27,11 @@ import sys
 import threading
 import time
 
+from checks import check, finish
+
 HORAD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/debug/horad")
 RESTARTS = 10
 PACE = 0.02
-results = []
-
-
-def check(name, fn):
-    try:
-        detail = fn()
-        results.append(True)
-        print(f"PASS {name}: {detail}", flush=True)
-    except Exception as error:  # a failed check, whatever its cause
-        results.append(False)
-        print(f"FAIL {name}: {error}", flush=True)
 
 
 def free_port():
@@ -250,9 +241,7 @@ def main():
     check("restarts on systemd's sockets lose no request", without_a_loss)
     check("restarts on horad's own sockets lose requests (the comparison)",
           the_loss_without_activation)
-    passed = sum(results)
-    print(f"socket activation: {passed} passed, {len(results) - passed} failed")
-    sys.exit(0 if all(results) else 1)
+    finish("socket activation")
 
 
 if __name__ == "__main__":

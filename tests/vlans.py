@@ -32,23 +32,14 @@ import sys
 import tempfile
 import time
 
+from checks import check, finish
+
 HORAD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/debug/horad")
 HORA = os.path.join(os.path.dirname(HORAD), "hora")
 SEED_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed", "cliente.py")
 TAG = f"hv{os.getpid() % 100000}"
 SERVER = f"{TAG}s"
 CLIENTS = {n: f"{TAG}c{n}" for n in (1, 2, 3)}
-results = []
-
-
-def check(name, fn):
-    try:
-        detail = fn()
-        results.append(True)
-        print(f"PASS {name}: {detail}", flush=True)
-    except Exception as error:  # a failed check, whatever its cause
-        results.append(False)
-        print(f"FAIL {name}: {error}", flush=True)
 
 
 def run(*args, ns=None, timeout=30, check=True, **kwargs):
@@ -272,9 +263,7 @@ def main():
             stop(horad)
     finally:
         remove_networks()
-    passed = sum(results)
-    print(f"vlans: {passed} passed, {len(results) - passed} failed")
-    sys.exit(0 if all(results) else 1)
+    finish("vlans")
 
 
 if __name__ == "__main__":

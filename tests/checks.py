@@ -1,0 +1,27 @@
+"""What every check script under tests/ shares: a check is a function that
+returns what it saw or raises; each prints one PASS or FAIL line, and the
+script closes with "NAME: N passed, M failed" (the line .ci/run adds up)
+and exits 1 if any failed."""
+
+import sys
+
+results = []
+
+
+def check(name, fn):
+    """Runs `fn` as the check `name`: PASS with what it returned, FAIL with
+    what it raised, whatever its cause."""
+    try:
+        detail = fn()
+        results.append(True)
+        print(f"PASS {name}: {detail}", flush=True)
+    except Exception as error:  # a failed check, whatever its cause
+        results.append(False)
+        print(f"FAIL {name}: {error}", flush=True)
+
+
+def finish(name):
+    """Prints the closing count of the checks run and exits with it."""
+    passed = sum(results)
+    print(f"{name}: {passed} passed, {len(results) - passed} failed", flush=True)
+    sys.exit(0 if all(results) else 1)
