@@ -117,6 +117,34 @@ async fn a_key_exchange_gives_eight_cookies_and_they_authenticate_time() {
     assert_eq!(plain.len(), 48);
 }
 
+/// On a host with several addresses and wildcard listeners, a client sent
+/// by the key exchange to NTP reaches the address it asked the key
+/// exchange at: the answer names no server (RFC 8915, 4.1.7: then the
+/// client uses the key exchange's address; a Server record naming the
+/// connection's local address would send a client behind a port forward
+/// to an address it can't reach), and that address answers, from itself.
+#[tokio::test]
+async fn on_a_wildcard_the_key_exchange_sends_the_client_to_the_address_it_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::make(dir.path(), "a");
+    let mut config = nts_config(dir.path(), &pki);
+    config.sntp.bind = "0.0.0.0:0".parse().unwrap();
+    config.nts.bind = "0.0.0.0:0".parse().unwrap();
+    let daemon = Daemon::start(config).await;
+    let asked = SocketAddr::from(([127, 0, 0, 3], daemon.nts_ke().port()));
+    let session = key_exchange("127.0.0.1", &[asked], Some(&pki.ca), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let sntp = SocketAddr::from(([127, 0, 0, 3], daemon.sntp().port()));
+    assert_eq!(session.ntp, vec![sntp], "the address asked, SNTP's port");
+    let ntp = session.ntp.clone();
+    let mut dialect = Authenticated::new(session);
+    let measured = query_with(&mut dialect, &ntp, None, Duration::from_secs(5), 1)
+        .await
+        .unwrap();
+    assert!(measured.authenticated.is_some());
+}
+
 #[tokio::test]
 async fn a_client_trusting_another_ca_gets_no_keys() {
     let dir = tempfile::tempdir().unwrap();
