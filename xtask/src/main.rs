@@ -127,7 +127,8 @@ A clean shutdown, or \fB\-\-check\-config\fR found the configuration valid.
 Another failure at start\-up (NTS's certificate or keys, the runtime).
 .TP
 \fB2\fR
-A bad configuration or command line (one line naming the file, line and key).
+A bad configuration or command line (one line naming the file, line and key), or a
+socket passed by systemd that the configuration does not bind.
 .TP
 \fB3\fR
 An address could not be bound (in use, or a privileged port without the capability).
@@ -157,8 +158,15 @@ journald and no timestamp of its own.
 \fBNOTIFY_SOCKET\fR
 Set by systemd (Type=notify): horad says READY=1 once every socket is bound,
 RELOADING=1 and READY=1 around a reload, STOPPING=1 at shutdown.
+.TP
+\fBLISTEN_FDS\fR, \fBLISTEN_PID\fR, \fBLISTEN_FDNAMES\fR
+Set by systemd (socket activation, sd_listen_fds(3)): horad serves on each passed socket
+whose address its configuration binds (a name of \fIseed\fR, \fIsntp\fR, \fItime\fR,
+\fIdaytime\fR, \fImetrics\fR or \fInts\-ke\fR ties it to that protocol), so what clients send
+while it restarts waits for the next horad; /usr/share/doc/hora/examples/horad.socket is a
+socket unit for it.
 .SH SEE ALSO
-hora(1), hora\-config(5), chronyd(8), systemd.service(5);
+hora(1), hora\-config(5), chronyd(8), systemd.service(5), systemd.socket(5);
 /usr/share/doc/hora/README.md and PROTOCOL.md.
 "#;
 
