@@ -33,20 +33,6 @@ async fn ask_connected(server: SocketAddr, datagram: &[u8]) -> Vec<u8> {
     buffer[..len].to_vec()
 }
 
-/// `/status` from the HTTP listener at `addr`.
-async fn status(addr: SocketAddr) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /status HTTP/1.1\r\nHost: hora\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap();
-    serde_json::from_str(body).unwrap()
-}
-
 #[tokio::test]
 async fn every_address_of_a_list_is_served_and_answers_from_itself() {
     let mut config = common::loopback_config();
@@ -86,7 +72,7 @@ async fn every_address_of_a_list_is_served_and_answers_from_itself() {
     let v4 = of("daytime")[0];
     assert!(ask_connected(v4, b"").await.ends_with(b"\r\n"));
     // /status on the second HTTP address lists every address bound.
-    let status = status(metrics[1]).await;
+    let status = common::status(metrics[1]).await;
     let listed = |name: &str| -> Vec<String> {
         let list = status["addresses"][name].as_array().expect("a list");
         list.iter()

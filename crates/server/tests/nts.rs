@@ -588,15 +588,7 @@ async fn status_and_metrics_show_the_nts_settings_in_force_and_when_the_certific
     config.metrics.bind = common::loopback().into();
     config.nts.require = true;
     let daemon = Daemon::start(config).await;
-    let mut stream = TcpStream::connect(daemon.metrics()).await.unwrap();
-    stream
-        .write_all(b"GET /status HTTP/1.1\r\nHost: hora\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap();
-    let status: serde_json::Value = serde_json::from_str(body).unwrap();
+    let status = common::status(daemon.metrics()).await;
     let nts = &status["nts"];
     assert_eq!(nts["require"], true, "{nts}");
     assert_eq!(

@@ -45,21 +45,6 @@ async fn peer(ip: IpAddr) -> UdpSocket {
     UdpSocket::bind((ip, 0)).await.unwrap()
 }
 
-/// `GET path` over a fresh connection: the whole response as text.
-async fn get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: hora\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    let read = stream.read_to_end(&mut response);
-    tokio::time::timeout(std::time::Duration::from_secs(10), read)
-        .await
-        .expect("a response")
-        .unwrap();
-    String::from_utf8_lossy(&response).into_owned()
-}
-
 fn assert_time_reply(reply: &[u8]) {
     assert!(
         matches!(
@@ -287,12 +272,12 @@ async fn metrics_and_status_count_each_workers_datagrams() {
         assert!(log_in_and_ask(&socket, daemon.addr).await);
         expected[worker_of(address(n), 2)] += 2;
     }
-    let metrics = get(daemon.metrics(), "/metrics").await;
+    let metrics = common::get(daemon.metrics(), "/metrics").await;
     for (worker, count) in expected.iter().enumerate() {
         let series = format!("hora_worker_received_total{{worker=\"{worker}\"}} {count}\n");
         assert!(metrics.contains(&series), "{series} in:\n{metrics}");
     }
-    let status = get(daemon.metrics(), "/status").await;
+    let status = common::get(daemon.metrics(), "/status").await;
     let body = status.split("\r\n\r\n").nth(1).unwrap();
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(json["workers"]["count"], 2);

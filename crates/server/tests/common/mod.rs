@@ -164,6 +164,31 @@ pub async fn receive(socket: &UdpSocket) -> Vec<u8> {
     buffer[..len].to_vec()
 }
 
+/// `GET path` over a fresh connection to `addr`: the whole response as
+/// text, within a bounded wait.
+pub async fn get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connected");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: hora\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sent");
+    let mut response = Vec::new();
+    let read = stream.read_to_end(&mut response);
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("a response")
+        .expect("read");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// `/status` from the HTTP listener at `addr`, as JSON.
+pub async fn status(addr: SocketAddr) -> serde_json::Value {
+    let response = get(addr, "/status").await;
+    let body = response.split("\r\n\r\n").nth(1).expect("a body");
+    serde_json::from_str(body).expect("JSON")
+}
+
 /// Sends `datagram` to `server` and returns its answer.
 pub async fn ask(socket: &UdpSocket, server: SocketAddr, datagram: &[u8]) -> Vec<u8> {
     socket.send_to(datagram, server).await.expect("sent");
