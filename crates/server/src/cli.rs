@@ -2,26 +2,16 @@
 //! configuration file, and most can also come from a `HORAD_*` variable.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::{Config, ConfigError, Listen, LogFormat};
+use crate::config::{Config, ConfigError, Flag, Key, Takes, KEYS};
 
 /// The file read when neither `--config` nor `HORAD_CONFIG` names one, if it
 /// exists. Never a file in the working directory: a daemon started from a
 /// writable directory must not take whatever config is there (chronyd,
 /// ntpd-rs and nginx read a fixed path too).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hora/config.toml";
-
-/// A flag's help with its key's range, from the key table
-/// ([`crate::config::KEYS`], where every range is written once): `TEXT (LO to HI) [default: D]`.
-fn ranged(text: &str, key: &str, default: &str) -> String {
-    format!(
-        "{text} ({}) [default: {default}]",
-        crate::config::range(key)
-    )
-}
 
 /// horad: a UDP time server for the LAN, speaking the seed's login/menu protocol.
 #[derive(Debug, Clone, Parser)]
@@ -33,152 +23,98 @@ pub struct Args {
     #[arg(short, long, env = "HORAD_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// UDP address to serve the seed's protocol on, IPv4 or IPv6; several
-    /// as the flag again or a comma-separated list [default: 127.0.0.1:5005]
-    #[arg(long, env = "HORAD_BIND", value_name = "ADDR", value_delimiter = ',')]
-    pub bind: Vec<Listen>,
-
-    /// A session silent this long ends, e.g. 10s, 500ms, 2m
-    #[arg(long, env = "HORAD_IDLE_TIMEOUT", value_name = "DUR", value_parser = humantime::parse_duration,
-        help = ranged("A session silent this long ends, e.g. 10s, 500ms, 2m", "idle_timeout", "10s"))]
-    pub idle_timeout: Option<Duration>,
-
-    /// The most sessions open at once
-    #[arg(long, env = "HORAD_MAX_SESSIONS", value_name = "N",
-        help = ranged("The most sessions open at once", "max_sessions", "1000000"))]
-    pub max_sessions: Option<usize>,
-
-    /// The most sessions open at once from one IP address
-    #[arg(long, env = "HORAD_MAX_SESSIONS_PER_IP", value_name = "N",
-        help = ranged("The most sessions open at once from one IP address", "max_sessions_per_ip", "100"))]
-    pub max_sessions_per_ip: Option<usize>,
-
-    /// Workers serving (a thread and a socket per protocol each, every
-    /// source address on one); 0 is one per core
-    #[arg(long, env = "HORAD_WORKERS", value_name = "N",
-        help = ranged("Workers serving (a thread and a socket per protocol each, every source address on one); 0 is one per core", "workers", "0"))]
-    pub workers: Option<usize>,
-
-    /// How often to log the counters; 0s logs them only at shutdown
-    #[arg(long, env = "HORAD_STATS_INTERVAL", value_name = "DUR", value_parser = humantime::parse_duration,
-        help = ranged("How often to log the counters; 0s logs them only at shutdown", "stats_interval", "60s"))]
-    pub stats_interval: Option<Duration>,
-
-    /// Log filter, e.g. info, debug, warn; RUST_LOG overrides it [default: info]
-    #[arg(long, env = "HORAD_LOG_LEVEL", value_name = "FILTER")]
-    pub log_level: Option<String>,
-
-    /// Serve SNTP (RFC 4330) on this address, e.g. 0.0.0.0:123; several as
-    /// --bind takes them [default: off]
-    #[arg(
-        long,
-        env = "HORAD_SNTP_BIND",
-        value_name = "ADDR",
-        value_delimiter = ','
-    )]
-    pub sntp_bind: Vec<Listen>,
-
-    /// Serve SNTP at this stratum even when the kernel says the host clock
-    /// is unsynchronized, as chrony's `local stratum N`
-    #[arg(long, env = "HORAD_SNTP_LOCAL_STRATUM", value_name = "N",
-        help = ranged("Serve SNTP at this stratum even when the kernel says the host clock is unsynchronized, as chrony's `local stratum N`", "sntp.local_stratum", "off"))]
-    pub sntp_local_stratum: Option<u8>,
-
-    /// Entries (16 bytes each) in SNTP's interleaved-mode client log; 0
-    /// serves basic mode only
-    #[arg(long, env = "HORAD_SNTP_CLIENT_LOG", value_name = "N",
-        help = ranged("Entries (16 bytes each) in SNTP's interleaved-mode client log; 0 serves basic mode only", "sntp.client_log", "32768"))]
-    pub sntp_client_log: Option<usize>,
-
-    /// Serve the Time Protocol (RFC 868) on this address, e.g. 0.0.0.0:37;
-    /// several as --bind takes them [default: off]
-    #[arg(
-        long,
-        env = "HORAD_TIME_BIND",
-        value_name = "ADDR",
-        value_delimiter = ','
-    )]
-    pub time_bind: Vec<Listen>,
-
-    /// Serve the Daytime Protocol (RFC 867) on this address, e.g.
-    /// 0.0.0.0:13; several as --bind takes them [default: off]
-    #[arg(
-        long,
-        env = "HORAD_DAYTIME_BIND",
-        value_name = "ADDR",
-        value_delimiter = ','
-    )]
-    pub daytime_bind: Vec<Listen>,
-
-    /// Serve /metrics (Prometheus) and /status (JSON) over HTTP on this
-    /// address, e.g. 127.0.0.1:9975; several as --bind takes them
-    /// [default: off]
-    #[arg(
-        long,
-        env = "HORAD_METRICS_BIND",
-        value_name = "ADDR",
-        value_delimiter = ','
-    )]
-    pub metrics_bind: Vec<Listen>,
-
-    /// Serve the NTS key exchange (RFC 8915, TLS 1.3) on this TCP address,
-    /// e.g. 0.0.0.0:4460 (several as --bind takes them); needs the
-    /// certificate, its key and the cookie keys [default: off]
-    #[arg(
-        long,
-        env = "HORAD_NTS_BIND",
-        value_name = "ADDR",
-        value_delimiter = ','
-    )]
-    pub nts_bind: Vec<Listen>,
-
-    /// The NTS-KE certificate chain, PEM, leaf first
-    #[arg(long, env = "HORAD_NTS_CERTIFICATE_CHAIN", value_name = "PATH")]
-    pub nts_certificate_chain: Option<PathBuf>,
-
-    /// The NTS-KE certificate's private key, PEM
-    #[arg(long, env = "HORAD_NTS_PRIVATE_KEY", value_name = "PATH")]
-    pub nts_private_key: Option<PathBuf>,
-
-    /// The NTS cookie keys' file; with it the SNTP socket answers NTS
-    /// requests [default: off]
-    #[arg(long, env = "HORAD_NTS_KEYS", value_name = "PATH")]
-    pub nts_keys: Option<PathBuf>,
-
-    /// The NTP server the key exchange sends clients to, if another host
-    #[arg(long, env = "HORAD_NTS_NTP_SERVER", value_name = "HOST")]
-    pub nts_ntp_server: Option<String>,
-
-    /// The NTP port the key exchange sends clients to
-    #[arg(long, env = "HORAD_NTS_NTP_PORT", value_name = "PORT")]
-    pub nts_ntp_port: Option<u16>,
-
-    /// Answer only NTS-authenticated SNTP requests [default: off]
-    #[arg(
-        long,
-        env = "HORAD_NTS_REQUIRE",
-        action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub nts_require: bool,
-
-    /// Turn per-source rate limiting off (for benchmarks) [default: on]
-    #[arg(
-        long,
-        env = "HORAD_NO_RATELIMIT",
-        action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub no_ratelimit: bool,
+    /// The flags that set configuration keys, one per key of the table
+    /// that has one ([`crate::config::KEYS`]).
+    #[command(flatten)]
+    pub keys: KeyFlags,
 
     /// Only read and validate the configuration, print what it would serve,
     /// and exit: 0 if it is valid, 2 (with file:line:column) if not
     #[arg(long)]
     pub check_config: bool,
+}
 
-    /// Log format [default: text]
-    #[arg(long, env = "HORAD_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<LogFormat>,
+/// The values given to the flags of the key table (or their `HORAD_*`
+/// variables), each with its key, in the table's order: clap reads them,
+/// each row of the table says how ([`Key::set`]).
+#[derive(Debug, Clone, Default)]
+pub struct KeyFlags(Vec<(&'static Key, String)>);
+
+impl KeyFlags {
+    /// Each flagged key's `clap` argument: its flag, variable, value's
+    /// name, help (with the key's range and default) and a parser that
+    /// refuses what the key's row can't read, so a bad value is refused
+    /// as clap refuses any.
+    fn arg(key: &'static Key, flag: &'static Flag) -> Option<clap::Arg> {
+        let long = key.flag?.trim_start_matches("--");
+        let mut help = flag.help.to_owned();
+        if !key.range.is_empty() {
+            help = format!("{help} ({})", key.range);
+        }
+        if !flag.default.is_empty() {
+            help = format!("{help} [default: {}]", flag.default);
+        }
+        let arg = clap::Arg::new(key.name).long(long).help(help);
+        let arg = match key.variable() {
+            Some(variable) => arg.env(variable),
+            None => arg,
+        };
+        Some(match flag.takes {
+            Takes::Switch => arg
+                .action(clap::ArgAction::SetTrue)
+                .value_parser(clap::builder::BoolishValueParser::new()),
+            Takes::One | Takes::List => {
+                let readable = move |text: &str| -> Result<String, String> {
+                    let mut scratch = Config::default();
+                    (key.set)(&mut scratch, text).map(|()| text.to_owned())
+                };
+                let arg = arg.value_name(flag.value_name).value_parser(readable);
+                if flag.takes == Takes::List {
+                    arg.action(clap::ArgAction::Append).value_delimiter(',')
+                } else {
+                    arg
+                }
+            }
+        })
+    }
+}
+
+impl clap::Args for KeyFlags {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        let each = KEYS
+            .iter()
+            .filter_map(|key| key.cli.as_ref().and_then(|flag| KeyFlags::arg(key, flag)));
+        each.fold(command, clap::Command::arg)
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+impl clap::FromArgMatches for KeyFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = Vec::new();
+        for key in KEYS {
+            let Some(flag) = &key.cli else { continue };
+            match flag.takes {
+                Takes::Switch if matches.get_flag(key.name) => given.push((key, String::new())),
+                Takes::Switch => {}
+                Takes::One | Takes::List => {
+                    if let Some(values) = matches.get_many::<String>(key.name) {
+                        let values: Vec<&str> = values.map(String::as_str).collect();
+                        given.push((key, values.join(",")));
+                    }
+                }
+            }
+        }
+        Ok(KeyFlags(given))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = KeyFlags::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 impl Args {
@@ -256,68 +192,12 @@ impl Args {
         Ok(config)
     }
 
-    /// Overrides the file's values with the flags given.
+    /// Overrides the file's values with the flags given, each as its
+    /// key's row reads it (clap checked each value already).
     fn apply(&self, config: &mut Config) {
-        let nts = &mut config.nts;
-        for (flag, key) in [
-            (&self.bind, &mut config.bind),
-            (&self.sntp_bind, &mut config.sntp.bind),
-            (&self.time_bind, &mut config.time.bind),
-            (&self.daytime_bind, &mut config.daytime.bind),
-            (&self.metrics_bind, &mut config.metrics.bind),
-            (&self.nts_bind, &mut nts.bind),
-        ] {
-            if !flag.is_empty() {
-                *key = flag.clone().into();
-            }
-        }
-        if let Some(timeout) = self.idle_timeout {
-            config.idle_timeout = timeout;
-        }
-        if let Some(max) = self.max_sessions {
-            config.max_sessions = max;
-        }
-        if let Some(max) = self.max_sessions_per_ip {
-            config.max_sessions_per_ip = max;
-        }
-        if let Some(workers) = self.workers {
-            config.workers = workers;
-        }
-        if let Some(interval) = self.stats_interval {
-            config.stats_interval = interval;
-        }
-        if let Some(level) = &self.log_level {
-            config.log.level.clone_from(level);
-        }
-        if let Some(format) = self.log_format {
-            config.log.format = format;
-        }
-        if self.no_ratelimit {
-            config.ratelimit.enabled = false;
-        }
-        if let Some(stratum) = self.sntp_local_stratum {
-            config.sntp.local_stratum = Some(stratum);
-        }
-        if let Some(entries) = self.sntp_client_log {
-            config.sntp.client_log = entries;
-        }
-        for (flag, key) in [
-            (&self.nts_certificate_chain, &mut nts.certificate_chain),
-            (&self.nts_private_key, &mut nts.private_key),
-            (&self.nts_keys, &mut nts.keys),
-        ] {
-            if let Some(path) = flag {
-                *key = Some(path.clone());
-            }
-        }
-        if let Some(server) = &self.nts_ntp_server {
-            nts.ntp_server = Some(server.clone());
-        }
-        if let Some(port) = self.nts_ntp_port {
-            nts.ntp_port = Some(port);
-        }
-        if self.nts_require {
-            nts.require = true;
+        for (key, text) in &self.keys.0 {
+            // A value clap let through reads the same here.
+            let _ = (key.set)(config, text);
         }
     }
 }
@@ -364,33 +244,45 @@ mod tests {
     }
 
     #[test]
-    fn the_key_table_names_exactly_the_flags_that_set_keys() {
+    fn every_flagged_key_is_a_flag_with_its_variable_help_and_range() {
         let command = Args::command();
-        let flags: Vec<String> = command
-            .get_arguments()
-            .filter_map(|arg| arg.get_long())
-            .filter(|long| !["config", "check-config"].contains(long))
-            .map(|long| format!("--{long}"))
-            .collect();
-        let mut in_table: Vec<String> = KEYS
-            .iter()
-            .filter_map(|key| key.flag.map(str::to_owned))
-            .collect();
-        let mut flags = flags;
-        flags.sort();
-        in_table.sort();
-        assert_eq!(flags, in_table);
-        for arg in command.get_arguments() {
-            let Some(long) = arg.get_long() else { continue };
-            let Some(key) = KEYS
-                .iter()
-                .find(|key| key.flag == Some(format!("--{long}").as_str()))
-            else {
-                continue;
-            };
-            // The variable clap reads is the one errors name.
+        for key in KEYS {
+            let Some(flag) = &key.cli else { continue };
+            let long = key.flag.unwrap().trim_start_matches("--");
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(long))
+                .unwrap_or_else(|| panic!("no --{long}"));
             let env = arg.get_env().and_then(|env| env.to_str());
             assert_eq!(env, key.variable().as_deref(), "--{long}");
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.starts_with(flag.help), "--{long}: {help}");
+            assert!(help.contains(key.range), "--{long}: {help}");
+        }
+        // And nothing else sets a key: the file, --config and --check-config.
+        let flags = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_long())
+            .count();
+        let keys = KEYS.iter().filter(|key| key.flag.is_some()).count();
+        assert_eq!(flags, keys + 2);
+    }
+
+    #[test]
+    fn a_flag_value_its_row_cannot_read_is_refused_by_clap() {
+        for (flag, value) in [
+            ("--idle-timeout", "10"),
+            ("--workers", "many"),
+            ("--log-format", "xml"),
+            ("--bind", "localhost"),
+            ("--sntp-local-stratum", "300"),
+        ] {
+            let error = Args::try_parse_from(["horad", flag, value]).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{flag}"
+            );
         }
     }
 }

@@ -1,9 +1,12 @@
 //! The table of configuration keys: each key's dotted name, its flag (and
-//! so its `HORAD_*` variable), its range, and what a reload does with a new
-//! value. What must name every key reads this table: the errors that name
-//! a flag, the ranges in `horad --help` and in the checks, a reload's
-//! decisions, hora-config(5) and horad(8). A key is added with one row
-//! here, its field in [`Config`] and the code that uses its value.
+//! so its `HORAD_*` variable, its help and how its text is read), its
+//! range, and what a reload does with a new value. What must name every
+//! key reads this table: horad's flags themselves (`cli::KeyFlags` makes
+//! clap's arguments from the rows), the errors that name a flag, the
+//! ranges in `--help` and in the checks, a reload's decisions,
+//! hora-config(5) and horad(8). A key is added with one row here, its
+//! field in [`Config`] (and `config.toml`'s words for it) and the code
+//! that uses its value.
 
 use super::Config;
 
@@ -39,15 +42,44 @@ pub struct Key {
     pub name: &'static str,
     /// The command-line flag that sets it, if one does.
     pub flag: Option<&'static str>,
+    /// How the flag reads, for `--help` and the man page.
+    pub cli: Option<Flag>,
     /// Its range as the documentation states it (`1 to 15`); empty for a
     /// key without one.
     pub range: &'static str,
     /// What a reload does with a new value.
     pub reload: Reload,
+    /// Sets the key from its flag's text (the flag's value; nothing for a
+    /// switch): the error says why the text is no value.
+    pub set: fn(&mut Config, &str) -> Result<(), String>,
     /// Whether the key differs between two configurations.
     differs: fn(&Config, &Config) -> bool,
     /// Copies the key's value from the second configuration to the first.
     keep: fn(&mut Config, &Config),
+}
+
+/// How a key's flag reads on the command line.
+#[derive(Debug)]
+pub struct Flag {
+    /// What `--help` calls its value (`DUR`, `ADDR`); empty for a switch.
+    pub value_name: &'static str,
+    /// What it does, in `--help`'s words.
+    pub help: &'static str,
+    /// The default `--help` states, if it states one.
+    pub default: &'static str,
+    /// A switch, one value, or a list.
+    pub takes: Takes,
+}
+
+/// What a flag takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// Nothing: its presence (or its variable's `1`/`true`) sets it.
+    Switch,
+    /// One value.
+    One,
+    /// Values, the flag again or comma-separated.
+    List,
 }
 
 impl Key {
@@ -65,25 +97,111 @@ impl Key {
     }
 }
 
-/// `Some(flag)`, or `None` for `""`: rows stay one line each.
-const fn flag(text: &'static str) -> Option<&'static str> {
-    if text.is_empty() {
-        None
-    } else {
-        Some(text)
+/// How a row's field is set from a flag's text (`$how` in [`keys!`]).
+mod set {
+    use std::fmt::Display;
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use crate::config::LogFormat;
+
+    /// Any value with a `FromStr`.
+    pub fn parse<T: FromStr>(field: &mut T, text: &str) -> Result<(), String>
+    where
+        T::Err: Display,
+    {
+        *field = text.parse().map_err(|error: T::Err| error.to_string())?;
+        Ok(())
+    }
+
+    /// An optional value, given.
+    pub fn some<T: FromStr>(field: &mut Option<T>, text: &str) -> Result<(), String>
+    where
+        T::Err: Display,
+    {
+        *field = Some(text.parse().map_err(|error: T::Err| error.to_string())?);
+        Ok(())
+    }
+
+    /// A duration as humantime writes it, as the file's are.
+    pub fn duration(field: &mut Duration, text: &str) -> Result<(), String> {
+        *field = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+        Ok(())
+    }
+
+    /// Addresses, comma-separated ([`crate::config::Addresses`]).
+    pub use parse as list;
+
+    /// A log format by name.
+    pub fn format(field: &mut LogFormat, text: &str) -> Result<(), String> {
+        *field = <LogFormat as clap::ValueEnum>::from_str(text, true)
+            .map_err(|_| format!("`{text}` is not a log format: text or json"))?;
+        Ok(())
+    }
+
+    /// A switch that turns the key on.
+    pub fn yes(field: &mut bool, _: &str) -> Result<(), String> {
+        *field = true;
+        Ok(())
+    }
+
+    /// A switch that turns the key off.
+    pub fn no(field: &mut bool, _: &str) -> Result<(), String> {
+        *field = false;
+        Ok(())
+    }
+
+    /// A key no flag sets.
+    pub fn none<T>(_: &mut T, _: &str) -> Result<(), String> {
+        Ok(())
     }
 }
 
-/// Rows of `KEY.PATH => "--flag", "range", Reload;`: the field path is the
-/// key's dotted name, so the two can't disagree.
+/// What a row's `$how` takes on the command line.
+macro_rules! takes {
+    (yes) => {
+        Takes::Switch
+    };
+    (no) => {
+        Takes::Switch
+    };
+    (list) => {
+        Takes::List
+    };
+    ($other:ident) => {
+        Takes::One
+    };
+}
+
+/// `Some` of what is given, `None` of nothing.
+macro_rules! optional {
+    () => {
+        None
+    };
+    ($($given:tt)+) => {
+        Some($($given)+)
+    };
+}
+
+/// Rows of `KEY.PATH => HOW [FLAG, VALUE, HELP, DEFAULT], "range", Reload;`
+/// (`[]` for a key without a flag): the field path is the key's dotted
+/// name, so the two can't disagree, and `HOW` ([`set`]) reads the flag's
+/// text into that field.
 macro_rules! keys {
-    ($($first:ident $(. $rest:ident)* => $flag:literal, $range:literal, $reload:ident;)*) => {
+    ($($first:ident $(. $rest:ident)* => $how:ident [$($long:literal, $value:literal, $help:literal, $default:literal)?], $range:literal, $reload:ident;)*) => {
         /// Every key of the configuration file, in the file's order.
         pub const KEYS: &[Key] = &[$(Key {
             name: concat!(stringify!($first) $(, ".", stringify!($rest))*),
-            flag: flag($flag),
+            flag: optional!($($long)?),
+            cli: optional!($(Flag {
+                value_name: $value,
+                help: $help,
+                default: $default,
+                takes: takes!($how),
+            })?),
             range: $range,
             reload: Reload::$reload,
+            set: |config: &mut Config, text: &str| set::$how(&mut config.$first$(.$rest)*, text),
             differs: |old: &Config, new: &Config| old.$first$(.$rest)* != new.$first$(.$rest)*,
             keep: |new: &mut Config, old: &Config| {
                 new.$first$(.$rest)*.clone_from(&old.$first$(.$rest)*)
@@ -93,39 +211,39 @@ macro_rules! keys {
 }
 
 keys! {
-    bind => "--bind", "", Refused;
-    idle_timeout => "--idle-timeout", "10ms to 1day", Live;
-    max_sessions => "--max-sessions", "1 to 4000000", Live;
-    max_sessions_per_ip => "--max-sessions-per-ip", "1 to 4000000", Live;
-    workers => "--workers", "0 to 1024", Restart;
-    stats_interval => "--stats-interval", "1s to 1day", Restart;
-    log.level => "--log-level", "", Live;
-    log.format => "--log-format", "", Restart;
-    sntp.bind => "--sntp-bind", "", Refused;
-    sntp.stratum => "", "1 to 16", Live;
-    sntp.reference_id => "", "", Live;
-    sntp.precision => "", "-32 to 0", Live;
-    sntp.root_delay => "", "0s to 16s", Live;
-    sntp.root_dispersion => "", "0s to 16s", Live;
-    sntp.local_stratum => "--sntp-local-stratum", "1 to 15", Live;
-    sntp.client_log => "--sntp-client-log", "0 to 16777216", Live;
-    time.bind => "--time-bind", "", Refused;
-    daytime.bind => "--daytime-bind", "", Refused;
-    metrics.bind => "--metrics-bind", "", Refused;
-    nts.bind => "--nts-bind", "", Refused;
-    nts.certificate_chain => "--nts-certificate-chain", "", Live;
-    nts.private_key => "--nts-private-key", "", Live;
-    nts.keys => "--nts-keys", "", Restart;
-    nts.ntp_server => "--nts-ntp-server", "", Live;
-    nts.ntp_port => "--nts-ntp-port", "", Live;
-    nts.require => "--nts-require", "", Live;
-    nts.key_rotation => "", "2min to 30days", Restart;
-    access.allow => "", "", Live;
-    access.deny => "", "", Live;
-    ratelimit.enabled => "--no-ratelimit", "", Live;
-    ratelimit.rate => "", "0.001 to 1000000", Live;
-    ratelimit.burst => "", "1 to 1000000", Live;
-    ratelimit.table_size => "", "1 to 1048576", Live;
+    bind => list ["--bind", "ADDR", "UDP address to serve the seed's protocol on, IPv4 or IPv6; several as the flag again or a comma-separated list", "127.0.0.1:5005"], "", Refused;
+    idle_timeout => duration ["--idle-timeout", "DUR", "A session silent this long ends, e.g. 10s, 500ms, 2m", "10s"], "10ms to 1day", Live;
+    max_sessions => parse ["--max-sessions", "N", "The most sessions open at once", "1000000"], "1 to 4000000", Live;
+    max_sessions_per_ip => parse ["--max-sessions-per-ip", "N", "The most sessions open at once from one IP address", "100"], "1 to 4000000", Live;
+    workers => parse ["--workers", "N", "Workers serving (a thread and a socket per protocol each, every source address on one); 0 is one per core", "0"], "0 to 1024", Restart;
+    stats_interval => duration ["--stats-interval", "DUR", "How often to log the counters; 0s logs them only at shutdown", "60s"], "1s to 1day", Restart;
+    log.level => parse ["--log-level", "FILTER", "Log filter, e.g. info, debug, warn; RUST_LOG overrides it", "info"], "", Live;
+    log.format => format ["--log-format", "FORMAT", "Log format: text or json", "text"], "", Restart;
+    sntp.bind => list ["--sntp-bind", "ADDR", "Serve SNTP (RFC 4330) on this address, e.g. 0.0.0.0:123; several as --bind takes them", "off"], "", Refused;
+    sntp.stratum => none [], "1 to 16", Live;
+    sntp.reference_id => none [], "", Live;
+    sntp.precision => none [], "-32 to 0", Live;
+    sntp.root_delay => none [], "0s to 16s", Live;
+    sntp.root_dispersion => none [], "0s to 16s", Live;
+    sntp.local_stratum => some ["--sntp-local-stratum", "N", "Serve SNTP at this stratum even when the kernel says the host clock is unsynchronized, as chrony's `local stratum N`", "off"], "1 to 15", Live;
+    sntp.client_log => parse ["--sntp-client-log", "N", "Entries (16 bytes each) in SNTP's interleaved-mode client log; 0 serves basic mode only", "32768"], "0 to 16777216", Live;
+    time.bind => list ["--time-bind", "ADDR", "Serve the Time Protocol (RFC 868) on this address, e.g. 0.0.0.0:37; several as --bind takes them", "off"], "", Refused;
+    daytime.bind => list ["--daytime-bind", "ADDR", "Serve the Daytime Protocol (RFC 867) on this address, e.g. 0.0.0.0:13; several as --bind takes them", "off"], "", Refused;
+    metrics.bind => list ["--metrics-bind", "ADDR", "Serve /metrics (Prometheus) and /status (JSON) over HTTP on this address, e.g. 127.0.0.1:9975; several as --bind takes them", "off"], "", Refused;
+    nts.bind => list ["--nts-bind", "ADDR", "Serve the NTS key exchange (RFC 8915, TLS 1.3) on this TCP address, e.g. 0.0.0.0:4460 (several as --bind takes them); needs the certificate, its key and the cookie keys", "off"], "", Refused;
+    nts.certificate_chain => some ["--nts-certificate-chain", "PATH", "The NTS-KE certificate chain, PEM, leaf first", ""], "", Live;
+    nts.private_key => some ["--nts-private-key", "PATH", "The NTS-KE certificate's private key, PEM", ""], "", Live;
+    nts.keys => some ["--nts-keys", "PATH", "The NTS cookie keys' file; with it the SNTP socket answers NTS requests", "off"], "", Restart;
+    nts.ntp_server => some ["--nts-ntp-server", "HOST", "The NTP server the key exchange sends clients to, if another host", ""], "", Live;
+    nts.ntp_port => some ["--nts-ntp-port", "PORT", "The NTP port the key exchange sends clients to", ""], "", Live;
+    nts.require => yes ["--nts-require", "", "Answer only NTS-authenticated SNTP requests", "off"], "", Live;
+    nts.key_rotation => none [], "2min to 30days", Restart;
+    access.allow => none [], "", Live;
+    access.deny => none [], "", Live;
+    ratelimit.enabled => no ["--no-ratelimit", "", "Turn per-source rate limiting off (for benchmarks)", "on"], "", Live;
+    ratelimit.rate => none [], "0.001 to 1000000", Live;
+    ratelimit.burst => none [], "1 to 1000000", Live;
+    ratelimit.table_size => none [], "1 to 1048576", Live;
 }
 
 /// The key named `name` (dotted), if there is one.

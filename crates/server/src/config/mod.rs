@@ -24,7 +24,7 @@ pub mod keys;
 pub mod read;
 
 pub use crate::logging::{LogConfig, LogFormat};
-pub use keys::{key, range, Key, Reload, KEYS};
+pub use keys::{key, range, Flag, Key, Reload, Takes, KEYS};
 pub use read::{others_may, read_file, read_secret, MAX_FILE_BYTES};
 
 /// Everything `horad` can be told, from the file and then the command line.
