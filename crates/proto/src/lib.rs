@@ -48,6 +48,7 @@ pub mod ratelimit;
 pub mod report;
 pub mod request;
 pub mod rfc868;
+pub mod roughtime;
 pub mod session;
 pub mod sntp;
 pub mod transmit;

@@ -15,15 +15,18 @@ pub enum Service {
     Time,
     /// RFC 867 Daytime.
     Daytime,
+    /// Roughtime (RFC 10049).
+    Roughtime,
 }
 
 impl Service {
     /// Every service, in the order reports list them.
-    pub const ALL: [Service; 4] = [
+    pub const ALL: [Service; 5] = [
         Service::Seed,
         Service::Sntp,
         Service::Time,
         Service::Daytime,
+        Service::Roughtime,
     ];
 
     /// Its name in logs and metrics (`protocol="seed"`).
@@ -33,6 +36,7 @@ impl Service {
             Service::Sntp => "sntp",
             Service::Time => "time",
             Service::Daytime => "daytime",
+            Service::Roughtime => "roughtime",
         }
     }
 }
