@@ -29,6 +29,8 @@ pub struct ClockState {
     /// Whether the kernel says the clock is synchronized (`/status`: what
     /// replies say can differ, with `local_stratum`).
     kernel: watch::Sender<bool>,
+    /// The kernel's state itself (Roughtime's radius is its maximum error).
+    state: watch::Sender<HostClock>,
     /// Whether its changes are logged: when SNTP is served (protocol v2's
     /// answers, which read it too, say the clock's state in each answer).
     announce: bool,
@@ -47,12 +49,14 @@ impl ClockState {
         }
         let (served, _) = watch::channel(served_clock(&host, &settings));
         let (kernel, _) = watch::channel(host.synchronized);
+        let (state, _) = watch::channel(host);
         ClockState {
             live,
             settings,
             host,
             served,
             kernel,
+            state,
             announce,
         }
     }
@@ -65,6 +69,11 @@ impl ClockState {
     /// A receiver of whether the kernel says the clock is synchronized.
     pub fn kernel(&self) -> watch::Receiver<bool> {
         self.kernel.subscribe()
+    }
+
+    /// A receiver of the kernel's state, read once a second.
+    pub fn host(&self) -> watch::Receiver<HostClock> {
+        self.state.subscribe()
     }
 
     /// Both, for protocol v2's time answers.
@@ -108,6 +117,7 @@ impl ClockState {
         self.kernel.send_if_modified(|synchronized| {
             std::mem::replace(synchronized, host.synchronized) != host.synchronized
         });
+        self.state.send_replace(host);
         self.publish();
     }
 

@@ -90,6 +90,13 @@ pub trait Protocol {
         out: &mut Outbox,
     ) -> Option<Outcome>;
 
+    /// Every datagram of the batch has been decided: queues in `out` the
+    /// answers the protocol held to make together (Roughtime signs a
+    /// batch once). Their outcomes were counted as each was decided.
+    fn batch_done(&mut self, ctx: &Context<'_>, out: &mut Outbox) {
+        let _ = (ctx, out);
+    }
+
     /// Whether requests wait to be decided, and if so how long the socket
     /// must stay empty before they are ([`Protocol::deferred`]).
     fn deferred_after_idle(&self) -> Option<std::time::Duration> {
@@ -380,6 +387,7 @@ fn decide_batch<P: Protocol>(
     }
     // What the protocol sends later (a deadline's notices) says its own.
     outbox.reply_from(None);
+    protocol.batch_done(ctx, outbox);
 }
 
 fn context<'a>(live: &'a Live, shared: &'a Shared, now: Clocks) -> Context<'a> {

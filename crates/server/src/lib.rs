@@ -46,6 +46,7 @@ pub mod ops;
 pub mod outbox;
 pub mod protocols;
 pub mod reload;
+pub mod roughtime_key;
 pub mod server;
 pub mod sessions;
 pub mod slots;

@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::clock_state::{ClockFeed, ClockState};
 use crate::config::{Config, ConfigError};
@@ -22,18 +22,22 @@ use crate::live::{self, Live, LiveView};
 use crate::log_budget::LogBudget;
 use crate::nts::{self, keys::KeyFile, keys::KeyFileError, tls::TlsError};
 use crate::ops;
+use crate::protocols::roughtime::Roughtime;
 use crate::protocols::seed::Seed;
 use crate::protocols::seed_socket::SeedSocket;
 use crate::protocols::sntp::Sntp;
 use crate::protocols::time::{Kind, Stateless};
 use crate::protocols::v2::V2;
 use crate::reload;
+use crate::roughtime_key;
 use crate::sessions::SessionStats;
 use crate::sockets::{self, BindError, Bound, Udp};
 use crate::stats::{log_summary, Snapshot, Stats};
 use crate::sys::activation::Passed;
 use crate::workers::{self, Loop};
+use hora_proto::host_clock::HostClock;
 use hora_proto::nts::ring::KeyRing;
+use hora_proto::roughtime::keys::LongTermKey;
 
 /// NTS's parts, when it is on: the cookie keys (their file and where they
 /// are published) and the key exchange's listeners, if this host runs it.
@@ -97,6 +101,8 @@ impl Nts {
 pub struct Server {
     /// NTS, when on.
     nts: Option<Nts>,
+    /// Roughtime's long-term key, when Roughtime is served.
+    roughtime: Option<Arc<LongTermKey>>,
     /// Every UDP protocol served, the seed's first.
     udp: Vec<Bound>,
     /// The operators' HTTP listeners, when configured.
@@ -130,6 +136,9 @@ pub enum StartError {
     /// The NTS cookie keys can't be had.
     #[error("NTS cookie keys")]
     Keys(#[from] KeyFileError),
+    /// Roughtime's long-term key can't be had.
+    #[error("Roughtime key")]
+    RoughtimeKey(#[from] roughtime_key::KeyFileError),
     /// systemd passed a socket the configuration does not bind.
     #[error("socket activation: systemd passed {name} {addr}, which the configuration does not bind; bind it there (the {name} listener's bind) or remove it from the socket unit")]
     Unclaimed {
@@ -164,10 +173,17 @@ impl Server {
         // Last, once nothing else can fail: a key added and written (and
         // logged so) must not come before an exit for a busy port.
         let nts = Nts::load(config, nts_listeners)?;
+        let roughtime = match &config.roughtime.key {
+            Some(path) if udp.iter().any(|bound| bound.udp == Udp::Roughtime) => {
+                Some(Arc::new(load_roughtime_key(path)?))
+            }
+            _ => None,
+        };
         let serves_sntp = udp.iter().any(|bound| bound.udp == Udp::Sntp);
         let clock = ClockState::start(live.1.clone(), config.sntp.clock_settings(), serves_sntp);
         Ok(Server {
             nts,
+            roughtime,
             sessions: Arc::default(),
             v2_sessions: Arc::default(),
             clock,
@@ -301,6 +317,7 @@ impl Server {
         let sntp_port = self.bound(Udp::Sntp).and_then(Bound::port);
         let Server {
             nts,
+            roughtime,
             udp,
             metrics,
             live: (publisher, live),
@@ -337,6 +354,8 @@ impl Server {
         let parts = LoopParts {
             own_ports: sockets::own_ports(&udp),
             clock: clock.feed(),
+            host: clock.host(),
+            roughtime,
             keys,
             sessions: Arc::clone(&sessions),
             v2_sessions: Arc::clone(&v2_sessions),
@@ -435,6 +454,10 @@ struct LoopParts {
     own_ports: Vec<u16>,
     /// The clock's state, for SNTP and v2.
     clock: ClockFeed,
+    /// The kernel's clock state, for Roughtime's radius.
+    host: watch::Receiver<HostClock>,
+    /// Roughtime's long-term key, when it is served.
+    roughtime: Option<Arc<LongTermKey>>,
     /// NTS's cookie keys, when on.
     keys: Option<watch::Receiver<Arc<KeyRing>>>,
     sessions: Arc<SessionStats>,
@@ -456,20 +479,21 @@ impl LoopParts {
         for bound in udp {
             let sockets = bound.sockets.into_iter().zip(bound.beside);
             for (worker, ((socket, beside), own)) in sockets.zip(loops.iter_mut()).enumerate() {
-                own.push(self.serving(bound.udp, socket, beside, worker));
+                own.extend(self.serving(bound.udp, socket, beside, worker));
             }
         }
         loops
     }
 
-    /// Worker `worker`'s loop of `udp` on `socket`.
+    /// Worker `worker`'s loop of `udp` on `socket` (none for Roughtime
+    /// without its key, which start-up never lets happen).
     fn serving(
         &self,
         udp: Udp,
         socket: std::net::UdpSocket,
         beside: Option<std::net::UdpSocket>,
         worker: usize,
-    ) -> Loop {
+    ) -> Option<Loop> {
         let shared = Shared {
             stats: Arc::clone(&self.stats),
             log: Arc::clone(self.logs.get(worker).unwrap_or(&self.log)),
@@ -485,11 +509,16 @@ impl LoopParts {
                 );
                 let seed = Seed::new(&live.borrow(), Arc::clone(&self.sessions));
                 let both = SeedSocket::new(seed, v2);
-                workers::serving(socket, both, shared, live, stopped)
+                Some(workers::serving(socket, both, shared, live, stopped))
             }
             Udp::Sntp => {
                 let sntp = Sntp::new(self.clock.served.clone(), self.keys.clone(), beside);
-                workers::serving(socket, sntp, shared, live, stopped)
+                Some(workers::serving(socket, sntp, shared, live, stopped))
+            }
+            Udp::Roughtime => {
+                let key = Arc::clone(self.roughtime.as_ref()?);
+                let roughtime = Roughtime::new(key, self.host.clone());
+                Some(workers::serving(socket, roughtime, shared, live, stopped))
             }
             Udp::Time | Udp::Daytime => {
                 let kind = if udp == Udp::Time {
@@ -498,7 +527,7 @@ impl LoopParts {
                     Kind::Daytime
                 };
                 let stateless = Stateless::new(kind, self.own_ports.clone());
-                workers::serving(socket, stateless, shared, live, stopped)
+                Some(workers::serving(socket, stateless, shared, live, stopped))
             }
         }
     }
@@ -563,4 +592,18 @@ fn spawn_ops(
         Err(error) => warn!(%error, "metrics listener: cannot serve"),
     }
     None
+}
+
+/// Roughtime's long-term key from `path`, made there if absent; its public
+/// key logged, as clients need it.
+fn load_roughtime_key(path: &std::path::Path) -> Result<LongTermKey, roughtime_key::KeyFileError> {
+    let (key, made) = roughtime_key::load_or_create(path)?;
+    let (base64, _) = roughtime_key::public_forms(&key);
+    let path = path.display();
+    if made {
+        info!(%path, public_key = %base64, "Roughtime long-term key made; give clients its public key");
+    } else {
+        info!(%path, public_key = %base64, "Roughtime long-term key read");
+    }
+    Ok(key)
 }

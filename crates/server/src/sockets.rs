@@ -49,11 +49,19 @@ pub enum Udp {
     Time,
     /// The Daytime Protocol (RFC 867).
     Daytime,
+    /// Roughtime (RFC 10049).
+    Roughtime,
 }
 
 impl Udp {
     /// Every UDP protocol, in the order they are bound and listed.
-    pub const ALL: [Udp; 4] = [Udp::Seed, Udp::Sntp, Udp::Time, Udp::Daytime];
+    pub const ALL: [Udp; 5] = [
+        Udp::Seed,
+        Udp::Sntp,
+        Udp::Time,
+        Udp::Daytime,
+        Udp::Roughtime,
+    ];
 
     /// Its name in `/status` and in tests.
     pub fn name(self) -> &'static str {
@@ -62,6 +70,7 @@ impl Udp {
             Udp::Sntp => "sntp",
             Udp::Time => "time",
             Udp::Daytime => "daytime",
+            Udp::Roughtime => "roughtime",
         }
     }
 
@@ -74,6 +83,7 @@ impl Udp {
             Udp::Sntp => &config.sntp.bind,
             Udp::Time => &config.time.bind,
             Udp::Daytime => &config.daytime.bind,
+            Udp::Roughtime => &config.roughtime.bind,
         };
         binds.iter().cloned().collect()
     }
@@ -82,7 +92,7 @@ impl Udp {
     fn buffer(self) -> usize {
         match self {
             Udp::Sntp => SNTP_RECEIVE_BUFFER_BYTES,
-            Udp::Seed | Udp::Time | Udp::Daytime => RECEIVE_BUFFER_BYTES,
+            Udp::Seed | Udp::Time | Udp::Daytime | Udp::Roughtime => RECEIVE_BUFFER_BYTES,
         }
     }
 
@@ -95,7 +105,7 @@ impl Udp {
         match self {
             Udp::Seed => "no kernel receive timestamps on the seed protocol's socket; it never counts as behind",
             Udp::Sntp => "no kernel receive timestamps on the SNTP socket; the clock is read instead",
-            Udp::Time | Udp::Daytime => "no kernel receive timestamps",
+            Udp::Time | Udp::Daytime | Udp::Roughtime => "no kernel receive timestamps",
         }
     }
 }

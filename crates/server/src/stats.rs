@@ -62,6 +62,10 @@ mod family {
     ACCEPT_BACKOFFS = "hora_accept_backoffs_total", "Accepts that failed for want of file descriptors or memory, each followed by a wait before the next, by listener.";
     NTS_REQUESTS = "hora_nts_requests_total", "NTS-authenticated SNTP requests, by result: answered, nak (a NTSN kiss: the cookie did not open or the request did not authenticate), malformed (dropped).";
     NTS_COOKIES_ISSUED = "hora_nts_cookies_issued_total", "NTS cookies issued, by the key exchange and in NTS replies.";
+    ROUGHTIME_REQUESTS = "hora_roughtime_requests_total", "Roughtime requests answered, by the version answered in: rfc (RFC 10049 version 1) or draft (drafts 08 to 19).";
+    ROUGHTIME_DROPPED = "hora_roughtime_dropped_total", "Roughtime requests dropped as invalid, by reason: undersized (under 1024 bytes), malformed, version (none offered is answered here), other_server (SRV names another key).";
+    ROUGHTIME_SIGNATURES = "hora_roughtime_signatures_total", "Roughtime responses signed (SREP): one per batch read and version, each answering up to 64 requests.";
+    ROUGHTIME_DELEGATIONS = "hora_roughtime_delegations_total", "Roughtime online keys delegated by the long-term key.";
     }
 }
 
@@ -228,6 +232,22 @@ events! {
     NtsMalformed => nts_malformed, NTS_REQUESTS, ["result" = "malformed"];
     /// A cookie sealed for a client, by the key exchange or in a reply.
     NtsCookie => nts_cookies_issued, NTS_COOKIES_ISSUED, [];
+    /// A Roughtime request answered in RFC 10049's version 1.
+    RoughtimeRfc => roughtime_rfc, ROUGHTIME_REQUESTS, ["version" = "rfc"];
+    /// A Roughtime request answered in a draft's version.
+    RoughtimeDraft => roughtime_draft, ROUGHTIME_REQUESTS, ["version" = "draft"];
+    /// A Roughtime request under 1024 bytes, dropped.
+    RoughtimeUndersized => roughtime_undersized, ROUGHTIME_DROPPED, ["reason" = "undersized"];
+    /// A Roughtime request that is no message of the protocol, dropped.
+    RoughtimeMalformed => roughtime_malformed, ROUGHTIME_DROPPED, ["reason" = "malformed"];
+    /// A Roughtime request offering no version answered here, dropped.
+    RoughtimeVersion => roughtime_no_version, ROUGHTIME_DROPPED, ["reason" = "version"];
+    /// A Roughtime request for another server's key, dropped.
+    RoughtimeOtherServer => roughtime_other_server, ROUGHTIME_DROPPED, ["reason" = "other_server"];
+    /// A Roughtime response signed (a batch's, of one version).
+    RoughtimeSignature => roughtime_signatures, ROUGHTIME_SIGNATURES, [];
+    /// A Roughtime online key delegated.
+    RoughtimeDelegation => roughtime_delegations, ROUGHTIME_DELEGATIONS, [];
 }
 
 /// One set of counters: plain atomics, relaxed ordering being enough for

@@ -85,6 +85,7 @@ impl Config {
         self.check_rate_limit()?;
         self.check_access()?;
         self.check_nts()?;
+        self.check_roughtime()?;
         self.check_binds()?;
         if crate::logging::check_filter(&self.log.level).is_err() {
             return out(
@@ -210,6 +211,7 @@ impl Config {
             ("sntp.bind", &self.sntp.bind),
             ("time.bind", &self.time.bind),
             ("daytime.bind", &self.daytime.bind),
+            ("roughtime.bind", &self.roughtime.bind),
         ]);
         let tcp = each(&[
             ("metrics.bind", &self.metrics.bind),
@@ -226,6 +228,23 @@ impl Config {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The `[roughtime]` table: a key file where it serves, and its durations.
+    fn check_roughtime(&self) -> Result<(), OutOfRange> {
+        let roughtime = &self.roughtime;
+        if !roughtime.bind.is_empty() && roughtime.key.is_none() {
+            return out("roughtime.key", "must be set when roughtime.bind is");
+        }
+        let delegation = Duration::from_secs(600)..=Duration::from_secs(30 * 86_400);
+        if !delegation.contains(&roughtime.delegation) {
+            return bound("roughtime.delegation", "");
+        }
+        let radius = Duration::from_secs(1)..=MAX_DURATION;
+        if !radius.contains(&roughtime.min_radius) {
+            return bound("roughtime.min_radius", "");
         }
         Ok(())
     }

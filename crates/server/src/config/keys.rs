@@ -238,6 +238,10 @@ keys! {
     nts.ntp_port => some ["--nts-ntp-port", "PORT", "The NTP port the key exchange sends clients to", ""], "", Live;
     nts.require => yes ["--nts-require", "", "Answer only NTS-authenticated SNTP requests", "off"], "", Live;
     nts.key_rotation => none [], "2min to 30days", Restart;
+    roughtime.bind => list ["--roughtime-bind", "ADDR", "Serve Roughtime (RFC 10049) on this address, e.g. 0.0.0.0:2002; several as --bind takes them; needs the key file", "off"], "", Refused;
+    roughtime.key => some ["--roughtime-key", "PATH", "The Roughtime long-term key's file (an Ed25519 seed, mode 0600, made when absent)", ""], "", Restart;
+    roughtime.delegation => duration ["--roughtime-delegation", "DUR", "How long an online Roughtime key is delegated; a new one is made halfway", "1day"], "10min to 30days", Restart;
+    roughtime.min_radius => duration ["--roughtime-min-radius", "DUR", "The least radius a Roughtime response gives, whatever the kernel's maximum error", "1s"], "1s to 1day", Live;
     access.allow => none [], "", Live;
     access.deny => none [], "", Live;
     ratelimit.enabled => no ["--no-ratelimit", "", "Turn per-source rate limiting off (for benchmarks)", "on"], "", Live;
@@ -285,7 +289,8 @@ mod tests {
 
     use super::*;
     use crate::config::{
-        AccessConfig, LogConfig, LogFormat, NtsConfig, RateLimitConfig, ServiceConfig, SntpConfig,
+        AccessConfig, LogConfig, LogFormat, NtsConfig, RateLimitConfig, RoughtimeConfig,
+        ServiceConfig, SntpConfig,
     };
 
     /// How many keys [`Config`] has. Every field is named, without `..`:
@@ -336,8 +341,15 @@ mod tests {
                     require: _,
                     key_rotation: _,
                 },
+            roughtime:
+                RoughtimeConfig {
+                    bind: _,
+                    key: _,
+                    delegation: _,
+                    min_radius: _,
+                },
         } = config;
-        33
+        37
     }
 
     #[test]
@@ -395,7 +407,9 @@ mod tests {
                 "stats_interval",
                 "log.format",
                 "nts.keys",
-                "nts.key_rotation"
+                "nts.key_rotation",
+                "roughtime.key",
+                "roughtime.delegation"
             ]
         );
     }

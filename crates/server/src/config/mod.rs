@@ -67,6 +67,8 @@ pub struct Config {
     /// Network Time Security (RFC 8915): the key exchange listener, and
     /// authenticated SNTP on the `[sntp]` socket; off unless `keys` is set.
     pub nts: NtsConfig,
+    /// Roughtime (RFC 10049) on its own socket; off unless `bind` is set.
+    pub roughtime: RoughtimeConfig,
 }
 
 /// Where a listener serves: one address (`bind = "0.0.0.0:123"`) or a list
@@ -256,6 +258,36 @@ impl Default for NtsConfig {
     }
 }
 
+/// The `[roughtime]` table: where to serve Roughtime, its long-term key,
+/// how long an online key is delegated, and the least radius answered.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoughtimeConfig {
+    /// Where to serve it; absent means off. Roughtime servers use port 2002.
+    #[serde(deserialize_with = "read::text::addresses")]
+    pub bind: Addresses,
+    /// The long-term key's file: an Ed25519 seed, mode 0600, made when absent.
+    pub key: Option<PathBuf>,
+    /// How long an online key's delegation lasts; a new one is made halfway.
+    #[serde(deserialize_with = "read::text::duration")]
+    pub delegation: Duration,
+    /// The least radius a response gives, whatever the kernel's estimate.
+    #[serde(deserialize_with = "read::text::duration")]
+    pub min_radius: Duration,
+}
+
+impl Default for RoughtimeConfig {
+    /// Off; a day's delegation, a radius of at least a second.
+    fn default() -> Self {
+        RoughtimeConfig {
+            bind: Addresses::default(),
+            key: None,
+            delegation: Duration::from_secs(24 * 3600),
+            min_radius: Duration::from_secs(1),
+        }
+    }
+}
+
 impl NtsConfig {
     /// Whether the SNTP socket answers NTS requests.
     pub fn serves(&self) -> bool {
@@ -417,6 +449,7 @@ impl Default for Config {
             ratelimit: RateLimitConfig::default(),
             metrics: ServiceConfig::default(),
             nts: NtsConfig::default(),
+            roughtime: RoughtimeConfig::default(),
         }
     }
 }

@@ -9,9 +9,11 @@
 //!   logged, the idle and shutdown notices a chunk a turn;
 //! - [`sntp`]: SNTP server mode;
 //! - [`nts`]: SNTP authenticated with NTS, on the same socket;
-//! - [`time`]: RFC 868 Time and RFC 867 Daytime.
+//! - [`time`]: RFC 868 Time and RFC 867 Daytime;
+//! - [`roughtime`]: Roughtime, signed a batch at a time.
 
 pub mod nts;
+pub mod roughtime;
 pub mod seed;
 pub mod seed_socket;
 pub mod session_ends;
