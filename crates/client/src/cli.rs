@@ -11,6 +11,10 @@ pub const DEFAULT_PORT: u16 = 5005;
 /// NTP's port, for `hora sntp` when `--server` names only a host.
 pub const NTP_PORT: u16 = 123;
 
+/// The port Roughtime servers use, for `hora roughtime` when `--server`
+/// names only a host.
+pub const ROUGHTIME_PORT: u16 = 2002;
+
 /// The NTS key exchange's port, for `hora sntp --nts`.
 pub const NTS_KE_PORT: u16 = 4460;
 
@@ -35,7 +39,7 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 #[command(name = "hora", version, about, long_about)]
 pub struct Args {
     /// Server: HOST:PORT, or HOST for port 5005 (123 for `sntp`, 4460 for
-    /// `sntp --nts`: the key exchange's) [default: 127.0.0.1]
+    /// `sntp --nts`: the key exchange's, 2002 for `roughtime`) [default: 127.0.0.1]
     #[arg(
         short,
         long,
@@ -101,6 +105,21 @@ pub enum Command {
         #[arg(long, value_name = "FILE", requires = "nts")]
         ca: Option<std::path::PathBuf>,
     },
+    /// Ask a Roughtime server (RFC 10049; horad's [roughtime] socket,
+    /// port 2002 unless given) for a signed time, check it with the
+    /// server's public key, and print the time, the radius and what
+    /// verified. A response that fails a check is refused (exit 1)
+    Roughtime {
+        /// The server's long-term public key, base64 or hex (`horad
+        /// --roughtime-public-key` prints it)
+        #[arg(long, short = 'k', value_name = "PUBKEY", value_parser = crate::roughtime::parse_key)]
+        key: [u8; 32],
+        /// Print one JSON object: server, version, midpoint, midpoint_text,
+        /// radius_s, signature_verified, delegation_verified, delegation,
+        /// offset_s, rtt_ms
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Args {
@@ -121,6 +140,7 @@ impl Args {
         match self.command {
             Some(Command::Sntp { nts: true, .. }) => NTS_KE_PORT,
             Some(Command::Sntp { .. }) => NTP_PORT,
+            Some(Command::Roughtime { .. }) => ROUGHTIME_PORT,
             _ => DEFAULT_PORT,
         }
     }

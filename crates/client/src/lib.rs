@@ -17,6 +17,7 @@ pub mod interactive;
 pub mod nts;
 pub mod one_shot;
 pub mod race;
+pub mod roughtime;
 pub mod sntp;
 pub mod socket;
 

@@ -13,7 +13,7 @@ use clap::Parser as _;
 use hora_client::cli::{resolve_servers, Args, Command, DEFAULT_PORT};
 use hora_client::exchange::{Exchange, ExchangeError};
 use hora_client::interactive::{self, Ending, GREETING, SERVER_SILENT};
-use hora_client::{nts, one_shot, sntp};
+use hora_client::{nts, one_shot, roughtime, sntp};
 use hora_proto::ClosedReason;
 use tokio::io::AsyncWriteExt as _;
 
@@ -66,7 +66,11 @@ fn fail(args: &Args, error: &anyhow::Error, asked: &str, code: u8) -> ExitCode {
     eprintln!("hora: {}", hora_proto::report::one_line(error.as_ref()));
     let json = matches!(
         args.command,
-        Some(Command::Sntp { json: true, .. } | Command::Time { json: true, .. })
+        Some(
+            Command::Sntp { json: true, .. }
+                | Command::Time { json: true, .. }
+                | Command::Roughtime { json: true, .. }
+        )
     );
     // A bad command line is said on standard error only, as clap says its own.
     if json && code != 2 {
@@ -82,6 +86,12 @@ fn failure_json(error: &anyhow::Error, asked: &str) -> serde_json::Value {
     use hora_proto::sntp::ReplyError;
     let mut object = serde_json::json!({ "error": hora_proto::report::one_line(error.as_ref()), "server": asked });
     // Protocol v2's word that the clock is not synchronized, as SNTP's.
+    if let Some(roughtime::RoughtimeError::Unverified { server, reason }) = error.downcast_ref() {
+        object["server"] = server.to_string().into();
+        object["verified"] = false.into();
+        object["failed_check"] = reason.to_string().into();
+        return object;
+    }
     if let Some(one_shot::OneShotError::Unsynchronized { server }) = error.downcast_ref() {
         object["leap"] = 3.into();
         object["server"] = server.to_string().into();
@@ -161,6 +171,16 @@ async fn talk(args: &Args, servers: &[SocketAddr]) -> anyhow::Result<ExitCode> {
             let measured = sntp::query(servers, args.bind, args.timeout, count).await?;
             say_which_answered(servers, measured.server);
             if json {
+                say(&format!("{}\n", measured.json()));
+            } else {
+                say(&measured.lines());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Roughtime { key, json }) => {
+            let measured = roughtime::query(servers, args.bind, args.timeout, *key).await?;
+            say_which_answered(servers, measured.server);
+            if *json {
                 say(&format!("{}\n", measured.json()));
             } else {
                 say(&measured.lines());

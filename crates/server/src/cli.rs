@@ -32,6 +32,12 @@ pub struct Args {
     /// and exit: 0 if it is valid, 2 (with file:line:column) if not
     #[arg(long)]
     pub check_config: bool,
+
+    /// Print the Roughtime long-term key's public half (base64, then hex),
+    /// as clients are given it, and exit; the key file (roughtime.key) is
+    /// made first if absent
+    #[arg(long, conflicts_with = "check_config")]
+    pub roughtime_public_key: bool,
 }
 
 /// The values given to the flags of the key table (or their `HORAD_*`

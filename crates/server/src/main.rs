@@ -43,6 +43,9 @@ fn main() -> ExitCode {
     if args.check_config {
         return check_config(&config, &named);
     }
+    if args.roughtime_public_key {
+        return print_roughtime_key(&config);
+    }
     if let Err(error) = logging::init(&config.log) {
         eprintln!("horad: {}", hora_proto::report::one_line(&error));
         return ExitCode::from(2);
@@ -57,9 +60,11 @@ fn main() -> ExitCode {
             // 2, which the unit doesn't restart on.
             match error.downcast_ref::<StartError>() {
                 Some(StartError::Bind(_)) => ExitCode::from(3),
-                Some(StartError::Certificate(_) | StartError::Unclaimed { .. }) => {
-                    ExitCode::from(2)
-                }
+                Some(
+                    StartError::Certificate(_)
+                    | StartError::Unclaimed { .. }
+                    | StartError::RoughtimeKey(_),
+                ) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }
@@ -90,6 +95,26 @@ fn check_config(config: &Config, named: &str) -> ExitCode {
         Err(error) => {
             eprintln!("horad: cannot write the report: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--roughtime-public-key`: the key file's public key, base64 then hex, a
+/// line each (the file made first if absent).
+fn print_roughtime_key(config: &Config) -> ExitCode {
+    let Some(path) = &config.roughtime.key else {
+        eprintln!("horad: roughtime.key is not set (--roughtime-key PATH, or [roughtime] key in the configuration)");
+        return ExitCode::from(2);
+    };
+    match hora_server::roughtime_key::load_or_create(path) {
+        Ok((key, _)) => {
+            let (base64, hex) = hora_server::roughtime_key::public_forms(&key);
+            println!("{base64}\n{hex}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("horad: {error}");
+            ExitCode::from(2)
         }
     }
 }

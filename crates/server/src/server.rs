@@ -401,6 +401,7 @@ impl Server {
             live: self.live.1.clone(),
             started: self.started,
             addresses,
+            roughtime_key: self.roughtime.as_deref().map(roughtime_key::public_forms),
         }
     }
 }

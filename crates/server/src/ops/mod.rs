@@ -44,6 +44,8 @@ pub struct Observed {
     /// Every address served, by protocol name, as the configuration
     /// writes it (with its interface, if any).
     pub addresses: Vec<(&'static str, String)>,
+    /// Roughtime's public key (base64, hex), when Roughtime is served.
+    pub roughtime_key: Option<(String, String)>,
 }
 
 impl Observed {

@@ -69,6 +69,24 @@ pub fn document(observed: &Observed) -> Value {
         "counters": counters,
         "sntp_clock": clock(observed),
         "nts": nts(&live),
+        "roughtime": roughtime(observed, config),
+    })
+}
+
+/// Roughtime, when served: the public key clients need, and how it signs.
+fn roughtime(observed: &Observed, config: &crate::config::Config) -> Value {
+    let Some((base64, hex)) = &observed.roughtime_key else {
+        return Value::Null;
+    };
+    let versions: Vec<String> = hora_proto::roughtime::version::Version::supported()
+        .map(|version| version.name())
+        .collect();
+    json!({
+        "public_key": base64,
+        "public_key_hex": hex,
+        "delegation_s": config.roughtime.delegation.as_secs(),
+        "min_radius_s": config.roughtime.min_radius.as_secs(),
+        "versions": versions,
     })
 }
 
