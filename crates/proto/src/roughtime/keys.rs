@@ -107,6 +107,15 @@ pub struct OnlineKey {
 }
 
 impl OnlineKey {
+    /// Whether it still signs at `seconds` (Unix), or a new one is due: it
+    /// is replaced halfway through its delegation, so no midpoint signed
+    /// comes near its end, and a clock stepped back before its start gets
+    /// a new one at once.
+    pub fn signs_at(&self, seconds: u64) -> bool {
+        let half = (self.maxt.saturating_sub(self.mint)) / 2;
+        (self.mint..self.mint.saturating_add(half)).contains(&seconds)
+    }
+
     /// The `CERT` value for `profile`'s delegation context.
     pub fn certificate(&self, profile: &Profile) -> &[u8] {
         self.certificates
@@ -129,5 +138,22 @@ impl OnlineKey {
         let mut out = [0; 64];
         out.copy_from_slice(self.pair.sign(scratch).as_ref());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_online_key_is_replaced_halfway_or_when_the_clock_goes_back() {
+        let long_term = LongTermKey::from_seed(&[1; 32]).expect("a seed");
+        let online = long_term
+            .delegate(&[2; 32], 1000, 1000 + 86_400)
+            .expect("a seed");
+        assert!(online.signs_at(1000));
+        assert!(online.signs_at(1000 + 43_199));
+        assert!(!online.signs_at(1000 + 43_200), "halfway");
+        assert!(!online.signs_at(999), "before its start");
     }
 }

@@ -112,6 +112,11 @@ impl Daemon {
         self.standard("daytime")
     }
 
+    /// Roughtime's address.
+    pub fn roughtime(&self) -> SocketAddr {
+        self.standard("roughtime")
+    }
+
     /// The metrics listener's address.
     pub fn metrics(&self) -> SocketAddr {
         self.metrics.expect("metrics are served")
