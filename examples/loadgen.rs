@@ -9,6 +9,13 @@
 //! 48-byte mode-3 request outstanding; a reply counts if it is mode 4 and
 //! echoes the request's transmit timestamp. For comparing with chronyd.
 //!
+//! `roughtime`: the same closed loop over Roughtime (RFC 10049): each
+//! client keeps one 1024-byte version-1 request outstanding; a reply counts
+//! if it parses and echoes the request's nonce, and one in `--verify-every`
+//! is checked whole (delegation, tree, signature) with `--key`, the
+//! others being left unverified so that the generator's own Ed25519 checks
+//! do not bound the rate. For comparing with roughenough's server.
+//!
 //! `garbage`: one socket sends datagrams that are no request of any
 //! protocol (20 bytes of text) as fast as it can, or at `--rate`, for the
 //! duration, expecting nothing back: a flood for measuring what it does to
@@ -104,6 +111,25 @@ enum Mode {
         #[arg(long)]
         interleaved: bool,
     },
+    /// Roughtime closed loop: each client socket keeps one version-1
+    /// request outstanding; replies must echo its nonce
+    Roughtime {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        resend: Duration,
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: IpAddr,
+        /// The server's public key (base64 or hex): checks one reply in
+        /// `--verify-every` whole
+        #[arg(long, value_parser = hora_client::roughtime::parse_key)]
+        key: Option<[u8; 32]>,
+        /// With --key: verify one reply in this many
+        #[arg(long, default_value_t = 64)]
+        verify_every: u64,
+    },
     /// Send garbage (no request of any protocol) for the duration
     Garbage {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -197,6 +223,28 @@ fn main() -> anyhow::Result<()> {
                     resend,
                     Sources::new(ip, args.addresses)?,
                     interleaved,
+                )
+                .await
+            }
+            Mode::Roughtime {
+                clients,
+                duration,
+                resend,
+                ip,
+                key,
+                verify_every,
+            } => {
+                let checked = Checked {
+                    key,
+                    every: verify_every.max(1),
+                };
+                roughtime(
+                    args.server,
+                    check(clients, ip)?,
+                    duration.min(MAX_DURATION),
+                    resend,
+                    Sources::new(ip, args.addresses)?,
+                    checked,
                 )
                 .await
             }
@@ -583,6 +631,95 @@ async fn ntp(
         "mode=ntp server={server} clients={clients} {} interleaved_replies={}",
         report.line(duration, "failed_clients"),
         report.interleaved
+    );
+    Ok(())
+}
+
+/// How `roughtime` checks replies: whole, one in `every`, with `key`.
+#[derive(Debug, Clone, Copy)]
+struct Checked {
+    key: Option<[u8; 32]>,
+    every: u64,
+}
+
+impl Checked {
+    /// Whether `reply` answers `request` (whole checks on every `every`th).
+    fn answers(&self, serial: u64, request: &[u8], reply: &[u8]) -> bool {
+        use hora_proto::roughtime::{client, wire};
+        if let Some(key) = self.key.filter(|_| serial % self.every == 0) {
+            return client::verify(request, reply, &key).is_ok();
+        }
+        let nonce = |packet: &[u8]| {
+            let message = wire::unframe(packet).ok()?;
+            let message = wire::Message::parse(message).ok()?;
+            message.get(wire::Tag::NONC).map(<[u8]>::to_vec)
+        };
+        nonce(reply).is_some() && nonce(reply) == nonce(request)
+    }
+}
+
+async fn roughtime(
+    server: SocketAddr,
+    clients: usize,
+    duration: Duration,
+    resend: Duration,
+    sources: Sources,
+    checked: Checked,
+) -> anyhow::Result<()> {
+    use hora_proto::roughtime::{client, version::Version};
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let mut tasks = Vec::with_capacity(clients);
+    for n in 0..clients {
+        let socket = connected_socket(sources.nth(n), server).await?;
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut buffer = [0u8; 2048];
+            let mut nonce = [0u8; 32];
+            nonce[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            barrier.wait().await;
+            let end = Instant::now() + duration;
+            let mut serial: u64 = 0;
+            'requests: while Instant::now() < end {
+                serial += 1;
+                nonce[8..16].copy_from_slice(&serial.to_le_bytes());
+                let request = client::request(&nonce, &[Version::RFC], checked.key.as_ref());
+                let sent = Instant::now();
+                for _ in 0..MAX_TRIES {
+                    if socket.send(&request).await.is_err() {
+                        tally.lost_session = true;
+                        break 'requests;
+                    }
+                    match timeout(resend, socket.recv(&mut buffer)).await {
+                        Ok(Ok(len)) => {
+                            if checked.answers(serial, &request, &buffer[..len]) {
+                                let micros = sent.elapsed().as_micros();
+                                tally
+                                    .latencies_us
+                                    .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                            } else {
+                                tally.bad += 1;
+                            }
+                            continue 'requests;
+                        }
+                        Ok(Err(_)) => {
+                            tally.lost_session = true;
+                            break 'requests;
+                        }
+                        Err(_) => tally.losses += 1,
+                    }
+                }
+                tally.lost_session = true;
+                break;
+            }
+            tally
+        }));
+    }
+    barrier.wait().await;
+    let report = Report::collect(tasks).await?;
+    println!(
+        "mode=roughtime server={server} clients={clients} {}",
+        report.line(duration, "failed_clients")
     );
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! request's path to the signed root, and the online key's signature.
 //! The server's half is tested against it, and it against the server.
 
-use ring::signature::{UnparsedPublicKey, ED25519};
+use aws_lc_rs::signature::{UnparsedPublicKey, ED25519};
 
 use super::merkle::{self, Hash};
 use super::request::{MIN_REQUEST, NONCE_LEN};

@@ -4,7 +4,7 @@
 //! delegation is signed once per context string a version uses, so one
 //! online key answers every version.
 
-use ring::signature::{Ed25519KeyPair, KeyPair as _};
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 
 use super::merkle::{self, Hash};
 use super::version::{Profile, Version};

@@ -5,7 +5,7 @@
 //! from its leaf up. A batch that is not a power of two repeats its last
 //! leaf.
 
-use ring::digest::{Context, SHA512};
+use aws_lc_rs::digest::{Context, SHA512};
 
 /// A hash: SHA-512's first 32 bytes.
 pub type Hash = [u8; 32];
