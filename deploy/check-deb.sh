@@ -28,7 +28,7 @@ echo "== the installed horad checks the installed config"
 /usr/sbin/horad --check-config --config /etc/hora/config.toml
 /usr/bin/hora --version
 echo "== man pages"
-for page in man8/horad.8 man1/hora.1 man1/hora-time.1 man1/hora-sntp.1 man5/hora-config.5; do
+for page in man8/horad.8 man1/hora.1 man1/hora-time.1 man1/hora-sntp.1 man1/hora-roughtime.1 man5/hora-config.5; do
   lines=$(MANWIDTH=80 man -l "/usr/share/man/$page.gz" 2>/dev/null | wc -l)
   [ "$lines" -gt 10 ] || { echo "man $page rendered $lines lines"; exit 1; }
   echo "$page: $lines lines"

@@ -127,8 +127,9 @@ A clean shutdown, or \fB\-\-check\-config\fR found the configuration valid.
 Another failure at start\-up (NTS's certificate or keys, the runtime).
 .TP
 \fB2\fR
-A bad configuration or command line (one line naming the file, line and key), or a
-socket passed by systemd that the configuration does not bind.
+A bad configuration or command line (one line naming the file, line and key), a
+socket passed by systemd that the configuration does not bind, or a Roughtime key file
+that is not a key or that other users may read.
 .TP
 \fB3\fR
 An address could not be bound (in use, or a privileged port without the capability).
@@ -143,6 +144,10 @@ it exists; see hora\-config(5). Never a file in the working directory.
 .TP
 \fI/var/lib/hora/nts\-keys\fR
 The NTS cookie keys, when \fB[nts] keys\fR names it so (the packaged unit's state directory).
+.TP
+\fI/var/lib/hora/roughtime.key\fR
+The Roughtime long\-term key (an Ed25519 seed, mode 0600, made when absent), when
+\fB[roughtime] key\fR names it so; \fB\-\-roughtime\-public\-key\fR prints its public half.
 .SH ENVIRONMENT
 .TP
 \fBHORAD_*\fR
@@ -162,7 +167,7 @@ RELOADING=1 and READY=1 around a reload, STOPPING=1 at shutdown.
 \fBLISTEN_FDS\fR, \fBLISTEN_PID\fR, \fBLISTEN_FDNAMES\fR
 Set by systemd (socket activation, sd_listen_fds(3)): horad serves on each passed socket
 whose address its configuration binds (a name of \fIseed\fR, \fIsntp\fR, \fItime\fR,
-\fIdaytime\fR, \fImetrics\fR or \fInts\-ke\fR ties it to that protocol), so what clients send
+\fIdaytime\fR, \fIroughtime\fR, \fImetrics\fR or \fInts\-ke\fR ties it to that protocol), so what clients send
 while it restarts waits for the next horad; /usr/share/doc/hora/examples/horad.socket is a
 socket unit for it.
 .SH SEE ALSO
@@ -179,8 +184,8 @@ The session ended normally, or a time was obtained.
 \fB1\fR
 Silence, a refusal (\fIServidor lotado\fR), an invalid option at the menu (the server
 ended the session on it), an idle timeout, a shutdown, no valid time (an unsynchronized
-server over SNTP or v2, a kiss\-o'\-death, a NTSN), a network error, or a server name
-that did not resolve.
+server over SNTP or v2, a kiss\-o'\-death, a NTSN, a Roughtime response that failed
+verification), a network error, or a server name that did not resolve.
 .TP
 \fB2\fR
 A bad command line, or a server address that is no address or host name at all.
@@ -194,9 +199,10 @@ The reader of standard output went away (a closed pipe), as cat(1) ends.
 .TP
 \fBHORA_SERVER\fR
 The server, as \fB\-\-server\fR; for every command, so give it without a port to share it
-between the seed's protocol (5005) and \fBsntp\fR (123, 4460 with \fB\-\-nts\fR).
+between the seed's protocol (5005), \fBsntp\fR (123, 4460 with \fB\-\-nts\fR) and
+\fBroughtime\fR (2002).
 .SH SEE ALSO
-hora(1), hora\-time(1), hora\-sntp(1), horad(8), hora\-config(5), ntpdate(8), chronyd(8).
+hora(1), hora\-time(1), hora\-sntp(1), hora\-roughtime(1), horad(8), hora\-config(5), ntpdate(8), chronyd(8).
 "#;
 
 /// A man page of `command` in `section`.

@@ -221,7 +221,15 @@ fn workers_with(passed: &[(String, UdpSocket)], wanted: usize) -> usize {
 /// The names a socket unit's `FileDescriptorName=` may give a protocol's
 /// sockets. Any other name (systemd's default is the unit's own) says
 /// nothing of the protocol: the address alone decides.
-const PROTOCOL_NAMES: [&str; 6] = ["seed", "sntp", "time", "daytime", "metrics", "nts-ke"];
+const PROTOCOL_NAMES: [&str; 7] = [
+    "seed",
+    "sntp",
+    "time",
+    "daytime",
+    "roughtime",
+    "metrics",
+    "nts-ke",
+];
 
 /// The socket systemd passed for `listen`, the address of protocol `name`,
 /// if it did: one on that address that names no other protocol. Taken out

@@ -296,3 +296,22 @@ fn the_response_s_tags_are_the_rfc_s() {
     );
     assert_eq!(message.get(Tag::TYPE), Some(&1u32.to_le_bytes()[..]));
 }
+
+#[test]
+fn the_largest_response_is_668_bytes() {
+    // A full tree (a path of six hashes), in a draft with the version
+    // outside SREP too: PROTOCOL.md's amplification table says 668.
+    let (long_term, online) = keys();
+    let largest = |version: Version| {
+        let packets: Vec<Vec<u8>> = (0..64u8)
+            .map(|i| client::request(&[i; 32], &[version], None))
+            .collect();
+        answer(&long_term, &online, &packets)
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+    };
+    assert_eq!(largest(Version(0x8000_000b)), 668);
+    assert_eq!(largest(Version::RFC), 656);
+}
