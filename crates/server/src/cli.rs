@@ -265,13 +265,14 @@ mod tests {
             assert!(help.starts_with(flag.help), "--{long}: {help}");
             assert!(help.contains(key.range), "--{long}: {help}");
         }
-        // And nothing else sets a key: the file, --config and --check-config.
+        // And nothing else sets a key: the file, --config, and the two that
+        // only act (--check-config, --roughtime-public-key).
         let flags = command
             .get_arguments()
             .filter_map(|arg| arg.get_long())
             .count();
         let keys = KEYS.iter().filter(|key| key.flag.is_some()).count();
-        assert_eq!(flags, keys + 2);
+        assert_eq!(flags, keys + 3);
     }
 
     #[test]
