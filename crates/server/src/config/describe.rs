@@ -3,7 +3,9 @@
 
 use hora_proto::access::IpNet;
 
-use super::{Addresses, Config, LogFormat, NtsConfig, RateLimitConfig, SntpConfig};
+use super::{
+    Addresses, Config, LogFormat, NtsConfig, RateLimitConfig, RoughtimeConfig, SntpConfig,
+};
 
 impl Config {
     /// What this configuration serves, one line a part, for
@@ -39,6 +41,7 @@ impl Config {
              nts: {}\n\
              time (RFC 868): {}\n\
              daytime (RFC 867): {}\n\
+             roughtime (RFC 10049): {}\n\
              access: allow {}; deny {}\n\
              rate limit: {}\n\
              metrics: {metrics}\n\
@@ -51,6 +54,7 @@ impl Config {
             nts(&self.nts),
             udp(&self.time.bind),
             udp(&self.daytime.bind),
+            roughtime(&self.roughtime),
             networks(&self.access.allow),
             networks(&self.access.deny),
             rate_limit(&self.ratelimit),
@@ -71,6 +75,23 @@ fn listeners(kind: &str, binds: &Addresses) -> String {
     }
     let each: Vec<String> = binds.iter().map(|addr| format!("{kind} {addr}")).collect();
     each.join(", ")
+}
+
+/// Roughtime's sockets, key file, delegation and least radius, or `off`.
+fn roughtime(roughtime: &RoughtimeConfig) -> String {
+    if roughtime.bind.is_empty() {
+        return "off".to_owned();
+    }
+    let key = roughtime
+        .key
+        .as_ref()
+        .map_or_else(String::new, |path| path.display().to_string());
+    format!(
+        "{}, long-term key {key} (made if absent), online keys delegated for {}, radius at least {}",
+        udp(&roughtime.bind),
+        humantime::format_duration(roughtime.delegation),
+        humantime::format_duration(roughtime.min_radius),
+    )
 }
 
 /// An access list, comma-separated, or `none`.

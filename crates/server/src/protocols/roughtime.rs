@@ -55,34 +55,36 @@ impl Roughtime {
         }
     }
 
-    /// The online key to sign with at `now`: the one held, or a new one
-    /// once half of the held one's delegation has passed.
-    fn online_key(&mut self, ctx: &Context<'_>, now: SystemTime) -> Option<&OnlineKey> {
+    /// Delegates a new online key when none signs at `now`: at the first
+    /// batch, halfway through the held one's delegation, or when the clock
+    /// stepped back before its start.
+    fn rotate_if_due(&mut self, ctx: &Context<'_>, now: SystemTime) {
         let seconds = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let fresh = self.online.as_ref().is_some_and(|key| {
-            seconds >= key.mint && seconds < key.mint + (key.maxt - key.mint) / 2
-        });
-        if !fresh {
-            let delegation = ctx.live.config.roughtime.delegation.as_secs();
-            let mut seed = [0u8; 32];
-            rand::rng().fill_bytes(&mut seed);
-            match self
-                .long_term
-                .delegate(&seed, seconds, seconds + delegation)
-            {
-                Ok(key) => {
-                    debug!(
-                        mint = key.mint,
-                        maxt = key.maxt,
-                        "Roughtime online key delegated"
-                    );
-                    ctx.stats.event(Event::RoughtimeDelegation);
-                    self.online = Some(key);
-                }
-                Err(error) => warn!(%error, "cannot delegate a Roughtime online key"),
-            }
+        if self
+            .online
+            .as_ref()
+            .is_some_and(|key| key.signs_at(seconds))
+        {
+            return;
         }
-        self.online.as_ref()
+        let delegation = ctx.live.config.roughtime.delegation.as_secs();
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        match self
+            .long_term
+            .delegate(&seed, seconds, seconds + delegation)
+        {
+            Ok(key) => {
+                debug!(
+                    mint = key.mint,
+                    maxt = key.maxt,
+                    "Roughtime online key delegated"
+                );
+                ctx.stats.event(Event::RoughtimeDelegation);
+                self.online = Some(key);
+            }
+            Err(error) => warn!(%error, "cannot delegate a Roughtime online key"),
+        }
     }
 }
 
@@ -140,13 +142,21 @@ impl Protocol for Roughtime {
             return;
         }
         let max_error = self.host.borrow().max_error;
-        let min_radius = ctx.live.config.roughtime.min_radius;
-        let time = Time::at(ctx.now.wall, max_error, min_radius);
-        let mut accepted = std::mem::take(&mut self.accepted);
-        let mut to = std::mem::take(&mut self.to);
-        let mut responder = std::mem::take(&mut self.responder);
-        if let Some(online) = self.online_key(ctx, ctx.now.wall) {
-            let signatures = responder.answer(online, &accepted, time, |index, packet| {
+        let time = Time::at(
+            ctx.now.wall,
+            max_error,
+            ctx.live.config.roughtime.min_radius,
+        );
+        self.rotate_if_due(ctx, ctx.now.wall);
+        let Roughtime {
+            online,
+            accepted,
+            to,
+            responder,
+            ..
+        } = self;
+        if let Some(online) = online {
+            let signatures = responder.answer(online, accepted, time, |index, packet| {
                 if let Some((peer, local)) = to.get(index) {
                     out.push_from(packet, *peer, *local);
                 }
@@ -155,6 +165,5 @@ impl Protocol for Roughtime {
         }
         accepted.clear();
         to.clear();
-        (self.accepted, self.to, self.responder) = (accepted, to, responder);
     }
 }
