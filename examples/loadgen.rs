@@ -234,17 +234,14 @@ fn main() -> anyhow::Result<()> {
                 key,
                 verify_every,
             } => {
-                let checked = Checked {
-                    key,
-                    every: verify_every.max(1),
-                };
                 roughtime(
                     args.server,
                     check(clients, ip)?,
                     duration.min(MAX_DURATION),
                     resend,
                     Sources::new(ip, args.addresses)?,
-                    checked,
+                    key,
+                    verify_every,
                 )
                 .await
             }
@@ -558,51 +555,49 @@ async fn garbage(
     Ok(())
 }
 
-async fn ntp(
+/// A client of a closed loop: makes each request and judges each reply.
+trait Asker: Send + 'static {
+    /// Request number `serial`.
+    fn request(&mut self, serial: u64) -> &[u8];
+    /// Whether `reply` answers the request made last (counting what it
+    /// teaches in `tally`).
+    fn answers(&mut self, serial: u64, reply: &[u8], tally: &mut Tally) -> bool;
+}
+
+/// `clients` closed-loop clients, each from its own socket, each keeping
+/// one request outstanding for `duration` (resent after `resend`, at most
+/// `MAX_TRIES` times); the report of them all.
+async fn closed_loop<A: Asker>(
     server: SocketAddr,
     clients: usize,
     duration: Duration,
     resend: Duration,
     sources: Sources,
-    interleaved: bool,
-) -> anyhow::Result<()> {
+    make: impl Fn(usize) -> A,
+) -> anyhow::Result<Report> {
     let barrier = Arc::new(Barrier::new(clients + 1));
     let mut tasks = Vec::with_capacity(clients);
     for n in 0..clients {
         let socket = connected_socket(sources.nth(n), server).await?;
         let barrier = Arc::clone(&barrier);
+        let mut asker = make(n);
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
-            let mut request = [0u8; 48];
-            request[0] = 4 << 3 | 3; // version 4, client
             let mut buffer = [0u8; 2048];
             barrier.wait().await;
             let end = Instant::now() + duration;
             let mut serial: u64 = 0;
             'requests: while Instant::now() < end {
                 serial += 1;
-                request[40..48].copy_from_slice(&serial.to_be_bytes());
-                if interleaved {
-                    // Our "receive time" of the last reply: any value
-                    // other than our transmit field will do.
-                    request[32..40].copy_from_slice(&(serial | 1 << 63).to_be_bytes());
-                }
                 let sent = Instant::now();
                 for _ in 0..MAX_TRIES {
-                    if socket.send(&request).await.is_err() {
+                    if socket.send(asker.request(serial)).await.is_err() {
                         tally.lost_session = true;
                         break 'requests;
                     }
                     match timeout(resend, socket.recv(&mut buffer)).await {
                         Ok(Ok(len)) => {
-                            let reply = &buffer[..len];
-                            let ours = reply.get(24..32) == Some(&request[40..48]);
-                            let xleave = interleaved && reply.get(24..32) == Some(&request[32..40]);
-                            if len == 48 && reply[0] & 0b111 == 4 && (ours || xleave) {
-                                tally.interleaved += u64::from(xleave);
-                                if interleaved {
-                                    request[24..32].copy_from_slice(&reply[32..40]);
-                                }
+                            if asker.answers(serial, &buffer[..len], &mut tally) {
                                 let micros = sent.elapsed().as_micros();
                                 tally
                                     .latencies_us
@@ -626,7 +621,55 @@ async fn ntp(
         }));
     }
     barrier.wait().await;
-    let report = Report::collect(tasks).await?;
+    Report::collect(tasks).await
+}
+
+/// An SNTP client: 48-byte mode-3 requests; a reply counts if it is mode 4
+/// and echoes the transmit timestamp (or, interleaved, the receive one).
+struct NtpAsker {
+    request: [u8; 48],
+    interleaved: bool,
+}
+
+impl Asker for NtpAsker {
+    fn request(&mut self, serial: u64) -> &[u8] {
+        self.request[0] = 4 << 3 | 3; // version 4, client
+        self.request[40..48].copy_from_slice(&serial.to_be_bytes());
+        if self.interleaved {
+            // Our "receive time" of the last reply: any value other than
+            // our transmit field will do.
+            self.request[32..40].copy_from_slice(&(serial | 1 << 63).to_be_bytes());
+        }
+        &self.request
+    }
+
+    fn answers(&mut self, _serial: u64, reply: &[u8], tally: &mut Tally) -> bool {
+        let ours = reply.get(24..32) == Some(&self.request[40..48]);
+        let xleave = self.interleaved && reply.get(24..32) == Some(&self.request[32..40]);
+        if reply.len() != 48 || reply[0] & 0b111 != 4 || !(ours || xleave) {
+            return false;
+        }
+        tally.interleaved += u64::from(xleave);
+        if self.interleaved {
+            self.request[24..32].copy_from_slice(&reply[32..40]);
+        }
+        true
+    }
+}
+
+async fn ntp(
+    server: SocketAddr,
+    clients: usize,
+    duration: Duration,
+    resend: Duration,
+    sources: Sources,
+    interleaved: bool,
+) -> anyhow::Result<()> {
+    let make = |_| NtpAsker {
+        request: [0; 48],
+        interleaved,
+    };
+    let report = closed_loop(server, clients, duration, resend, sources, make).await?;
     println!(
         "mode=ntp server={server} clients={clients} {} interleaved_replies={}",
         report.line(duration, "failed_clients"),
@@ -635,26 +678,36 @@ async fn ntp(
     Ok(())
 }
 
-/// How `roughtime` checks replies: whole, one in `every`, with `key`.
-#[derive(Debug, Clone, Copy)]
-struct Checked {
+/// A Roughtime client: version-1 requests of 1,024 bytes, their nonce the
+/// client's number and the serial; one reply in `every` checked whole with
+/// `key`, the others for their nonce.
+struct RoughtimeAsker {
+    client: u64,
     key: Option<[u8; 32]>,
     every: u64,
+    request: Vec<u8>,
 }
 
-impl Checked {
-    /// Whether `reply` answers `request` (whole checks on every `every`th).
-    fn answers(&self, serial: u64, request: &[u8], reply: &[u8]) -> bool {
+impl Asker for RoughtimeAsker {
+    fn request(&mut self, serial: u64) -> &[u8] {
+        use hora_proto::roughtime::{client, version::Version};
+        let mut nonce = [0u8; 32];
+        nonce[..8].copy_from_slice(&self.client.to_le_bytes());
+        nonce[8..16].copy_from_slice(&serial.to_le_bytes());
+        self.request = client::request(&nonce, &[Version::RFC], self.key.as_ref());
+        &self.request
+    }
+
+    fn answers(&mut self, serial: u64, reply: &[u8], _tally: &mut Tally) -> bool {
         use hora_proto::roughtime::{client, wire};
         if let Some(key) = self.key.filter(|_| serial % self.every == 0) {
-            return client::verify(request, reply, &key).is_ok();
+            return client::verify(&self.request, reply, &key).is_ok();
         }
         let nonce = |packet: &[u8]| {
-            let message = wire::unframe(packet).ok()?;
-            let message = wire::Message::parse(message).ok()?;
+            let message = wire::Message::parse(wire::unframe(packet).ok()?).ok()?;
             message.get(wire::Tag::NONC).map(<[u8]>::to_vec)
         };
-        nonce(reply).is_some() && nonce(reply) == nonce(request)
+        nonce(reply).is_some() && nonce(reply) == nonce(&self.request)
     }
 }
 
@@ -664,59 +717,16 @@ async fn roughtime(
     duration: Duration,
     resend: Duration,
     sources: Sources,
-    checked: Checked,
+    key: Option<[u8; 32]>,
+    every: u64,
 ) -> anyhow::Result<()> {
-    use hora_proto::roughtime::{client, version::Version};
-    let barrier = Arc::new(Barrier::new(clients + 1));
-    let mut tasks = Vec::with_capacity(clients);
-    for n in 0..clients {
-        let socket = connected_socket(sources.nth(n), server).await?;
-        let barrier = Arc::clone(&barrier);
-        tasks.push(tokio::spawn(async move {
-            let mut tally = Tally::default();
-            let mut buffer = [0u8; 2048];
-            let mut nonce = [0u8; 32];
-            nonce[..8].copy_from_slice(&(n as u64).to_le_bytes());
-            barrier.wait().await;
-            let end = Instant::now() + duration;
-            let mut serial: u64 = 0;
-            'requests: while Instant::now() < end {
-                serial += 1;
-                nonce[8..16].copy_from_slice(&serial.to_le_bytes());
-                let request = client::request(&nonce, &[Version::RFC], checked.key.as_ref());
-                let sent = Instant::now();
-                for _ in 0..MAX_TRIES {
-                    if socket.send(&request).await.is_err() {
-                        tally.lost_session = true;
-                        break 'requests;
-                    }
-                    match timeout(resend, socket.recv(&mut buffer)).await {
-                        Ok(Ok(len)) => {
-                            if checked.answers(serial, &request, &buffer[..len]) {
-                                let micros = sent.elapsed().as_micros();
-                                tally
-                                    .latencies_us
-                                    .push(u32::try_from(micros).unwrap_or(u32::MAX));
-                            } else {
-                                tally.bad += 1;
-                            }
-                            continue 'requests;
-                        }
-                        Ok(Err(_)) => {
-                            tally.lost_session = true;
-                            break 'requests;
-                        }
-                        Err(_) => tally.losses += 1,
-                    }
-                }
-                tally.lost_session = true;
-                break;
-            }
-            tally
-        }));
-    }
-    barrier.wait().await;
-    let report = Report::collect(tasks).await?;
+    let make = |n: usize| RoughtimeAsker {
+        client: n as u64,
+        key,
+        every: every.max(1),
+        request: Vec::new(),
+    };
+    let report = closed_loop(server, clients, duration, resend, sources, make).await?;
     println!(
         "mode=roughtime server={server} clients={clients} {}",
         report.line(duration, "failed_clients")
