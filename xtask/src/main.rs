@@ -332,7 +332,7 @@ mod tests {
         assert_eq!(said, hora_server::config::KEYS.len(), "{config}");
         let horad = gunzip(&dir.path().join("man/horad.8.gz"));
         assert!(
-            horad.contains("workers, stats_interval, log.format, nts.keys and nts.key_rotation change only at restart"),
+            horad.contains("workers, stats_interval, log.format, nts.keys, nts.key_rotation, roughtime.key and roughtime.delegation change only at restart"),
             "{horad}"
         );
     }
