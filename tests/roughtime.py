@@ -13,7 +13,11 @@ with `horad --roughtime-public-key`, then asks it with:
   roughenough-client): version 1 and draft 0x8000000c, verified with -k;
   with another key it gets no answer (horad drops a request naming another
   key in SRV, as the RFC has a server do);
-- hora roughtime, whose time must agree with roughly's.
+- hora roughtime, whose time must agree with roughly's, and which with another
+  key exits 1 with a JSON error;
+
+and starts horad on a key file other users may read, which it must refuse
+(exit 2, one line).
 
 Prints one line per check and a closing "roughtime: N passed, M failed";
 exits 1 if any failed. .ci/run installs both clients.
@@ -134,6 +138,29 @@ def hora_agrees(port, key):
     return f"hora {mine['midpoint_text']} +/- {mine['radius_s']} s, roughly {theirs['midpoint']}"
 
 
+def hora_refuses_another_key(port):
+    out = subprocess.run([HORA, "-s", f"127.0.0.1:{port}", "-t", "1s", "roughtime", "-k", OTHER_KEY,
+                          "--json"], capture_output=True, text=True, timeout=20)
+    answer = json.loads(out.stdout)
+    if out.returncode != 1 or "error" not in answer:
+        raise AssertionError(f"exit {out.returncode}: {out.stdout.strip()}")
+    return f"exit 1, {answer['error']}"
+
+
+def readable_key_refused(directory):
+    path = os.path.join(directory, "readable.key")
+    with open(path, "w") as file:
+        file.write("ab" * 32 + "\n")
+    os.chmod(path, 0o644)
+    out = subprocess.run([HORAD, "--config", "/dev/null", "--bind", "127.0.0.1:0",
+                          "--roughtime-bind", "127.0.0.1:0", "--roughtime-key", path],
+                         capture_output=True, text=True, timeout=20)
+    lines = out.stderr.strip().splitlines()
+    if out.returncode != 2 or len(lines) != 1 or "chmod 600" not in lines[0]:
+        raise AssertionError(f"exit {out.returncode}: {out.stderr.strip()}")
+    return f"exit 2: {lines[0]}"
+
+
 def main():
     with tempfile.TemporaryDirectory() as directory:
         key_file = os.path.join(directory, "roughtime.key")
@@ -156,6 +183,10 @@ def main():
             check("roughenough_client with another key gets no answer",
                   lambda: roughenough(port, OTHER_KEY, "1", expect_answer=False))
             check("hora roughtime agrees with roughly", lambda: hora_agrees(port, key))
+            check("hora roughtime with another key: exit 1 and a JSON error",
+                  lambda: hora_refuses_another_key(port))
+            check("horad refuses a key file others may read: exit 2, one line",
+                  lambda: readable_key_refused(directory))
         finally:
             horad.terminate()
             horad.wait(timeout=10)
