@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-from checks import check, finish
+from checks import check, finish, start_daemon
 
 HORAD = sys.argv[1] if len(sys.argv) > 1 else "target/debug/horad"
 ROUGHLY_PYTHON = sys.argv[2] if len(sys.argv) > 2 else "python3"
@@ -63,22 +63,12 @@ asyncio.run(main())
 
 
 def start_horad(key_file):
-    horad = subprocess.Popen(
+    horad, found = start_daemon(
         [HORAD, "--bind", "127.0.0.1:0", "--roughtime-bind", "127.0.0.1:0",
          "--roughtime-key", key_file, "--log-format", "text", "--stats-interval", "0s",
          "--config", "/dev/null"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True, env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        line = horad.stderr.readline()
-        if not line:
-            break
-        found = re.search(r"roughtime listening on 127\.0\.0\.1:(\d+)", line)
-        if found:
-            return horad, int(found.group(1))
-    horad.kill()
-    sys.exit("horad did not start Roughtime")
+        r"roughtime listening on 127\.0\.0\.1:(\d+)")
+    return horad, int(found.group(1))
 
 
 def roughly(port, key, check_key, versions=""):

@@ -30,9 +30,8 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 
-from checks import check, finish
+from checks import check, finish, start_daemon
 
 HORAD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/debug/horad")
 HORA = os.path.join(os.path.dirname(HORAD), "hora")
@@ -74,22 +73,13 @@ def remove_networks():
 
 
 def start_horad(*flags):
-    horad = subprocess.Popen(
+    # The seed's socket, then SNTP's, are bound: every line is out.
+    horad, _ = start_daemon(
         ["ip", "netns", "exec", SERVER, HORAD, "--config", "/dev/null",
          "--sntp-local-stratum", "10", "--log-format", "text", "--stats-interval", "0s",
          "--no-ratelimit"] + list(flags),
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True, env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        line = horad.stderr.readline()
-        if not line:
-            break
-        if "sntp listening on" in line:
-            # The seed's socket, then SNTP's, are bound: every line is out.
-            return horad
-    horad.kill()
-    sys.exit("horad did not start")
+        "sntp listening on")
+    return horad
 
 
 def stop(horad):
