@@ -17,7 +17,8 @@ with `horad --roughtime-public-key`, then asks it with:
   key exits 1 with a JSON error;
 
 and starts horad on a key file other users may read, which it must refuse
-(exit 2, one line).
+(exit 2, one line); then horad on the wildcard address, asked at 127.0.0.3 by
+roughly's connected socket, which hears only a reply from that address.
 
 Prints one line per check and a closing "roughtime: N passed, M failed";
 exits 1 if any failed. .ci/run installs both clients.
@@ -44,13 +45,15 @@ ROUGHLY = r"""
 import asyncio, base64, json, sys
 from roughly import client
 from roughly.errors import VerificationError
-port, key, check_key, versions = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+port, key, check_key, versions, host = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 versions = [int(v, 0) for v in versions.split(",")] if versions else None
 async def main():
     # Without SRV, so that a response comes for any key and the client's
     # own check decides (with SRV, horad would not answer another key).
+    # roughly's socket is connected: a reply from another address than the
+    # one asked would never reach it.
     response = await asyncio.wait_for(client.very_dangerously_send_request_and_do_not_verify(
-        "127.0.0.1", port, None, versions=versions), 5)
+        host, port, None, versions=versions), 5)
     try:
         response.verify(base64.b64decode(check_key))
     except VerificationError as error:
@@ -62,25 +65,25 @@ asyncio.run(main())
 """
 
 
-def start_horad(key_file):
+def start_horad(key_file, address="127.0.0.1"):
     horad, found = start_daemon(
-        [HORAD, "--bind", "127.0.0.1:0", "--roughtime-bind", "127.0.0.1:0",
+        [HORAD, "--bind", "127.0.0.1:0", "--roughtime-bind", f"{address}:0",
          "--roughtime-key", key_file, "--log-format", "text", "--stats-interval", "0s",
          "--config", "/dev/null"],
-        r"roughtime listening on 127\.0\.0\.1:(\d+)")
+        r"roughtime listening on [0-9.]+:(\d+)")
     return horad, int(found.group(1))
 
 
-def roughly(port, key, check_key, versions=""):
-    out = subprocess.run([ROUGHLY_PYTHON, "-c", ROUGHLY, str(port), key, check_key, versions],
+def roughly(port, key, check_key, versions="", host="127.0.0.1"):
+    out = subprocess.run([ROUGHLY_PYTHON, "-c", ROUGHLY, str(port), key, check_key, versions, host],
                          capture_output=True, text=True, timeout=20)
     if out.returncode != 0:
         raise AssertionError(f"roughly failed: {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout)
 
 
-def verified_by_roughly(port, key, versions, expected_version):
-    answer = roughly(port, key, key, versions)
+def verified_by_roughly(port, key, versions, expected_version, host="127.0.0.1"):
+    answer = roughly(port, key, key, versions, host)
     if "rejected" in answer:
         raise AssertionError(f"roughly rejected it: {answer['rejected']}")
     if answer["version"] != expected_version:
@@ -177,6 +180,14 @@ def main():
                   lambda: hora_refuses_another_key(port))
             check("horad refuses a key file others may read: exit 2, one line",
                   lambda: readable_key_refused(directory))
+        finally:
+            horad.terminate()
+            horad.wait(timeout=10)
+        # On a wildcard bind, the reply leaves from the address asked.
+        horad, port = start_horad(key_file, "0.0.0.0")
+        try:
+            check("wildcard bind: roughly asking 127.0.0.3 (a connected socket)",
+                  lambda: verified_by_roughly(port, key, "", 1, host="127.0.0.3"))
         finally:
             horad.terminate()
             horad.wait(timeout=10)
